@@ -1,0 +1,128 @@
+//! The config file as written: serde types that mirror the TOML one to one.
+//!
+//! Everything here is deserialised with `deny_unknown_fields` so a typo is
+//! an error, never a silently ignored key. Values are checked and turned
+//! into typed settings in `config::validate`; this file holds no rules.
+
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Daemon {
+    pub state_dir: Option<String>,
+    pub profile_dir: Option<String>,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Influx {
+    pub url: Option<String>,
+    pub api: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub org: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub bucket: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub database: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub retention_policy: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub username: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub batch_size: Option<u64>,
+    pub flush_interval: Option<String>,
+    pub timeout: Option<String>,
+    pub gzip: Option<bool>,
+    pub max_buffered_points: Option<u64>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Polling {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub reconnect_max: Option<String>,
+    pub delay_between_requests: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateway {
+    pub address: String,
+    pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub delay_between_requests: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    #[serde(deserialize_with = "string")]
+    pub id: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meter {
+    #[serde(deserialize_with = "string")]
+    pub id: String,
+    #[serde(deserialize_with = "string")]
+    pub customer: String,
+    pub address: String,
+    pub unit: i64,
+    pub profile: String,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub pt_ratio: Option<RatioValue>,
+    pub ct_ratio: Option<RatioValue>,
+    pub nominal_voltage: f64,
+    pub phases: Option<u8>,
+    pub fields: Option<Vec<String>>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    pub enabled: Option<bool>,
+}
+
+/// A transformer ratio: a number (`100`) or primary/secondary (`"10000/100"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RatioValue {
+    Number(f64),
+    Text(String),
+}
+
+/// Accept strings, and numbers/bools written where a string is meant
+/// (environment overrides arrive parsed: `PQWATCH__INFLUXDB__ORG=1234`).
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Any {
+        S(String),
+        I(i64),
+        F(f64),
+        B(bool),
+    }
+    Ok(Option::<Any>::deserialize(d)?.map(|a| match a {
+        Any::S(s) => s,
+        Any::I(i) => i.to_string(),
+        Any::F(f) => f.to_string(),
+        Any::B(b) => b.to_string(),
+    }))
+}
+
+/// Ids may be written as numbers (`id = 1001`); they are strings inside.
+fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    lenient_string(d)?.ok_or_else(|| serde::de::Error::custom("expected a string"))
+}

@@ -1,0 +1,756 @@
+//! Raw config tree → typed, checked [`Config`]. Every rule of the config
+//! lives here, and every violation is collected with its key path.
+
+use super::{ConfigError, Tree, raw};
+use crate::modbus::reading::{MeterPlan, Ratios};
+use crate::profile::{Profile, Registry};
+use crate::schema::did_you_mean;
+use crate::secret::Secret;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Sections pqwatch knows; any other top-level key is an error.
+const SECTIONS: &[&str] = &[
+    "daemon",
+    "influxdb",
+    "polling",
+    "gateways",
+    "customers",
+    "meters",
+];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub daemon: Daemon,
+    /// `None` when no `[influxdb]` section is configured or it is disabled.
+    pub influx: Option<Influx>,
+    pub polling: Polling,
+    pub customers: Vec<Customer>,
+    pub meters: Vec<Meter>,
+    /// Per gateway address: its settings (defaults from `[polling]`).
+    pub gateways: BTreeMap<String, GatewaySettings>,
+    pub profiles: Registry,
+}
+
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    pub state_dir: PathBuf,
+    pub profile_dir: PathBuf,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Api {
+    V2 {
+        org: String,
+        bucket: String,
+        token: Secret,
+    },
+    V1 {
+        database: String,
+        retention_policy: Option<String>,
+        username: Option<String>,
+        password: Secret,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Influx {
+    pub url: String,
+    pub api: Api,
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub timeout: Duration,
+    pub gzip: bool,
+    pub max_buffered_points: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Polling {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub reconnect_max: Duration,
+    pub delay_between_requests: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySettings {
+    pub address: String,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub reconnect_max: Duration,
+    pub delay_between_requests: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Meter {
+    pub id: String,
+    pub customer: String,
+    /// Gateway (or native meter) address, `host:port`.
+    pub address: String,
+    pub unit: u8,
+    pub profile: Arc<Profile>,
+    pub plan: Arc<MeterPlan>,
+    pub interval: Duration,
+    /// Per-request timeout (from the meter, else its gateway, else `[polling]`).
+    pub timeout: Duration,
+    pub pt_ratio: f64,
+    pub ct_ratio: f64,
+    /// IEC convention: line-to-line for three-phase, phase voltage for single-phase.
+    pub nominal_voltage: f64,
+    pub phases: u8,
+    /// Tags written with every point: user tags, then `meter` and `customer`.
+    pub tags: BTreeMap<String, String>,
+}
+
+struct Problems<'a> {
+    list: Vec<String>,
+    tree: &'a Tree,
+}
+
+impl Problems<'_> {
+    fn push(&mut self, key: &str, msg: impl std::fmt::Display) {
+        self.list.push(format!("{key}: {msg}{}", self.origin(key)));
+    }
+
+    /// " (in conf.d/x.toml)" for entries that came from a conf.d file.
+    fn origin(&self, key: &str) -> String {
+        let Some((arr, rest)) = key.split_once('[') else {
+            return String::new();
+        };
+        let Some(idx) = rest.split(']').next().and_then(|i| i.parse::<usize>().ok()) else {
+            return String::new();
+        };
+        self.tree
+            .origins
+            .get(&(arr.to_string(), idx))
+            .map(|p| format!(" (in {})", p.display()))
+            .unwrap_or_default()
+    }
+}
+
+fn typed<T: DeserializeOwned>(v: &Value, key: &str, p: &mut Problems) -> Option<T> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            let path = e.path().to_string();
+            let full = if path == "." || path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{key}.{path}")
+            };
+            p.push(&full, e.into_inner());
+            None
+        }
+    }
+}
+
+fn section<T: DeserializeOwned + Default>(key: &str, p: &mut Problems) -> T {
+    match p.tree.root.get(key) {
+        None => T::default(),
+        Some(v) => typed(v, key, p).unwrap_or_default(),
+    }
+}
+
+fn entries<T: DeserializeOwned>(key: &str, p: &mut Problems) -> Vec<(String, T)> {
+    match p.tree.root.get(key) {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| {
+                let k = format!("{key}[{i}]");
+                typed(v, &k, p).map(|t| (k, t))
+            })
+            .collect(),
+        Some(_) => {
+            p.push(key, format!("must be an array of tables ([[{key}]])"));
+            Vec::new()
+        }
+    }
+}
+
+fn duration(v: Option<&str>, default: Duration, key: &str, p: &mut Problems) -> Duration {
+    let Some(s) = v else { return default };
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => d,
+        Ok(_) => {
+            p.push(key, "must be longer than zero");
+            default
+        }
+        Err(e) => {
+            p.push(
+                key,
+                format!("\"{s}\" is not a duration like \"5s\" or \"500ms\" ({e})"),
+            );
+            default
+        }
+    }
+}
+
+fn resolve(base: &Path, s: &str) -> PathBuf {
+    let p = PathBuf::from(s);
+    if p.is_absolute() { p } else { base.join(p) }
+}
+
+/// A secret from its inline value or from a file; both set is an error.
+fn secret(
+    inline: Option<String>,
+    file: Option<String>,
+    key: &str,
+    p: &mut Problems,
+) -> Option<Secret> {
+    match (inline, file) {
+        (Some(_), Some(_)) => {
+            p.push(key, format!("set either {key} or {key}_file, not both"));
+            None
+        }
+        (Some(s), None) => Some(Secret::new(s)),
+        (None, Some(f)) => {
+            // systemd LoadCredential= puts secrets in $CREDENTIALS_DIRECTORY.
+            let path = match std::env::var_os("CREDENTIALS_DIRECTORY") {
+                Some(dir) if Path::new(&f).is_relative() => PathBuf::from(dir).join(&f),
+                _ => PathBuf::from(&f),
+            };
+            match std::fs::read_to_string(&path) {
+                Ok(s) => Some(Secret::new(s.trim_end_matches(['\n', '\r']))),
+                Err(e) => {
+                    // The path is not secret; the content never appears.
+                    p.push(
+                        &format!("{key}_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    }
+}
+
+fn ratio(v: Option<&raw::RatioValue>, key: &str, p: &mut Problems) -> f64 {
+    let r = match v {
+        None => return 1.0,
+        Some(raw::RatioValue::Number(n)) => Some(*n),
+        Some(raw::RatioValue::Text(s)) => match s.split_once('/') {
+            Some((a, b)) => match (a.trim().parse::<f64>(), b.trim().parse::<f64>()) {
+                (Ok(a), Ok(b)) if b != 0.0 => Some(a / b),
+                _ => None,
+            },
+            None => s.trim().parse::<f64>().ok(),
+        },
+    };
+    match r {
+        Some(r) if r.is_finite() && r > 0.0 => r,
+        _ => {
+            p.push(
+                key,
+                "must be a positive number or \"primary/secondary\" like \"10000/100\"",
+            );
+            1.0
+        }
+    }
+}
+
+/// Tag keys and values become InfluxDB tags: keep them to what every
+/// backend and query language handles without surprises.
+fn check_tags(tags: &BTreeMap<String, String>, key: &str, p: &mut Problems) {
+    for (k, v) in tags {
+        if matches!(
+            k.as_str(),
+            "meter" | "customer" | "time" | "_field" | "_measurement"
+        ) {
+            p.push(&format!("{key}.tags.{k}"), "is reserved");
+        } else if !crate::schema::valid_field_name(k) {
+            p.push(
+                &format!("{key}.tags.{k}"),
+                "tag keys must be lowercase snake_case",
+            );
+        }
+        if v.is_empty() || v.chars().any(char::is_control) {
+            p.push(
+                &format!("{key}.tags.{k}"),
+                "tag values must be non-empty and contain no control characters",
+            );
+        }
+    }
+}
+
+fn check_id(id: &str, key: &str, p: &mut Problems) {
+    if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+        p.push(key, "must be 1–128 characters with no control characters");
+    }
+}
+
+/// Check `host:port` without resolving it (resolution happens at connect
+/// time, so a DNS outage at start-up does not stop the daemon).
+fn check_address(a: &str, key: &str, p: &mut Problems) {
+    let ok = match a.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && !host.contains(char::is_whitespace)
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+        }
+        None => false,
+    };
+    if !ok {
+        p.push(
+            key,
+            format!("\"{a}\" is not host:port (e.g. \"10.20.1.5:502\")"),
+        );
+    }
+}
+
+pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
+    let mut p = Problems {
+        list: Vec::new(),
+        tree,
+    };
+    for k in tree.root.keys() {
+        if !SECTIONS.contains(&k.as_str()) {
+            let hint = did_you_mean(k, SECTIONS.iter().copied())
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            p.push(k, format!("unknown section{hint}"));
+        }
+    }
+
+    // [daemon]
+    let d: raw::Daemon = section("daemon", &mut p);
+    let daemon = Daemon {
+        state_dir: resolve(
+            &tree.base_dir,
+            d.state_dir.as_deref().unwrap_or("/var/lib/pqwatch"),
+        ),
+        profile_dir: resolve(
+            &tree.base_dir,
+            d.profile_dir.as_deref().unwrap_or("/etc/pqwatch/profiles"),
+        ),
+        timezone: d.timezone,
+    };
+    let profiles = match Registry::load(Some(&daemon.profile_dir)) {
+        Ok(r) => r,
+        Err(errs) => {
+            for e in errs {
+                for problem in e.problems {
+                    p.list.push(format!("profile {}: {problem}", e.origin));
+                }
+            }
+            Registry::builtin()
+        }
+    };
+
+    // [polling]
+    let pl: raw::Polling = section("polling", &mut p);
+    let polling = Polling {
+        interval: duration(
+            pl.interval.as_deref(),
+            Duration::from_secs(5),
+            "polling.interval",
+            &mut p,
+        ),
+        timeout: duration(
+            pl.timeout.as_deref(),
+            Duration::from_secs(1),
+            "polling.timeout",
+            &mut p,
+        ),
+        connect_timeout: duration(
+            pl.connect_timeout.as_deref(),
+            Duration::from_secs(3),
+            "polling.connect_timeout",
+            &mut p,
+        ),
+        reconnect_max: duration(
+            pl.reconnect_max.as_deref(),
+            Duration::from_secs(30),
+            "polling.reconnect_max",
+            &mut p,
+        ),
+        delay_between_requests: match pl.delay_between_requests.as_deref() {
+            Some("0") | Some("0s") | Some("0ms") | None => Duration::ZERO,
+            Some(s) => duration(
+                Some(s),
+                Duration::ZERO,
+                "polling.delay_between_requests",
+                &mut p,
+            ),
+        },
+    };
+    check_interval(polling.interval, "polling.interval", &mut p);
+
+    let influx = influx(&mut p);
+
+    // [[gateways]]
+    let mut gateways: BTreeMap<String, GatewaySettings> = BTreeMap::new();
+    for (key, g) in entries::<raw::Gateway>("gateways", &mut p) {
+        check_address(&g.address, &format!("{key}.address"), &mut p);
+        let s = GatewaySettings {
+            address: g.address.clone(),
+            timeout: duration(
+                g.timeout.as_deref(),
+                polling.timeout,
+                &format!("{key}.timeout"),
+                &mut p,
+            ),
+            connect_timeout: duration(
+                g.connect_timeout.as_deref(),
+                polling.connect_timeout,
+                &format!("{key}.connect_timeout"),
+                &mut p,
+            ),
+            reconnect_max: polling.reconnect_max,
+            delay_between_requests: match g.delay_between_requests.as_deref() {
+                None => polling.delay_between_requests,
+                Some("0") | Some("0s") | Some("0ms") => Duration::ZERO,
+                Some(s) => duration(
+                    Some(s),
+                    Duration::ZERO,
+                    &format!("{key}.delay_between_requests"),
+                    &mut p,
+                ),
+            },
+        };
+        if gateways.insert(g.address.clone(), s).is_some() {
+            p.push(
+                &format!("{key}.address"),
+                format!("\"{}\" is listed twice", g.address),
+            );
+        }
+    }
+
+    // [[customers]]
+    let mut customers = Vec::new();
+    let mut customer_ids = BTreeSet::new();
+    for (key, c) in entries::<raw::Customer>("customers", &mut p) {
+        check_id(&c.id, &format!("{key}.id"), &mut p);
+        check_tags(&c.tags, &key, &mut p);
+        if !customer_ids.insert(c.id.clone()) {
+            p.push(
+                &format!("{key}.id"),
+                format!("\"{}\" is used by another customer", c.id),
+            );
+        }
+        customers.push(Customer {
+            name: c.name.unwrap_or_else(|| c.id.clone()),
+            id: c.id,
+            tags: c.tags,
+        });
+    }
+
+    // [[meters]]
+    let mut meters = Vec::new();
+    let mut meter_ids = BTreeSet::new();
+    let mut units_seen: BTreeMap<(String, u8), String> = BTreeMap::new();
+    for (key, m) in entries::<raw::Meter>("meters", &mut p) {
+        if m.enabled == Some(false) {
+            continue;
+        }
+        check_id(&m.id, &format!("{key}.id"), &mut p);
+        if !meter_ids.insert(m.id.clone()) {
+            p.push(
+                &format!("{key}.id"),
+                format!("\"{}\" is used by another meter", m.id),
+            );
+        }
+        if !customer_ids.contains(&m.customer) {
+            let hint = did_you_mean(&m.customer, customer_ids.iter().map(String::as_str))
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            p.push(
+                &format!("{key}.customer"),
+                format!(
+                    "unknown customer \"{}\"{hint}: add it under [[customers]]",
+                    m.customer
+                ),
+            );
+        }
+        check_address(&m.address, &format!("{key}.address"), &mut p);
+        let unit = match u8::try_from(m.unit) {
+            Ok(u) => u,
+            Err(_) => {
+                p.push(
+                    &format!("{key}.unit"),
+                    format!("{} is not a Modbus unit id (0–255)", m.unit),
+                );
+                0
+            }
+        };
+        if let Some(other) = units_seen.insert((m.address.clone(), unit), m.id.clone()) {
+            p.push(
+                &format!("{key}.unit"),
+                format!("unit {unit} at {} is already meter \"{other}\"", m.address),
+            );
+        }
+        let profile = profiles.get(&m.profile).cloned();
+        if profile.is_none() {
+            let hint = did_you_mean(&m.profile, profiles.names())
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_else(|| {
+                    format!(
+                        " (known: {})",
+                        profiles.names().collect::<Vec<_>>().join(", ")
+                    )
+                });
+            p.push(
+                &format!("{key}.profile"),
+                format!("unknown profile \"{}\"{hint}", m.profile),
+            );
+        }
+        let interval = duration(
+            m.interval.as_deref(),
+            polling.interval,
+            &format!("{key}.interval"),
+            &mut p,
+        );
+        check_interval(interval, &format!("{key}.interval"), &mut p);
+        let gw_timeout = gateways
+            .get(&m.address)
+            .map(|g| g.timeout)
+            .unwrap_or(polling.timeout);
+        let timeout = duration(
+            m.timeout.as_deref(),
+            gw_timeout,
+            &format!("{key}.timeout"),
+            &mut p,
+        );
+        let pt_ratio = ratio(m.pt_ratio.as_ref(), &format!("{key}.pt_ratio"), &mut p);
+        let ct_ratio = ratio(m.ct_ratio.as_ref(), &format!("{key}.ct_ratio"), &mut p);
+        let phases = m.phases.unwrap_or(3);
+        if phases != 1 && phases != 3 {
+            p.push(&format!("{key}.phases"), "must be 1 or 3");
+        }
+        if !(m.nominal_voltage.is_finite() && m.nominal_voltage > 0.0) {
+            p.push(
+                &format!("{key}.nominal_voltage"),
+                "must be a positive voltage in V",
+            );
+        } else if m.nominal_voltage < 50.0 {
+            // Catches "10" meant as kV: the IEC convention here is volts.
+            p.push(
+                &format!("{key}.nominal_voltage"),
+                format!(
+                    "{} V is implausible: give volts, e.g. 10000 for 10 kV",
+                    m.nominal_voltage
+                ),
+            );
+        }
+        check_tags(&m.tags, &key, &mut p);
+        let Some(profile) = profile else { continue };
+        let plan = match MeterPlan::new(
+            profile.clone(),
+            m.fields.as_deref(),
+            Ratios {
+                pt: pt_ratio,
+                ct: ct_ratio,
+            },
+        ) {
+            Ok(plan) => plan,
+            Err(errs) => {
+                for e in errs {
+                    p.push(&format!("{key}.fields"), e);
+                }
+                continue;
+            }
+        };
+        let mut tags = customers
+            .iter()
+            .find(|c| c.id == m.customer)
+            .map(|c| c.tags.clone())
+            .unwrap_or_default();
+        tags.extend(m.tags.clone());
+        tags.insert("meter".into(), m.id.clone());
+        tags.insert("customer".into(), m.customer.clone());
+        meters.push(Meter {
+            id: m.id,
+            customer: m.customer,
+            address: m.address,
+            unit,
+            profile,
+            plan: Arc::new(plan),
+            interval,
+            timeout,
+            pt_ratio,
+            ct_ratio,
+            nominal_voltage: m.nominal_voltage,
+            phases,
+            tags,
+        });
+    }
+    // Gateways without a [[gateways]] entry get the [polling] defaults.
+    for m in &meters {
+        gateways
+            .entry(m.address.clone())
+            .or_insert_with(|| GatewaySettings {
+                address: m.address.clone(),
+                timeout: polling.timeout,
+                connect_timeout: polling.connect_timeout,
+                reconnect_max: polling.reconnect_max,
+                delay_between_requests: polling.delay_between_requests,
+            });
+    }
+
+    if !p.list.is_empty() {
+        return Err(ConfigError { problems: p.list });
+    }
+    Ok(Config {
+        daemon,
+        influx,
+        polling,
+        customers,
+        meters,
+        gateways,
+        profiles,
+    })
+}
+
+fn check_interval(d: Duration, key: &str, p: &mut Problems) {
+    if d < Duration::from_millis(100) {
+        p.push(key, "must be at least 100ms");
+    } else if d > Duration::from_secs(3600) {
+        p.push(key, "must be at most 1h");
+    }
+}
+
+fn influx(p: &mut Problems) -> Option<Influx> {
+    p.tree.root.get("influxdb")?;
+    let r: raw::Influx = section("influxdb", p);
+    if r.enabled == Some(false) {
+        return None;
+    }
+    let url = match r.url {
+        None => {
+            p.push("influxdb.url", "missing (e.g. \"http://127.0.0.1:8086\")");
+            String::new()
+        }
+        Some(u) => {
+            let u = u.trim_end_matches('/').to_string();
+            if !(u.starts_with("http://") || u.starts_with("https://"))
+                || reqwest::Url::parse(&u).is_err()
+            {
+                p.push(
+                    "influxdb.url",
+                    format!("\"{u}\" is not an http:// or https:// URL"),
+                );
+            }
+            u
+        }
+    };
+    let api = match r.api.as_deref().unwrap_or("v2") {
+        "v2" => {
+            for (k, set) in [
+                ("database", r.database.is_some()),
+                ("retention_policy", r.retention_policy.is_some()),
+                ("username", r.username.is_some()),
+                (
+                    "password",
+                    r.password.is_some() || r.password_file.is_some(),
+                ),
+            ] {
+                if set {
+                    p.push(
+                        &format!("influxdb.{k}"),
+                        "is a v1 setting; with api = \"v2\" use org, bucket and token",
+                    );
+                }
+            }
+            let token = secret(r.token, r.token_file, "influxdb.token", p);
+            if token.is_none() {
+                p.push(
+                    "influxdb.token",
+                    "missing: set token, token_file or PQWATCH__INFLUXDB__TOKEN",
+                );
+            }
+            if r.org.is_none() {
+                p.push("influxdb.org", "missing");
+            }
+            if r.bucket.is_none() {
+                p.push("influxdb.bucket", "missing");
+            }
+            Api::V2 {
+                org: r.org.unwrap_or_default(),
+                bucket: r.bucket.unwrap_or_default(),
+                token: token.unwrap_or_default(),
+            }
+        }
+        "v1" => {
+            for (k, set) in [
+                ("org", r.org.is_some()),
+                ("bucket", r.bucket.is_some()),
+                ("token", r.token.is_some() || r.token_file.is_some()),
+            ] {
+                if set {
+                    p.push(
+                        &format!("influxdb.{k}"),
+                        "is a v2 setting; with api = \"v1\" use database, username and password",
+                    );
+                }
+            }
+            if r.database.is_none() {
+                p.push("influxdb.database", "missing");
+            }
+            let password = secret(r.password, r.password_file, "influxdb.password", p);
+            if password.is_some() && r.username.is_none() {
+                p.push("influxdb.username", "missing (a password is set)");
+            }
+            Api::V1 {
+                database: r.database.unwrap_or_default(),
+                retention_policy: r.retention_policy.filter(|s| !s.is_empty()),
+                username: r.username,
+                password: password.unwrap_or_default(),
+            }
+        }
+        other => {
+            p.push(
+                "influxdb.api",
+                format!("\"{other}\" is not \"v2\" or \"v1\""),
+            );
+            return None;
+        }
+    };
+    let batch_size = r.batch_size.unwrap_or(5000);
+    if !(1..=1_000_000).contains(&batch_size) {
+        p.push(
+            "influxdb.batch_size",
+            "must be between 1 and 1000000 points",
+        );
+    }
+    let max_buffered_points = r.max_buffered_points.unwrap_or(2_000_000);
+    if max_buffered_points < batch_size {
+        p.push(
+            "influxdb.max_buffered_points",
+            "must be at least batch_size",
+        );
+    }
+    Some(Influx {
+        url,
+        api,
+        batch_size: batch_size as usize,
+        flush_interval: duration(
+            r.flush_interval.as_deref(),
+            Duration::from_secs(1),
+            "influxdb.flush_interval",
+            p,
+        ),
+        timeout: duration(
+            r.timeout.as_deref(),
+            Duration::from_secs(10),
+            "influxdb.timeout",
+            p,
+        ),
+        gzip: r.gzip.unwrap_or(true),
+        max_buffered_points: max_buffered_points as usize,
+    })
+}

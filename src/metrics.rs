@@ -1,0 +1,50 @@
+//! Process-wide counters, shared by the tasks that count and the code that
+//! reports (periodic log summaries now, `/metrics` later).
+//!
+//! Each failure is logged and counted by one helper in the module where it
+//! happens, so logs and counters always agree.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Meter polls that returned at least one value.
+    pub polls_ok: AtomicU64,
+    /// Meter polls that returned nothing (every read failed).
+    pub polls_failed: AtomicU64,
+    /// Polls with some reads failed and some succeeded.
+    pub polls_partial: AtomicU64,
+    /// Scheduled polls skipped because the previous cycle overran.
+    pub cycles_skipped: AtomicU64,
+    /// Scheduled polls skipped while a dead meter is backed off.
+    pub polls_backed_off: AtomicU64,
+    pub reads_ok: AtomicU64,
+    pub read_timeouts: AtomicU64,
+    pub read_exceptions: AtomicU64,
+    pub read_transport_errors: AtomicU64,
+    pub connects_failed: AtomicU64,
+    /// Values dropped because they were NaN, ±inf, "not available", …
+    pub fields_dropped: AtomicU64,
+    pub points_written: AtomicU64,
+    pub batches_written: AtomicU64,
+    pub batches_failed: AtomicU64,
+    /// Points lost because the in-memory buffer was full or shutdown
+    /// ended before they were delivered.
+    pub points_dropped: AtomicU64,
+    /// Points generated with no database configured.
+    pub points_discarded: AtomicU64,
+}
+
+impl Metrics {
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
+
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Relaxed)
+    }
+}

@@ -1,0 +1,437 @@
+//! Gateway tasks: one task owns one Modbus/TCP connection and polls every
+//! meter behind it on a wall-clock schedule.
+//!
+//! Requests to a gateway are serialised (an RS-485 bus answers one request
+//! at a time); gateways run concurrently, each in its own task, so a dead
+//! gateway never touches another. Within a gateway:
+//!
+//! - Poll instants are aligned to wall-clock multiples of each meter's
+//!   interval; the reading is stamped with that instant.
+//! - If polling overruns so that a meter's next instant has already passed,
+//!   the missed cycles are skipped and counted, never queued.
+//! - Every request runs under the meter's timeout. A timeout or transport
+//!   error drops the connection (a late reply would desynchronise
+//!   transaction ids) and abandons that meter's remaining reads for this
+//!   cycle, so a dead meter costs the others at most one timeout.
+//!   Reconnecting is immediate after a meter failure; after a failed
+//!   connect it backs off (capped, jittered).
+//! - A Modbus exception is counted and logged; the connection is kept.
+//! - A meter that fails three polls in a row is backed off (polled every
+//!   2ⁿ cycles, up to the reconnect cap) until it answers again.
+//!
+//! Failures are logged at the start of a streak and on recovery, not on
+//! every poll, and always counted.
+
+use crate::config::{GatewaySettings, Meter};
+use crate::metrics::Metrics;
+use crate::modbus::plan::ReadRequest;
+use crate::profile::FunctionCode;
+use crate::reading::{MeterMeta, Reading};
+use rand::RngExt as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, timeout};
+use tokio_modbus::client::Client as _;
+use tokio_modbus::client::Context;
+use tokio_modbus::prelude::{Reader, SlaveContext};
+use tokio_modbus::{ExceptionCode, Slave};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+/// Outcome of one read request.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    Ok(Vec<u16>),
+    Exception(ExceptionCode),
+    Timeout,
+    /// Transport or protocol error (wrong length, mismatched header, …).
+    Broken(String),
+    /// No connection could be made.
+    NoConnection(String),
+}
+
+/// One meter's poll state inside its gateway task.
+struct MeterState {
+    meter: Arc<Meter>,
+    meta: Arc<MeterMeta>,
+    interval_ms: i64,
+    /// Next scheduled instant, Unix ms.
+    next_ms: i64,
+    fail_streak: u32,
+    /// While backed off: do not poll before this instant (Unix ms).
+    backoff_until_ms: i64,
+}
+
+/// Unix time now in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The first multiple of `interval_ms` strictly after `t`.
+pub fn next_aligned(t: i64, interval_ms: i64) -> i64 {
+    (t.div_euclid(interval_ms) + 1) * interval_ms
+}
+
+/// Skip forward over missed instants: returns (instant to poll, cycles skipped).
+pub fn catch_up(scheduled: i64, now: i64, interval_ms: i64) -> (i64, u64) {
+    if now < scheduled + interval_ms {
+        return (scheduled, 0);
+    }
+    let missed = (now - scheduled) / interval_ms;
+    (scheduled + missed * interval_ms, missed as u64)
+}
+
+pub struct Gateway {
+    pub settings: GatewaySettings,
+    pub meters: Vec<Arc<Meter>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The connection and its reconnect state.
+struct Conn {
+    ctx: Option<Context>,
+    connect_failures: u32,
+    retry_at: Option<Instant>,
+}
+
+impl Gateway {
+    /// Run until `cancel` fires. Readings go to `tx`; a full channel applies
+    /// backpressure (the sink drains at CPU speed, never waiting on I/O).
+    pub async fn run(self, tx: mpsc::Sender<Reading>, cancel: CancellationToken) {
+        let span = info_span!("gateway", gateway = %self.settings.address);
+        self.run_inner(tx, cancel).instrument(span).await
+    }
+
+    async fn run_inner(self, tx: mpsc::Sender<Reading>, cancel: CancellationToken) {
+        let now = now_ms();
+        let mut states: Vec<MeterState> = self
+            .meters
+            .iter()
+            .map(|m| {
+                let interval_ms = m.interval.as_millis().max(1) as i64;
+                MeterState {
+                    meta: Arc::new(MeterMeta::new(&m.id, &m.customer, &m.tags)),
+                    meter: m.clone(),
+                    interval_ms,
+                    next_ms: next_aligned(now, interval_ms),
+                    fail_streak: 0,
+                    backoff_until_ms: 0,
+                }
+            })
+            .collect();
+        let mut conn = Conn {
+            ctx: None,
+            connect_failures: 0,
+            retry_at: None,
+        };
+        debug!(meters = states.len(), "gateway task started");
+
+        loop {
+            let Some(due_ms) = states.iter().map(|s| s.next_ms).min() else {
+                return;
+            };
+            let wait = Duration::from_millis((due_ms - now_ms()).max(0) as u64);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            // Poll every meter that is due, in config order.
+            for i in 0..states.len() {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                let now = now_ms();
+                let st = &mut states[i];
+                if st.next_ms > now {
+                    continue;
+                }
+                let (at, skipped) = catch_up(st.next_ms, now, st.interval_ms);
+                if skipped > 0 {
+                    Metrics::add(&self.metrics.cycles_skipped, skipped);
+                    debug!(meter = %st.meter.id, skipped, "poll overran; skipped cycles");
+                }
+                st.next_ms = at + st.interval_ms;
+                if at < st.backoff_until_ms {
+                    Metrics::inc(&self.metrics.polls_backed_off);
+                    continue;
+                }
+                let values = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    v = self.poll_meter(st, &mut conn) => v,
+                };
+                if let Some(values) = values {
+                    let reading = Reading {
+                        meter: st.meta.clone(),
+                        ts_ms: at,
+                        values,
+                    };
+                    if tx.send(reading).await.is_err() {
+                        return; // sink gone: shutting down
+                    }
+                }
+            }
+        }
+        if let Some(mut ctx) = conn.ctx.take() {
+            let _ = timeout(Duration::from_millis(200), ctx.disconnect()).await;
+        }
+        debug!("gateway task stopped");
+    }
+
+    /// Poll one meter once. Returns its values, or `None` when nothing decoded.
+    async fn poll_meter(
+        &self,
+        st: &mut MeterState,
+        conn: &mut Conn,
+    ) -> Option<Vec<(Arc<str>, f64)>> {
+        let m = st.meter.clone();
+        let plan = &m.plan;
+        let mut results: Vec<Option<Vec<u16>>> = Vec::with_capacity(plan.requests.len());
+        let mut first_error: Option<String> = None;
+        let mut abandon = false;
+        for (k, req) in plan.requests.iter().enumerate() {
+            if abandon {
+                results.push(None);
+                continue;
+            }
+            if k > 0 && !self.settings.delay_between_requests.is_zero() {
+                tokio::time::sleep(self.settings.delay_between_requests).await;
+            }
+            let outcome = self.read(conn, m.unit, m.timeout, req).await;
+            match outcome {
+                ReadOutcome::Ok(words) => {
+                    Metrics::inc(&self.metrics.reads_ok);
+                    results.push(Some(words));
+                }
+                ReadOutcome::Exception(code) => {
+                    Metrics::inc(&self.metrics.read_exceptions);
+                    first_error.get_or_insert_with(|| {
+                        format!(
+                            "{} {}+{}: Modbus exception {:?} (0x{:02X})",
+                            req.function,
+                            req.start,
+                            req.count,
+                            code,
+                            u8::from(code)
+                        )
+                    });
+                    results.push(None);
+                    // 0x0A/0x0B: the gateway cannot reach the meter; the
+                    // remaining reads would fail the same way.
+                    abandon = matches!(
+                        code,
+                        ExceptionCode::GatewayPathUnavailable | ExceptionCode::GatewayTargetDevice
+                    );
+                }
+                ReadOutcome::Timeout => {
+                    Metrics::inc(&self.metrics.read_timeouts);
+                    first_error.get_or_insert_with(|| {
+                        format!(
+                            "{} {}+{}: no answer within {:?}",
+                            req.function, req.start, req.count, m.timeout
+                        )
+                    });
+                    results.push(None);
+                    abandon = true;
+                }
+                ReadOutcome::Broken(e) => {
+                    Metrics::inc(&self.metrics.read_transport_errors);
+                    first_error.get_or_insert_with(|| {
+                        format!("{} {}+{}: {e}", req.function, req.start, req.count)
+                    });
+                    results.push(None);
+                    abandon = true;
+                }
+                ReadOutcome::NoConnection(e) => {
+                    first_error.get_or_insert(e);
+                    results.push(None);
+                    abandon = true;
+                }
+            }
+        }
+
+        let ok_reads = results.iter().filter(|r| r.is_some()).count();
+        let assembled = plan.assemble(&results);
+        for (field, reason) in &assembled.dropped {
+            Metrics::inc(&self.metrics.fields_dropped);
+            debug!(meter = %m.id, field = %field, reason = %reason, "value dropped");
+        }
+        if !assembled.dropped.is_empty() && st.fail_streak == 0 {
+            // Once per poll at most, at info: bad data is worth knowing about.
+            let names: Vec<String> = assembled
+                .dropped
+                .iter()
+                .map(|(f, r)| format!("{f}({r})"))
+                .collect();
+            info!(meter = %m.id, dropped = %names.join(" "), "values dropped from reading");
+        }
+
+        if ok_reads == 0 {
+            Metrics::inc(&self.metrics.polls_failed);
+            st.fail_streak += 1;
+            let err = first_error.unwrap_or_else(|| "no reads".into());
+            if st.fail_streak == 1 {
+                warn!(meter = %m.id, unit = m.unit, error = %err, "meter poll failed");
+            } else {
+                debug!(meter = %m.id, streak = st.fail_streak, error = %err, "meter poll failed");
+            }
+            if st.fail_streak >= 3 {
+                let cycles = 1i64 << (st.fail_streak - 2).min(10);
+                let cap = self.settings.reconnect_max.as_millis() as i64;
+                let wait = (cycles * st.interval_ms).min(cap.max(st.interval_ms));
+                st.backoff_until_ms = now_ms() + wait;
+                if st.fail_streak == 3 {
+                    warn!(meter = %m.id, "meter keeps failing; polling it less often until it answers");
+                }
+            }
+            return None;
+        }
+        if st.fail_streak > 0 {
+            info!(meter = %m.id, after_failures = st.fail_streak, "meter answers again");
+            st.fail_streak = 0;
+            st.backoff_until_ms = 0;
+        }
+        if ok_reads < results.len() {
+            Metrics::inc(&self.metrics.polls_partial);
+            debug!(meter = %m.id, error = %first_error.unwrap_or_default(), "some reads failed");
+        } else {
+            Metrics::inc(&self.metrics.polls_ok);
+        }
+        if assembled.values.is_empty() {
+            return None;
+        }
+        Some(assembled.values)
+    }
+
+    /// One read request, connecting first if needed.
+    async fn read(
+        &self,
+        conn: &mut Conn,
+        unit: u8,
+        req_timeout: Duration,
+        req: &ReadRequest,
+    ) -> ReadOutcome {
+        if conn.ctx.is_none() {
+            if let Some(t) = conn.retry_at
+                && Instant::now() < t
+            {
+                return ReadOutcome::NoConnection(format!(
+                    "gateway unreachable (retrying in {:?})",
+                    t - Instant::now()
+                ));
+            }
+            match self.connect().await {
+                Ok(ctx) => {
+                    if conn.connect_failures > 0 {
+                        info!(
+                            after_failures = conn.connect_failures,
+                            "gateway connected again"
+                        );
+                    }
+                    conn.ctx = Some(ctx);
+                    conn.connect_failures = 0;
+                    conn.retry_at = None;
+                }
+                Err(e) => {
+                    Metrics::inc(&self.metrics.connects_failed);
+                    conn.connect_failures += 1;
+                    let wait =
+                        reconnect_backoff(conn.connect_failures, self.settings.reconnect_max);
+                    conn.retry_at = Some(Instant::now() + wait);
+                    if conn.connect_failures == 1 {
+                        warn!(error = %e, "cannot connect to gateway");
+                    }
+                    return ReadOutcome::NoConnection(format!("cannot connect: {e}"));
+                }
+            }
+        }
+        let ctx = conn.ctx.as_mut().expect("connected above");
+        ctx.set_slave(Slave(unit));
+        let call = async {
+            match req.function {
+                FunctionCode::Holding => ctx.read_holding_registers(req.start, req.count).await,
+                FunctionCode::Input => ctx.read_input_registers(req.start, req.count).await,
+            }
+        };
+        let outcome = match timeout(req_timeout, call).await {
+            Err(_) => ReadOutcome::Timeout,
+            Ok(Err(e)) => ReadOutcome::Broken(e.to_string()),
+            Ok(Ok(Err(code))) => ReadOutcome::Exception(code),
+            Ok(Ok(Ok(words))) if words.len() != req.count as usize => ReadOutcome::Broken(format!(
+                "reply has {} registers, asked for {}",
+                words.len(),
+                req.count
+            )),
+            Ok(Ok(Ok(words))) => ReadOutcome::Ok(words),
+        };
+        if matches!(outcome, ReadOutcome::Timeout | ReadOutcome::Broken(_)) {
+            // Never reuse a connection that may still deliver a stale reply.
+            conn.ctx = None;
+        }
+        outcome
+    }
+
+    async fn connect(&self) -> Result<Context, String> {
+        let t = self.settings.connect_timeout;
+        let addr = &self.settings.address;
+        let attempt = async {
+            let mut last = String::from("no address");
+            for sa in tokio::net::lookup_host(addr.as_str())
+                .await
+                .map_err(|e| format!("resolve {addr}: {e}"))?
+            {
+                match tokio_modbus::client::tcp::connect_slave(sa, Slave(1)).await {
+                    Ok(ctx) => return Ok(ctx),
+                    Err(e) => last = format!("{sa}: {e}"),
+                }
+            }
+            Err(last)
+        };
+        match timeout(t, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("connect timed out after {t:?}")),
+        }
+    }
+}
+
+/// 250 ms doubling to `cap`, with ±25 % jitter so many pqwatch instances
+/// (or gateways) do not reconnect in lockstep.
+fn reconnect_backoff(failures: u32, cap: Duration) -> Duration {
+    let base = Duration::from_millis(250) * 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    let base = base.min(cap);
+    base.mul_f64(rand::rng().random_range(0.75..1.25))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment_to_wall_clock() {
+        assert_eq!(next_aligned(12_345, 5_000), 15_000);
+        assert_eq!(next_aligned(15_000, 5_000), 20_000, "strictly after");
+        assert_eq!(next_aligned(0, 1_000), 1_000);
+    }
+
+    #[test]
+    fn overruns_skip_cycles_instead_of_queueing() {
+        // On time or late by less than one interval: poll the scheduled instant.
+        assert_eq!(catch_up(10_000, 10_000, 1_000), (10_000, 0));
+        assert_eq!(catch_up(10_000, 10_999, 1_000), (10_000, 0));
+        // 3.5 intervals late: skip 3, poll the latest instant that has passed.
+        assert_eq!(catch_up(10_000, 13_500, 1_000), (13_000, 3));
+    }
+
+    #[test]
+    fn reconnect_backoff_is_capped() {
+        let cap = Duration::from_secs(30);
+        let first = reconnect_backoff(1, cap);
+        assert!(first >= Duration::from_millis(187) && first <= Duration::from_millis(313));
+        for f in [10, 20, 1000] {
+            assert!(reconnect_backoff(f, cap) <= cap.mul_f64(1.25));
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The unit of data flowing from pollers to sinks: one poll of one meter.
+
+use crate::sink::line;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What every reading of a meter shares; built once per meter.
+#[derive(Debug)]
+pub struct MeterMeta {
+    pub id: String,
+    pub customer: String,
+    /// Escaped `meter,tag=v,...` prefix of the meter's line-protocol lines.
+    pub series_key: String,
+}
+
+impl MeterMeta {
+    pub fn new(id: &str, customer: &str, tags: &BTreeMap<String, String>) -> Self {
+        MeterMeta {
+            id: id.to_string(),
+            customer: customer.to_string(),
+            series_key: line::series_key(line::MEASUREMENT, tags),
+        }
+    }
+}
+
+/// One poll of one meter: the values that decoded, at the poll's scheduled
+/// wall-clock instant (aligned to the interval, so series of all meters
+/// line up and a re-sent batch overwrites rather than duplicates).
+#[derive(Debug, Clone)]
+pub struct Reading {
+    pub meter: Arc<MeterMeta>,
+    /// Unix time in milliseconds.
+    pub ts_ms: i64,
+    pub values: Vec<(Arc<str>, f64)>,
+}
