@@ -86,7 +86,7 @@ pub fn load_with_env(
     validate_tree(&tree)
 }
 
-/// Load an embedded config text (the demo), with no conf.d and no env.
+/// Load a config text (generated fleets, tests), with no conf.d and no env.
 pub fn from_str(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
     let root = parse_file_text(text, "embedded config")?;
     validate_tree(&Tree {
@@ -94,6 +94,38 @@ pub fn from_str(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
         origins: BTreeMap::new(),
         base_dir: base_dir.to_path_buf(),
     })
+}
+
+/// As [`from_str`], with `PQWATCH__…` environment overrides (the demo).
+pub fn from_str_with_env(text: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    let mut root = parse_file_text(text, "embedded config")?;
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    apply_env(&mut root, env).map_err(ConfigError::one)?;
+    validate_tree(&Tree {
+        root,
+        origins: BTreeMap::new(),
+        base_dir: base_dir.to_path_buf(),
+    })
+}
+
+/// Environment overrides. The config crate lowercases keys and splits on
+/// "__"; values are parsed as numbers/bools where they look like one.
+fn apply_env(
+    root: &mut serde_json::Map<String, Value>,
+    env: std::collections::HashMap<String, String>,
+) -> Result<(), String> {
+    let env_src = config::Environment::with_prefix("PQWATCH")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .source(Some(env.into_iter().collect()));
+    let over = config::Config::builder()
+        .add_source(env_src)
+        .build()
+        .and_then(|c| c.try_deserialize::<serde_json::Map<String, Value>>())
+        .map_err(|e| format!("environment (PQWATCH__…): {e}"))?;
+    deep_merge(root, over);
+    Ok(())
 }
 
 fn read_tree(
@@ -132,20 +164,8 @@ fn read_tree(
         }
     }
 
-    // Environment overrides. The config crate lowercases keys and splits
-    // on "__"; values are parsed as numbers/bools where they look like one.
-    let env_src = config::Environment::with_prefix("PQWATCH")
-        .prefix_separator("__")
-        .separator("__")
-        .try_parsing(true)
-        .source(Some(env.into_iter().collect()));
-    match config::Config::builder()
-        .add_source(env_src)
-        .build()
-        .and_then(|c| c.try_deserialize::<serde_json::Map<String, Value>>())
-    {
-        Ok(over) => deep_merge(&mut root, over),
-        Err(e) => problems.push(format!("environment (PQWATCH__…): {e}")),
+    if let Err(e) = apply_env(&mut root, env) {
+        problems.push(e);
     }
 
     if !problems.is_empty() {

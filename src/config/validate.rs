@@ -115,6 +115,21 @@ pub struct Meter {
     pub tags: BTreeMap<String, String>,
 }
 
+impl Meter {
+    /// Canonical unit of one of this meter's output fields ("" if unknown).
+    pub fn profile_unit(&self, field: &str) -> &'static str {
+        if let Some(r) = self.profile.register(field) {
+            return r.unit.canonical;
+        }
+        self.profile
+            .derived
+            .iter()
+            .find(|d| d.name == field)
+            .map(|d| d.unit)
+            .unwrap_or("")
+    }
+}
+
 struct Problems<'a> {
     list: Vec<String>,
     tree: &'a Tree,

@@ -51,6 +51,57 @@ pub enum ReadOutcome {
     NoConnection(String),
 }
 
+impl std::fmt::Display for ReadOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadOutcome::Ok(w) => write!(f, "ok ({} registers)", w.len()),
+            ReadOutcome::Exception(c) => {
+                write!(f, "Modbus exception {c:?} (0x{:02X})", u8::from(*c))
+            }
+            ReadOutcome::Timeout => f.write_str("timeout"),
+            ReadOutcome::Broken(e) => write!(f, "error: {e}"),
+            ReadOutcome::NoConnection(e) => f.write_str(e),
+        }
+    }
+}
+
+/// Result of [`probe`].
+pub struct Probe {
+    pub reads: Vec<(ReadRequest, ReadOutcome)>,
+    pub values: Vec<(Arc<str>, f64)>,
+    pub dropped: Vec<(Arc<str>, crate::modbus::reading::DropReason)>,
+}
+
+/// Poll one meter once, outside the daemon (`pqwatch probe`).
+pub async fn probe(settings: GatewaySettings, meter: Meter) -> Probe {
+    let gw = Gateway {
+        settings,
+        meters: Vec::new(),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let mut conn = Conn {
+        ctx: None,
+        connect_failures: 0,
+        retry_at: None,
+    };
+    let mut reads = Vec::new();
+    let mut results = Vec::new();
+    for req in &meter.plan.requests {
+        let outcome = gw.read(&mut conn, meter.unit, meter.timeout, req).await;
+        results.push(match &outcome {
+            ReadOutcome::Ok(w) => Some(w.clone()),
+            _ => None,
+        });
+        reads.push((req.clone(), outcome));
+    }
+    let a = meter.plan.assemble(&results);
+    Probe {
+        reads,
+        values: a.values,
+        dropped: a.dropped,
+    }
+}
+
 /// One meter's poll state inside its gateway task.
 struct MeterState {
     meter: Arc<Meter>,
