@@ -1,1 +1,287 @@
+use super::*;
+use std::collections::HashMap;
+use std::time::Duration;
 
+const GOOD: &str = r#"
+[daemon]
+profile_dir = "/nonexistent"
+
+[influxdb]
+url = "http://127.0.0.1:8086/"
+org = "grid"
+bucket = "pq"
+token = "s3cr3t-token"
+
+[polling]
+interval = "10s"
+
+[[customers]]
+id = "C1"
+name = "钢铁厂"
+tags = { region = "east" }
+
+[[meters]]
+id = "M1"
+customer = "C1"
+address = "10.0.0.5:502"
+unit = 3
+profile = "janitza-umg96rm"
+pt_ratio = "10000/100"
+ct_ratio = 40
+nominal_voltage = 10000
+tags = { feeder = "F1" }
+"#;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn load_text(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "pqwatch.toml", text);
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    load_with_env(&p, env)
+}
+
+#[test]
+fn a_good_config_becomes_typed_values() {
+    let c = load_text(GOOD, &[]).unwrap();
+    let m = &c.meters[0];
+    assert_eq!(m.pt_ratio, 100.0);
+    assert_eq!(m.ct_ratio, 40.0);
+    assert_eq!(m.interval, Duration::from_secs(10), "inherits [polling]");
+    assert_eq!(m.timeout, Duration::from_secs(1));
+    assert_eq!(m.phases, 3);
+    assert_eq!(m.tags["meter"], "M1");
+    assert_eq!(m.tags["customer"], "C1");
+    assert_eq!(m.tags["feeder"], "F1");
+    assert_eq!(m.tags["region"], "east", "customer tags are inherited");
+    let i = c.influx.as_ref().unwrap();
+    assert_eq!(i.url, "http://127.0.0.1:8086", "trailing slash trimmed");
+    assert!(matches!(&i.api, Api::V2 { org, .. } if org == "grid"));
+    assert_eq!(c.gateways["10.0.0.5:502"].timeout, Duration::from_secs(1));
+    assert_eq!(c.customers[0].name, "钢铁厂");
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let c = load_text(GOOD, &[]).unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("s3cr3t-token"));
+    assert!(dbg.contains("[redacted]"));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key_path() {
+    let bad = r#"
+[daemon]
+profile_dir = "/nonexistent"
+
+[influxdbb]
+url = "x"
+
+[polling]
+interval = "5 parsecs"
+
+[[customers]]
+id = "C1"
+
+[[meters]]
+id = "M1"
+customer = "C2"
+address = "10.0.0.5"
+unit = 300
+profile = "janitza-umg96"
+nominal_voltage = 10
+pt_ratio = "10000/0"
+
+[[meters]]
+id = "M1"
+customer = "C1"
+address = "10.0.0.5:502"
+unit = 1
+profile = "eastron-sdm630"
+nominal_voltage = 400
+untis = 3
+
+[[meters]]
+id = "M3"
+customer = "C1"
+address = "10.0.0.5:502"
+unit = 2
+profile = "eastron-sdm630"
+nominal_voltage = 400
+fields = ["voltage_l1_n", "frequncy"]
+tags = { meter = "x", "Bad Key" = "v" }
+"#;
+    let e = load_text(bad, &[]).unwrap_err();
+    let all = e.problems.join("\n");
+    for needle in [
+        "influxdbb: unknown section (did you mean \"influxdb\"?)",
+        "polling.interval: \"5 parsecs\" is not a duration",
+        "meters[0].customer: unknown customer \"C2\"",
+        "meters[0].address: \"10.0.0.5\" is not host:port",
+        "meters[0].unit: 300 is not a Modbus unit id",
+        "meters[0].profile: unknown profile \"janitza-umg96\" (did you mean \"janitza-umg96rm\"?)",
+        "meters[0].nominal_voltage: 10 V is implausible",
+        "meters[0].pt_ratio: must be a positive number",
+        "meters[1].untis: unknown field `untis`",
+        "meters[2].fields: \"frequncy\" is not a field of profile eastron-sdm630 (did you mean \"frequency\"?)",
+        "meters[2].tags.meter: is reserved",
+        "meters[2].tags.Bad Key: tag keys must be lowercase snake_case",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn conf_d_files_add_meters_and_are_named_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let main = write(dir.path(), "pqwatch.toml", GOOD);
+    write(
+        dir.path(),
+        "conf.d/20-east.toml",
+        r#"
+[polling]
+timeout = "300ms"
+[[meters]]
+id = "M2"
+customer = "C1"
+address = "10.0.0.6:502"
+unit = 1
+profile = "eastron-sdm630"
+nominal_voltage = 380
+"#,
+    );
+    let c = load_with_env(&main, HashMap::new()).unwrap();
+    assert_eq!(c.meters.len(), 2, "conf.d meters are appended");
+    assert_eq!(c.meters[1].timeout, Duration::from_millis(300));
+    assert_eq!(
+        c.polling.interval,
+        Duration::from_secs(10),
+        "tables merge key by key"
+    );
+
+    write(
+        dir.path(),
+        "conf.d/30-west.toml",
+        "[[meters]]\nid = \"M3\"\ncustomer = \"C9\"\naddress = \"h:502\"\nunit = 1\nprofile = \"eastron-sdm630\"\nnominal_voltage = 380\n",
+    );
+    let e = load_with_env(&main, HashMap::new()).unwrap_err();
+    assert!(
+        e.problems[0].starts_with("meters[2].customer: unknown customer \"C9\"")
+            && e.problems[0].ends_with("30-west.toml)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn environment_overrides_and_secret_files() {
+    let without_token = GOOD.replace("token = \"s3cr3t-token\"\n", "");
+    let e = load_text(&without_token, &[]).unwrap_err();
+    assert!(
+        e.problems
+            .iter()
+            .any(|p| p.starts_with("influxdb.token: missing")),
+        "{e}"
+    );
+
+    let c = load_text(
+        &without_token,
+        &[
+            ("PQWATCH__INFLUXDB__TOKEN", "from-env"),
+            ("PQWATCH__INFLUXDB__BUCKET", "2026"),
+        ],
+    )
+    .unwrap();
+    match &c.influx.unwrap().api {
+        Api::V2 { token, bucket, .. } => {
+            assert_eq!(token.expose(), "from-env");
+            assert_eq!(bucket, "2026", "numeric-looking env values stay strings");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let tok = write(dir.path(), "token", "file-token\n");
+    let with_file = without_token.replace(
+        "bucket = \"pq\"",
+        &format!("bucket = \"pq\"\ntoken_file = \"{}\"", tok.display()),
+    );
+    let c = load_text(&with_file, &[]).unwrap();
+    match &c.influx.unwrap().api {
+        Api::V2 { token, .. } => {
+            assert_eq!(token.expose(), "file-token", "trailing newline trimmed")
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let both = with_file.replace("bucket = \"pq\"", "bucket = \"pq\"\ntoken = \"x\"");
+    let e = load_text(&both, &[]).unwrap_err();
+    assert!(e.problems.iter().any(|p| p.contains("not both")), "{e}");
+
+    let missing = without_token.replace(
+        "bucket = \"pq\"",
+        "bucket = \"pq\"\ntoken_file = \"/nonexistent/tok\"",
+    );
+    let e = load_text(&missing, &[]).unwrap_err();
+    assert!(
+        e.problems
+            .iter()
+            .any(|p| p.starts_with("influxdb.token_file: cannot read /nonexistent/tok")),
+        "{e}"
+    );
+}
+
+#[test]
+fn v1_settings_are_checked() {
+    let v1 = GOOD.replace(
+        "org = \"grid\"\nbucket = \"pq\"\ntoken = \"s3cr3t-token\"",
+        "api = \"v1\"\ndatabase = \"pq\"\nusername = \"pqwatch\"\npassword = \"pw\"\nretention_policy = \"autogen\"",
+    );
+    let c = load_text(&v1, &[]).unwrap();
+    assert!(
+        matches!(&c.influx.unwrap().api, Api::V1 { database, username: Some(u), .. } if database == "pq" && u == "pqwatch")
+    );
+    let mixed = v1.replace("database = \"pq\"", "database = \"pq\"\ntoken = \"t\"");
+    let e = load_text(&mixed, &[]).unwrap_err();
+    assert!(
+        e.problems
+            .iter()
+            .any(|p| p.starts_with("influxdb.token: is a v2 setting")),
+        "{e}"
+    );
+}
+
+#[test]
+fn two_meters_cannot_share_a_unit_on_one_gateway() {
+    let dup = format!(
+        "{GOOD}\n[[meters]]\nid = \"M2\"\ncustomer = \"C1\"\naddress = \"10.0.0.5:502\"\nunit = 3\nprofile = \"eastron-sdm630\"\nnominal_voltage = 400\n"
+    );
+    let e = load_text(&dup, &[]).unwrap_err();
+    assert!(
+        e.problems
+            .iter()
+            .any(|p| p.contains("unit 3 at 10.0.0.5:502 is already meter \"M1\"")),
+        "{e}"
+    );
+}
+
+#[test]
+fn shipped_configs_are_valid() {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let demo = std::fs::read_to_string(base.join("demo.toml")).unwrap();
+    let c = from_str(&demo, &base).unwrap();
+    assert!(c.meters.len() >= 5);
+    let example = base.join("pqwatch.toml");
+    let c = load_with_env(&example, HashMap::new()).unwrap();
+    assert!(!c.meters.is_empty());
+}

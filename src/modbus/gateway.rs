@@ -191,12 +191,11 @@ impl Gateway {
                 _ = tokio::time::sleep(wait) => {}
             }
             // Poll every meter that is due, in config order.
-            for i in 0..states.len() {
+            for st in states.iter_mut() {
                 if cancel.is_cancelled() {
                     break;
                 }
                 let now = now_ms();
-                let st = &mut states[i];
                 if st.next_ms > now {
                     continue;
                 }

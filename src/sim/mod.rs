@@ -87,11 +87,14 @@ impl SimMeter {
     }
 }
 
+/// A meter's values at one instant, by field (and internal register) name.
+type Values = Arc<HashMap<String, f64>>;
+
 struct Unit {
     meter: SimMeter,
     /// Values of the current second, so several reads of one poll see one
     /// consistent state and a large fleet does not recompute per request.
-    cache: Mutex<Option<(i64, Arc<HashMap<String, f64>>)>>,
+    cache: Mutex<Option<(i64, Values)>>,
 }
 
 struct Port {

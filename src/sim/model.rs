@@ -151,7 +151,7 @@ impl MeterModel {
         let s = p / pf;
         let q = (s * s - p * p).max(0.0).sqrt();
         let n = if three { 3.0 } else { 1.0 };
-        for i in 0..3 {
+        for (i, vi) in v.iter().enumerate() {
             let ph = i + 1;
             set(format!("active_power_l{ph}"), p / n);
             set(format!("reactive_power_l{ph}"), q / n);
@@ -159,7 +159,7 @@ impl MeterModel {
             set(format!("power_factor_l{ph}"), pf);
             set(format!("cos_phi_l{ph}"), pf);
             set(format!("phase_angle_l{ph}"), pf.acos() * 180.0 / PI);
-            set(format!("current_l{ph}"), s / n / v[i]);
+            set(format!("current_l{ph}"), s / n / vi);
         }
         set("active_power_total".into(), p);
         set("reactive_power_total".into(), q);
