@@ -104,8 +104,10 @@ impl Sink {
                 queued_points += current_points;
                 current_points = 0;
                 flush_at = Instant::now() + self.cfg.flush_interval;
-                while queued_points > self.cfg.max_buffered_points && queue.len() > 1 {
-                    let old = queue.pop_front().expect("len > 1");
+                // Never drop the batch being sent: its result pops it.
+                let oldest_idle = usize::from(inflight.is_some());
+                while queued_points > self.cfg.max_buffered_points && queue.len() > oldest_idle + 1 {
+                    let old = queue.remove(oldest_idle).expect("len checked");
                     queued_points -= old.points;
                     Metrics::add(&self.metrics.points_dropped, old.points as u64);
                     error!(
@@ -160,6 +162,8 @@ impl Sink {
                     None => {
                         input_open = false;
                         deadline = Some(Instant::now() + self.grace);
+                        // One more attempt now rather than after a long backoff.
+                        retry_at = None;
                         if !queue.is_empty() || current_points > 0 {
                             info!(points = queued_points + current_points, "flushing buffered points before exit");
                         }
