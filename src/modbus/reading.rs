@@ -185,8 +185,9 @@ impl MeterPlan {
                 } else {
                     None
                 };
-                let v =
-                    raw.to_f64() * reg.scale * reg.unit.factor * self.ratios.factor(reg.unit.ratio);
+                let v = tidy(
+                    raw.to_f64() * reg.scale * reg.unit.factor * self.ratios.factor(reg.unit.ratio),
+                );
                 let reason = reason.or((!v.is_finite()).then_some(DropReason::NotFinite));
                 match reason {
                     Some(r) => {
@@ -219,7 +220,7 @@ impl MeterPlan {
                 }
             };
             if v.is_finite() {
-                out.values.push((self.derived_names[d].clone(), v));
+                out.values.push((self.derived_names[d].clone(), tidy(v)));
             } else {
                 out.dropped
                     .push((self.derived_names[d].clone(), DropReason::NotFinite));
@@ -227,6 +228,23 @@ impl MeterPlan {
         }
         out
     }
+}
+
+/// Round to 12 significant digits. Scaling an integer register by 0.1 and
+/// a CT ratio leaves binary noise (5368 × 0.1 × 200 = 107360.00000000001);
+/// no meter register carries more than ~10 significant digits of
+/// information, so 12 keep all of it and store what the meter meant.
+pub fn tidy(v: f64) -> f64 {
+    if v == 0.0 || !v.is_finite() {
+        return v;
+    }
+    let digits = 12 - (v.abs().log10().floor() as i32 + 1);
+    if !(-300..=300).contains(&digits) {
+        return v;
+    }
+    let p = 10f64.powi(digits.abs());
+    let r = if digits >= 0 { (v * p).round() / p } else { (v / p).round() * p };
+    if r.is_finite() { r } else { v }
 }
 
 #[cfg(test)]
@@ -340,6 +358,19 @@ mod tests {
             "fundamental is input only"
         );
         assert_eq!(a.values.len(), plan.field_count());
+    }
+
+    #[test]
+    fn scaled_integers_store_what_the_meter_meant() {
+        assert_eq!(tidy(5368.0 * 0.1 * 200.0), 107_360.0);
+        assert_eq!(tidy(2305.0 * 0.1), 230.5);
+        assert_eq!(tidy(950.0 * 0.001), 0.95);
+        assert_eq!(tidy(-0.1 * 3.0), -0.3);
+        // Real information is kept: f32 230.5 stays, a 10-digit counter stays.
+        assert_eq!(tidy(1_234_567_890.5), 1_234_567_890.5);
+        assert_eq!(tidy(57.735_000_610_351_56), 57.7350006104);
+        assert_eq!(tidy(1.5e-9), 1.5e-9);
+        assert_eq!(tidy(0.0), 0.0);
     }
 
     #[test]

@@ -417,12 +417,21 @@ impl VictoriaMetrics {
         if !bin.exists() {
             return Err(missing_binary(&bin, "victoria-metrics"));
         }
-        with_port_retries(|| Self::start_once(&bin))
+        with_port_retries(|| Self::start_once(&bin, free_port()))
     }
 
-    fn start_once(bin: &Path) -> anyhow::Result<Self> {
+    /// Starts on a given port (no retry), e.g. one reserved with
+    /// [`free_port`] and handed to a client before the server exists.
+    pub fn start_on_port(port: u16) -> anyhow::Result<Self> {
+        let bin = PathBuf::from(VICTORIA_METRICS_BIN);
+        if !bin.exists() {
+            return Err(missing_binary(&bin, "victoria-metrics"));
+        }
+        Self::start_once(&bin, port)
+    }
+
+    fn start_once(bin: &Path, port: u16) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("pqwatch-vm-").tempdir()?;
-        let port = free_port();
         let mut cmd = Command::new(bin);
         cmd.arg(format!(
             "-storageDataPath={}",
