@@ -105,6 +105,9 @@ pub async fn probe(settings: GatewaySettings, meter: Meter) -> Probe {
 /// One meter's poll state inside its gateway task.
 struct MeterState {
     meter: Arc<Meter>,
+    /// The meter's read plan; replaced by a gap-free one if the device
+    /// rejects reads across registers it does not define.
+    plan: Arc<crate::modbus::reading::MeterPlan>,
     meta: Arc<MeterMeta>,
     interval_ms: i64,
     /// Next scheduled instant, Unix ms.
@@ -166,6 +169,7 @@ impl Gateway {
                 let interval_ms = m.interval.as_millis().max(1) as i64;
                 MeterState {
                     meta: Arc::new(MeterMeta::new(&m.id, &m.customer, &m.tags)),
+                    plan: m.plan.clone(),
                     meter: m.clone(),
                     interval_ms,
                     next_ms: next_aligned(now, interval_ms),
@@ -238,7 +242,8 @@ impl Gateway {
         conn: &mut Conn,
     ) -> Option<Vec<(Arc<str>, f64)>> {
         let m = st.meter.clone();
-        let plan = &m.plan;
+        let plan = st.plan.clone();
+        let mut rejects_gaps = false;
         let mut results: Vec<Option<Vec<u16>>> = Vec::with_capacity(plan.requests.len());
         let mut first_error: Option<String> = None;
         let mut abandon = false;
@@ -269,6 +274,8 @@ impl Gateway {
                         )
                     });
                     results.push(None);
+                    rejects_gaps |=
+                        code == ExceptionCode::IllegalDataAddress && plan.bridges_gaps();
                     // 0x0A/0x0B: the gateway cannot reach the meter; the
                     // remaining reads would fail the same way.
                     abandon = matches!(
@@ -303,6 +310,16 @@ impl Gateway {
             }
         }
 
+        if rejects_gaps {
+            let tight = plan.without_gaps();
+            info!(
+                meter = %m.id,
+                reads_before = plan.requests.len(),
+                reads_now = tight.requests.len(),
+                "meter rejects reads across registers it does not define; reading without gaps from now on"
+            );
+            st.plan = Arc::new(tight);
+        }
         let ok_reads = results.iter().filter(|r| r.is_some()).count();
         let assembled = plan.assemble(&results);
         for (field, reason) in &assembled.dropped {

@@ -79,6 +79,8 @@ pub struct MeterPlan {
     register_names: Vec<Arc<str>>,
     derived_names: Vec<Arc<str>>,
     pub ratios: Ratios,
+    /// Register indices the requests serve.
+    needed: Vec<usize>,
 }
 
 /// Values of one poll.
@@ -139,6 +141,7 @@ impl MeterPlan {
         let needed: Vec<usize> = needed.into_iter().collect();
         let requests = plan(&profile, &needed);
         Ok(MeterPlan {
+            needed,
             register_names: profile
                 .registers
                 .iter()
@@ -155,6 +158,27 @@ impl MeterPlan {
             derived,
             ratios,
         })
+    }
+
+    /// Whether any request reads registers no field needs (a bridged gap).
+    pub fn bridges_gaps(&self) -> bool {
+        self.requests.iter().any(|r| {
+            let used: u32 = r
+                .items
+                .iter()
+                .map(|&i| self.profile.registers[i].dtype.words() as u32)
+                .sum();
+            used < r.count as u32
+        })
+    }
+
+    /// The same plan without bridged gaps, for a device that rejects reads
+    /// spanning registers it does not define (exception 0x02).
+    pub fn without_gaps(&self) -> MeterPlan {
+        MeterPlan {
+            requests: crate::modbus::plan::plan_with(&self.profile, &self.needed, 0),
+            ..self.clone()
+        }
     }
 
     /// Number of values a complete poll writes.
@@ -243,7 +267,11 @@ pub fn tidy(v: f64) -> f64 {
         return v;
     }
     let p = 10f64.powi(digits.abs());
-    let r = if digits >= 0 { (v * p).round() / p } else { (v / p).round() * p };
+    let r = if digits >= 0 {
+        (v * p).round() / p
+    } else {
+        (v / p).round() * p
+    };
     if r.is_finite() { r } else { v }
 }
 
@@ -358,6 +386,22 @@ mod tests {
             "fundamental is input only"
         );
         assert_eq!(a.values.len(), plan.field_count());
+    }
+
+    #[test]
+    fn a_plan_without_gaps_reads_only_defined_registers() {
+        let t = P.replace("max_gap = 0", "max_gap = 100");
+        let prof = Arc::new(parse(&t, "t").unwrap());
+        let plan = MeterPlan::new(prof, None, Ratios::ONE).unwrap();
+        assert!(plan.bridges_gaps());
+        let shape: Vec<_> = plan.requests.iter().map(|r| (r.start, r.count)).collect();
+        assert_eq!(shape, vec![(0, 106)], "the 91-register gap is bridged");
+        let tight = plan.without_gaps();
+        assert!(!tight.bridges_gaps());
+        // 0..10 is contiguous (f32,f32,f32,i32,i16); 100,102,104 contiguous.
+        let shape: Vec<_> = tight.requests.iter().map(|r| (r.start, r.count)).collect();
+        assert_eq!(shape, vec![(0, 9), (100, 6)]);
+        assert_eq!(tight.field_count(), plan.field_count());
     }
 
     #[test]

@@ -142,6 +142,10 @@ impl Port {
                 }
             }
         };
+        let strict = effects.iter().any(|e| matches!(e, Effect::StrictAddresses));
+        if strict && !fully_defined(&u.meter.profile, fc, start, count) {
+            return Err(ExceptionCode::IllegalDataAddress);
+        }
         let words = encode_range(&u.meter, &values, fc, start, count)
             .ok_or(ExceptionCode::IllegalDataAddress)?;
         Ok(Some(match fc {
@@ -149,6 +153,20 @@ impl Port {
             FunctionCode::Input => Response::ReadInputRegisters(words),
         }))
     }
+}
+
+/// Whether every register in the range belongs to a field of the profile.
+fn fully_defined(profile: &Profile, fc: FunctionCode, start: u16, count: u16) -> bool {
+    let end = start as u32 + count as u32;
+    let mut covered = vec![false; count as usize];
+    for reg in profile.registers.iter().filter(|r| r.function == fc) {
+        for a in reg.address as u32..reg.end() {
+            if a >= start as u32 && a < end {
+                covered[(a - start as u32) as usize] = true;
+            }
+        }
+    }
+    covered.iter().all(|c| *c)
 }
 
 /// The register words a meter holds in `[start, start+count)`, or `None`

@@ -109,7 +109,7 @@ impl MeterModel {
                 Effect::Load(kw) => load_kw = Some(*kw),
                 Effect::Unbalance(u) => unbalance = *u,
                 Effect::Value { field, value } => forced.push((field, *value)),
-                Effect::Silent | Effect::Exception(_) => {}
+                Effect::Silent | Effect::Exception(_) | Effect::StrictAddresses => {}
             }
         }
         let mut out = HashMap::with_capacity(256);

@@ -6,7 +6,7 @@
 //! meter = "M001"            # a meter id, or "*" for every meter
 //! at = "2m"                 # offset from simulator start (or loop start)
 //! duration = "10m"          # optional; omitted = until the end
-//! kind = "voltage"          # voltage | thd_voltage | thd_current | load | unbalance | value | silent | exception
+//! kind = "voltage"          # voltage | thd_voltage | thd_current | load | unbalance | value | silent | exception | strict_addresses
 //! factor = 1.09             # voltage: × nominal (1.09 = +9 %)
 //! phases = [1, 2, 3]        # optional, voltage only
 //! ```
@@ -60,6 +60,9 @@ pub enum Effect {
     Silent,
     /// Answer with this Modbus exception code.
     Exception(u8),
+    /// Reject (0x02) any read that covers a register the profile does not
+    /// define, as some meters do.
+    StrictAddresses,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +121,7 @@ impl Scenario {
                 },
                 "silent" => Effect::Silent,
                 "exception" => Effect::Exception(e.code.unwrap_or(4)),
+                "strict_addresses" => Effect::StrictAddresses,
                 other => {
                     errs.push(format!("{key}.kind: unknown kind \"{other}\""));
                     continue;

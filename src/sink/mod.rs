@@ -106,7 +106,8 @@ impl Sink {
                 flush_at = Instant::now() + self.cfg.flush_interval;
                 // Never drop the batch being sent: its result pops it.
                 let oldest_idle = usize::from(inflight.is_some());
-                while queued_points > self.cfg.max_buffered_points && queue.len() > oldest_idle + 1 {
+                while queued_points > self.cfg.max_buffered_points && queue.len() > oldest_idle + 1
+                {
                     let old = queue.remove(oldest_idle).expect("len checked");
                     queued_points -= old.points;
                     Metrics::add(&self.metrics.points_dropped, old.points as u64);
