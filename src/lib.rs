@@ -29,3 +29,4 @@ pub mod schema;
 pub mod secret;
 pub mod sim;
 pub mod sink;
+pub mod state;

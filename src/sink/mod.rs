@@ -20,6 +20,7 @@
 //! left undelivered.
 
 pub mod line;
+pub mod outbox;
 pub mod writer;
 
 use crate::config::Influx;

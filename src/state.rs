@@ -1,0 +1,280 @@
+//! The state database: one SQLite file in `[daemon] state_dir`.
+//!
+//! It holds what must survive a restart or a crash: the InfluxDB outbox and
+//! its dead letters now, alert and report state later. WAL mode, so readers
+//! (`pqwatch status`) never block the daemon; `synchronous = FULL`, so a
+//! committed batch survives a power cut, not only a process crash.
+//!
+//! The file is stamped with an application id and a schema version. Opening
+//! refuses, with a clear error and without writing anything, a file that is
+//! not SQLite, an SQLite file of another application, or a schema newer
+//! than this binary knows. Migrations run in one transaction each, from the
+//! file's version up to [`SCHEMA_VERSION`].
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+/// `PRAGMA application_id`: "pqwa".
+const APPLICATION_ID: i32 = 0x7071_7761;
+
+/// The file name inside the state directory.
+pub const FILE: &str = "pqwatch.db";
+
+/// Each entry migrates from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 → 1: the outbox and its dead letters.
+    "CREATE TABLE outbox (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_ms  INTEGER NOT NULL,
+        points      INTEGER NOT NULL,
+        raw_bytes   INTEGER NOT NULL,   -- uncompressed line protocol
+        body        BLOB    NOT NULL    -- gzip-compressed line protocol
+    );
+    CREATE TABLE dead_letter (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_ms  INTEGER NOT NULL,
+        failed_ms   INTEGER NOT NULL,
+        points      INTEGER NOT NULL,
+        status      INTEGER NOT NULL,
+        message     TEXT    NOT NULL,
+        body        BLOB    NOT NULL
+    );
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );",
+];
+
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state directory {dir}: {source}")]
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a pqwatch state database ({why}); move it away or set [daemon] state_dir elsewhere — nothing was changed"
+    )]
+    Foreign { path: PathBuf, why: String },
+    #[error(
+        "{path} has schema version {found}, newer than this pqwatch knows ({known}); run the newer pqwatch or restore a backup"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+}
+
+pub struct StateDb {
+    pub conn: Connection,
+    pub path: PathBuf,
+}
+
+impl std::fmt::Debug for StateDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateDb").field("path", &self.path).finish()
+    }
+}
+
+impl StateDb {
+    /// Open (creating if needed) the state database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(FILE);
+        let sq = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sq)?;
+        let db = StateDb { conn, path };
+        db.check_identity()?;
+        db.conn
+            .execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(|e| db.err(e))?;
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Open an existing state database read-only (`pqwatch status`).
+    pub fn open_readonly(dir: &Path) -> Result<Self, StateError> {
+        let path = dir.join(FILE);
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        })?;
+        let db = StateDb { conn, path };
+        db.check_identity()?;
+        Ok(db)
+    }
+
+    fn err(&self, source: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Refuse anything that is not an empty file or our own database.
+    fn check_identity(&self) -> Result<(), StateError> {
+        let foreign = |why: String| StateError::Foreign {
+            path: self.path.clone(),
+            why,
+        };
+        // The first read of a non-SQLite file fails with "file is not a database".
+        let app_id: i32 = self
+            .conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| foreign(e.to_string()))?;
+        let tables: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+            .map_err(|e| foreign(e.to_string()))?;
+        match (app_id, tables) {
+            (APPLICATION_ID, _) => Ok(()),
+            (0, 0) => Ok(()), // new, empty file
+            (0, n) => Err(foreign(format!(
+                "an SQLite database with {n} objects of another application"
+            ))),
+            (other, _) => Err(foreign(format!("application id 0x{other:08x}"))),
+        }
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StateError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn migrate(&self) -> Result<(), StateError> {
+        let mut v = self.schema_version()?;
+        if v > SCHEMA_VERSION {
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found: v,
+                known: SCHEMA_VERSION,
+            });
+        }
+        while v < SCHEMA_VERSION {
+            let sql = MIGRATIONS[v as usize];
+            let next = v + 1;
+            let batch = format!(
+                "BEGIN IMMEDIATE;
+                 {sql}
+                 PRAGMA application_id = {APPLICATION_ID};
+                 PRAGMA user_version = {next};
+                 COMMIT;"
+            );
+            if let Err(e) = self.conn.execute_batch(&batch) {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(self.err(e));
+            }
+            tracing::info!(path = %self.path.display(), from = v, to = next, "state database migrated");
+            v = next;
+        }
+        Ok(())
+    }
+
+    /// A persistent counter (dropped points survive restarts for `status`).
+    pub fn add_counter(&self, name: &str, n: i64) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO counters(name, value) VALUES (?1, ?2)
+                 ON CONFLICT(name) DO UPDATE SET value = value + ?2",
+                rusqlite::params![name, n],
+            )
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn counter(&self, name: &str) -> Result<i64, StateError> {
+        self.conn
+            .query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map(|v| v.unwrap_or(0))
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_migrates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        assert_eq!(db.schema_version().unwrap(), SCHEMA_VERSION);
+        let mode: String = db
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        db.add_counter("x", 2).unwrap();
+        db.add_counter("x", 3).unwrap();
+        drop(db);
+        let db = StateDb::open(dir.path()).unwrap();
+        assert_eq!(db.counter("x").unwrap(), 5);
+        assert_eq!(db.counter("never").unwrap(), 0);
+        let ro = StateDb::open_readonly(dir.path()).unwrap();
+        assert_eq!(ro.counter("x").unwrap(), 5);
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let junk = b"this is a text file, not a database\n".repeat(200);
+        std::fs::write(&path, &junk).unwrap();
+        let e = StateDb::open(dir.path()).unwrap_err();
+        assert!(matches!(e, StateError::Foreign { .. }), "{e}");
+        assert!(e.to_string().contains("nothing was changed"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), junk, "file untouched");
+    }
+
+    #[test]
+    fn another_applications_database_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch("CREATE TABLE invoices(id INTEGER); INSERT INTO invoices VALUES (7);")
+                .unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let e = StateDb::open(dir.path()).unwrap_err();
+        assert!(e.to_string().contains("another application"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = StateDb::open(dir.path()).unwrap();
+            db.conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        }
+        let e = StateDb::open(dir.path()).unwrap_err();
+        assert!(matches!(e, StateError::TooNew { found: 99, .. }), "{e}");
+    }
+}
