@@ -170,6 +170,7 @@ pub fn log_status(m: &Metrics) {
         fields_dropped = g(&m.fields_dropped),
         points_written = g(&m.points_written),
         points_dropped = g(&m.points_dropped),
+        points_rejected = g(&m.points_rejected),
         points_not_stored = g(&m.points_discarded),
         "status"
     );

@@ -10,6 +10,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// `println!` that ends the process quietly when stdout is closed
+/// (`pqwatch check | head`) instead of panicking on a broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to stdout: {e}");
+        }
+    }};
+}
+
 /// EX_CONFIG from sysexits.h: systemd and operators know it means "fix the config".
 const EXIT_CONFIG: u8 = 78;
 
@@ -252,9 +266,9 @@ fn spawn_signal_handler(token: CancellationToken) {
 
 fn print_plan(path: &Path, cfg: &Config) {
     use std::collections::BTreeMap;
-    println!("config {} is valid", path.display());
+    out!("config {} is valid", path.display());
     match &cfg.influx {
-        Some(i) => println!(
+        Some(i) => out!(
             "influxdb: {} (api {})",
             i.url,
             match i.api {
@@ -262,9 +276,9 @@ fn print_plan(path: &Path, cfg: &Config) {
                 config::Api::V1 { .. } => "v1",
             }
         ),
-        None => println!("influxdb: not configured (readings will not be stored)"),
+        None => out!("influxdb: not configured (readings will not be stored)"),
     }
-    println!(
+    out!(
         "{} customers, {} meters, {} gateways",
         cfg.customers.len(),
         cfg.meters.len(),
@@ -274,10 +288,13 @@ fn print_plan(path: &Path, cfg: &Config) {
     for m in &cfg.meters {
         by_gw.entry(&m.address).or_default().push(m);
     }
-    println!();
-    println!(
+    out!();
+    out!(
         "{:<24} {:>6} {:>12} {:>14}  note",
-        "gateway", "meters", "reads/cycle", "cycle @50ms"
+        "gateway",
+        "meters",
+        "reads/cycle",
+        "cycle @50ms"
     );
     for (gw, meters) in &by_gw {
         let reads: usize = meters.iter().map(|m| m.plan.requests.len()).sum();
@@ -291,7 +308,7 @@ fn print_plan(path: &Path, cfg: &Config) {
         } else {
             String::new()
         };
-        println!(
+        out!(
             "{:<24} {:>6} {:>12} {:>13.2}s  {note}",
             gw,
             meters.len(),
@@ -299,13 +316,19 @@ fn print_plan(path: &Path, cfg: &Config) {
             need.as_secs_f64()
         );
     }
-    println!();
-    println!(
+    out!();
+    out!(
         "{:<16} {:<12} {:<20} {:>4} {:>8} {:>6} {:>6}",
-        "meter", "customer", "profile", "unit", "interval", "reads", "fields"
+        "meter",
+        "customer",
+        "profile",
+        "unit",
+        "interval",
+        "reads",
+        "fields"
     );
     for m in &cfg.meters {
-        println!(
+        out!(
             "{:<16} {:<12} {:<20} {:>4} {:>7}s {:>6} {:>6}",
             m.id,
             m.customer,
@@ -319,9 +342,12 @@ fn print_plan(path: &Path, cfg: &Config) {
 }
 
 fn print_profiles(reg: &Registry) {
-    println!(
+    out!(
         "{:<22} {:<18} {:>7} {:>6}  description",
-        "name", "vendor", "fields", "reads"
+        "name",
+        "vendor",
+        "fields",
+        "reads"
     );
     for p in reg.iter() {
         let plan = pqwatch::modbus::reading::MeterPlan::new(
@@ -330,7 +356,7 @@ fn print_profiles(reg: &Registry) {
             pqwatch::modbus::reading::Ratios::ONE,
         );
         let reads = plan.map(|p| p.requests.len()).unwrap_or(0);
-        println!(
+        out!(
             "{:<22} {:<18} {:>7} {:>6}  {}{}",
             p.name,
             p.vendor,
@@ -347,14 +373,14 @@ fn print_profiles(reg: &Registry) {
 }
 
 fn print_profile(p: &pqwatch::profile::Profile) {
-    println!("{} — {} {}", p.name, p.vendor, p.model);
+    out!("{} — {} {}", p.name, p.vendor, p.model);
     if !p.description.is_empty() {
-        println!("{}", p.description);
+        out!("{}", p.description);
     }
     if !p.source.is_empty() {
-        println!("source: {}", p.source);
+        out!("source: {}", p.source);
     }
-    println!(
+    out!(
         "max {} registers per read, gaps up to {} bridged{}; from {}",
         p.max_registers,
         p.max_gap,
@@ -362,12 +388,20 @@ fn print_profile(p: &pqwatch::profile::Profile) {
         p.origin
     );
     for n in &p.notes {
-        println!("note: {n}");
+        out!("note: {n}");
     }
-    println!();
-    println!(
+    out!();
+    out!(
         "{:<34} {:>4} {:>6} {:<5} {:<5} {:>8} {:<6} {:<5} {:<6}",
-        "field", "fc", "addr", "type", "order", "scale", "unit", "conf", "doc"
+        "field",
+        "fc",
+        "addr",
+        "type",
+        "order",
+        "scale",
+        "unit",
+        "conf",
+        "doc"
     );
     for r in p.registers.iter() {
         let name = if r.emit {
@@ -375,7 +409,7 @@ fn print_profile(p: &pqwatch::profile::Profile) {
         } else {
             format!("({})", r.name)
         };
-        println!(
+        out!(
             "{:<34} {:>4} {:>6} {:<5} {:<5} {:>8} {:<6} {:<5} {:<6}",
             name,
             r.function.code(),
@@ -394,7 +428,7 @@ fn print_profile(p: &pqwatch::profile::Profile) {
             .iter()
             .map(|&i| p.registers[i].name.as_str())
             .collect();
-        println!(
+        out!(
             "{:<34} derived {:?}({}) in \"{}\"",
             d.name,
             d.op,
@@ -402,7 +436,7 @@ fn print_profile(p: &pqwatch::profile::Profile) {
             d.unit
         );
     }
-    println!("\n(fields in parentheses are read as inputs only)");
+    out!("\n(fields in parentheses are read as inputs only)");
 }
 
 async fn probe(cfg: &Config, meter: &str, json: bool) -> anyhow::Result<ExitCode> {
@@ -432,25 +466,32 @@ async fn probe(cfg: &Config, meter: &str, json: bool) -> anyhow::Result<ExitCode
             "values": values,
             "dropped": result.dropped.iter().map(|(n, r)| serde_json::json!({"field": n.to_string(), "reason": r.as_str()})).collect::<Vec<_>>(),
         });
-        println!("{}", serde_json::to_string_pretty(&out).context("json")?);
+        out!("{}", serde_json::to_string_pretty(&out).context("json")?);
     } else {
-        println!(
+        out!(
             "meter {} (customer {}) at {} unit {}, profile {}",
-            m.id, m.customer, m.address, m.unit, m.profile.name
+            m.id,
+            m.customer,
+            m.address,
+            m.unit,
+            m.profile.name
         );
         for (req, outcome) in &result.reads {
-            println!(
+            out!(
                 "  read {} {}+{}: {}",
-                req.function, req.start, req.count, outcome
+                req.function,
+                req.start,
+                req.count,
+                outcome
             );
         }
-        println!();
-        println!("{:<34} {:>18} unit", "field", "value");
+        out!();
+        out!("{:<34} {:>18} unit", "field", "value");
         for (n, v) in &result.values {
-            println!("{:<34} {:>18.6} {}", n, v, m.profile_unit(n));
+            out!("{:<34} {:>18.6} {}", n, v, m.profile_unit(n));
         }
         for (n, r) in &result.dropped {
-            println!("{:<34} {:>18} (dropped: {r})", n, "-");
+            out!("{:<34} {:>18} (dropped: {r})", n, "-");
         }
     }
     Ok(if result.values.is_empty() {
@@ -477,7 +518,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             );
             if let Some(out) = &args.write_config {
                 std::fs::write(out, &text).with_context(|| format!("write {}", out.display()))?;
-                println!("wrote {}", out.display());
+                out!("wrote {}", out.display());
             }
             config::from_str(&text, Path::new("."))?
         }

@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Points lost because the in-memory buffer was full or shutdown
     /// ended before they were delivered.
     pub points_dropped: AtomicU64,
+    /// Points in batches the server rejected as invalid (400/422). A 1.x
+    /// server may have stored the valid lines of such a batch.
+    pub points_rejected: AtomicU64,
     /// Points generated with no database configured.
     pub points_discarded: AtomicU64,
 }

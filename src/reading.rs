@@ -9,8 +9,9 @@ use std::sync::Arc;
 pub struct MeterMeta {
     pub id: String,
     pub customer: String,
-    /// Escaped `meter,tag=v,...` prefix of the meter's line-protocol lines.
-    pub series_key: String,
+    /// Escaped `meter,tag=v,...` prefix of the meter's lines, per dialect.
+    series_key_v2: String,
+    series_key_v1: String,
 }
 
 impl MeterMeta {
@@ -18,7 +19,15 @@ impl MeterMeta {
         MeterMeta {
             id: id.to_string(),
             customer: customer.to_string(),
-            series_key: line::series_key(line::MEASUREMENT, tags),
+            series_key_v2: line::series_key(line::MEASUREMENT, tags, line::Dialect::V2),
+            series_key_v1: line::series_key(line::MEASUREMENT, tags, line::Dialect::V1),
+        }
+    }
+
+    pub fn series_key(&self, dialect: line::Dialect) -> &str {
+        match dialect {
+            line::Dialect::V2 => &self.series_key_v2,
+            line::Dialect::V1 => &self.series_key_v1,
         }
     }
 }

@@ -35,7 +35,9 @@ async fn stub(script: Vec<(u16, &'static str)>) -> Stub {
     let (acc, req) = (accepted.clone(), requests.clone());
     tokio::spawn(async move {
         loop {
-            let Ok((sock, _)) = listener.accept().await else { return };
+            let Ok((sock, _)) = listener.accept().await else {
+                return;
+            };
             let (acc, req, script) = (acc.clone(), req.clone(), script.clone());
             tokio::spawn(async move {
                 let mut r = BufReader::new(sock);
@@ -119,7 +121,11 @@ fn accepted_ts(s: &Stub) -> Vec<i64> {
         .lock()
         .unwrap()
         .iter()
-        .flat_map(|b| b.lines().map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap()).collect::<Vec<_>>())
+        .flat_map(|b| {
+            b.lines()
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<i64>().unwrap())
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -152,8 +158,16 @@ async fn server_errors_and_throttling_are_retried_until_the_data_arrive() {
     );
     drop(tx);
     task.await.unwrap();
-    assert_eq!(accepted_ts(&s), vec![1, 2, 3, 4, 5], "every point once, in order");
-    assert_eq!(*s.requests.lock().unwrap(), 4, "three failures, one success");
+    assert_eq!(
+        accepted_ts(&s),
+        vec![1, 2, 3, 4, 5],
+        "every point once, in order"
+    );
+    assert_eq!(
+        *s.requests.lock().unwrap(),
+        4,
+        "three failures, one success"
+    );
     assert_eq!(Metrics::get(&metrics.batches_failed), 3);
     assert_eq!(Metrics::get(&metrics.points_written), 5);
     assert_eq!(Metrics::get(&metrics.points_dropped), 0);
@@ -174,7 +188,8 @@ async fn a_rejected_batch_does_not_block_the_ones_behind_it() {
     drop(tx);
     task.await.unwrap();
     assert_eq!(accepted_ts(&s), vec![2, 3]);
-    assert_eq!(Metrics::get(&metrics.points_dropped), 1);
+    assert_eq!(Metrics::get(&metrics.points_rejected), 1);
+    assert_eq!(Metrics::get(&metrics.points_dropped), 0);
 }
 
 #[tokio::test]
@@ -195,7 +210,11 @@ async fn the_memory_bound_drops_the_oldest_batches_and_counts_them() {
     }
     // While still running: at most 50 buffered plus the batch in flight.
     assert!(
-        wait_until(|| Metrics::get(&metrics.points_dropped) >= 140, Duration::from_secs(5)).await,
+        wait_until(
+            || Metrics::get(&metrics.points_dropped) >= 140,
+            Duration::from_secs(5)
+        )
+        .await,
         "dropped only {}",
         Metrics::get(&metrics.points_dropped)
     );

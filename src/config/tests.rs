@@ -285,3 +285,22 @@ fn shipped_configs_are_valid() {
     let c = load_with_env(&example, HashMap::new()).unwrap();
     assert!(!c.meters.is_empty());
 }
+
+#[test]
+fn v1_refuses_tag_values_ending_in_a_backslash() {
+    let v1 = GOOD.replace(
+        "org = \"grid\"\nbucket = \"pq\"\ntoken = \"s3cr3t-token\"",
+        "api = \"v1\"\ndatabase = \"pq\"",
+    );
+    let trailing = v1.replace("feeder = \"F1\"", "feeder = \"LV\\\\\"");
+    let e = load_text(&trailing, &[]).unwrap_err();
+    assert!(
+        e.problems
+            .iter()
+            .any(|p| p.starts_with("meters[0].tags.feeder: cannot end with a backslash")),
+        "{e}"
+    );
+    // Inside a value, or with the v2 API, a backslash is fine.
+    assert!(load_text(&v1.replace("feeder = \"F1\"", "feeder = \"A\\\\B\""), &[]).is_ok());
+    assert!(load_text(&GOOD.replace("feeder = \"F1\"", "feeder = \"LV\\\\\""), &[]).is_ok());
+}

@@ -281,7 +281,7 @@ fn ratio(v: Option<&raw::RatioValue>, key: &str, p: &mut Problems) -> f64 {
 
 /// Tag keys and values become InfluxDB tags: keep them to what every
 /// backend and query language handles without surprises.
-fn check_tags(tags: &BTreeMap<String, String>, key: &str, p: &mut Problems) {
+fn check_tags(tags: &BTreeMap<String, String>, key: &str, v1: bool, p: &mut Problems) {
     for (k, v) in tags {
         if matches!(
             k.as_str(),
@@ -300,12 +300,23 @@ fn check_tags(tags: &BTreeMap<String, String>, key: &str, p: &mut Problems) {
                 "tag values must be non-empty and contain no control characters",
             );
         }
+        if v1 && v.ends_with('\\') {
+            p.push(&format!("{key}.tags.{k}"), V1_BACKSLASH);
+        }
     }
 }
 
-fn check_id(id: &str, key: &str, p: &mut Problems) {
+/// InfluxDB 1.x reads a backslash before the separator that follows a tag
+/// value as an escape, so such a value cannot be written there.
+const V1_BACKSLASH: &str =
+    "cannot end with a backslash when writing to InfluxDB 1.x (api = \"v1\")";
+
+fn check_id(id: &str, key: &str, v1: bool, p: &mut Problems) {
     if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
         p.push(key, "must be 1–128 characters with no control characters");
+    }
+    if v1 && id.ends_with('\\') {
+        p.push(key, V1_BACKSLASH);
     }
 }
 
@@ -407,6 +418,13 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
     check_interval(polling.interval, "polling.interval", &mut p);
 
     let influx = influx(&mut p);
+    let v1 = matches!(
+        influx,
+        Some(Influx {
+            api: Api::V1 { .. },
+            ..
+        })
+    );
 
     // [[gateways]]
     let mut gateways: BTreeMap<String, GatewaySettings> = BTreeMap::new();
@@ -450,8 +468,8 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
     let mut customers = Vec::new();
     let mut customer_ids = BTreeSet::new();
     for (key, c) in entries::<raw::Customer>("customers", &mut p) {
-        check_id(&c.id, &format!("{key}.id"), &mut p);
-        check_tags(&c.tags, &key, &mut p);
+        check_id(&c.id, &format!("{key}.id"), v1, &mut p);
+        check_tags(&c.tags, &key, v1, &mut p);
         if !customer_ids.insert(c.id.clone()) {
             p.push(
                 &format!("{key}.id"),
@@ -473,7 +491,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
         if m.enabled == Some(false) {
             continue;
         }
-        check_id(&m.id, &format!("{key}.id"), &mut p);
+        check_id(&m.id, &format!("{key}.id"), v1, &mut p);
         if !meter_ids.insert(m.id.clone()) {
             p.push(
                 &format!("{key}.id"),
@@ -562,7 +580,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
                 ),
             );
         }
-        check_tags(&m.tags, &key, &mut p);
+        check_tags(&m.tags, &key, v1, &mut p);
         let Some(profile) = profile else { continue };
         let plan = match MeterPlan::new(
             profile.clone(),

@@ -5,8 +5,14 @@
 //! recommends) and every value as a float field, timestamped in
 //! milliseconds. Escaping follows the line protocol reference: commas,
 //! spaces and equals signs in tag keys/values and field keys are
-//! backslash-escaped; the measurement escapes commas and spaces. Newlines
-//! cannot be represented in a tag at all, so config validation rejects them.
+//! backslash-escaped; the measurement escapes commas and spaces.
+//!
+//! Backslashes differ by server generation: InfluxDB 2.x (and
+//! VictoriaMetrics) read `\\` as one backslash, InfluxDB 1.x keeps every
+//! backslash literally. So the v2 encoding escapes them and the v1 encoding
+//! does not ([`Dialect`]); a tag value ending in a backslash cannot be
+//! written to 1.x at all, and config validation rejects it there. Newlines
+//! cannot be represented in a tag either, and are rejected for both.
 
 use crate::reading::Reading;
 use std::collections::BTreeMap;
@@ -15,10 +21,23 @@ use std::fmt::Write;
 /// The measurement every meter reading is written to.
 pub const MEASUREMENT: &str = "meter";
 
+/// Which server's reading of backslashes to write for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// InfluxDB 2.x/3.x, VictoriaMetrics: `\\` is one backslash.
+    V2,
+    /// InfluxDB 1.x: a backslash is literal unless it escapes `,`, `=` or space.
+    V1,
+}
+
 /// Escape a tag key, tag value or field key.
 pub fn escape_key(s: &str, out: &mut String) {
+    escape_key_for(s, Dialect::V2, out)
+}
+
+pub fn escape_key_for(s: &str, dialect: Dialect, out: &mut String) {
     for c in s.chars() {
-        if matches!(c, ',' | '=' | ' ' | '\\') {
+        if matches!(c, ',' | '=' | ' ') || (c == '\\' && dialect == Dialect::V2) {
             out.push('\\');
         }
         out.push(c);
@@ -36,14 +55,14 @@ pub fn escape_measurement(s: &str, out: &mut String) {
 }
 
 /// `measurement,k=v,k=v` for a tag set, built once per meter.
-pub fn series_key(measurement: &str, tags: &BTreeMap<String, String>) -> String {
+pub fn series_key(measurement: &str, tags: &BTreeMap<String, String>, dialect: Dialect) -> String {
     let mut s = String::with_capacity(64);
     escape_measurement(measurement, &mut s);
     for (k, v) in tags {
         s.push(',');
-        escape_key(k, &mut s);
+        escape_key_for(k, dialect, &mut s);
         s.push('=');
-        escape_key(v, &mut s);
+        escape_key_for(v, dialect, &mut s);
     }
     s
 }
@@ -51,11 +70,11 @@ pub fn series_key(measurement: &str, tags: &BTreeMap<String, String>) -> String 
 /// Append one reading as a line. Returns the number of points (fields)
 /// written; a reading with no values writes nothing (an empty field set is
 /// invalid line protocol).
-pub fn encode(reading: &Reading, out: &mut String) -> usize {
+pub fn encode(reading: &Reading, dialect: Dialect, out: &mut String) -> usize {
     if reading.values.is_empty() {
         return 0;
     }
-    out.push_str(&reading.meter.series_key);
+    out.push_str(reading.meter.series_key(dialect));
     let mut sep = ' ';
     for (name, v) in &reading.values {
         out.push(sep);
@@ -101,7 +120,7 @@ mod tests {
             values: vec![("voltage_l1_n".into(), 230.5), ("frequency".into(), 50.0)],
         };
         let mut s = String::new();
-        assert_eq!(encode(&r, &mut s), 2);
+        assert_eq!(encode(&r, Dialect::V2, &mut s), 2);
         assert_eq!(
             s,
             "meter,customer=C1,feeder=F\\ 12,meter=M1 voltage_l1_n=230.5,frequency=50 1700000000000\n"
@@ -110,16 +129,23 @@ mod tests {
 
     #[test]
     fn escaping_of_hostile_tag_values() {
-        let key = series_key(
-            "meter",
-            &BTreeMap::from([(
-                "customer".to_string(),
-                "Acme, Inc. = \"big\" 钢铁\\".to_string(),
-            )]),
+        let tags = BTreeMap::from([(
+            "customer".to_string(),
+            "Acme, Inc. = \"big\" 钢铁\\".to_string(),
+        )]);
+        assert_eq!(
+            series_key("meter", &tags, Dialect::V2),
+            "meter,customer=Acme\\,\\ Inc.\\ \\=\\ \"big\"\\ 钢铁\\\\"
+        );
+        // InfluxDB 1.x keeps backslashes literally: not escaped for it.
+        let tags = BTreeMap::from([("location".to_string(), "Hall 3\\Bay 2".to_string())]);
+        assert_eq!(
+            series_key("meter", &tags, Dialect::V1),
+            "meter,location=Hall\\ 3\\Bay\\ 2"
         );
         assert_eq!(
-            key,
-            "meter,customer=Acme\\,\\ Inc.\\ \\=\\ \"big\"\\ 钢铁\\\\"
+            series_key("meter", &tags, Dialect::V2),
+            "meter,location=Hall\\ 3\\\\Bay\\ 2"
         );
         let mut m = String::new();
         escape_measurement("a b,c", &mut m);
@@ -147,7 +173,7 @@ mod tests {
             values: vec![],
         };
         let mut s = String::new();
-        assert_eq!(encode(&r, &mut s), 0);
+        assert_eq!(encode(&r, Dialect::V2, &mut s), 0);
         assert!(s.is_empty());
     }
 }

@@ -88,6 +88,10 @@ impl Sink {
         let mut input_open = true;
         let mut deadline: Option<Instant> = None;
         let far = || Instant::now() + Duration::from_secs(86400);
+        let dialect = match self.cfg.api {
+            crate::config::Api::V1 { .. } => line::Dialect::V1,
+            crate::config::Api::V2 { .. } => line::Dialect::V2,
+        };
 
         loop {
             // Seal when full, when the flush timer fires, or at shutdown.
@@ -159,7 +163,7 @@ impl Sink {
             tokio::select! {
                 r = rx.recv(), if input_open => match r {
                     Some(reading) => {
-                        current_points += line::encode(&reading, &mut current);
+                        current_points += line::encode(&reading, dialect, &mut current);
                     }
                     None => {
                         input_open = false;
@@ -186,9 +190,12 @@ impl Sink {
                             queue.pop_front();
                         }
                         Err(e) if !e.retryable() => {
+                            // InfluxDB 1.x answers 400 "partial write" after
+                            // storing the valid lines, so these points are
+                            // rejected, not necessarily all lost.
                             Metrics::inc(&self.metrics.batches_failed);
-                            Metrics::add(&self.metrics.points_dropped, b.points as u64);
-                            error!(error = %e, points = b.points, "InfluxDB rejected a batch as invalid; dropped it");
+                            Metrics::add(&self.metrics.points_rejected, b.points as u64);
+                            error!(error = %e, points = b.points, "InfluxDB rejected a batch as invalid (a 1.x server may have stored its valid lines); not retrying it");
                             queued_points -= b.points;
                             queue.pop_front();
                         }
