@@ -67,15 +67,27 @@ pub async fn run(
     let (tx, rx) = mpsc::channel::<Reading>(CHANNEL);
     let (sink_tx, sink_rx) = mpsc::channel::<Reading>(CHANNEL);
 
+    // The state database first: if it cannot be opened (a foreign or
+    // corrupt file, no permission), nothing starts and nothing is polled.
+    let state = crate::state::StateDb::open(&cfg.daemon.state_dir)?;
+    info!(path = %state.path.display(), "state database open");
+    let outbox = crate::sink::outbox::Outbox::new(state)?;
+
     let sink = match &cfg.influx {
         Some(influx) => {
-            let mut sink = Sink::new(influx.clone(), metrics.clone())
+            let mut sink = Sink::new(influx.clone(), metrics.clone(), Some(outbox))
                 .map_err(|e| anyhow::anyhow!("InfluxDB writer: {e}"))?;
             sink.grace = opts.grace;
             info!(url = %influx.url, api = api_name(&influx.api), "writing readings to InfluxDB");
             tokio::spawn(sink.run(sink_rx))
         }
         None => {
+            if outbox.depth().batches > 0 {
+                warn!(
+                    batches = outbox.depth().batches,
+                    "the outbox holds batches from an earlier run, but no [influxdb] is configured: they stay until it is"
+                );
+            }
             warn!("no [influxdb] section configured: readings are polled but NOT stored");
             tokio::spawn(run_discard(sink_rx, metrics.clone()))
         }
@@ -171,6 +183,14 @@ pub fn log_status(m: &Metrics) {
         points_written = g(&m.points_written),
         points_dropped = g(&m.points_dropped),
         points_rejected = g(&m.points_rejected),
+        batches_retried = g(&m.batches_retried),
+        outbox_batches = g(&m.outbox_batches),
+        outbox_points = g(&m.outbox_points),
+        outbox_bytes = g(&m.outbox_bytes),
+        outbox_oldest_age_s = match g(&m.outbox_oldest_ms) {
+            0 => 0,
+            t => (crate::modbus::gateway::now_ms() as u64).saturating_sub(t) / 1000,
+        },
         points_not_stored = g(&m.points_discarded),
         "status"
     );

@@ -34,6 +34,14 @@ pub struct Metrics {
     /// Points in batches the server rejected as invalid (400/422). A 1.x
     /// server may have stored the valid lines of such a batch.
     pub points_rejected: AtomicU64,
+    /// Sends that failed and will be retried.
+    pub batches_retried: AtomicU64,
+    /// Outbox depth (gauges): batches, points, stored bytes, and the
+    /// creation time (Unix ms) of the oldest batch, 0 when empty.
+    pub outbox_batches: AtomicU64,
+    pub outbox_points: AtomicU64,
+    pub outbox_bytes: AtomicU64,
+    pub outbox_oldest_ms: AtomicU64,
     /// Points generated with no database configured.
     pub points_discarded: AtomicU64,
 }
@@ -45,6 +53,10 @@ impl Metrics {
 
     pub fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Relaxed);
+    }
+
+    pub fn set(c: &AtomicU64, v: u64) {
+        c.store(v, Relaxed);
     }
 
     pub fn get(c: &AtomicU64) -> u64 {

@@ -46,7 +46,9 @@ profile = "eastron-sdm630"
 nominal_voltage = 400
 "#
     );
-    let cfg = pqwatch::config::from_str(&text, std::path::Path::new(".")).unwrap();
+    let mut cfg = pqwatch::config::from_str(&text, std::path::Path::new(".")).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    cfg.daemon.state_dir = state.path().to_path_buf();
     let strict = &cfg.meters[0];
     assert!(
         strict.plan.bridges_gaps(),

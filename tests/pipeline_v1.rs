@@ -17,6 +17,7 @@ fn v1_config(influx_url: &str, gw: u16, user: &str, password: &str) -> String {
         r#"
 [daemon]
 profile_dir = "/nonexistent"
+state_dir = "state"
 
 [influxdb]
 url = "{influx_url}"
@@ -174,7 +175,7 @@ async fn v1_wrong_password_writes_nothing_and_names_the_setting() -> anyhow::Res
 
     let ok = wait_until(Duration::from_secs(10), || {
         daemon.metrics().batches_failed.load(Relaxed) >= 1
-            && bin.stderr().contains("InfluxDB write failed")
+            && bin.stderr().contains("InfluxDB refuses our writes; data is kept")
     })
     .await;
     let stderr = bin.stderr();
@@ -232,6 +233,7 @@ async fn v1_tag_values_arrive_exactly_as_configured() -> anyhow::Result<()> {
         r#"
 [daemon]
 profile_dir = "/nonexistent"
+state_dir = "state"
 
 [influxdb]
 url = "{url}"

@@ -21,6 +21,7 @@ fn fleet_config(gw1: u16, gw2: u16, influx_url: &str, gzip: bool) -> String {
         r#"
 [daemon]
 profile_dir = "/nonexistent"
+state_dir = "state"
 
 [influxdb]
 url = "{influx_url}"
@@ -275,6 +276,7 @@ async fn readings_polled_while_influxdb_is_down_arrive_once_it_is_up() -> anyhow
         r#"
 [daemon]
 profile_dir = "/nonexistent"
+state_dir = "state"
 
 [influxdb]
 url = "http://127.0.0.1:{vm_port}"
@@ -369,6 +371,7 @@ async fn sigterm_delivers_what_was_polled_and_exits_0() -> anyhow::Result<()> {
         r#"
 [daemon]
 profile_dir = "/nonexistent"
+state_dir = "state"
 
 [influxdb]
 url = "{url}"

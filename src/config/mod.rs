@@ -17,7 +17,8 @@ mod raw;
 mod validate;
 
 pub use validate::{
-    Api, Config, Customer, Daemon, GatewaySettings, Influx, Meter, Polling, validate_tree,
+    Api, Config, Customer, Daemon, Durability, GatewaySettings, Influx, Meter, Polling, parse_size,
+    validate_tree,
 };
 
 use serde_json::Value;

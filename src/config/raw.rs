@@ -13,6 +13,7 @@ pub struct Daemon {
     pub state_dir: Option<String>,
     pub profile_dir: Option<String>,
     pub timezone: Option<String>,
+    pub shutdown_grace: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -41,7 +42,17 @@ pub struct Influx {
     pub timeout: Option<String>,
     pub gzip: Option<bool>,
     pub max_buffered_points: Option<u64>,
+    pub durability: Option<String>,
+    pub max_outbox_bytes: Option<ByteSize>,
     pub enabled: Option<bool>,
+}
+
+/// A size: a number of bytes, or a string like "512MiB", "2GiB", "1GB".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ByteSize {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,32 +1,41 @@
-//! The InfluxDB sink: readings in, line-protocol batches out.
+//! The InfluxDB sink: readings in, acknowledged batches out, nothing lost.
 //!
 //! One task owns the whole path. It receives readings from a bounded
-//! channel, appends them to the batch being assembled, seals the batch when
-//! it reaches `batch_size` points or `flush_interval` passes, and sends
-//! sealed batches oldest first, one request in flight at a time. A failed
-//! retryable send is retried with capped, jittered exponential backoff
-//! (honouring `Retry-After`); a batch the server rejects as bad (400/422) is
-//! dropped, counted and logged with the server's message so it never blocks
-//! the queue.
+//! channel, appends them to the batch being assembled, and seals the batch
+//! when it reaches `batch_size` points or `flush_interval` passes. A sealed
+//! batch is gzip-compressed once and, with `durability = "always"`,
+//! committed to the outbox (the state database) before anything is sent; a
+//! crash then loses at most the batch being assembled. With
+//! `durability = "memory"` sealed batches stay in memory and reach the
+//! outbox only at shutdown or when the memory bound is reached.
 //!
-//! Bound: sealed batches are kept in memory up to `max_buffered_points`;
-//! beyond that the oldest batch is dropped, counted and logged loudly.
-//! (Durable buffering across outages and restarts is the outbox's job.)
+//! Sending: one request in flight. When a backlog exists, requests alternate
+//! between the newest batch and the oldest, so live data keeps flowing while
+//! the backlog drains as fast as the server accepts. A batch leaves the
+//! queue only when the server acknowledged it. Failures are classified in
+//! one place ([`writer::WriteError::class`]): retried with capped, jittered
+//! exponential backoff honouring `Retry-After`; 413 splits the batch; 400/422
+//! moves it to the dead-letter table with the server's message;
+//! 401/403/404 keep it and retry slowly while the log names the setting.
 //!
-//! The receive loop never waits on the network, so the channel drains at
-//! CPU speed and pollers are not slowed by a slow or dead database.
+//! Bounds: `max_outbox_bytes` on disk (oldest batches dropped, counted,
+//! logged loudly) and `max_buffered_points` in memory (spilled to the
+//! outbox; dropped only without one). Re-sending a batch is idempotent:
+//! its points carry fixed timestamps, so the server overwrites them.
+//!
 //! Shutdown: when every sender is gone the task seals what it has, keeps
-//! sending until the queue is empty or `grace` passes, and reports what is
-//! left undelivered.
+//! sending until the queue is empty or the grace period ends, and leaves
+//! the rest in the outbox for the next start.
 
 pub mod line;
 pub mod outbox;
 pub mod writer;
 
-use crate::config::Influx;
+use crate::config::{Durability, Influx};
 use crate::metrics::Metrics;
 use crate::reading::Reading;
 use bytes::Bytes;
+use outbox::{Outbox, Stored, gunzip, gzip};
 use rand::RngExt as _;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -36,121 +45,458 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::{error, info, warn};
-pub use writer::{WriteError, Writer};
+pub use writer::{Class, WriteError, Writer};
 
-struct Batch {
-    body: Bytes,
+/// A sealed batch held in memory.
+#[derive(Debug, Clone)]
+struct MemBatch {
+    seq: u64,
+    created_ms: i64,
     points: usize,
+    raw_bytes: usize,
+    body: Bytes,
+}
+
+/// Which queued batch a send carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Db(i64),
+    Mem(u64),
+}
+
+/// A batch taken for sending.
+#[derive(Debug, Clone)]
+struct Taken {
+    key: Key,
+    created_ms: i64,
+    points: usize,
+    body: Bytes,
 }
 
 type Send = Pin<Box<dyn Future<Output = Result<(), WriteError>> + std::marker::Send>>;
 
+/// Run a synchronous SQLite call from the sink task without stalling the
+/// runtime's other tasks (on a multi-thread runtime).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Backoff after consecutive failures: 1 s doubling to 60 s, ±20 % jitter,
 /// or what the server asked for in `Retry-After` (capped at 10 min).
-fn backoff(failures: u32, retry_after: Option<Duration>) -> Duration {
+/// Misconfiguration (401/403/404) waits at least 30 s: an operator must act.
+fn backoff(failures: u32, retry_after: Option<Duration>, class: Class) -> Duration {
     if let Some(d) = retry_after {
         return d.min(Duration::from_secs(600));
     }
     let base = Duration::from_secs(1) * 2u32.saturating_pow(failures.saturating_sub(1).min(6));
     let base = base.min(Duration::from_secs(60));
+    let base = if class == Class::Misconfigured {
+        base.max(Duration::from_secs(30))
+    } else {
+        base
+    };
     let jitter = rand::rng().random_range(0.8..1.2);
     base.mul_f64(jitter)
+}
+
+/// The queue: the outbox (if any) plus batches held in memory.
+struct Queue {
+    outbox: Option<Outbox>,
+    mem: VecDeque<MemBatch>,
+    mem_points: usize,
+    next_seq: u64,
+    durability: Durability,
+    max_mem_points: usize,
+    max_outbox_bytes: u64,
+    metrics: Arc<Metrics>,
+}
+
+impl Queue {
+    fn batches(&self) -> u64 {
+        self.outbox.as_ref().map_or(0, |o| o.depth().batches) + self.mem.len() as u64
+    }
+
+    fn publish_depth(&self) {
+        let d = self.outbox.as_ref().map(|o| o.depth()).unwrap_or_default();
+        let m = &self.metrics;
+        let mem_bytes: usize = self.mem.iter().map(|b| b.body.len()).sum();
+        Metrics::set(&m.outbox_batches, d.batches + self.mem.len() as u64);
+        Metrics::set(&m.outbox_points, d.points + self.mem_points as u64);
+        Metrics::set(&m.outbox_bytes, d.bytes + mem_bytes as u64);
+        let oldest = [d.oldest_ms, self.mem.front().map(|b| b.created_ms)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(0);
+        Metrics::set(&m.outbox_oldest_ms, oldest.max(0) as u64);
+    }
+
+    /// Queue a sealed batch.
+    fn push(
+        &mut self,
+        created_ms: i64,
+        points: usize,
+        raw_bytes: usize,
+        body: Bytes,
+        inflight: Option<Key>,
+    ) {
+        if self.durability == Durability::Always
+            && let Some(o) = self.outbox.as_mut()
+        {
+            match blocking(|| o.push(created_ms, points, raw_bytes, &body)) {
+                Ok(_) => {
+                    self.enforce_outbox_bound(inflight);
+                    return;
+                }
+                Err(e) => {
+                    // Keep the data in memory; the outbox may recover (disk full).
+                    error!(error = %e, points, "cannot write to the outbox; holding the batch in memory");
+                }
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.mem_points += points;
+        self.mem.push_back(MemBatch {
+            seq,
+            created_ms,
+            points,
+            raw_bytes,
+            body,
+        });
+        self.enforce_mem_bound(inflight);
+    }
+
+    /// Over the memory bound: move the oldest idle batches to the outbox, or
+    /// drop them when there is none.
+    fn enforce_mem_bound(&mut self, inflight: Option<Key>) {
+        while self.mem_points > self.max_mem_points && self.mem.len() > 1 {
+            let idx = match self.mem.front() {
+                Some(b) if inflight == Some(Key::Mem(b.seq)) => 1,
+                _ => 0,
+            };
+            let b = self.mem.remove(idx).expect("len > 1");
+            self.mem_points -= b.points;
+            let spilled = self
+                .outbox
+                .as_mut()
+                .map(|o| blocking(|| o.push(b.created_ms, b.points, b.raw_bytes, &b.body)));
+            match spilled {
+                Some(Ok(_)) => self.enforce_outbox_bound(inflight),
+                other => {
+                    if let Some(Err(e)) = other {
+                        error!(error = %e, "cannot spill to the outbox");
+                    }
+                    Metrics::add(&self.metrics.points_dropped, b.points as u64);
+                    error!(
+                        points = b.points,
+                        limit = self.max_mem_points,
+                        "in-memory buffer full and no outbox: dropped the oldest batch"
+                    );
+                }
+            }
+        }
+    }
+
+    fn enforce_outbox_bound(&mut self, inflight: Option<Key>) {
+        let Some(o) = self.outbox.as_mut() else {
+            return;
+        };
+        if o.depth().bytes <= self.max_outbox_bytes {
+            return;
+        }
+        let keep = match inflight {
+            Some(Key::Db(id)) => Some(id),
+            _ => None,
+        };
+        match blocking(|| o.enforce_bound(self.max_outbox_bytes, keep)) {
+            Ok((batches, points)) if batches > 0 => {
+                Metrics::add(&self.metrics.points_dropped, points);
+                let _ = o.db().add_counter("points_dropped", points as i64);
+                error!(
+                    batches,
+                    points,
+                    limit_bytes = self.max_outbox_bytes,
+                    "OUTBOX FULL: dropped the oldest batches; raise influxdb.max_outbox_bytes or restore InfluxDB"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => error!(error = %e, "cannot enforce the outbox bound"),
+        }
+    }
+
+    /// The next batch to send: the newest or the oldest.
+    fn take(&mut self, newest: bool) -> Option<Taken> {
+        let from_mem = |b: &MemBatch| Taken {
+            key: Key::Mem(b.seq),
+            created_ms: b.created_ms,
+            points: b.points,
+            body: b.body.clone(),
+        };
+        let from_db = |s: Stored| Taken {
+            key: Key::Db(s.id),
+            created_ms: s.created_ms,
+            points: s.points,
+            body: s.body,
+        };
+        let db = |o: &Outbox, newest: bool| {
+            let r = blocking(|| if newest { o.newest() } else { o.oldest() });
+            r.unwrap_or_else(|e| {
+                error!(error = %e, "cannot read the outbox");
+                None
+            })
+        };
+        // Memory holds the most recent batches; the outbox older ones (from
+        // this run in "always" mode, from earlier runs in both modes).
+        if newest {
+            if let Some(b) = self.mem.back() {
+                return Some(from_mem(b));
+            }
+            self.outbox.as_ref().and_then(|o| db(o, true)).map(from_db)
+        } else {
+            if let Some(s) = self.outbox.as_ref().and_then(|o| db(o, false)) {
+                return Some(from_db(s));
+            }
+            self.mem.front().map(from_mem)
+        }
+    }
+
+    fn remove_mem(&mut self, seq: u64) -> Option<MemBatch> {
+        let idx = self.mem.iter().position(|b| b.seq == seq)?;
+        let b = self.mem.remove(idx)?;
+        self.mem_points -= b.points;
+        Some(b)
+    }
+
+    fn ack(&mut self, key: Key) {
+        match key {
+            Key::Mem(seq) => {
+                self.remove_mem(seq);
+            }
+            Key::Db(id) => {
+                if let Some(o) = self.outbox.as_mut()
+                    && let Err(e) = blocking(|| o.delete(id))
+                {
+                    // It will be sent again: harmless, writes are idempotent.
+                    error!(error = %e, "cannot delete an acknowledged batch from the outbox");
+                }
+            }
+        }
+    }
+
+    fn reject(&mut self, t: &Taken, status: u16, message: &str) {
+        let now = crate::modbus::gateway::now_ms();
+        let stored = Stored {
+            id: match t.key {
+                Key::Db(id) => id,
+                Key::Mem(_) => -1,
+            },
+            created_ms: t.created_ms,
+            points: t.points,
+            body: t.body.clone(),
+        };
+        if let Key::Mem(seq) = t.key {
+            self.remove_mem(seq);
+        }
+        if let Some(o) = self.outbox.as_mut() {
+            if let Err(e) = blocking(|| o.dead_letter(&stored, status, message, now)) {
+                error!(error = %e, "cannot move a rejected batch to the dead-letter table");
+            }
+        } else if let Key::Db(_) = t.key {
+            unreachable!("a Db key implies an outbox");
+        }
+    }
+
+    /// 413: split the batch in two. Returns false when it is one line.
+    fn split(&mut self, t: &Taken) -> bool {
+        match t.key {
+            Key::Db(id) => {
+                let Some(o) = self.outbox.as_mut() else {
+                    return false;
+                };
+                let stored = Stored {
+                    id,
+                    created_ms: t.created_ms,
+                    points: t.points,
+                    body: t.body.clone(),
+                };
+                blocking(|| o.split(&stored)).unwrap_or_else(|e| {
+                    error!(error = %e, "cannot split a batch in the outbox");
+                    false
+                })
+            }
+            Key::Mem(seq) => {
+                let Ok(raw) = gunzip(&t.body) else {
+                    return false;
+                };
+                let lines: Vec<&[u8]> = raw.split_inclusive(|&c| c == b'\n').collect();
+                if lines.len() < 2 {
+                    return false;
+                }
+                let Some(b) = self.remove_mem(seq) else {
+                    return false;
+                };
+                let mid = lines.len() / 2;
+                let first = b.points * mid / lines.len();
+                for (part, points) in [
+                    (lines[..mid].concat(), first),
+                    (lines[mid..].concat(), b.points - first),
+                ] {
+                    let seq = self.next_seq;
+                    self.next_seq += 1;
+                    self.mem_points += points;
+                    self.mem.push_front(MemBatch {
+                        seq,
+                        created_ms: b.created_ms,
+                        points,
+                        raw_bytes: part.len(),
+                        body: Bytes::from(gzip(&part)),
+                    });
+                }
+                true
+            }
+        }
+    }
+
+    /// At exit: what is still in memory goes to the outbox for the next run.
+    fn persist_memory(&mut self) -> (usize, usize) {
+        let mut kept = 0;
+        let mut lost = 0;
+        while let Some(b) = self.mem.pop_front() {
+            self.mem_points -= b.points;
+            match self
+                .outbox
+                .as_mut()
+                .map(|o| blocking(|| o.push(b.created_ms, b.points, b.raw_bytes, &b.body)))
+            {
+                Some(Ok(_)) => kept += b.points,
+                _ => lost += b.points,
+            }
+        }
+        (kept, lost)
+    }
 }
 
 pub struct Sink {
     cfg: Influx,
     writer: Arc<Writer>,
     metrics: Arc<Metrics>,
+    outbox: Option<Outbox>,
     /// How long to keep delivering after the input closes.
     pub grace: Duration,
 }
 
 impl Sink {
-    pub fn new(cfg: Influx, metrics: Arc<Metrics>) -> Result<Self, String> {
+    /// A sink with an outbox (the daemon), or without (tests, tools): then
+    /// everything is held in memory within `max_buffered_points`.
+    pub fn new(cfg: Influx, metrics: Arc<Metrics>, outbox: Option<Outbox>) -> Result<Self, String> {
         let writer = Arc::new(Writer::new(&cfg)?);
         Ok(Sink {
             cfg,
             writer,
             metrics,
+            outbox,
             grace: Duration::from_secs(10),
         })
     }
 
-    pub async fn run(self, mut rx: mpsc::Receiver<Reading>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Reading>) {
+        let dialect = match self.cfg.api {
+            crate::config::Api::V1 { .. } => line::Dialect::V1,
+            crate::config::Api::V2 { .. } => line::Dialect::V2,
+        };
+        if let Some(r) = self.writer.probe().await {
+            match r {
+                Ok(()) => info!(url = %self.cfg.url, "InfluxDB is ready"),
+                Err(e) => {
+                    warn!(url = %self.cfg.url, error = %e, "InfluxDB readiness probe failed; writing anyway (the outbox holds data until it accepts)")
+                }
+            }
+        }
+        let mut q = Queue {
+            outbox: self.outbox.take(),
+            mem: VecDeque::new(),
+            mem_points: 0,
+            next_seq: 0,
+            durability: self.cfg.durability,
+            max_mem_points: self.cfg.max_buffered_points,
+            max_outbox_bytes: self.cfg.max_outbox_bytes,
+            metrics: self.metrics.clone(),
+        };
+        if let Some(o) = &q.outbox {
+            let d = o.depth();
+            if d.batches > 0 {
+                info!(
+                    batches = d.batches,
+                    points = d.points,
+                    bytes = d.bytes,
+                    "replaying the outbox from the previous run"
+                );
+            }
+        }
+        q.publish_depth();
+
         let mut current = String::with_capacity(64 * 1024);
         let mut current_points = 0usize;
-        let mut queue: VecDeque<Batch> = VecDeque::new();
-        let mut queued_points = 0usize;
-        let mut inflight: Option<Send> = None;
+        let mut inflight: Option<(Taken, Send)> = None;
         let mut failures = 0u32;
         let mut retry_at: Option<Instant> = None;
         let mut flush_at = Instant::now() + self.cfg.flush_interval;
         let mut input_open = true;
         let mut deadline: Option<Instant> = None;
-        let far = || Instant::now() + Duration::from_secs(86400);
-        let dialect = match self.cfg.api {
-            crate::config::Api::V1 { .. } => line::Dialect::V1,
-            crate::config::Api::V2 { .. } => line::Dialect::V2,
-        };
+        let mut newest_next = true;
 
         loop {
             // Seal when full, when the flush timer fires, or at shutdown.
-            let seal_now = current_points >= self.cfg.batch_size
-                || (current_points > 0 && (Instant::now() >= flush_at || !input_open));
-            if seal_now {
-                let body = Bytes::from(std::mem::replace(
-                    &mut current,
-                    String::with_capacity(64 * 1024),
-                ));
-                queue.push_back(Batch {
+            if current_points >= self.cfg.batch_size
+                || (current_points > 0 && (Instant::now() >= flush_at || !input_open))
+            {
+                let raw = std::mem::replace(&mut current, String::with_capacity(64 * 1024));
+                let body = Bytes::from(gzip(raw.as_bytes()));
+                let key = inflight.as_ref().map(|(t, _)| t.key);
+                q.push(
+                    crate::modbus::gateway::now_ms(),
+                    current_points,
+                    raw.len(),
                     body,
-                    points: current_points,
-                });
-                queued_points += current_points;
+                    key,
+                );
                 current_points = 0;
-                flush_at = Instant::now() + self.cfg.flush_interval;
-                // Never drop the batch being sent: its result pops it.
-                let oldest_idle = usize::from(inflight.is_some());
-                while queued_points > self.cfg.max_buffered_points && queue.len() > oldest_idle + 1
-                {
-                    let old = queue.remove(oldest_idle).expect("len checked");
-                    queued_points -= old.points;
-                    Metrics::add(&self.metrics.points_dropped, old.points as u64);
-                    error!(
-                        points = old.points,
-                        buffered = queued_points,
-                        limit = self.cfg.max_buffered_points,
-                        "InfluxDB buffer full: dropped the oldest batch"
-                    );
-                }
+                q.publish_depth();
             }
             if current_points == 0 {
-                flush_at = far().min(flush_at.max(Instant::now() + self.cfg.flush_interval));
+                flush_at = Instant::now() + self.cfg.flush_interval;
             }
 
             // Start a send when idle, the backoff has passed and work waits.
-            if inflight.is_none()
-                && retry_at.is_none_or(|t| Instant::now() >= t)
-                && let Some(b) = queue.front()
-            {
+            if inflight.is_none() && retry_at.is_none_or(|t| Instant::now() >= t) {
                 retry_at = None;
-                let w = self.writer.clone();
-                let body = b.body.clone();
-                inflight = Some(Box::pin(async move { w.write(body).await }));
+                let backlog = q.batches() > 1;
+                if let Some(t) = q.take(newest_next || !backlog) {
+                    newest_next = !newest_next;
+                    let w = self.writer.clone();
+                    let body = t.body.clone();
+                    inflight = Some((t, Box::pin(async move { w.write(body).await })));
+                }
             }
 
-            if !input_open && queue.is_empty() && current_points == 0 && inflight.is_none() {
-                break;
+            if !input_open && current_points == 0 && inflight.is_none() {
+                if q.batches() == 0 {
+                    break; // everything delivered
+                }
+                // Waiting for a retry that falls after the deadline is pointless.
+                if let (Some(r), Some(d)) = (retry_at, deadline)
+                    && r >= d
+                {
+                    break;
+                }
             }
             if let Some(d) = deadline
                 && Instant::now() >= d
             {
-                let left: usize = queued_points + current_points;
-                Metrics::add(&self.metrics.points_dropped, left as u64);
-                error!(
-                    points = left,
-                    "shutdown grace period over: undelivered points are lost"
-                );
                 break;
             }
 
@@ -158,7 +504,7 @@ impl Sink {
                 .into_iter()
                 .flatten()
                 .min()
-                .unwrap_or_else(far);
+                .expect("flush_at is always set");
 
             tokio::select! {
                 r = rx.recv(), if input_open => match r {
@@ -170,57 +516,99 @@ impl Sink {
                         deadline = Some(Instant::now() + self.grace);
                         // One more attempt now rather than after a long backoff.
                         retry_at = None;
-                        if !queue.is_empty() || current_points > 0 {
-                            info!(points = queued_points + current_points, "flushing buffered points before exit");
-                        }
                     }
                 },
-                res = async { inflight.as_mut().expect("guarded").await }, if inflight.is_some() => {
-                    inflight = None;
-                    let b = queue.front().expect("in-flight batch is at the front");
-                    match res {
-                        Ok(()) => {
-                            if failures > 0 {
-                                info!(after_failures = failures, "InfluxDB writes succeed again");
-                            }
-                            failures = 0;
-                            Metrics::add(&self.metrics.points_written, b.points as u64);
-                            Metrics::inc(&self.metrics.batches_written);
-                            queued_points -= b.points;
-                            queue.pop_front();
-                        }
-                        Err(e) if !e.retryable() => {
-                            // InfluxDB 1.x answers 400 "partial write" after
-                            // storing the valid lines, so these points are
-                            // rejected, not necessarily all lost.
-                            Metrics::inc(&self.metrics.batches_failed);
-                            Metrics::add(&self.metrics.points_rejected, b.points as u64);
-                            error!(error = %e, points = b.points, "InfluxDB rejected a batch as invalid (a 1.x server may have stored its valid lines); not retrying it");
-                            queued_points -= b.points;
-                            queue.pop_front();
-                        }
-                        Err(e) => {
-                            failures += 1;
-                            Metrics::inc(&self.metrics.batches_failed);
-                            let retry_after = match &e { WriteError::Http { retry_after, .. } => *retry_after, _ => None };
-                            let wait = backoff(failures, retry_after);
-                            retry_at = Some(Instant::now() + wait);
-                            // Log the first failure and then every 10th, so an
-                            // outage is visible without flooding the journal.
-                            if failures == 1 || failures.is_multiple_of(10) {
-                                warn!(
-                                    error = %e,
-                                    hint = e.hint().unwrap_or(""),
-                                    failures,
-                                    retry_in_ms = wait.as_millis() as u64,
-                                    buffered_points = queued_points + current_points,
-                                    "InfluxDB write failed; will retry"
-                                );
-                            }
-                        }
-                    }
+                res = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
+                    let (t, _) = inflight.take().expect("guarded");
+                    self.handle_result(&mut q, &t, res, &mut failures, &mut retry_at);
+                    q.publish_depth();
                 },
                 _ = sleep_until(wake) => {}
+            }
+        }
+
+        // Exit: whatever is not delivered stays in the outbox.
+        let (kept_mem, lost) = q.persist_memory();
+        if lost > 0 {
+            Metrics::add(&self.metrics.points_dropped, lost as u64);
+            error!(
+                points = lost,
+                "no outbox to keep undelivered points: they are lost"
+            );
+        }
+        let d = q.outbox.as_ref().map(|o| o.depth()).unwrap_or_default();
+        if d.points > 0 {
+            info!(
+                points = d.points,
+                batches = d.batches,
+                from_memory = kept_mem,
+                "undelivered points kept in the outbox for the next start"
+            );
+        }
+        q.publish_depth();
+    }
+
+    fn handle_result(
+        &self,
+        q: &mut Queue,
+        t: &Taken,
+        res: Result<(), WriteError>,
+        failures: &mut u32,
+        retry_at: &mut Option<Instant>,
+    ) {
+        let m = &self.metrics;
+        let e = match res {
+            Ok(()) => {
+                if *failures > 0 {
+                    info!(after_failures = *failures, "InfluxDB writes succeed again");
+                }
+                *failures = 0;
+                Metrics::add(&m.points_written, t.points as u64);
+                Metrics::inc(&m.batches_written);
+                q.ack(t.key);
+                return;
+            }
+            Err(e) => e,
+        };
+        Metrics::inc(&m.batches_failed);
+        match e.class() {
+            Class::Reject => {
+                Metrics::add(&m.points_rejected, t.points as u64);
+                error!(
+                    error = %e,
+                    points = t.points,
+                    "InfluxDB rejected a batch as invalid; moved it to the dead-letter table (a 1.x server may have stored its valid lines)"
+                );
+                q.reject(t, e.status(), &e.to_string());
+            }
+            Class::TooLarge => {
+                if q.split(t) {
+                    warn!(
+                        points = t.points,
+                        "InfluxDB says the batch is too large (413); split it in two; consider a smaller influxdb.batch_size"
+                    );
+                } else {
+                    Metrics::add(&m.points_rejected, t.points as u64);
+                    error!(error = %e, "a single line is too large for InfluxDB; moved it to the dead-letter table");
+                    q.reject(t, e.status(), &e.to_string());
+                }
+            }
+            class @ (Class::Retry | Class::Misconfigured) => {
+                *failures += 1;
+                Metrics::inc(&m.batches_retried);
+                let wait = backoff(*failures, e.retry_after(), class);
+                *retry_at = Some(Instant::now() + wait);
+                // The first failure and then every 10th: an outage is
+                // visible without flooding the journal.
+                if *failures == 1 || failures.is_multiple_of(10) {
+                    let retry_in_ms = wait.as_millis() as u64;
+                    let queued = q.batches();
+                    if class == Class::Misconfigured {
+                        error!(error = %e, hint = e.hint().unwrap_or(""), failures = *failures, retry_in_ms, queued_batches = queued, "InfluxDB refuses our writes; data is kept");
+                    } else {
+                        warn!(error = %e, failures = *failures, retry_in_ms, queued_batches = queued, "InfluxDB write failed; will retry");
+                    }
+                }
             }
         }
     }
@@ -240,17 +628,18 @@ mod tests {
 
     #[test]
     fn backoff_is_capped_and_honours_retry_after() {
-        let d1 = backoff(1, None);
+        let d1 = backoff(1, None, Class::Retry);
         assert!(d1 >= Duration::from_millis(800) && d1 <= Duration::from_millis(1200));
-        let d10 = backoff(10, None);
+        let d10 = backoff(10, None, Class::Retry);
         assert!(d10 <= Duration::from_secs(72) && d10 >= Duration::from_secs(48));
         assert_eq!(
-            backoff(3, Some(Duration::from_secs(7))),
+            backoff(3, Some(Duration::from_secs(7)), Class::Retry),
             Duration::from_secs(7)
         );
         assert_eq!(
-            backoff(3, Some(Duration::from_secs(99999))),
+            backoff(3, Some(Duration::from_secs(99999)), Class::Retry),
             Duration::from_secs(600)
         );
+        assert!(backoff(1, None, Class::Misconfigured) >= Duration::from_secs(24));
     }
 }

@@ -1,11 +1,17 @@
-//! HTTP writers for InfluxDB: the v2 API through the `influxdb2` crate, the
-//! v1 `/write` API through reqwest. Both send one line-protocol body and
-//! report the outcome as a [`WriteError`] that [`WriteError::retryable`]
+//! HTTP writers for InfluxDB: the v2 `/api/v2/write` and the v1 `/write`
+//! APIs. Both send one stored batch (gzip-compressed line protocol, sent
+//! as is with `Content-Encoding: gzip`, or inflated when `gzip = false`) and
+//! report the outcome as a [`WriteError`] that [`WriteError::class`]
 //! classifies in one place. Nothing here buffers or retries.
+//!
+//! Writes go through reqwest directly rather than the `influxdb2` crate's
+//! write calls: retry handling needs the `Retry-After` header, and a stored
+//! batch is compressed once, when it enters the outbox, which the crate's
+//! API (it compresses itself, or not at all) cannot send. The crate serves
+//! the start-up readiness probe of v2 servers ([`Writer::probe`]).
 
 use crate::config::{Api, Influx};
 use bytes::Bytes;
-use std::io::Write as _;
 use std::time::Duration;
 
 /// Why a batch was not accepted.
@@ -23,15 +29,49 @@ pub enum WriteError {
     },
 }
 
+/// What to do with a batch after a failed send. The one place that decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Network error, 5xx, 408, 429: retry with backoff.
+    Retry,
+    /// 401/403/404: a setting is wrong; keep the data, retry slowly.
+    Misconfigured,
+    /// 413: the batch is too large; split it.
+    TooLarge,
+    /// 400/422 and other 4xx: the server will never take it; dead-letter it.
+    Reject,
+}
+
 impl WriteError {
-    /// Whether sending the same batch again can succeed. A 400/422 means a
-    /// point the server will never accept; everything else (network, 5xx,
-    /// 408/429, and even 401/403/404, which an operator fixes without
-    /// restarting us) is retried with backoff.
-    pub fn retryable(&self) -> bool {
+    pub fn class(&self) -> Class {
         match self {
-            WriteError::Transport(_) => true,
-            WriteError::Http { status, .. } => !matches!(status, 400 | 422),
+            WriteError::Transport(_) => Class::Retry,
+            WriteError::Http { status, .. } => match status {
+                413 => Class::TooLarge,
+                401 | 403 | 404 => Class::Misconfigured,
+                408 | 429 => Class::Retry,
+                s if *s >= 500 => Class::Retry,
+                _ => Class::Reject,
+            },
+        }
+    }
+
+    /// Whether sending the same batch again can succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(self.class(), Class::Retry | Class::Misconfigured)
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            WriteError::Http { retry_after, .. } => *retry_after,
+            WriteError::Transport(_) => None,
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            WriteError::Http { status, .. } => *status,
+            WriteError::Transport(_) => 0,
         }
     }
 
@@ -50,54 +90,57 @@ impl WriteError {
     }
 }
 
-/// A pre-encoded line-protocol body handed to the influxdb2 client, which
-/// only streams `WriteDataPoint`s when it compresses.
-struct Body(Bytes);
-
-impl influxdb2::models::WriteDataPoint for Body {
-    fn write_data_point_to<W: std::io::Write>(&self, mut w: W) -> std::io::Result<()> {
-        w.write_all(&self.0)
-    }
+pub struct Writer {
+    client: reqwest::Client,
+    /// Full write URL with its query (no secret in it).
+    url: String,
+    auth: Auth,
+    gzip: bool,
+    /// For the readiness probe of v2 servers.
+    probe: Option<influxdb2::Client>,
 }
 
-pub enum Writer {
-    V2 {
-        client: influxdb2::Client,
-        org: String,
-        bucket: String,
-        gzip: bool,
-    },
-    V1 {
-        client: reqwest::Client,
-        url: String,
-        auth: Option<(String, crate::secret::Secret)>,
-        gzip: bool,
-    },
+enum Auth {
+    None,
+    Token(crate::secret::Secret),
+    Basic(String, crate::secret::Secret),
 }
 
 impl Writer {
     pub fn new(cfg: &Influx) -> Result<Self, String> {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("pqwatch/", env!("CARGO_PKG_VERSION")));
+        let builder = || {
+            reqwest::Client::builder()
+                .timeout(cfg.timeout)
+                .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
+                .user_agent(concat!("pqwatch/", env!("CARGO_PKG_VERSION")))
+        };
+        let client = builder().build().map_err(|e| format!("http client: {e}"))?;
         match &cfg.api {
             Api::V2 { org, bucket, token } => {
-                let mut b = influxdb2::ClientBuilder::with_builder(
-                    http,
+                let mut url = reqwest::Url::parse(&format!("{}/api/v2/write", cfg.url))
+                    .map_err(|e| format!("influxdb.url: {e}"))?;
+                url.query_pairs_mut()
+                    .append_pair("org", org)
+                    .append_pair("bucket", bucket)
+                    .append_pair("precision", "ms");
+                let probe = influxdb2::ClientBuilder::with_builder(
+                    builder(),
                     cfg.url.clone(),
                     org.clone(),
                     token.expose(),
-                );
-                if cfg.gzip {
-                    b = b.gzip(true);
-                }
-                let client = b.build().map_err(|e| format!("influxdb client: {e}"))?;
-                Ok(Writer::V2 {
+                )
+                .build()
+                .map_err(|e| format!("influxdb client: {e}"))?;
+                Ok(Writer {
                     client,
-                    org: org.clone(),
-                    bucket: bucket.clone(),
+                    url: url.to_string(),
+                    auth: if token.is_empty() {
+                        Auth::None
+                    } else {
+                        Auth::Token(token.clone())
+                    },
                     gzip: cfg.gzip,
+                    probe: Some(probe),
                 })
             }
             Api::V1 {
@@ -106,7 +149,6 @@ impl Writer {
                 username,
                 password,
             } => {
-                let client = http.build().map_err(|e| format!("http client: {e}"))?;
                 let mut url = reqwest::Url::parse(&format!("{}/write", cfg.url))
                     .map_err(|e| format!("influxdb.url: {e}"))?;
                 url.query_pairs_mut()
@@ -115,87 +157,70 @@ impl Writer {
                 if let Some(rp) = retention_policy {
                     url.query_pairs_mut().append_pair("rp", rp);
                 }
-                Ok(Writer::V1 {
+                Ok(Writer {
                     client,
                     url: url.to_string(),
-                    auth: username.clone().map(|u| (u, password.clone())),
+                    auth: match username {
+                        Some(u) => Auth::Basic(u.clone(), password.clone()),
+                        None => Auth::None,
+                    },
                     gzip: cfg.gzip,
+                    probe: None,
                 })
             }
         }
     }
 
-    /// Send one body of line protocol with millisecond timestamps.
-    pub async fn write(&self, body: Bytes) -> Result<(), WriteError> {
-        match self {
-            Writer::V2 {
-                client,
-                org,
-                bucket,
-                gzip,
-            } => {
-                let precision = influxdb2::api::write::TimestampPrecision::Milliseconds;
-                let r = if *gzip {
-                    let points = futures::stream::iter(vec![Body(body)]);
-                    client.write_with_precision(bucket, points, precision).await
-                } else {
-                    client
-                        .write_line_protocol_with_precision(org, bucket, body, precision)
-                        .await
-                };
-                r.map_err(|e| match e {
-                    influxdb2::RequestError::Http { status, text } => WriteError::Http {
-                        status: status.as_u16(),
-                        body: truncate(text),
-                        retry_after: None,
-                    },
-                    other => WriteError::Transport(other.to_string()),
-                })
+    /// Ask a v2 server whether it is ready (informational, at start-up).
+    /// `None` for v1, which has no such endpoint.
+    pub async fn probe(&self) -> Option<Result<(), String>> {
+        let c = self.probe.as_ref()?;
+        Some(match c.ready().await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("not ready".into()),
+            Err(influxdb2::RequestError::Http { status, .. }) => {
+                Err(format!("HTTP {status} on /ready"))
             }
-            Writer::V1 {
-                client,
-                url,
-                auth,
-                gzip,
-            } => {
-                let mut req = client.post(url);
-                if let Some((user, pass)) = auth {
-                    req = req.basic_auth(user, Some(pass.expose()));
-                }
-                req = if *gzip {
-                    let mut enc =
-                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                    enc.write_all(&body)
-                        .map_err(|e| WriteError::Transport(format!("gzip: {e}")))?;
-                    let z = enc
-                        .finish()
-                        .map_err(|e| WriteError::Transport(format!("gzip: {e}")))?;
-                    req.header("Content-Encoding", "gzip").body(z)
-                } else {
-                    req.body(body)
-                };
-                let resp = req
-                    .send()
-                    .await
-                    .map_err(|e| WriteError::Transport(without_url(&e)))?;
-                let status = resp.status().as_u16();
-                if (200..300).contains(&status) {
-                    return Ok(());
-                }
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs);
-                let body = resp.text().await.unwrap_or_default();
-                Err(WriteError::Http {
-                    status,
-                    body: truncate(body),
-                    retry_after,
-                })
-            }
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
+    /// Send one stored batch (gzip-compressed line protocol, ms timestamps).
+    pub async fn write(&self, body_gz: Bytes) -> Result<(), WriteError> {
+        let mut req = self.client.post(&self.url);
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Token(t) => req.header("Authorization", format!("Token {}", t.expose())),
+            Auth::Basic(u, p) => req.basic_auth(u, Some(p.expose())),
+        };
+        req = if self.gzip {
+            req.header("Content-Encoding", "gzip").body(body_gz)
+        } else {
+            let raw = crate::sink::outbox::gunzip(&body_gz)
+                .map_err(|e| WriteError::Transport(format!("stored batch is not gzip: {e}")))?;
+            req.body(raw)
+        };
+        let resp = req
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .send()
+            .await
+            .map_err(|e| WriteError::Transport(describe(&e)))?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
         }
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.text().await.unwrap_or_default();
+        Err(WriteError::Http {
+            status,
+            body: truncate(body),
+            retry_after,
+        })
     }
 }
 
@@ -213,10 +238,17 @@ fn truncate(mut s: String) -> String {
     s.trim().to_string()
 }
 
-/// reqwest errors print the URL, which for v1 carries no secret (auth goes
-/// in a header) but is long; keep the cause.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.without_url_ref().to_string();
+/// A transport error with its causes, without the URL (long, and for v1
+/// carrying the database name only, but kept out of logs on principle).
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut s = kind.to_string();
     let mut src = std::error::Error::source(e);
     while let Some(cause) = src {
         s.push_str(": ");
@@ -224,25 +256,6 @@ fn without_url(e: &reqwest::Error) -> String {
         src = cause.source();
     }
     s
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let kind = if self.is_timeout() {
-            "timed out"
-        } else if self.is_connect() {
-            "cannot connect"
-        } else if self.is_request() {
-            "request failed"
-        } else {
-            "error"
-        };
-        kind.to_string()
-    }
 }
 
 #[cfg(test)]
@@ -256,10 +269,16 @@ mod tests {
             body: String::new(),
             retry_after: None,
         };
-        for s in [500, 502, 503, 504, 408, 429, 401, 403, 404] {
-            assert!(http(s).retryable(), "{s}");
+        for s in [500, 502, 503, 504, 408, 429] {
+            assert_eq!(http(s).class(), Class::Retry, "{s}");
         }
-        for s in [400, 422] {
+        for s in [401, 403, 404] {
+            assert_eq!(http(s).class(), Class::Misconfigured, "{s}");
+            assert!(http(s).retryable());
+        }
+        assert_eq!(http(413).class(), Class::TooLarge);
+        for s in [400, 422, 405] {
+            assert_eq!(http(s).class(), Class::Reject, "{s}");
             assert!(!http(s).retryable(), "{s}");
         }
         assert!(WriteError::Transport("x".into()).retryable());

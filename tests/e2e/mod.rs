@@ -46,9 +46,24 @@ pub fn now_ms() -> i64 {
 
 /// A validated config from text (no conf.d, no environment). Test configs
 /// should set `[daemon] profile_dir = "/nonexistent"`.
+///
+/// Each config gets its own fresh state directory, so tests never share (or
+/// replay) an outbox.
 pub fn config(text: &str) -> Config {
-    pqwatch::config::from_str(text, Path::new("/nonexistent"))
-        .unwrap_or_else(|e| panic!("test config is invalid: {e}\n--- config ---\n{text}"))
+    let mut cfg = pqwatch::config::from_str(text, Path::new("/nonexistent"))
+        .unwrap_or_else(|e| panic!("test config is invalid: {e}\n--- config ---\n{text}"));
+    cfg.daemon.state_dir = fresh_state_dir();
+    cfg
+}
+
+/// A new empty directory under the system temp dir, kept after the test
+/// (a test may inspect it after the daemon stopped).
+pub fn fresh_state_dir() -> std::path::PathBuf {
+    tempfile::Builder::new()
+        .prefix("pqwatch-test-state-")
+        .tempdir()
+        .expect("temp dir")
+        .keep()
 }
 
 /// Relative closeness, for values that went through f32 registers.
