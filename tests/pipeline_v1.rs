@@ -175,7 +175,9 @@ async fn v1_wrong_password_writes_nothing_and_names_the_setting() -> anyhow::Res
 
     let ok = wait_until(Duration::from_secs(10), || {
         daemon.metrics().batches_failed.load(Relaxed) >= 1
-            && bin.stderr().contains("InfluxDB refuses our writes; data is kept")
+            && bin
+                .stderr()
+                .contains("InfluxDB refuses our writes; data is kept")
     })
     .await;
     let stderr = bin.stderr();
