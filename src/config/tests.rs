@@ -304,3 +304,47 @@ fn v1_refuses_tag_values_ending_in_a_backslash() {
     assert!(load_text(&v1.replace("feeder = \"F1\"", "feeder = \"A\\\\B\""), &[]).is_ok());
     assert!(load_text(&GOOD.replace("feeder = \"F1\"", "feeder = \"LV\\\\\""), &[]).is_ok());
 }
+
+#[test]
+fn durability_and_sizes() {
+    assert_eq!(parse_size("4GiB"), Some(4 << 30));
+    assert_eq!(parse_size("512MiB"), Some(512 << 20));
+    assert_eq!(parse_size("1GB"), Some(1_000_000_000));
+    assert_eq!(parse_size("1000"), Some(1000));
+    assert_eq!(parse_size("2 parsecs"), None);
+    let c = load_text(
+        &GOOD.replace(
+            "token = \"s3cr3t-token\"",
+            "token = \"t\"\ndurability = \"memory\"\nmax_outbox_bytes = \"256MiB\"",
+        ),
+        &[],
+    )
+    .unwrap();
+    let i = c.influx.unwrap();
+    assert_eq!(i.durability, Durability::Memory);
+    assert_eq!(i.max_outbox_bytes, 256 << 20);
+    let e = load_text(
+        &GOOD.replace(
+            "token = \"s3cr3t-token\"",
+            "token = \"t\"\ndurability = \"sometimes\"\nmax_outbox_bytes = \"lots\"",
+        ),
+        &[],
+    )
+    .unwrap_err();
+    let all = e.problems.join("\n");
+    assert!(
+        all.contains("influxdb.durability: \"sometimes\" is not"),
+        "{all}"
+    );
+    assert!(
+        all.contains("influxdb.max_outbox_bytes: \"lots\" is not a size"),
+        "{all}"
+    );
+    let c = load_text(GOOD, &[]).unwrap();
+    assert_eq!(
+        c.influx.unwrap().durability,
+        Durability::Always,
+        "the default"
+    );
+    assert_eq!(c.daemon.shutdown_grace, Duration::from_secs(10));
+}
