@@ -24,6 +24,7 @@ pub mod config;
 pub mod metrics;
 pub mod modbus;
 pub mod profile;
+pub mod quality;
 pub mod reading;
 pub mod schema;
 pub mod secret;

@@ -1,0 +1,259 @@
+//! Aggregation: a meter's polls → means, minima and maxima over wall-clock
+//! windows (1 minute, 10 minutes). Pure: readings in, closed windows out.
+//!
+//! IEC 61000-4-30 aggregates the meter's own 10/12-cycle values; a polling
+//! daemon cannot, so it treats each poll as a sample and averages the
+//! samples whose timestamps fall in `[start, start + len)`, with windows on
+//! multiples of `len` in Unix time (so 10-minute windows start at :00, :10,
+//! …). A window closes when a sample of a later window arrives or when
+//! [`Aggregator::close_due`] is called after its end. It is *complete* when
+//! it holds at least `min_fraction` of the polls its interval schedules;
+//! incomplete windows are reported (and stored) but not judged by rules.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Statistics of one field over one window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    pub n: u32,
+    pub mean: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Timestamps (Unix ms) of the minimum and maximum samples.
+    pub min_ms: i64,
+    pub max_ms: i64,
+}
+
+/// A closed window of one meter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub start_ms: i64,
+    pub len_ms: i64,
+    /// Polls that contributed at least one value.
+    pub polls: u32,
+    /// Polls the meter's interval schedules in the window.
+    pub expected: u32,
+    pub complete: bool,
+    pub stats: BTreeMap<Arc<str>, Stat>,
+}
+
+impl Window {
+    pub fn end_ms(&self) -> i64 {
+        self.start_ms + self.len_ms
+    }
+
+    pub fn get(&self, field: &str) -> Option<&Stat> {
+        self.stats.get(field)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    n: u32,
+    sum: f64,
+    min: f64,
+    max: f64,
+    min_ms: i64,
+    max_ms: i64,
+}
+
+impl Acc {
+    fn new(v: f64, ts: i64) -> Self {
+        Acc {
+            n: 1,
+            sum: v,
+            min: v,
+            max: v,
+            min_ms: ts,
+            max_ms: ts,
+        }
+    }
+
+    fn add(&mut self, v: f64, ts: i64) {
+        self.n += 1;
+        self.sum += v;
+        if v < self.min {
+            self.min = v;
+            self.min_ms = ts;
+        }
+        if v > self.max {
+            self.max = v;
+            self.max_ms = ts;
+        }
+    }
+}
+
+/// Which fields are aggregated: the ones rules and reports use.
+pub fn aggregated(field: &str) -> bool {
+    field.starts_with("voltage_")
+        || field.starts_with("thd_")
+        || field.starts_with("harmonic_")
+        || field == "active_power_total"
+        || field == "apparent_power_total"
+        || field == "frequency"
+        || (field.starts_with("current_l") && field.len() == "current_l1".len())
+}
+
+/// Accumulates one meter's polls into consecutive windows of one length.
+#[derive(Debug, Clone)]
+pub struct Aggregator {
+    len_ms: i64,
+    interval_ms: i64,
+    min_fraction: f64,
+    start_ms: Option<i64>,
+    polls: u32,
+    acc: BTreeMap<Arc<str>, Acc>,
+}
+
+impl Aggregator {
+    pub fn new(len_ms: i64, interval_ms: i64, min_fraction: f64) -> Self {
+        Aggregator {
+            len_ms,
+            interval_ms: interval_ms.max(1),
+            min_fraction,
+            start_ms: None,
+            polls: 0,
+            acc: BTreeMap::new(),
+        }
+    }
+
+    pub fn len_ms(&self) -> i64 {
+        self.len_ms
+    }
+
+    /// Add one poll. Returns the previous window if this poll starts a new one.
+    /// A poll older than the open window (clock step back) is ignored.
+    pub fn push(&mut self, ts_ms: i64, values: &[(Arc<str>, f64)]) -> Option<Window> {
+        let start = ts_ms.div_euclid(self.len_ms) * self.len_ms;
+        let closed = match self.start_ms {
+            Some(s) if start > s => self.take(),
+            Some(s) if start < s => return None,
+            _ => None,
+        };
+        self.start_ms = Some(start);
+        let mut any = false;
+        for (name, v) in values {
+            if !aggregated(name) {
+                continue;
+            }
+            any = true;
+            self.acc
+                .entry(name.clone())
+                .and_modify(|a| a.add(*v, ts_ms))
+                .or_insert_with(|| Acc::new(*v, ts_ms));
+        }
+        if any {
+            self.polls += 1;
+        }
+        closed
+    }
+
+    /// Close the open window if `now_ms` is past its end (a silent meter's
+    /// window still closes, and shows up incomplete).
+    pub fn close_due(&mut self, now_ms: i64) -> Option<Window> {
+        match self.start_ms {
+            Some(s) if now_ms >= s + self.len_ms => self.take(),
+            _ => None,
+        }
+    }
+
+    fn take(&mut self) -> Option<Window> {
+        let start_ms = self.start_ms.take()?;
+        let expected = (self.len_ms / self.interval_ms).max(1) as u32;
+        let polls = std::mem::take(&mut self.polls);
+        let stats = std::mem::take(&mut self.acc)
+            .into_iter()
+            .map(|(k, a)| {
+                (
+                    k,
+                    Stat {
+                        n: a.n,
+                        mean: a.sum / a.n as f64,
+                        min: a.min,
+                        max: a.max,
+                        min_ms: a.min_ms,
+                        max_ms: a.max_ms,
+                    },
+                )
+            })
+            .collect();
+        Some(Window {
+            start_ms,
+            len_ms: self.len_ms,
+            polls,
+            expected,
+            complete: polls as f64 >= self.min_fraction * expected as f64,
+            stats,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(pairs: &[(&str, f64)]) -> Vec<(Arc<str>, f64)> {
+        pairs.iter().map(|(k, x)| (Arc::from(*k), *x)).collect()
+    }
+
+    #[test]
+    fn one_minute_windows_on_wall_clock_boundaries() {
+        let mut a = Aggregator::new(60_000, 5_000, 0.75);
+        // Polls at :00, :05, … :55 of minute 1000 with U = 230 + k.
+        let base = 1000 * 60_000;
+        for k in 0..12 {
+            assert!(
+                a.push(
+                    base + k * 5_000,
+                    &v(&[
+                        ("voltage_l1_n", 230.0 + k as f64),
+                        ("energy_active_import_total", 1.0)
+                    ])
+                )
+                .is_none()
+            );
+        }
+        let w = a
+            .push(base + 60_000, &v(&[("voltage_l1_n", 999.0)]))
+            .expect("window closed");
+        assert_eq!(
+            (w.start_ms, w.len_ms, w.polls, w.expected),
+            (base, 60_000, 12, 12)
+        );
+        assert!(w.complete);
+        let s = w.get("voltage_l1_n").unwrap();
+        // Mean of 230..=241 is 235.5, by hand.
+        assert_eq!((s.n, s.mean, s.min, s.max), (12, 235.5, 230.0, 241.0));
+        assert_eq!((s.min_ms, s.max_ms), (base, base + 55_000));
+        assert!(
+            w.get("energy_active_import_total").is_none(),
+            "counters are not averaged"
+        );
+    }
+
+    #[test]
+    fn incomplete_windows_are_marked() {
+        let mut a = Aggregator::new(60_000, 5_000, 0.75);
+        for k in 0..8 {
+            a.push(k * 5_000, &v(&[("voltage_l1_n", 230.0)]));
+        }
+        let w = a.close_due(60_000).unwrap();
+        assert_eq!((w.polls, w.expected, w.complete), (8, 12, false));
+        // 9 of 12 = 0.75: complete.
+        for k in 0..9 {
+            a.push(60_000 + k * 5_000, &v(&[("voltage_l1_n", 230.0)]));
+        }
+        assert!(a.close_due(119_999).is_none(), "not before the end");
+        assert!(a.close_due(120_000).unwrap().complete);
+    }
+
+    #[test]
+    fn a_late_poll_from_an_earlier_window_is_ignored() {
+        let mut a = Aggregator::new(60_000, 5_000, 0.75);
+        a.push(60_000, &v(&[("voltage_l1_n", 230.0)]));
+        assert!(a.push(30_000, &v(&[("voltage_l1_n", 1.0)])).is_none());
+        let w = a.close_due(120_000).unwrap();
+        assert_eq!(w.get("voltage_l1_n").unwrap().min, 230.0);
+    }
+}

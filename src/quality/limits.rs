@@ -1,0 +1,352 @@
+//! Limits as data: presets from `config/limits.toml` (embedded), resolved
+//! for one meter from its nominal voltage and phases, with overrides.
+//!
+//! A preset is a standard's table (GB/T 12325 + GB/T 14549, EN 50160,
+//! IEEE 519) keyed by nominal voltage; resolution picks the first row whose
+//! `max_nominal_kv` covers the meter's nominal voltage. This module only
+//! resolves numbers; the rules that use them live in `quality::rules`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+pub const PRESETS_TOML: &str = include_str!("../../config/limits.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreset {
+    standard: String,
+    voltage_window: String,
+    harmonic_window: String,
+    #[serde(default)]
+    voltage: Vec<RawBand>,
+    #[serde(default)]
+    harmonics: Vec<RawHarmonics>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBand {
+    phases: Option<u8>,
+    max_nominal_kv: f64,
+    upper: f64,
+    lower: f64,
+    note: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHarmonics {
+    max_nominal_kv: f64,
+    thd: f64,
+    odd: f64,
+    even: f64,
+    #[serde(default)]
+    orders: BTreeMap<String, f64>,
+    note: Option<String>,
+}
+
+/// Voltage deviation band, % of nominal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Band {
+    pub upper_pct: f64,
+    pub lower_pct: f64,
+    pub note: String,
+}
+
+/// Harmonic voltage limits, % of fundamental.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HarmonicLimits {
+    pub thd: f64,
+    /// Limit per order 2..=50.
+    pub orders: BTreeMap<u16, f64>,
+    pub note: String,
+}
+
+/// Which aggregation window a rule judges: the short one (1 minute by
+/// default) or the long one (10 minutes). Tests and demos may shorten both
+/// in `[rules]`; the standards' windows are the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Span {
+    Short,
+    Long,
+}
+
+fn span(s: &str) -> Span {
+    match s {
+        "1m" => Span::Short,
+        "10m" => Span::Long,
+        other => panic!("preset window \"{other}\" must be \"1m\" or \"10m\""),
+    }
+}
+
+/// What a meter is judged against.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub preset: String,
+    pub standard: String,
+    pub voltage: Option<Band>,
+    pub voltage_window: Span,
+    pub harmonics: Option<HarmonicLimits>,
+    pub harmonic_window: Span,
+    /// THDi limit, %, if configured (no preset sets one: it depends on the
+    /// customer's short-circuit ratio).
+    pub thd_current: Option<f64>,
+    /// Voltage unbalance limit, %.
+    pub unbalance: f64,
+}
+
+/// Per-customer or per-meter overrides (config `[meters.limits]`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    pub preset: Option<String>,
+    pub voltage_upper: Option<f64>,
+    pub voltage_lower: Option<f64>,
+    pub thd_voltage: Option<f64>,
+    pub harmonic_odd: Option<f64>,
+    pub harmonic_even: Option<f64>,
+    pub thd_current: Option<f64>,
+    pub unbalance: Option<f64>,
+}
+
+impl Overrides {
+    /// `self` wins over `base` key by key (meter over customer over defaults).
+    pub fn over(&self, base: &Overrides) -> Overrides {
+        Overrides {
+            preset: self.preset.clone().or(base.preset.clone()),
+            voltage_upper: self.voltage_upper.or(base.voltage_upper),
+            voltage_lower: self.voltage_lower.or(base.voltage_lower),
+            thd_voltage: self.thd_voltage.or(base.thd_voltage),
+            harmonic_odd: self.harmonic_odd.or(base.harmonic_odd),
+            harmonic_even: self.harmonic_even.or(base.harmonic_even),
+            thd_current: self.thd_current.or(base.thd_current),
+            unbalance: self.unbalance.or(base.unbalance),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Presets {
+    presets: BTreeMap<String, RawPreset>,
+}
+
+impl Presets {
+    pub fn builtin() -> Self {
+        let presets: BTreeMap<String, RawPreset> =
+            toml::from_str(PRESETS_TOML).expect("config/limits.toml is tested to parse");
+        Presets { presets }
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.presets.keys().map(String::as_str)
+    }
+
+    /// Resolve the limits of a meter. Errors name what is wrong.
+    pub fn resolve(
+        &self,
+        nominal_voltage: f64,
+        phases: u8,
+        o: &Overrides,
+    ) -> Result<Limits, String> {
+        let name = o.preset.as_deref().unwrap_or("gb");
+        let p = self.presets.get(name).ok_or_else(|| {
+            let hint = crate::schema::did_you_mean(name, self.names())
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+            format!("unknown limits preset \"{name}\"{hint}")
+        })?;
+        let kv = nominal_voltage / 1000.0;
+        let band = p
+            .voltage
+            .iter()
+            .filter(|b| b.phases.is_none_or(|ph| ph == phases))
+            .find(|b| kv <= b.max_nominal_kv + 1e-9)
+            .map(|b| Band {
+                upper_pct: b.upper,
+                lower_pct: b.lower,
+                note: b.note.clone().unwrap_or_default(),
+            });
+        let harm = p
+            .harmonics
+            .iter()
+            .find(|h| kv <= h.max_nominal_kv + 1e-9)
+            .map(|h| {
+                let mut orders = BTreeMap::new();
+                for n in 2..=50u16 {
+                    let base = if n % 2 == 0 { h.even } else { h.odd };
+                    orders.insert(n, base);
+                }
+                for (k, v) in &h.orders {
+                    if let Ok(n) = k.parse::<u16>() {
+                        orders.insert(n, *v);
+                    }
+                }
+                HarmonicLimits {
+                    thd: h.thd,
+                    orders,
+                    note: h.note.clone().unwrap_or_default(),
+                }
+            });
+        let mut l = Limits {
+            preset: name.to_string(),
+            standard: p.standard.clone(),
+            voltage: band,
+            voltage_window: span(&p.voltage_window),
+            harmonics: harm,
+            harmonic_window: span(&p.harmonic_window),
+            thd_current: o.thd_current,
+            unbalance: o.unbalance.unwrap_or(2.0),
+        };
+        if o.voltage_upper.is_some() || o.voltage_lower.is_some() {
+            let b = l.voltage.get_or_insert(Band {
+                upper_pct: 10.0,
+                lower_pct: -10.0,
+                note: String::new(),
+            });
+            if let Some(u) = o.voltage_upper {
+                b.upper_pct = u;
+            }
+            if let Some(lo) = o.voltage_lower {
+                b.lower_pct = lo;
+            }
+            b.note = "overridden in config".into();
+        }
+        if let Some(b) = &l.voltage
+            && !(b.upper_pct > 0.0 && b.lower_pct < 0.0)
+        {
+            return Err(format!(
+                "voltage band +{} / {} % must have upper > 0 and lower < 0",
+                b.upper_pct, b.lower_pct
+            ));
+        }
+        if let Some(h) = l.harmonics.as_mut() {
+            if let Some(t) = o.thd_voltage {
+                h.thd = t;
+            }
+            for (n, v) in h.orders.iter_mut() {
+                if n % 2 == 0 {
+                    if let Some(e) = o.harmonic_even {
+                        *v = e;
+                    }
+                } else if let Some(od) = o.harmonic_odd {
+                    *v = od;
+                }
+            }
+        } else if let Some(t) = o.thd_voltage {
+            l.harmonics = Some(HarmonicLimits {
+                thd: t,
+                orders: BTreeMap::new(),
+                note: "overridden in config".into(),
+            });
+        }
+        Ok(l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(preset: &str, un: f64, phases: u8) -> Limits {
+        Presets::builtin()
+            .resolve(
+                un,
+                phases,
+                &Overrides {
+                    preset: Some(preset.into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn gb_bands_by_voltage_class() {
+        // Values from GB/T 12325-2008 as summarised in power-quality-limits.md.
+        let single = r("gb", 220.0, 1).voltage.unwrap();
+        assert_eq!((single.upper_pct, single.lower_pct), (7.0, -10.0));
+        let lv = r("gb", 380.0, 3).voltage.unwrap();
+        assert_eq!((lv.upper_pct, lv.lower_pct), (7.0, -7.0));
+        let mv = r("gb", 10_000.0, 3).voltage.unwrap();
+        assert_eq!((mv.upper_pct, mv.lower_pct), (7.0, -7.0));
+        let hv = r("gb", 35_000.0, 3).voltage.unwrap();
+        assert_eq!((hv.upper_pct, hv.lower_pct), (7.0, -3.0));
+        assert_eq!(r("gb", 380.0, 3).voltage_window, Span::Short);
+    }
+
+    #[test]
+    fn gb_harmonics_by_voltage_class() {
+        // GB/T 14549-1993 Table 1.
+        for (un, thd, odd, even) in [
+            (380.0, 5.0, 4.0, 2.0),
+            (10_000.0, 4.0, 3.2, 1.6),
+            (35_000.0, 3.0, 2.4, 1.2),
+            (110_000.0, 2.0, 1.6, 0.8),
+        ] {
+            let h = r("gb", un, 3).harmonics.unwrap();
+            assert_eq!(
+                (h.thd, h.orders[&5], h.orders[&4]),
+                (thd, odd, even),
+                "{un}"
+            );
+        }
+    }
+
+    #[test]
+    fn en50160_and_ieee519() {
+        let h = r("en50160", 400.0, 3).harmonics.unwrap();
+        assert_eq!(
+            (
+                h.thd,
+                h.orders[&5],
+                h.orders[&3],
+                h.orders[&9],
+                h.orders[&6]
+            ),
+            (8.0, 6.0, 5.0, 1.5, 0.5)
+        );
+        assert_eq!(r("en50160", 400.0, 3).voltage_window, Span::Long);
+        let i = r("ieee519", 13_800.0, 3).harmonics.unwrap();
+        assert_eq!((i.thd, i.orders[&5]), (5.0, 3.0));
+        let i = r("ieee519", 400.0, 3).harmonics.unwrap();
+        assert_eq!((i.thd, i.orders[&7]), (8.0, 5.0));
+    }
+
+    #[test]
+    fn overrides_win() {
+        let p = Presets::builtin();
+        let o = Overrides {
+            voltage_upper: Some(5.0),
+            thd_voltage: Some(3.5),
+            thd_current: Some(15.0),
+            ..Default::default()
+        };
+        let l = p.resolve(10_000.0, 3, &o).unwrap();
+        assert_eq!(l.preset, "gb", "gb is the default preset");
+        let b = l.voltage.unwrap();
+        assert_eq!((b.upper_pct, b.lower_pct), (5.0, -7.0));
+        assert_eq!(l.harmonics.unwrap().thd, 3.5);
+        assert_eq!(l.thd_current, Some(15.0));
+        assert_eq!(l.unbalance, 2.0);
+        let e = p
+            .resolve(
+                400.0,
+                3,
+                &Overrides {
+                    preset: Some("en5016".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert!(e.contains("did you mean \"en50160\""), "{e}");
+        let merged = Overrides {
+            thd_current: Some(8.0),
+            ..Default::default()
+        }
+        .over(&o);
+        assert_eq!(
+            (merged.thd_current, merged.voltage_upper),
+            (Some(8.0), Some(5.0))
+        );
+    }
+}

@@ -1,0 +1,839 @@
+//! Rules: state + closed window → event changes. Pure.
+//!
+//! Every rule compares a window statistic with a limit and runs the same
+//! small state machine per (meter, kind, phase, order):
+//!
+//! ```text
+//! idle ──violating window──▶ pending ──violating for ≥ min_duration──▶ open
+//!   ▲                           │                                       │
+//!   └──────clear window─────────┘   clear (beyond the hysteresis margin) │
+//!   └──────────────── for ≥ clear_after ─────────────────────────────────┘ closed
+//! ```
+//!
+//! So a blip shorter than `min_duration` opens nothing, and a value
+//! hovering at the limit opens one event, not fifty: once open, a window
+//! only counts as clear when its value is back inside the limit by the
+//! hysteresis margin, and the event closes only after `clear_after` of
+//! clear windows. Incomplete windows change nothing.
+//!
+//! An event's `start_ms` is the start of its first violating window and its
+//! `end_ms` the end of its last; `peak` is the most extreme sample seen
+//! (window max for upper limits, min for lower ones). Ids are derived from
+//! meter, kind, phase, order and start, so a restart that restores open
+//! events continues them instead of opening duplicates.
+
+use super::aggregate::Window;
+use super::limits::{Limits, Span};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    VoltageHigh,
+    VoltageLow,
+    ThdVoltage,
+    HarmonicVoltage,
+    ThdCurrent,
+    Unbalance,
+    SuspensionLoad,
+    DemandExceeded,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::VoltageHigh => "voltage_high",
+            Kind::VoltageLow => "voltage_low",
+            Kind::ThdVoltage => "thd_voltage",
+            Kind::HarmonicVoltage => "harmonic_voltage",
+            Kind::ThdCurrent => "thd_current",
+            Kind::Unbalance => "voltage_unbalance",
+            Kind::SuspensionLoad => "suspension_load",
+            Kind::DemandExceeded => "demand_exceeded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+
+    pub const ALL: [Kind; 8] = [
+        Kind::VoltageHigh,
+        Kind::VoltageLow,
+        Kind::ThdVoltage,
+        Kind::HarmonicVoltage,
+        Kind::ThdCurrent,
+        Kind::Unbalance,
+        Kind::SuspensionLoad,
+        Kind::DemandExceeded,
+    ];
+
+    /// Lower limits are violated from below.
+    fn lower(self) -> bool {
+        self == Kind::VoltageLow
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub meter: String,
+    pub customer: String,
+    pub kind: Kind,
+    /// "l1", "l2", "l3", "l1_l2", … or empty for whole-meter rules.
+    pub phase: String,
+    /// Harmonic order, 0 when not a harmonic rule.
+    pub order: u16,
+    pub state: State,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// The latest window's value.
+    pub value: f64,
+    pub peak: f64,
+    pub peak_ms: i64,
+    pub limit: f64,
+    pub unit: &'static str,
+    /// The standard (or contract rule) the limit comes from.
+    pub source: String,
+}
+
+impl Event {
+    pub fn duration_ms(&self) -> i64 {
+        self.end_ms - self.start_ms
+    }
+}
+
+/// Timing of one rule family.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    pub min_duration: Duration,
+    pub clear_after: Duration,
+    /// Hysteresis margin, in the limit's unit: once open, a value counts as
+    /// clear only when it is inside the limit by at least this much.
+    pub margin: f64,
+}
+
+/// A declared suspension (暂停/减容) of part of a customer's capacity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suspension {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub suspended_kva: f64,
+}
+
+/// Everything the rules of one meter need, resolved from config.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    pub meter: String,
+    pub customer: String,
+    pub limits: Limits,
+    /// (phase name, field, nominal reference in V) for voltage rules.
+    pub voltage_refs: Vec<(String, String, f64)>,
+    pub short_ms: i64,
+    pub long_ms: i64,
+    pub demand_ms: i64,
+    pub voltage: Timing,
+    pub harmonics: Timing,
+    pub suspension: Timing,
+    pub demand: Timing,
+    pub contracted_kva: Option<f64>,
+    pub suspensions: Vec<Suspension>,
+    /// Allowed load during a suspension = remaining capacity × factor.
+    pub suspension_factor: f64,
+    /// With everything suspended, load above this (kW) is a violation.
+    pub noise_floor_kw: f64,
+    /// Contracted maximum demand (kW) and the factor above which it is exceeded.
+    pub max_demand_kw: Option<f64>,
+    pub demand_factor: f64,
+}
+
+/// One rule evaluation: the value a window shows against a limit.
+struct Check {
+    kind: Kind,
+    phase: String,
+    order: u16,
+    value: f64,
+    /// Sample extreme in the violating direction.
+    extreme: f64,
+    extreme_ms: i64,
+    limit: f64,
+    unit: &'static str,
+    source: String,
+    timing: Timing,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Track {
+    Pending {
+        since_ms: i64,
+        peak: f64,
+        peak_ms: i64,
+    },
+    Open {
+        event: Event,
+        clearing_since: Option<i64>,
+    },
+}
+
+type Key = (Kind, String, u16);
+
+/// The rule state of one meter.
+#[derive(Debug, Clone)]
+pub struct MeterRules {
+    pub set: RuleSet,
+    tracks: BTreeMap<Key, Track>,
+}
+
+fn worse(kind: Kind, a: f64, b: f64) -> bool {
+    if kind.lower() { a < b } else { a > b }
+}
+
+impl MeterRules {
+    pub fn new(set: RuleSet) -> Self {
+        MeterRules {
+            set,
+            tracks: BTreeMap::new(),
+        }
+    }
+
+    /// Continue events that were open when the daemon stopped.
+    pub fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
+        for e in open {
+            let key = (e.kind, e.phase.clone(), e.order);
+            self.tracks.insert(
+                key,
+                Track::Open {
+                    event: e,
+                    clearing_since: None,
+                },
+            );
+        }
+    }
+
+    pub fn open_events(&self) -> impl Iterator<Item = &Event> {
+        self.tracks.values().filter_map(|t| match t {
+            Track::Open { event, .. } => Some(event),
+            Track::Pending { .. } => None,
+        })
+    }
+
+    /// Judge a closed window. Returns the events that opened, changed or closed.
+    pub fn on_window(&mut self, w: &Window) -> Vec<Event> {
+        if !w.complete {
+            return Vec::new();
+        }
+        let checks = self.checks(w);
+        let mut out = Vec::new();
+        for c in checks {
+            if let Some(e) = self.step(c, w) {
+                out.push(e);
+            }
+        }
+        out
+    }
+
+    fn span_ms(&self, s: Span) -> i64 {
+        match s {
+            Span::Short => self.set.short_ms,
+            Span::Long => self.set.long_ms,
+        }
+    }
+
+    fn checks(&self, w: &Window) -> Vec<Check> {
+        let s = &self.set;
+        let l = &s.limits;
+        let mut v = Vec::new();
+        let stat_check = |kind: Kind,
+                          phase: &str,
+                          order: u16,
+                          field: &str,
+                          limit: f64,
+                          unit,
+                          source: String,
+                          timing| {
+            w.get(field).map(|st| {
+                let (extreme, extreme_ms) = if kind.lower() {
+                    (st.min, st.min_ms)
+                } else {
+                    (st.max, st.max_ms)
+                };
+                Check {
+                    kind,
+                    phase: phase.to_string(),
+                    order,
+                    value: st.mean,
+                    extreme,
+                    extreme_ms,
+                    limit,
+                    unit,
+                    source,
+                    timing,
+                }
+            })
+        };
+        if w.len_ms == self.span_ms(l.voltage_window)
+            && let Some(b) = &l.voltage
+        {
+            for (phase, field, reference) in &s.voltage_refs {
+                let src = format!("{} ({})", l.standard, b.note);
+                let up = reference * (1.0 + b.upper_pct / 100.0);
+                let lo = reference * (1.0 + b.lower_pct / 100.0);
+                let margin = s.voltage.margin * reference / 100.0;
+                let t = Timing {
+                    margin,
+                    ..s.voltage
+                };
+                v.extend(stat_check(
+                    Kind::VoltageHigh,
+                    phase,
+                    0,
+                    field,
+                    up,
+                    "V",
+                    src.clone(),
+                    t,
+                ));
+                v.extend(stat_check(
+                    Kind::VoltageLow,
+                    phase,
+                    0,
+                    field,
+                    lo,
+                    "V",
+                    src,
+                    t,
+                ));
+            }
+        }
+        if w.len_ms == self.span_ms(l.harmonic_window) {
+            let rel = |limit: f64| Timing {
+                margin: s.harmonics.margin * limit / 100.0,
+                ..s.harmonics
+            };
+            for ph in ["l1", "l2", "l3"] {
+                if let Some(h) = &l.harmonics {
+                    let src = format!("{} ({})", l.standard, h.note);
+                    v.extend(stat_check(
+                        Kind::ThdVoltage,
+                        ph,
+                        0,
+                        &format!("thd_voltage_{ph}_n"),
+                        h.thd,
+                        "%",
+                        src.clone(),
+                        rel(h.thd),
+                    ));
+                    for (&n, &lim) in &h.orders {
+                        let field = format!("harmonic_voltage_{ph}_n_h{n}");
+                        v.extend(stat_check(
+                            Kind::HarmonicVoltage,
+                            ph,
+                            n,
+                            &field,
+                            lim,
+                            "%",
+                            src.clone(),
+                            rel(lim),
+                        ));
+                    }
+                }
+                if let Some(ti) = l.thd_current {
+                    v.extend(stat_check(
+                        Kind::ThdCurrent,
+                        ph,
+                        0,
+                        &format!("thd_current_{ph}"),
+                        ti,
+                        "%",
+                        "configured THDi limit".into(),
+                        rel(ti),
+                    ));
+                }
+            }
+            v.extend(stat_check(
+                Kind::Unbalance,
+                "",
+                0,
+                "voltage_unbalance",
+                l.unbalance,
+                "%",
+                "configured unbalance limit".into(),
+                rel(l.unbalance),
+            ));
+        }
+        if w.len_ms == s.short_ms
+            && let Some(c) = self.suspension_check(w)
+        {
+            v.push(c);
+        }
+        if w.len_ms == s.demand_ms
+            && let (Some(md), Some(st)) = (s.max_demand_kw, w.get("active_power_total"))
+        {
+            let limit = md * s.demand_factor;
+            v.push(Check {
+                kind: Kind::DemandExceeded,
+                phase: String::new(),
+                order: 0,
+                value: st.mean / 1000.0,
+                // Demand is the window mean; its peak is the largest mean.
+                extreme: st.mean / 1000.0,
+                extreme_ms: w.end_ms(),
+                limit,
+                unit: "kW",
+                source: format!("contracted maximum demand {md} kW × {}", s.demand_factor),
+                timing: Timing {
+                    margin: s.demand.margin * limit / 100.0,
+                    ..s.demand
+                },
+            });
+        }
+        v
+    }
+
+    /// Load during a suspension, against what the customer may still draw.
+    fn suspension_check(&self, w: &Window) -> Option<Check> {
+        let s = &self.set;
+        let contracted = s.contracted_kva?;
+        let mid = w.start_ms + w.len_ms / 2;
+        let suspended: f64 = s
+            .suspensions
+            .iter()
+            .filter(|p| p.from_ms <= mid && mid < p.to_ms)
+            .map(|p| p.suspended_kva)
+            .sum();
+        if suspended <= 0.0 {
+            return None;
+        }
+        // Capacity is in kVA: judge apparent power where the meter has it.
+        let (st, unit, factor) = match (w.get("apparent_power_total"), w.get("active_power_total"))
+        {
+            (Some(st), _) => (st, "kVA", 1000.0),
+            (None, Some(st)) => (st, "kW", 1000.0),
+            _ => return None,
+        };
+        let remaining = (contracted - suspended).max(0.0);
+        let limit = if remaining <= 0.0 {
+            s.noise_floor_kw
+        } else {
+            remaining * s.suspension_factor
+        };
+        Some(Check {
+            kind: Kind::SuspensionLoad,
+            phase: String::new(),
+            order: 0,
+            value: st.mean / factor,
+            extreme: st.max / factor,
+            extreme_ms: st.max_ms,
+            limit,
+            unit,
+            source: format!(
+                "suspension of {suspended} kVA of {contracted} kVA contracted: allowed {limit:.0} {unit}"
+            ),
+            timing: Timing {
+                margin: s.suspension.margin * limit.max(1.0) / 100.0,
+                ..s.suspension
+            },
+        })
+    }
+
+    fn step(&mut self, c: Check, w: &Window) -> Option<Event> {
+        let key: Key = (c.kind, c.phase.clone(), c.order);
+        let violating = if c.kind.lower() {
+            c.value < c.limit
+        } else {
+            c.value > c.limit
+        };
+        let clear_beyond_margin = if c.kind.lower() {
+            c.value >= c.limit + c.timing.margin
+        } else {
+            c.value <= c.limit - c.timing.margin
+        };
+        let min_ms = c.timing.min_duration.as_millis() as i64;
+        let clear_ms = c.timing.clear_after.as_millis() as i64;
+        match self.tracks.remove(&key) {
+            None => {
+                if !violating {
+                    return None;
+                }
+                let track = Track::Pending {
+                    since_ms: w.start_ms,
+                    peak: c.extreme,
+                    peak_ms: c.extreme_ms,
+                };
+                self.tracks.insert(key.clone(), track);
+                self.maybe_open(&key, &c, w, min_ms)
+            }
+            Some(Track::Pending {
+                since_ms,
+                peak,
+                peak_ms,
+            }) => {
+                if !violating {
+                    return None; // back to idle: a blip
+                }
+                let (peak, peak_ms) = if worse(c.kind, c.extreme, peak) {
+                    (c.extreme, c.extreme_ms)
+                } else {
+                    (peak, peak_ms)
+                };
+                self.tracks.insert(
+                    key.clone(),
+                    Track::Pending {
+                        since_ms,
+                        peak,
+                        peak_ms,
+                    },
+                );
+                self.maybe_open(&key, &c, w, min_ms)
+            }
+            Some(Track::Open {
+                mut event,
+                clearing_since,
+            }) => {
+                event.value = c.value;
+                if clear_beyond_margin {
+                    let since = clearing_since.unwrap_or(w.start_ms);
+                    if w.end_ms() - since >= clear_ms {
+                        event.state = State::Closed;
+                        return Some(event);
+                    }
+                    self.tracks.insert(
+                        key,
+                        Track::Open {
+                            event,
+                            clearing_since: Some(since),
+                        },
+                    );
+                    None
+                } else {
+                    // Violating, or hovering inside the margin: still open.
+                    if violating {
+                        event.end_ms = w.end_ms();
+                    }
+                    if worse(c.kind, c.extreme, event.peak) {
+                        event.peak = c.extreme;
+                        event.peak_ms = c.extreme_ms;
+                    }
+                    let snapshot = event.clone();
+                    self.tracks.insert(
+                        key,
+                        Track::Open {
+                            event,
+                            clearing_since: None,
+                        },
+                    );
+                    Some(snapshot)
+                }
+            }
+        }
+    }
+
+    fn maybe_open(&mut self, key: &Key, c: &Check, w: &Window, min_ms: i64) -> Option<Event> {
+        let Some(Track::Pending {
+            since_ms,
+            peak,
+            peak_ms,
+        }) = self.tracks.get(key).cloned()
+        else {
+            return None;
+        };
+        if w.end_ms() - since_ms < min_ms {
+            return None;
+        }
+        let s = &self.set;
+        let event = Event {
+            id: format!(
+                "{}/{}/{}/{}/{}",
+                s.meter,
+                c.kind.as_str(),
+                c.phase,
+                c.order,
+                since_ms
+            ),
+            meter: s.meter.clone(),
+            customer: s.customer.clone(),
+            kind: c.kind,
+            phase: c.phase.clone(),
+            order: c.order,
+            state: State::Open,
+            start_ms: since_ms,
+            end_ms: w.end_ms(),
+            value: c.value,
+            peak,
+            peak_ms,
+            limit: c.limit,
+            unit: c.unit,
+            source: c.source.clone(),
+        };
+        self.tracks.insert(
+            key.clone(),
+            Track::Open {
+                event: event.clone(),
+                clearing_since: None,
+            },
+        );
+        Some(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::aggregate::Stat;
+    use super::super::limits::{Overrides, Presets};
+    use super::*;
+    use std::sync::Arc;
+
+    const MIN: i64 = 60_000;
+
+    fn timing(min: i64, clear: i64, margin: f64) -> Timing {
+        Timing {
+            min_duration: Duration::from_millis(min as u64),
+            clear_after: Duration::from_millis(clear as u64),
+            margin,
+        }
+    }
+
+    /// A 10 kV customer judged line-to-line against GB/T 12325 (±7 %).
+    fn set() -> RuleSet {
+        let limits = Presets::builtin()
+            .resolve(10_000.0, 3, &Overrides::default())
+            .unwrap();
+        RuleSet {
+            meter: "M1".into(),
+            customer: "C1".into(),
+            limits,
+            voltage_refs: vec![("l1_l2".into(), "voltage_l1_l2".into(), 10_000.0)],
+            short_ms: MIN,
+            long_ms: 10 * MIN,
+            demand_ms: 15 * MIN,
+            voltage: timing(3 * MIN, 3 * MIN, 0.5),
+            harmonics: timing(10 * MIN, 10 * MIN, 5.0),
+            suspension: timing(5 * MIN, 5 * MIN, 5.0),
+            demand: timing(15 * MIN, 15 * MIN, 0.0),
+            contracted_kva: Some(2000.0),
+            suspensions: vec![Suspension {
+                from_ms: 100 * MIN,
+                to_ms: 200 * MIN,
+                suspended_kva: 1250.0,
+            }],
+            suspension_factor: 1.0,
+            noise_floor_kw: 5.0,
+            max_demand_kw: Some(1000.0),
+            demand_factor: 1.05,
+        }
+    }
+
+    fn window(start_ms: i64, len_ms: i64, fields: &[(&str, f64)]) -> Window {
+        let stats = fields
+            .iter()
+            .map(|(k, v)| {
+                (
+                    Arc::from(*k),
+                    Stat {
+                        n: 12,
+                        mean: *v,
+                        min: *v - 1.0,
+                        max: *v + 1.0,
+                        min_ms: start_ms + 1000,
+                        max_ms: start_ms + 2000,
+                    },
+                )
+            })
+            .collect();
+        Window {
+            start_ms,
+            len_ms,
+            polls: 12,
+            expected: 12,
+            complete: true,
+            stats,
+        }
+    }
+
+    fn run(r: &mut MeterRules, values: &[f64]) -> Vec<Event> {
+        let mut out = Vec::new();
+        for (k, v) in values.iter().enumerate() {
+            out.extend(r.on_window(&window(k as i64 * MIN, MIN, &[("voltage_l1_l2", *v)])));
+        }
+        out
+    }
+
+    #[test]
+    fn a_step_to_plus_nine_percent_opens_after_the_minimum_duration_and_closes_after_clearing() {
+        let mut r = MeterRules::new(set());
+        // 10 kV +7 % = 10 700 V. Minutes 0-1 normal, 2-6 at +9 % (10 900 V), then normal.
+        let v = [
+            10_000.0, 10_050.0, 10_900.0, 10_900.0, 10_900.0, 10_950.0, 10_900.0, 10_000.0,
+            10_000.0, 10_000.0, 10_000.0,
+        ];
+        let ev = run(&mut r, &v);
+        let opened: Vec<_> = ev.iter().filter(|e| e.state == State::Open).collect();
+        // Opens at the end of minute 4 (3 violating minutes: 2, 3, 4).
+        assert_eq!(opened[0].start_ms, 2 * MIN);
+        assert_eq!(opened[0].end_ms, 5 * MIN);
+        assert_eq!(opened[0].limit, 10_700.0);
+        assert_eq!(opened[0].kind, Kind::VoltageHigh);
+        let closed: Vec<_> = ev.iter().filter(|e| e.state == State::Closed).collect();
+        assert_eq!(closed.len(), 1, "{ev:#?}");
+        let c = closed[0];
+        // Violating minutes 2..=6: 5 minutes; peak is the largest sample (10 951 V in minute 5).
+        assert_eq!(
+            (c.start_ms, c.end_ms, c.duration_ms()),
+            (2 * MIN, 7 * MIN, 5 * MIN)
+        );
+        assert_eq!((c.peak, c.peak_ms), (10_951.0, 5 * MIN + 2000));
+        assert_eq!(c.id, "M1/voltage_high/l1_l2/0/120000");
+        assert!(r.open_events().next().is_none());
+    }
+
+    #[test]
+    fn a_blip_shorter_than_the_minimum_duration_opens_nothing() {
+        let mut r = MeterRules::new(set());
+        let ev = run(&mut r, &[10_000.0, 10_900.0, 10_900.0, 10_000.0, 10_000.0]);
+        assert!(ev.is_empty(), "{ev:#?}");
+    }
+
+    #[test]
+    fn hovering_at_the_limit_opens_one_event_not_fifty() {
+        let mut r = MeterRules::new(set());
+        // Above 10 700 for 3 minutes, then alternating just below (inside the
+        // 0.5 % = 50 V margin) and just above the limit for 50 minutes.
+        let mut v = vec![10_750.0; 3];
+        for k in 0..50 {
+            v.push(if k % 2 == 0 { 10_690.0 } else { 10_710.0 });
+        }
+        v.extend([10_500.0; 4]);
+        let ev = run(&mut r, &v);
+        let opened = ev
+            .iter()
+            .filter(|e| e.state == State::Open)
+            .map(|e| e.id.clone())
+            .collect::<std::collections::BTreeSet<_>>();
+        assert_eq!(opened.len(), 1, "one event id");
+        assert_eq!(ev.iter().filter(|e| e.state == State::Closed).count(), 1);
+    }
+
+    #[test]
+    fn low_voltage_on_the_lower_band() {
+        let mut r = MeterRules::new(set());
+        // -8 % = 9 200 V < 9 300 V (−7 %).
+        let ev = run(&mut r, &[9_200.0, 9_200.0, 9_200.0]);
+        assert_eq!(ev.len(), 1);
+        assert_eq!((ev[0].kind, ev[0].limit), (Kind::VoltageLow, 9_300.0));
+        assert_eq!(ev[0].peak, 9_199.0, "the lowest sample");
+    }
+
+    #[test]
+    fn incomplete_windows_change_nothing() {
+        let mut r = MeterRules::new(set());
+        let mut w = window(0, MIN, &[("voltage_l1_l2", 12_000.0)]);
+        w.complete = false;
+        for k in 0..5 {
+            w.start_ms = k * MIN;
+            assert!(r.on_window(&w).is_empty());
+        }
+    }
+
+    #[test]
+    fn thd_and_individual_orders_on_the_long_window() {
+        let mut r = MeterRules::new(set());
+        // 10 kV GB/T 14549: THDu 4 %, odd orders 3.2 %, even 1.6 %.
+        let w = window(
+            0,
+            10 * MIN,
+            &[
+                ("thd_voltage_l1_n", 6.0),
+                ("harmonic_voltage_l1_n_h5", 3.5),
+                ("harmonic_voltage_l1_n_h4", 1.0),
+            ],
+        );
+        let ev = r.on_window(&w);
+        let kinds: Vec<_> = ev.iter().map(|e| (e.kind, e.order, e.limit)).collect();
+        assert_eq!(
+            kinds,
+            vec![(Kind::ThdVoltage, 0, 4.0), (Kind::HarmonicVoltage, 5, 3.2)]
+        );
+        // Not judged on the short window.
+        let mut r = MeterRules::new(set());
+        assert!(
+            r.on_window(&window(0, MIN, &[("thd_voltage_l1_n", 6.0)]))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn load_during_a_suspension() {
+        // 2000 kVA contracted, 1250 kVA suspended from minute 100: 750 kVA allowed.
+        let mut r = MeterRules::new(set());
+        let mut ev = Vec::new();
+        for m in 95..115 {
+            let kva = if (101..=107).contains(&m) {
+                900.0
+            } else {
+                500.0
+            };
+            ev.extend(r.on_window(&window(
+                m * MIN,
+                MIN,
+                &[("apparent_power_total", kva * 1000.0)],
+            )));
+        }
+        let open: Vec<_> = ev.iter().filter(|e| e.state == State::Open).collect();
+        assert_eq!(open[0].kind, Kind::SuspensionLoad);
+        assert_eq!(open[0].limit, 750.0);
+        assert_eq!(open[0].start_ms, 101 * MIN);
+        let closed = ev.iter().find(|e| e.state == State::Closed).unwrap();
+        assert_eq!((closed.start_ms, closed.end_ms), (101 * MIN, 108 * MIN));
+        assert_eq!(closed.peak, 900.001, "largest sample, kVA");
+        // Before the suspension the same load is fine.
+        let mut r = MeterRules::new(set());
+        for m in 0..20 {
+            assert!(
+                r.on_window(&window(
+                    m * MIN,
+                    MIN,
+                    &[("apparent_power_total", 900_000.0)]
+                ))
+                .is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn demand_above_105_percent_of_contract() {
+        let mut r = MeterRules::new(set());
+        // 1000 kW × 1.05 = 1050 kW.
+        let fine = r.on_window(&window(0, 15 * MIN, &[("active_power_total", 1_040_000.0)]));
+        assert!(fine.is_empty());
+        let ev = r.on_window(&window(
+            15 * MIN,
+            15 * MIN,
+            &[("active_power_total", 1_100_000.0)],
+        ));
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            (ev[0].kind, ev[0].limit, ev[0].value),
+            (Kind::DemandExceeded, 1050.0, 1100.0)
+        );
+    }
+
+    #[test]
+    fn restored_open_events_continue_without_a_duplicate() {
+        let mut r = MeterRules::new(set());
+        let ev = run(&mut r, &[10_900.0, 10_900.0, 10_900.0]);
+        let open = ev[0].clone();
+        // "Restart": a fresh engine restored from the stored open event.
+        let mut r2 = MeterRules::new(set());
+        r2.restore([open.clone()]);
+        let more = r2.on_window(&window(3 * MIN, MIN, &[("voltage_l1_l2", 10_900.0)]));
+        assert_eq!(more.len(), 1);
+        assert_eq!(more[0].id, open.id, "same event continues");
+        assert_eq!(more[0].end_ms, 4 * MIN);
+    }
+}
