@@ -21,6 +21,7 @@
 
 pub mod app;
 pub mod config;
+pub mod events;
 pub mod metrics;
 pub mod modbus;
 pub mod profile;

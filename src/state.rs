@@ -43,6 +43,27 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     );",
+    // 1 → 2: power-quality events.
+    "CREATE TABLE events (
+        id          TEXT PRIMARY KEY,
+        meter       TEXT    NOT NULL,
+        customer    TEXT    NOT NULL,
+        kind        TEXT    NOT NULL,
+        phase       TEXT    NOT NULL,
+        harmonic    INTEGER NOT NULL,
+        open        INTEGER NOT NULL,   -- 1 open, 0 closed
+        start_ms    INTEGER NOT NULL,
+        end_ms      INTEGER NOT NULL,
+        value       REAL    NOT NULL,
+        peak        REAL    NOT NULL,
+        peak_ms     INTEGER NOT NULL,
+        limit_value REAL    NOT NULL,
+        unit        TEXT    NOT NULL,
+        source      TEXT    NOT NULL,
+        updated_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX events_open ON events(open, meter);
+    CREATE INDEX events_start ON events(start_ms);",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -14,6 +14,7 @@
 //! all and exits 78 (EX_CONFIG). Nothing here opens a socket.
 
 mod raw;
+pub mod sections;
 mod validate;
 
 pub use validate::{

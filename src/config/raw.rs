@@ -82,6 +82,94 @@ pub struct Customer {
     pub name: Option<String>,
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
+    /// Contracted (transformer) capacity, kVA.
+    pub contracted_kva: Option<f64>,
+    /// Contracted maximum demand, kW (max-demand billing).
+    pub max_demand_kw: Option<f64>,
+    #[serde(default)]
+    pub suspensions: Vec<Suspension>,
+    pub limits: Option<crate::quality::limits::Overrides>,
+    /// Language of the customer's reports: "zh-CN" or "en".
+    pub language: Option<String>,
+    /// Alert group (operators' recipient list) this customer belongs to.
+    pub alert_group: Option<String>,
+}
+
+/// A declared suspension (暂停) or capacity reduction (减容).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suspension {
+    /// Local date ("2026-11-01") or date-time ("2026-11-01T08:00").
+    pub from: String,
+    /// End, exclusive (a date means its midnight).
+    pub to: String,
+    /// Suspended capacity, kVA.
+    pub kva: f64,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    pub enabled: Option<bool>,
+    pub preset: Option<String>,
+    pub short_window: Option<String>,
+    pub long_window: Option<String>,
+    pub demand_window: Option<String>,
+    pub min_window_completeness: Option<f64>,
+    pub voltage_min_duration: Option<String>,
+    pub voltage_clear_after: Option<String>,
+    pub voltage_hysteresis: Option<f64>,
+    pub harmonic_min_duration: Option<String>,
+    pub harmonic_clear_after: Option<String>,
+    pub harmonic_hysteresis: Option<f64>,
+    pub suspension_min_duration: Option<String>,
+    pub suspension_clear_after: Option<String>,
+    pub suspension_factor: Option<f64>,
+    pub suspension_noise_floor_kw: Option<f64>,
+    pub demand_factor: Option<f64>,
+    pub unbalance_limit: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Smtp {
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// "starttls" (default), "tls" (implicit, port 465) or "none" (plain; localhost only).
+    pub security: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub username: Option<String>,
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub password: Option<String>,
+    pub password_file: Option<String>,
+    pub from: Option<String>,
+    pub timeout: Option<String>,
+    /// With no host: write messages as .eml files here.
+    pub eml_dir: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    pub enabled: Option<bool>,
+    pub min_delay: Option<String>,
+    pub max_delay: Option<String>,
+    pub max_per_meter_per_hour: Option<u32>,
+    pub resolved: Option<bool>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    pub language: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<AlertGroup>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertGroup {
+    pub name: String,
+    pub recipients: Vec<String>,
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +192,10 @@ pub struct Meter {
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
     pub enabled: Option<bool>,
+    pub limits: Option<crate::quality::limits::Overrides>,
+    /// "line_to_line" or "phase_to_neutral" (default: line-to-line at 1 kV
+    /// and above, phase-to-neutral below; single-phase: phase voltage).
+    pub voltage_basis: Option<String>,
 }
 
 /// A transformer ratio: a number (`100`) or primary/secondary (`"10000/100"`).

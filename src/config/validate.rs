@@ -15,6 +15,9 @@ use std::time::Duration;
 
 /// Sections pqwatch knows; any other top-level key is an error.
 const SECTIONS: &[&str] = &[
+    "rules",
+    "smtp",
+    "alerts",
     "daemon",
     "influxdb",
     "polling",
@@ -34,6 +37,11 @@ pub struct Config {
     /// Per gateway address: its settings (defaults from `[polling]`).
     pub gateways: BTreeMap<String, GatewaySettings>,
     pub profiles: Registry,
+    pub rules: super::sections::RulesCfg,
+    pub smtp: super::sections::Smtp,
+    pub alerts: super::sections::Alerts,
+    /// `[daemon] timezone`, or the system's.
+    pub timezone: jiff::tz::TimeZone,
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +116,12 @@ pub struct Customer {
     pub id: String,
     pub name: String,
     pub tags: BTreeMap<String, String>,
+    pub contracted_kva: Option<f64>,
+    pub max_demand_kw: Option<f64>,
+    pub suspensions: Vec<super::sections::SuspensionPeriod>,
+    pub limits: crate::quality::limits::Overrides,
+    pub language: super::sections::Language,
+    pub alert_group: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +143,10 @@ pub struct Meter {
     pub phases: u8,
     /// Tags written with every point: user tags, then `meter` and `customer`.
     pub tags: BTreeMap<String, String>,
+    /// What the meter's supply is judged against (preset + overrides).
+    pub limits: crate::quality::limits::Limits,
+    /// (phase, field, nominal reference in V) the voltage rules judge.
+    pub voltage_refs: Vec<(String, String, f64)>,
 }
 
 impl Meter {
@@ -146,13 +164,13 @@ impl Meter {
     }
 }
 
-struct Problems<'a> {
-    list: Vec<String>,
+pub(super) struct Problems<'a> {
+    pub(super) list: Vec<String>,
     tree: &'a Tree,
 }
 
 impl Problems<'_> {
-    fn push(&mut self, key: &str, msg: impl std::fmt::Display) {
+    pub(super) fn push(&mut self, key: &str, msg: impl std::fmt::Display) {
         self.list.push(format!("{key}: {msg}{}", self.origin(key)));
     }
 
@@ -172,7 +190,7 @@ impl Problems<'_> {
     }
 }
 
-fn typed<T: DeserializeOwned>(v: &Value, key: &str, p: &mut Problems) -> Option<T> {
+pub(super) fn typed<T: DeserializeOwned>(v: &Value, key: &str, p: &mut Problems) -> Option<T> {
     match serde_path_to_error::deserialize::<_, T>(v) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -188,7 +206,7 @@ fn typed<T: DeserializeOwned>(v: &Value, key: &str, p: &mut Problems) -> Option<
     }
 }
 
-fn section<T: DeserializeOwned + Default>(key: &str, p: &mut Problems) -> T {
+pub(super) fn section<T: DeserializeOwned + Default>(key: &str, p: &mut Problems) -> T {
     match p.tree.root.get(key) {
         None => T::default(),
         Some(v) => typed(v, key, p).unwrap_or_default(),
@@ -213,7 +231,12 @@ fn entries<T: DeserializeOwned>(key: &str, p: &mut Problems) -> Vec<(String, T)>
     }
 }
 
-fn duration(v: Option<&str>, default: Duration, key: &str, p: &mut Problems) -> Duration {
+pub(super) fn duration(
+    v: Option<&str>,
+    default: Duration,
+    key: &str,
+    p: &mut Problems,
+) -> Duration {
     let Some(s) = v else { return default };
     match humantime::parse_duration(s) {
         Ok(d) if !d.is_zero() => d,
@@ -237,7 +260,7 @@ fn resolve(base: &Path, s: &str) -> PathBuf {
 }
 
 /// A secret from its inline value or from a file; both set is an error.
-fn secret(
+pub(super) fn secret(
     inline: Option<String>,
     file: Option<String>,
     key: &str,
@@ -445,6 +468,10 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
     check_interval(polling.interval, "polling.interval", &mut p);
 
     let influx = influx(&mut p);
+    let tz = super::sections::timezone(daemon.timezone.as_deref(), &mut p);
+    let rules = super::sections::rules(&mut p);
+    let smtp = super::sections::smtp(&tree.base_dir, &mut p);
+    let alerts = super::sections::alerts(&mut p);
     let v1 = matches!(
         influx,
         Some(Influx {
@@ -503,10 +530,43 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
                 format!("\"{}\" is used by another customer", c.id),
             );
         }
+        let suspensions = super::sections::suspensions(&c.suspensions, &tz, &key, &mut p);
+        let language =
+            super::sections::language(c.language.as_deref(), &format!("{key}.language"), &mut p);
+        for (k, v) in [
+            ("contracted_kva", c.contracted_kva),
+            ("max_demand_kw", c.max_demand_kw),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                p.push(&format!("{key}.{k}"), "must be positive");
+            }
+        }
+        if !suspensions.is_empty() && c.contracted_kva.is_none() {
+            p.push(
+                &format!("{key}.contracted_kva"),
+                "is needed to judge load during the suspensions",
+            );
+        }
+        if let Some(g) = &c.alert_group
+            && !alerts.groups.contains_key(g)
+        {
+            p.push(
+                &format!("{key}.alert_group"),
+                format!("no [[alerts.groups]] named \"{g}\""),
+            );
+        }
         customers.push(Customer {
             name: c.name.unwrap_or_else(|| c.id.clone()),
             id: c.id,
             tags: c.tags,
+            contracted_kva: c.contracted_kva,
+            max_demand_kw: c.max_demand_kw,
+            suspensions,
+            limits: c.limits.unwrap_or_default(),
+            language,
+            alert_group: c.alert_group,
         });
     }
 
@@ -633,7 +693,34 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
         tags.extend(m.tags.clone());
         tags.insert("meter".into(), m.id.clone());
         tags.insert("customer".into(), m.customer.clone());
+        let customer_limits = customers
+            .iter()
+            .find(|c| c.id == m.customer)
+            .map(|c| c.limits.clone())
+            .unwrap_or_default();
+        let overrides = m
+            .limits
+            .clone()
+            .unwrap_or_default()
+            .over(&customer_limits.over(&rules.defaults));
+        let limits = match rules.presets.resolve(m.nominal_voltage, phases, &overrides) {
+            Ok(l) => l,
+            Err(e) => {
+                p.push(&format!("{key}.limits"), e);
+                continue;
+            }
+        };
+        let voltage_refs = super::sections::voltage_refs(
+            m.voltage_basis.as_deref(),
+            m.nominal_voltage,
+            phases,
+            &plan,
+            &format!("{key}.voltage_basis"),
+            &mut p,
+        );
         meters.push(Meter {
+            limits,
+            voltage_refs,
             id: m.id,
             customer: m.customer,
             address: m.address,
@@ -673,6 +760,10 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
         meters,
         gateways,
         profiles,
+        rules,
+        smtp,
+        alerts,
+        timezone: tz,
     })
 }
 

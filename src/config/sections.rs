@@ -1,0 +1,441 @@
+//! Validation of the power-quality sections: `[rules]`, `[smtp]`,
+//! `[alerts]`, customers' suspensions, languages, the time zone and the
+//! voltage basis of a meter. Same rules as `validate`: every problem is
+//! collected with its key path.
+
+use super::raw;
+use super::validate::{Problems, duration, secret, section};
+use crate::modbus::reading::MeterPlan;
+use crate::quality::limits::{Overrides, Presets};
+use crate::quality::rules::Timing;
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Language of a message or report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Language {
+    #[default]
+    ZhCn,
+    En,
+}
+
+impl Language {
+    pub fn tag(self) -> &'static str {
+        match self {
+            Language::ZhCn => "zh-CN",
+            Language::En => "en",
+        }
+    }
+}
+
+pub(super) fn language(v: Option<&str>, key: &str, p: &mut Problems) -> Language {
+    match v {
+        None | Some("zh-CN") | Some("zh") => Language::ZhCn,
+        Some("en") => Language::En,
+        Some(other) => {
+            p.push(key, format!("\"{other}\" is not \"zh-CN\" or \"en\""));
+            Language::ZhCn
+        }
+    }
+}
+
+pub(super) fn timezone(v: Option<&str>, p: &mut Problems) -> jiff::tz::TimeZone {
+    match v {
+        None => jiff::tz::TimeZone::system(),
+        Some(name) => jiff::tz::TimeZone::get(name).unwrap_or_else(|e| {
+            p.push(
+                "daemon.timezone",
+                format!("\"{name}\" is not an IANA time zone like \"Asia/Shanghai\" ({e})"),
+            );
+            jiff::tz::TimeZone::UTC
+        }),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuspensionPeriod {
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub kva: f64,
+    /// As configured, for reports.
+    pub from: String,
+    pub to: String,
+    pub note: Option<String>,
+}
+
+/// A local date or date-time in `tz` → Unix ms.
+pub fn local_ms(s: &str, tz: &jiff::tz::TimeZone) -> Option<i64> {
+    let dt: jiff::civil::DateTime = s.parse::<jiff::civil::DateTime>().ok().or_else(|| {
+        s.parse::<jiff::civil::Date>()
+            .ok()
+            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
+    })?;
+    Some(tz.to_timestamp(dt).ok()?.as_millisecond())
+}
+
+pub(super) fn suspensions(
+    list: &[raw::Suspension],
+    tz: &jiff::tz::TimeZone,
+    key: &str,
+    p: &mut Problems,
+) -> Vec<SuspensionPeriod> {
+    let mut out = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        let k = format!("{key}.suspensions[{i}]");
+        let from = local_ms(&s.from, tz);
+        let to = local_ms(&s.to, tz);
+        if from.is_none() {
+            p.push(
+                &format!("{k}.from"),
+                format!(
+                    "\"{}\" is not a date like \"2026-11-01\" or \"2026-11-01T08:00\"",
+                    s.from
+                ),
+            );
+        }
+        if to.is_none() {
+            p.push(
+                &format!("{k}.to"),
+                format!(
+                    "\"{}\" is not a date like \"2026-12-01\" or \"2026-12-01T08:00\"",
+                    s.to
+                ),
+            );
+        }
+        if !(s.kva.is_finite() && s.kva > 0.0) {
+            p.push(&format!("{k}.kva"), "must be a positive capacity in kVA");
+        }
+        if let (Some(f), Some(t)) = (from, to) {
+            if t <= f {
+                p.push(&format!("{k}.to"), "must be after from");
+                continue;
+            }
+            out.push(SuspensionPeriod {
+                from_ms: f,
+                to_ms: t,
+                kva: s.kva,
+                from: s.from.clone(),
+                to: s.to.clone(),
+                note: s.note.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Which voltages a meter's voltage rules judge, against what reference.
+pub(super) fn voltage_refs(
+    basis: Option<&str>,
+    nominal: f64,
+    phases: u8,
+    plan: &MeterPlan,
+    key: &str,
+    p: &mut Problems,
+) -> Vec<(String, String, f64)> {
+    let ll = match (basis, phases) {
+        (_, 1) => false,
+        (None, _) => nominal >= 1000.0,
+        (Some("line_to_line"), _) => true,
+        (Some("phase_to_neutral"), _) => false,
+        (Some(other), _) => {
+            p.push(
+                key,
+                format!("\"{other}\" is not \"line_to_line\" or \"phase_to_neutral\""),
+            );
+            return Vec::new();
+        }
+    };
+    let has = |f: &str| plan.profile.output_names().any(|n| n == f);
+    let candidates: Vec<(String, String, f64)> = if phases == 1 {
+        vec![("l1".into(), "voltage_l1_n".into(), nominal)]
+    } else if ll {
+        ["l1_l2", "l2_l3", "l3_l1"]
+            .iter()
+            .map(|ph| (ph.to_string(), format!("voltage_{ph}"), nominal))
+            .collect()
+    } else {
+        ["l1", "l2", "l3"]
+            .iter()
+            .map(|ph| {
+                (
+                    ph.to_string(),
+                    format!("voltage_{ph}_n"),
+                    nominal / 3f64.sqrt(),
+                )
+            })
+            .collect()
+    };
+    candidates.into_iter().filter(|(_, f, _)| has(f)).collect()
+}
+
+/// Validated `[rules]`.
+#[derive(Debug, Clone)]
+pub struct RulesCfg {
+    pub enabled: bool,
+    pub presets: Presets,
+    /// Preset and limits for meters and customers that set none.
+    pub defaults: Overrides,
+    pub short_window: Duration,
+    pub long_window: Duration,
+    pub demand_window: Duration,
+    pub min_completeness: f64,
+    pub voltage: Timing,
+    pub harmonics: Timing,
+    pub suspension: Timing,
+    pub demand: Timing,
+    pub suspension_factor: f64,
+    pub noise_floor_kw: f64,
+    pub demand_factor: f64,
+}
+
+pub(super) fn rules(p: &mut Problems) -> RulesCfg {
+    let r: raw::Rules = section("rules", p);
+    let presets = Presets::builtin();
+    if let Some(name) = &r.preset
+        && !presets.names().any(|n| n == name)
+    {
+        let known: Vec<_> = presets.names().collect();
+        p.push(
+            "rules.preset",
+            format!("unknown preset \"{name}\" (known: {})", known.join(", ")),
+        );
+    }
+    let d = |v: &Option<String>, def: u64, key: &str, p: &mut Problems| {
+        duration(
+            v.as_deref(),
+            Duration::from_secs(def),
+            &format!("rules.{key}"),
+            p,
+        )
+    };
+    let short_window = d(&r.short_window, 60, "short_window", p);
+    let long_window = d(&r.long_window, 600, "long_window", p);
+    let demand_window = d(&r.demand_window, 900, "demand_window", p);
+    if long_window.as_millis() % short_window.as_millis().max(1) != 0 {
+        p.push("rules.long_window", "must be a multiple of short_window");
+    }
+    let completeness = r.min_window_completeness.unwrap_or(0.75);
+    if !(0.0..=1.0).contains(&completeness) {
+        p.push("rules.min_window_completeness", "must be between 0 and 1");
+    }
+    let pct = |v: Option<f64>, def: f64, key: &str, p: &mut Problems| {
+        let x = v.unwrap_or(def);
+        if !(x.is_finite() && x >= 0.0) {
+            p.push(&format!("rules.{key}"), "must be a non-negative number");
+        }
+        x
+    };
+    let voltage = Timing {
+        min_duration: d(&r.voltage_min_duration, 180, "voltage_min_duration", p),
+        clear_after: d(&r.voltage_clear_after, 180, "voltage_clear_after", p),
+        margin: pct(r.voltage_hysteresis, 0.5, "voltage_hysteresis", p),
+    };
+    let harmonics = Timing {
+        min_duration: d(&r.harmonic_min_duration, 600, "harmonic_min_duration", p),
+        clear_after: d(&r.harmonic_clear_after, 600, "harmonic_clear_after", p),
+        margin: pct(r.harmonic_hysteresis, 5.0, "harmonic_hysteresis", p),
+    };
+    let suspension = Timing {
+        min_duration: d(
+            &r.suspension_min_duration,
+            300,
+            "suspension_min_duration",
+            p,
+        ),
+        clear_after: d(&r.suspension_clear_after, 300, "suspension_clear_after", p),
+        margin: 5.0,
+    };
+    let demand = Timing {
+        min_duration: demand_window,
+        clear_after: demand_window,
+        margin: 0.0,
+    };
+    RulesCfg {
+        enabled: r.enabled.unwrap_or(true),
+        presets,
+        defaults: Overrides {
+            preset: r.preset.clone(),
+            unbalance: r.unbalance_limit,
+            ..Default::default()
+        },
+        short_window,
+        long_window,
+        demand_window,
+        min_completeness: completeness,
+        voltage,
+        harmonics,
+        suspension,
+        demand,
+        suspension_factor: pct(r.suspension_factor, 1.0, "suspension_factor", p),
+        noise_floor_kw: pct(
+            r.suspension_noise_floor_kw,
+            5.0,
+            "suspension_noise_floor_kw",
+            p,
+        ),
+        demand_factor: pct(r.demand_factor, 1.05, "demand_factor", p),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Plain connection upgraded with STARTTLS (required).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: only for a relay on localhost.
+    None,
+}
+
+/// Validated `[smtp]`. With no `host`, mail is written as .eml files.
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub host: Option<String>,
+    pub port: u16,
+    pub security: Security,
+    pub username: Option<String>,
+    pub password: Secret,
+    pub from: String,
+    pub timeout: Duration,
+    pub eml_dir: PathBuf,
+}
+
+pub(super) fn smtp(base: &Path, p: &mut Problems) -> Smtp {
+    let r: raw::Smtp = section("smtp", p);
+    let security = match r.security.as_deref() {
+        None | Some("starttls") => Security::StartTls,
+        Some("tls") => Security::Tls,
+        Some("none") => Security::None,
+        Some(other) => {
+            p.push(
+                "smtp.security",
+                format!("\"{other}\" is not \"starttls\", \"tls\" or \"none\""),
+            );
+            Security::StartTls
+        }
+    };
+    let port = r.port.unwrap_or(match security {
+        Security::Tls => 465,
+        Security::StartTls => 587,
+        Security::None => 25,
+    });
+    if security == Security::None
+        && let Some(h) = &r.host
+        && !matches!(h.as_str(), "localhost" | "127.0.0.1" | "::1")
+    {
+        p.push("smtp.security", format!("\"none\" sends passwords and mail in clear; allowed only for a relay on localhost, not \"{h}\""));
+    }
+    let password = secret(r.password, r.password_file, "smtp.password", p);
+    if password.is_some() && r.username.is_none() {
+        p.push("smtp.username", "missing (a password is set)");
+    }
+    let from = r
+        .from
+        .unwrap_or_else(|| "pqwatch <pqwatch@localhost>".into());
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        p.push(
+            "smtp.from",
+            format!("\"{from}\" is not an address like \"Grid PQ <pq@utility.example>\""),
+        );
+    }
+    let eml_dir = match &r.eml_dir {
+        Some(d) => {
+            let pb = PathBuf::from(d);
+            if pb.is_absolute() { pb } else { base.join(pb) }
+        }
+        None => PathBuf::new(),
+    };
+    Smtp {
+        host: r.host,
+        port,
+        security,
+        username: r.username,
+        password: password.unwrap_or_default(),
+        from,
+        timeout: duration(
+            r.timeout.as_deref(),
+            Duration::from_secs(30),
+            "smtp.timeout",
+            p,
+        ),
+        eml_dir,
+    }
+}
+
+/// A recipient list and its language.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipients {
+    pub addresses: Vec<String>,
+    pub language: Language,
+}
+
+/// Validated `[alerts]`.
+#[derive(Debug, Clone)]
+pub struct Alerts {
+    pub enabled: bool,
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    pub max_per_meter_per_hour: u32,
+    pub resolved: bool,
+    pub default: Recipients,
+    pub groups: BTreeMap<String, Recipients>,
+}
+
+fn addresses(list: &[String], key: &str, p: &mut Problems) -> Vec<String> {
+    for (i, a) in list.iter().enumerate() {
+        if a.parse::<lettre::message::Mailbox>().is_err() {
+            p.push(
+                &format!("{key}[{i}]"),
+                format!("\"{a}\" is not an e-mail address"),
+            );
+        }
+    }
+    list.to_vec()
+}
+
+pub(super) fn alerts(p: &mut Problems) -> Alerts {
+    let r: raw::Alerts = section("alerts", p);
+    let min_delay = duration(
+        r.min_delay.as_deref(),
+        Duration::from_secs(60),
+        "alerts.min_delay",
+        p,
+    );
+    let max_delay = duration(
+        r.max_delay.as_deref(),
+        Duration::from_secs(300),
+        "alerts.max_delay",
+        p,
+    );
+    if max_delay < min_delay {
+        p.push("alerts.max_delay", "must be at least min_delay");
+    }
+    let mut groups = BTreeMap::new();
+    for (i, g) in r.groups.iter().enumerate() {
+        let k = format!("alerts.groups[{i}]");
+        let rec = Recipients {
+            addresses: addresses(&g.recipients, &format!("{k}.recipients"), p),
+            language: language(g.language.as_deref(), &format!("{k}.language"), p),
+        };
+        if groups.insert(g.name.clone(), rec).is_some() {
+            p.push(
+                &format!("{k}.name"),
+                format!("\"{}\" is used twice", g.name),
+            );
+        }
+    }
+    Alerts {
+        enabled: r.enabled.unwrap_or(true),
+        min_delay,
+        max_delay,
+        max_per_meter_per_hour: r.max_per_meter_per_hour.unwrap_or(6),
+        resolved: r.resolved.unwrap_or(true),
+        default: Recipients {
+            addresses: addresses(&r.recipients, "alerts.recipients", p),
+            language: language(r.language.as_deref(), "alerts.language", p),
+        },
+        groups,
+    }
+}

@@ -1,0 +1,203 @@
+//! The event store: power-quality events in the state database.
+//!
+//! Every change the rules report is upserted by event id, so the table
+//! always holds each event's latest state; open events are loaded at
+//! start-up and handed back to the rules, so a restart neither loses an
+//! open event nor opens a duplicate. [`Change`] tells callers (the
+//! notifier, the InfluxDB writer) whether a change opened, updated or
+//! closed an event.
+
+use crate::quality::rules::{Event, Kind, State};
+use crate::state::{StateDb, StateError};
+use rusqlite::{OptionalExtension, params};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Opened,
+    Updated,
+    Closed,
+}
+
+/// An event change, as passed to the notifier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventChange {
+    pub change: Change,
+    pub event: Event,
+}
+
+pub struct EventStore {
+    db: StateDb,
+}
+
+fn unit_static(u: &str) -> &'static str {
+    match u {
+        "V" => "V",
+        "%" => "%",
+        "kW" => "kW",
+        "kVA" => "kVA",
+        "A" => "A",
+        _ => "",
+    }
+}
+
+fn row_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let kind: String = r.get("kind")?;
+    let unit: String = r.get("unit")?;
+    Ok(Event {
+        id: r.get("id")?,
+        meter: r.get("meter")?,
+        customer: r.get("customer")?,
+        kind: Kind::parse(&kind).unwrap_or(Kind::VoltageHigh),
+        phase: r.get("phase")?,
+        order: r.get::<_, i64>("harmonic")? as u16,
+        state: if r.get::<_, i64>("open")? == 1 {
+            State::Open
+        } else {
+            State::Closed
+        },
+        start_ms: r.get("start_ms")?,
+        end_ms: r.get("end_ms")?,
+        value: r.get("value")?,
+        peak: r.get("peak")?,
+        peak_ms: r.get("peak_ms")?,
+        limit: r.get("limit_value")?,
+        unit: unit_static(&unit),
+        source: r.get("source")?,
+    })
+}
+
+impl EventStore {
+    pub fn new(db: StateDb) -> Self {
+        EventStore { db }
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StateError {
+        StateError::Sqlite {
+            path: self.db.path.clone(),
+            source: e,
+        }
+    }
+
+    /// Store an event's latest state; says whether it opened, changed or closed.
+    pub fn upsert(&self, e: &Event, now_ms: i64) -> Result<Change, StateError> {
+        let prev: Option<i64> = self
+            .db
+            .conn
+            .query_row("SELECT open FROM events WHERE id = ?1", [&e.id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|x| self.err(x))?;
+        let open = i64::from(e.state == State::Open);
+        self.db
+            .conn
+            .execute(
+                "INSERT INTO events(id, meter, customer, kind, phase, harmonic, open, start_ms, end_ms,
+                                    value, peak, peak_ms, limit_value, unit, source, updated_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 ON CONFLICT(id) DO UPDATE SET open = ?7, end_ms = ?9, value = ?10, peak = ?11,
+                     peak_ms = ?12, updated_ms = ?16",
+                params![
+                    e.id,
+                    e.meter,
+                    e.customer,
+                    e.kind.as_str(),
+                    e.phase,
+                    e.order as i64,
+                    open,
+                    e.start_ms,
+                    e.end_ms,
+                    e.value,
+                    e.peak,
+                    e.peak_ms,
+                    e.limit,
+                    e.unit,
+                    e.source,
+                    now_ms
+                ],
+            )
+            .map_err(|x| self.err(x))?;
+        Ok(match (prev, e.state) {
+            (None, State::Open) => Change::Opened,
+            (_, State::Closed) => Change::Closed,
+            (Some(_), State::Open) => Change::Updated,
+        })
+    }
+
+    pub fn open_events(&self) -> Result<Vec<Event>, StateError> {
+        self.query("SELECT * FROM events WHERE open = 1 ORDER BY start_ms", [])
+    }
+
+    /// Events that overlap `[from_ms, to_ms)`, oldest first (reports, CLI).
+    pub fn between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<Event>, StateError> {
+        self.query(
+            "SELECT * FROM events WHERE start_ms < ?2 AND end_ms >= ?1 ORDER BY start_ms",
+            [from_ms, to_ms],
+        )
+    }
+
+    pub fn recent(&self, open_only: bool, limit: usize) -> Result<Vec<Event>, StateError> {
+        let sql = if open_only {
+            "SELECT * FROM events WHERE open = 1 ORDER BY start_ms DESC LIMIT ?1"
+        } else {
+            "SELECT * FROM events ORDER BY start_ms DESC LIMIT ?1"
+        };
+        self.query(sql, [limit as i64])
+    }
+
+    fn query<P: rusqlite::Params>(&self, sql: &str, p: P) -> Result<Vec<Event>, StateError> {
+        let mut st = self.db.conn.prepare(sql).map_err(|e| self.err(e))?;
+        let rows = st.query_map(p, row_event).map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(state: State, end: i64) -> Event {
+        Event {
+            id: "M1/voltage_high/l1/0/60000".into(),
+            meter: "M1".into(),
+            customer: "C1".into(),
+            kind: Kind::VoltageHigh,
+            phase: "l1".into(),
+            order: 0,
+            state,
+            start_ms: 60_000,
+            end_ms: end,
+            value: 251.0,
+            peak: 253.5,
+            peak_ms: 61_000,
+            limit: 246.0,
+            unit: "V",
+            source: "GB/T 12325-2008".into(),
+        }
+    }
+
+    #[test]
+    fn upsert_reports_open_update_close_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = EventStore::new(StateDb::open(dir.path()).unwrap());
+        assert_eq!(
+            s.upsert(&ev(State::Open, 180_000), 1).unwrap(),
+            Change::Opened
+        );
+        assert_eq!(
+            s.upsert(&ev(State::Open, 240_000), 2).unwrap(),
+            Change::Updated
+        );
+        let s = EventStore::new(StateDb::open(dir.path()).unwrap());
+        let open = s.open_events().unwrap();
+        assert_eq!(open, vec![ev(State::Open, 240_000)]);
+        assert_eq!(
+            s.upsert(&ev(State::Closed, 300_000), 3).unwrap(),
+            Change::Closed
+        );
+        assert!(s.open_events().unwrap().is_empty());
+        assert_eq!(s.between(0, 70_000).unwrap().len(), 1);
+        assert_eq!(s.between(400_000, 500_000).unwrap().len(), 0);
+        assert_eq!(s.recent(false, 10).unwrap()[0].end_ms, 300_000);
+    }
+}
