@@ -15,7 +15,7 @@
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::modbus::gateway::Gateway;
-use crate::reading::Reading;
+use crate::reading::{Reading, Record};
 use crate::sink::{Sink, run_discard};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -65,7 +65,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = handles.metrics.clone();
     let (tx, rx) = mpsc::channel::<Reading>(CHANNEL);
-    let (sink_tx, sink_rx) = mpsc::channel::<Reading>(CHANNEL);
+    let (sink_tx, sink_rx) = mpsc::channel::<Record>(CHANNEL);
+    let (watch_tx, watch_rx) = mpsc::channel::<Reading>(CHANNEL);
 
     // The state database first: if it cannot be opened (a foreign or
     // corrupt file, no permission), nothing starts and nothing is polled.
@@ -93,6 +94,12 @@ pub async fn run(
         }
     };
 
+    // The watch task: windows, rules, events. Its own state-DB connection.
+    let events =
+        crate::events::EventStore::new(crate::state::StateDb::open(&cfg.daemon.state_dir)?);
+    let watch = crate::watch::Watch::new(&cfg, events, sink_tx.clone(), None, metrics.clone())?;
+    let watch = tokio::spawn(watch.run(watch_rx));
+
     let latest = handles.latest.clone();
     let tee = tokio::spawn(async move {
         let mut rx = rx;
@@ -101,7 +108,10 @@ pub async fn run(
                 .lock()
                 .expect("latest lock")
                 .insert(r.meter.id.clone(), r.clone());
-            if sink_tx.send(r).await.is_err() {
+            if watch_tx.send(r.clone()).await.is_err() {
+                break;
+            }
+            if sink_tx.send(Record::Reading(r)).await.is_err() {
                 break;
             }
         }
@@ -152,6 +162,7 @@ pub async fn run(
     info!("shutting down: stopping pollers");
     while pollers.join_next().await.is_some() {}
     let _ = tee.await;
+    let _ = watch.await;
     // The sink bounds its own drain by `grace`; this is the backstop.
     match tokio::time::timeout(opts.grace + Duration::from_secs(5), sink).await {
         Ok(_) => {}
@@ -192,6 +203,8 @@ pub fn log_status(m: &Metrics) {
             t => (crate::modbus::gateway::now_ms() as u64).saturating_sub(t) / 1000,
         },
         points_not_stored = g(&m.points_discarded),
+        events_opened = g(&m.events_opened),
+        events_closed = g(&m.events_closed),
         "status"
     );
 }

@@ -32,3 +32,4 @@ pub mod secret;
 pub mod sim;
 pub mod sink;
 pub mod state;
+pub mod watch;

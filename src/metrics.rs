@@ -42,6 +42,8 @@ pub struct Metrics {
     pub outbox_points: AtomicU64,
     pub outbox_bytes: AtomicU64,
     pub outbox_oldest_ms: AtomicU64,
+    pub events_opened: AtomicU64,
+    pub events_closed: AtomicU64,
     /// Points generated with no database configured.
     pub points_discarded: AtomicU64,
 }

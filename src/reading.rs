@@ -12,6 +12,10 @@ pub struct MeterMeta {
     /// Escaped `meter,tag=v,...` prefix of the meter's lines, per dialect.
     series_key_v2: String,
     series_key_v1: String,
+    /// The same tags without the measurement (`,tag=v,...`), for the
+    /// meter's other measurements (aggregates, events).
+    tag_set_v2: String,
+    tag_set_v1: String,
 }
 
 impl MeterMeta {
@@ -21,6 +25,15 @@ impl MeterMeta {
             customer: customer.to_string(),
             series_key_v2: line::series_key(line::MEASUREMENT, tags, line::Dialect::V2),
             series_key_v1: line::series_key(line::MEASUREMENT, tags, line::Dialect::V1),
+            tag_set_v2: line::series_key("", tags, line::Dialect::V2),
+            tag_set_v1: line::series_key("", tags, line::Dialect::V1),
+        }
+    }
+
+    pub fn tag_set(&self, dialect: line::Dialect) -> &str {
+        match dialect {
+            line::Dialect::V2 => &self.tag_set_v2,
+            line::Dialect::V1 => &self.tag_set_v1,
         }
     }
 
@@ -41,4 +54,35 @@ pub struct Reading {
     /// Unix time in milliseconds.
     pub ts_ms: i64,
     pub values: Vec<(Arc<str>, f64)>,
+}
+
+/// A point of another measurement about a meter: window aggregates,
+/// power-quality events. Carries the meter's tags plus its own.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub measurement: &'static str,
+    pub meter: Arc<MeterMeta>,
+    /// Extra tags (keys are fixed identifiers; values are escaped on encoding).
+    pub tags: Vec<(&'static str, String)>,
+    pub ts_ms: i64,
+    pub fields: Vec<(String, f64)>,
+}
+
+/// What the sink writes.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Reading(Reading),
+    Point(Point),
+}
+
+impl From<Reading> for Record {
+    fn from(r: Reading) -> Self {
+        Record::Reading(r)
+    }
+}
+
+impl From<Point> for Record {
+    fn from(p: Point) -> Self {
+        Record::Point(p)
+    }
 }

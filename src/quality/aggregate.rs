@@ -98,6 +98,7 @@ pub fn aggregated(field: &str) -> bool {
 /// Accumulates one meter's polls into consecutive windows of one length.
 #[derive(Debug, Clone)]
 pub struct Aggregator {
+    filter: fn(&str) -> bool,
     len_ms: i64,
     interval_ms: i64,
     min_fraction: f64,
@@ -109,6 +110,7 @@ pub struct Aggregator {
 impl Aggregator {
     pub fn new(len_ms: i64, interval_ms: i64, min_fraction: f64) -> Self {
         Aggregator {
+            filter: aggregated,
             len_ms,
             interval_ms: interval_ms.max(1),
             min_fraction,
@@ -116,6 +118,13 @@ impl Aggregator {
             polls: 0,
             acc: BTreeMap::new(),
         }
+    }
+
+    /// Aggregate only the fields `filter` accepts (the demand window needs
+    /// active and apparent power only).
+    pub fn with_filter(mut self, filter: fn(&str) -> bool) -> Self {
+        self.filter = filter;
+        self
     }
 
     pub fn len_ms(&self) -> i64 {
@@ -134,7 +143,7 @@ impl Aggregator {
         self.start_ms = Some(start);
         let mut any = false;
         for (name, v) in values {
-            if !aggregated(name) {
+            if !(self.filter)(name) {
                 continue;
             }
             any = true;

@@ -14,7 +14,7 @@
 //! written to 1.x at all, and config validation rejects it there. Newlines
 //! cannot be represented in a tag either, and are rejected for both.
 
-use crate::reading::Reading;
+use crate::reading::{Point, Reading, Record};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -85,6 +85,39 @@ pub fn encode(reading: &Reading, dialect: Dialect, out: &mut String) -> usize {
     }
     let _ = writeln!(out, " {}", reading.ts_ms);
     reading.values.len()
+}
+
+/// Append a record of either kind; returns the points written.
+pub fn encode_record(r: &Record, dialect: Dialect, out: &mut String) -> usize {
+    match r {
+        Record::Reading(r) => encode(r, dialect, out),
+        Record::Point(p) => encode_point(p, dialect, out),
+    }
+}
+
+/// Append a point of another measurement about a meter.
+pub fn encode_point(p: &Point, dialect: Dialect, out: &mut String) -> usize {
+    if p.fields.is_empty() {
+        return 0;
+    }
+    escape_measurement(p.measurement, out);
+    out.push_str(p.meter.tag_set(dialect));
+    for (k, v) in &p.tags {
+        out.push(',');
+        escape_key_for(k, dialect, out);
+        out.push('=');
+        escape_key_for(v, dialect, out);
+    }
+    let mut sep = ' ';
+    for (name, v) in &p.fields {
+        out.push(sep);
+        sep = ',';
+        escape_key(name, out);
+        out.push('=');
+        write_float(*v, out);
+    }
+    let _ = writeln!(out, " {}", p.ts_ms);
+    p.fields.len()
 }
 
 /// Floats as the shortest decimal that round-trips. A value that happens to
@@ -163,6 +196,23 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn points_of_other_measurements_carry_the_meter_tags_and_their_own() {
+        let p = Point {
+            measurement: "pq_event",
+            meter: meta(&[("meter", "M1"), ("customer", "C 1")]),
+            tags: vec![("kind", "voltage_high".into()), ("phase", "l1".into())],
+            ts_ms: 60_000,
+            fields: vec![("value".into(), 251.5), ("limit".into(), 246.0)],
+        };
+        let mut s = String::new();
+        assert_eq!(encode_point(&p, Dialect::V2, &mut s), 2);
+        assert_eq!(
+            s,
+            "pq_event,customer=C\\ 1,meter=M1,kind=voltage_high,phase=l1 value=251.5,limit=246 60000\n"
+        );
     }
 
     #[test]

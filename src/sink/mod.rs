@@ -33,7 +33,7 @@ pub mod writer;
 
 use crate::config::{Durability, Influx};
 use crate::metrics::Metrics;
-use crate::reading::Reading;
+use crate::reading::Record;
 use bytes::Bytes;
 use outbox::{Outbox, Stored, gunzip, gzip};
 use rand::RngExt as _;
@@ -403,7 +403,9 @@ impl Sink {
         })
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Reading>) {
+    /// Run until every sender of `rx` is gone (readings, or records of any
+    /// measurement), then drain as described in the module docs.
+    pub async fn run<R: Into<Record> + std::marker::Send>(mut self, mut rx: mpsc::Receiver<R>) {
         let dialect = match self.cfg.api {
             crate::config::Api::V1 { .. } => line::Dialect::V1,
             crate::config::Api::V2 { .. } => line::Dialect::V2,
@@ -508,8 +510,8 @@ impl Sink {
 
             tokio::select! {
                 r = rx.recv(), if input_open => match r {
-                    Some(reading) => {
-                        current_points += line::encode(&reading, dialect, &mut current);
+                    Some(record) => {
+                        current_points += line::encode_record(&record.into(), dialect, &mut current);
                     }
                     None => {
                         input_open = false;
@@ -616,9 +618,13 @@ impl Sink {
 
 /// Sink used when no database is configured: counts what would have been
 /// written so the operator can see the poller works.
-pub async fn run_discard(mut rx: mpsc::Receiver<Reading>, metrics: Arc<Metrics>) {
+pub async fn run_discard(mut rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
     while let Some(r) = rx.recv().await {
-        Metrics::add(&metrics.points_discarded, r.values.len() as u64);
+        let n = match r {
+            Record::Reading(r) => r.values.len(),
+            Record::Point(p) => p.fields.len(),
+        };
+        Metrics::add(&metrics.points_discarded, n as u64);
     }
 }
 
