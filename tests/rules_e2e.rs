@@ -1,0 +1,262 @@
+//! Scenario-driven power-quality rules, end to end: the simulator scripts a
+//! +9 % voltage step on a 10 kV customer, a THDu rise to 6 % on a 0.38 kV
+//! customer, load during a suspension, and a blip shorter than the minimum
+//! duration; pqwatch must open exactly the expected events, with the right
+//! values and limits, store them, and write `pq_event` and window points to
+//! VictoriaMetrics. Windows are shortened (2 s / 6 s) so the test runs in
+//! seconds; the rule logic is the same at 1 and 10 minutes.
+
+mod common;
+mod e2e;
+
+use common::{VictoriaMetrics, free_port};
+use e2e::{Daemon, Sim};
+use pqwatch::events::EventStore;
+use pqwatch::quality::rules::{Kind, State};
+use pqwatch::state::StateDb;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+fn config(vm: &str, port: u16) -> String {
+    format!(
+        r#"
+[daemon]
+profile_dir = "/nonexistent"
+
+[influxdb]
+url = "{vm}"
+org = "o"
+bucket = "b"
+token = "t"
+flush_interval = "200ms"
+
+[polling]
+interval = "500ms"
+timeout = "300ms"
+
+[rules]
+short_window = "2s"
+long_window = "6s"
+demand_window = "6s"
+voltage_min_duration = "4s"
+voltage_clear_after = "4s"
+harmonic_min_duration = "6s"
+harmonic_clear_after = "6s"
+suspension_min_duration = "4s"
+suspension_clear_after = "4s"
+
+[[customers]]
+id = "HV"
+[[customers]]
+id = "LV"
+[[customers]]
+id = "SUSP"
+contracted_kva = 2000
+suspensions = [{{ from = "2020-01-01", to = "2099-01-01", kva = 1500 }}]
+[[customers]]
+id = "BLIP"
+
+[[meters]]
+id = "M-HV"
+customer = "HV"
+address = "127.0.0.1:{port}"
+unit = 1
+profile = "janitza-umg96rm"
+nominal_voltage = 10000
+pt_ratio = "10000/100"
+ct_ratio = "300/5"
+
+[[meters]]
+id = "M-LV"
+customer = "LV"
+address = "127.0.0.1:{port}"
+unit = 2
+profile = "janitza-umg96rm"
+nominal_voltage = 380
+ct_ratio = "1000/5"
+
+[[meters]]
+id = "M-SUSP"
+customer = "SUSP"
+address = "127.0.0.1:{port}"
+unit = 3
+profile = "janitza-umg96rm"
+nominal_voltage = 10000
+pt_ratio = "10000/100"
+ct_ratio = "300/5"
+
+[[meters]]
+id = "M-BLIP"
+customer = "BLIP"
+address = "127.0.0.1:{port}"
+unit = 4
+profile = "janitza-umg96rm"
+nominal_voltage = 380
+ct_ratio = "1000/5"
+"#
+    )
+}
+
+const SCENARIO: &str = r#"
+[[event]]
+meter = "M-HV"
+at = "4s"
+duration = "10s"
+kind = "voltage"
+factor = 1.09
+
+[[event]]
+meter = "M-LV"
+at = "1s"
+duration = "15s"
+kind = "thd_voltage"
+value = 6.0
+
+[[event]]
+meter = "M-SUSP"
+at = "0"
+kind = "load"
+value = 200.0
+
+[[event]]
+meter = "M-SUSP"
+at = "4s"
+duration = "8s"
+kind = "load"
+value = 900.0
+
+[[event]]
+meter = "M-BLIP"
+at = "6s"
+duration = "1s"
+kind = "voltage"
+factor = 0.85
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_deviations_open_exactly_the_expected_events() -> anyhow::Result<()> {
+    e2e::init_tracing();
+    let vm = VictoriaMetrics::start()?;
+    let port = free_port();
+    let cfg = e2e::config(&config(&vm.url(), port));
+    let state_dir = cfg.daemon.state_dir.clone();
+    let sim = Sim::start(&cfg, SCENARIO).await;
+    let daemon = Daemon::start(cfg);
+    // Every episode ends by 16 s; the longest clearing (6 s windows, 6 s
+    // clear) is done by ~30 s. Poll the store until every event closed.
+    let expected: BTreeSet<(String, Kind, String, u16)> = [
+        ("M-HV", Kind::VoltageHigh, "l1_l2", 0),
+        ("M-HV", Kind::VoltageHigh, "l2_l3", 0),
+        ("M-HV", Kind::VoltageHigh, "l3_l1", 0),
+        ("M-LV", Kind::ThdVoltage, "l1", 0),
+        ("M-LV", Kind::ThdVoltage, "l2", 0),
+        ("M-LV", Kind::ThdVoltage, "l3", 0),
+        ("M-LV", Kind::HarmonicVoltage, "l1", 5),
+        ("M-LV", Kind::HarmonicVoltage, "l2", 5),
+        ("M-LV", Kind::HarmonicVoltage, "l3", 5),
+        ("M-SUSP", Kind::SuspensionLoad, "", 0),
+    ]
+    .into_iter()
+    .map(|(m, k, p, o)| (m.to_string(), k, p.to_string(), o))
+    .collect();
+    let read = || -> Vec<pqwatch::quality::rules::Event> {
+        StateDb::open_readonly(&state_dir)
+            .map(|db| EventStore::new(db).recent(false, 1000).unwrap_or_default())
+            .unwrap_or_default()
+    };
+    let done = e2e::wait_until(Duration::from_secs(40), || {
+        let ev = read();
+        let keys: BTreeSet<_> = ev
+            .iter()
+            .map(|e| (e.meter.clone(), e.kind, e.phase.clone(), e.order))
+            .collect();
+        keys == expected && ev.iter().all(|e| e.state == State::Closed)
+    })
+    .await;
+    let run = daemon.stop().await;
+    sim.stop().await;
+    let events = read();
+    let keys: BTreeSet<_> = events
+        .iter()
+        .map(|e| (e.meter.clone(), e.kind, e.phase.clone(), e.order))
+        .collect();
+    assert_eq!(keys, expected, "exactly the expected events:\n{events:#?}");
+    assert!(done, "not every event closed in time:\n{events:#?}");
+    assert_eq!(
+        events.len(),
+        expected.len(),
+        "one event each, no duplicates:\n{events:#?}"
+    );
+
+    for e in &events {
+        match e.kind {
+            // 10 kV, GB/T 12325 ±7 %: limit 10 700 V; +9 % = 10 900 V.
+            Kind::VoltageHigh => {
+                assert_eq!(e.limit, 10_700.0);
+                assert!(e2e::close(e.peak, 10_900.0, 0.006), "{e:?}");
+                // The step lasted 10 s: violating windows cover 8–12 s of it.
+                assert!((6_000..=14_000).contains(&e.duration_ms()), "{e:?}");
+            }
+            // 0.38 kV, GB/T 14549: THDu 5 %, odd orders 4 %.
+            Kind::ThdVoltage => {
+                assert_eq!(e.limit, 5.0);
+                assert!(e2e::close(e.peak, 6.0, 1e-6), "{e:?}");
+            }
+            // h5 = 6 % × 1.4 / √Σhₙ² of the simulator's spectrum (orders 2–25) = 4.2208 %.
+            Kind::HarmonicVoltage => {
+                assert_eq!(e.limit, 4.0);
+                let spectrum: f64 = [0.9f64, 1.4, 0.8, 0.25, 0.45, 0.35]
+                    .iter()
+                    .map(|x| x * x)
+                    .sum::<f64>()
+                    + 12.0 * 0.08f64.powi(2)
+                    + 6.0 * 0.12f64.powi(2);
+                let h5 = 6.0 * 1.4 / spectrum.sqrt();
+                assert!(e2e::close(e.peak, h5, 1e-5), "{} vs {h5}: {e:?}", e.peak);
+            }
+            // 2000 kVA contracted − 1500 suspended = 500 kVA allowed;
+            // 900 kW at PF ≈ 0.93 ≈ 968 kVA.
+            Kind::SuspensionLoad => {
+                assert_eq!(e.limit, 500.0);
+                assert!(e.peak > 940.0 && e.peak < 1000.0, "{e:?}");
+                assert_eq!(e.unit, "kVA");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(run.get(|m| &m.events_opened) >= expected.len() as u64);
+
+    // The events and the windows are in VictoriaMetrics too.
+    let got = vm
+        .wait_for_series(
+            "{__name__=\"pq_event_limit\"}",
+            |s| s.len() >= expected.len(),
+            Duration::from_secs(10),
+        )
+        .await
+        .into_result()?;
+    assert!(
+        got.iter()
+            .any(|s| s.label("kind") == Some("harmonic_voltage") && s.label("order") == Some("5")),
+        "{got:?}"
+    );
+    let windows = vm
+        .wait_for_series(
+            "{__name__=\"meter_2s_voltage_l1_n_mean\",meter=\"M-LV\"}",
+            |s| !s.is_empty(),
+            Duration::from_secs(10),
+        )
+        .await
+        .into_result()?;
+    for (ts, _) in windows[0].points() {
+        assert_eq!(ts % 2000, 0, "windows start on 2 s boundaries");
+    }
+    vm.wait_for_series(
+        "{__name__=\"meter_6s_thd_voltage_l1_n_max\",meter=\"M-LV\"}",
+        |s| !s.is_empty(),
+        Duration::from_secs(10),
+    )
+    .await
+    .into_result()?;
+    Ok(())
+}
