@@ -27,6 +27,7 @@ pub mod modbus;
 pub mod profile;
 pub mod quality;
 pub mod reading;
+pub mod report;
 pub mod schema;
 pub mod secret;
 pub mod sim;
