@@ -3,7 +3,7 @@
 //! One task owns the aggregators and rule state of every meter. For each
 //! reading it updates the meter's short (1 min), long (10 min) and demand
 //! (15 min) windows; each closed window is written to InfluxDB as its own
-//! measurement (`meter_1m`, `meter_10m`, `meter_15m`: named after the window
+//! measurement (`pq_1m`, `pq_10m`, `pq_15m`: named after the window
 //! length) and judged by the meter's rules. Event changes are stored in the
 //! state database first (so a restart continues them), then written as
 //! `pq_event` points and handed to the notifier. A timer closes the windows
@@ -83,9 +83,9 @@ impl Watch {
         let long = r.long_window.as_millis() as i64;
         let demand = r.demand_window.as_millis() as i64;
         let names: [&'static str; 3] = [
-            leak(format!("meter_{}", window_name(short))),
-            leak(format!("meter_{}", window_name(long))),
-            leak(format!("meter_{}", window_name(demand))),
+            leak(format!("pq_{}", window_name(short))),
+            leak(format!("pq_{}", window_name(long))),
+            leak(format!("pq_{}", window_name(demand))),
         ];
         let mut open_by_meter: HashMap<String, Vec<Event>> = HashMap::new();
         for e in store.open_events()? {

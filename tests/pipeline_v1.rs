@@ -143,8 +143,20 @@ async fn v1_with_auth_and_gzip_stores_primary_side_values() -> anyhow::Result<()
         .await?;
     let n = rows(&out)[0][1].as_i64().unwrap_or(0);
     assert!(n >= 2 * want.len() as i64, "{out}");
-    let out = db.query("pq", "SELECT count(*) FROM meter").await?;
-    let stored: i64 = rows(&out)[0][1..].iter().filter_map(Value::as_i64).sum();
+    // Every measurement counts: window aggregates (pq_1m, …) too, when
+    // the run crosses a window boundary.
+    let out = db.query("pq", "SELECT count(*) FROM /.*/").await?;
+    let stored: i64 = out["results"][0]["series"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+        .map(|row| {
+            row.as_array()
+                .map(|r| r[1..].iter().filter_map(Value::as_i64).sum::<i64>())
+                .unwrap_or(0)
+        })
+        .sum();
     assert_eq!(stored as u64, run.get(|m| &m.points_written), "{out}");
     Ok(())
 }

@@ -159,8 +159,10 @@ async fn simulated_fleet(gzip: bool) -> anyhow::Result<()> {
             check_aligned(s, 1000, &want).unwrap_or_else(|e| panic!("{e}"));
         }
     }
-    // Everything pqwatch says it wrote is stored, and nothing more.
-    let stored: usize = all.iter().map(|s| s.values.len()).sum();
+    // Everything pqwatch says it wrote is stored, and nothing more (window
+    // aggregates, `pq_*`, count too when the run crosses a window boundary).
+    let derived = vm.export(r#"{__name__=~"pq_.*"}"#).await?;
+    let stored: usize = all.iter().chain(&derived).map(|s| s.values.len()).sum();
     assert_eq!(
         stored as u64,
         run.get(|m| &m.points_written),
@@ -351,7 +353,8 @@ fields = ["voltage_l1_n", "current_l1", "frequency"]
     for s in &all {
         check_aligned(s, 1000, &want).unwrap_or_else(|e| panic!("{e}"));
     }
-    let stored: usize = all.iter().map(|s| s.values.len()).sum();
+    let derived = vm.export(r#"{__name__=~"pq_.*",meter="LATE-DB"}"#).await?;
+    let stored: usize = all.iter().chain(&derived).map(|s| s.values.len()).sum();
     assert_eq!(
         stored as u64,
         run.get(|m| &m.points_written),

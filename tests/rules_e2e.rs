@@ -242,7 +242,7 @@ async fn scripted_deviations_open_exactly_the_expected_events() -> anyhow::Resul
     );
     let windows = vm
         .wait_for_series(
-            "{__name__=\"meter_2s_voltage_l1_n_mean\",meter=\"M-LV\"}",
+            "{__name__=\"pq_2s_voltage_l1_n_mean\",meter=\"M-LV\"}",
             |s| !s.is_empty(),
             Duration::from_secs(10),
         )
@@ -252,7 +252,7 @@ async fn scripted_deviations_open_exactly_the_expected_events() -> anyhow::Resul
         assert_eq!(ts % 2000, 0, "windows start on 2 s boundaries");
     }
     vm.wait_for_series(
-        "{__name__=\"meter_6s_thd_voltage_l1_n_max\",meter=\"M-LV\"}",
+        "{__name__=\"pq_6s_thd_voltage_l1_n_max\",meter=\"M-LV\"}",
         |s| !s.is_empty(),
         Duration::from_secs(10),
     )
