@@ -2,8 +2,10 @@
 //! shutdown.
 //!
 //! ```text
-//! gateway tasks ──(readings, bounded 8192)──▶ tee ──(bounded 8192)──▶ sink
-//!                                              └─▶ latest reading per meter
+//! gateway tasks ──(readings, bounded 8192)──▶ tee ──(bounded 8192)──────────▶ sink ──▶ outbox ──▶ InfluxDB
+//!                                              ├─▶ latest reading per meter       ▲
+//!                                              └─▶ watch ─(windows, pq_event)─────┘
+//!                                                    └─(event changes, bounded)─▶ notifier ──▶ mail queue ──▶ SMTP
 //! ```
 //!
 //! Shutdown (the token passed to [`run`]): only the sources are cancelled.
@@ -97,7 +99,21 @@ pub async fn run(
     // The watch task: windows, rules, events. Its own state-DB connection.
     let events =
         crate::events::EventStore::new(crate::state::StateDb::open(&cfg.daemon.state_dir)?);
-    let watch = crate::watch::Watch::new(&cfg, events, sink_tx.clone(), None, metrics.clone())?;
+    // The notifier: operator mail, its own state-DB connection and queue.
+    let (notify_tx, notify_rx) = crate::notify::channel();
+    let notifier = crate::notify::Notifier::new(&cfg, metrics.clone())
+        .map_err(|e| anyhow::anyhow!("notifier: {e}"))?;
+    info!(mail = %notifier.describe(), "operator alerts");
+    let notify_stop = CancellationToken::new();
+    let notifier = tokio::spawn(notifier.run(notify_rx, notify_stop.clone()));
+
+    let watch = crate::watch::Watch::new(
+        &cfg,
+        events,
+        sink_tx.clone(),
+        Some(notify_tx),
+        metrics.clone(),
+    )?;
     let watch = tokio::spawn(watch.run(watch_rx));
 
     let latest = handles.latest.clone();
@@ -163,6 +179,15 @@ pub async fn run(
     while pollers.join_next().await.is_some() {}
     let _ = tee.await;
     let _ = watch.await;
+    // The watch dropped the notifier's sender: it flushes its digests into
+    // the mail queue and makes a last delivery attempt (bounded).
+    notify_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(15), notifier)
+        .await
+        .is_err()
+    {
+        error!("notifier did not stop in time; queued mail is sent on the next start");
+    }
     // The sink bounds its own drain by `grace`; this is the backstop.
     match tokio::time::timeout(opts.grace + Duration::from_secs(5), sink).await {
         Ok(_) => {}

@@ -3,18 +3,26 @@
 //! The data flows one way:
 //!
 //! ```text
-//! poll (Modbus/TCP) ─▶ readings ─▶ sink (InfluxDB line protocol, batched, retried)
+//! poll (Modbus/TCP) ─▶ readings ─┬─▶ sink ─▶ outbox (SQLite) ─▶ InfluxDB
+//!                                └─▶ watch: windows (1/10/15 min) ─▶ rules ─▶ events
+//!                                          │                                  ├─▶ event store (SQLite)
+//!                                          └─▶ pq_* points ─▶ sink            ├─▶ pq_event ─▶ sink
+//!                                                                             └─▶ notifier ─▶ mail queue ─▶ SMTP
 //! ```
-//!
-//! Later stages (aggregation, rules, events, notification, reports) hang off
-//! the same reading stream.
 //!
 //! Module map:
 //! - [`config`]: files + conf.d + environment → validated, typed [`config::Config`].
 //! - [`profile`]: device register maps as data (built-in TOML, user directory).
 //! - [`schema`]: canonical field names and units.
 //! - [`modbus`]: read planning and decoding (pure), gateway tasks (I/O).
-//! - [`sink`]: line protocol encoding (pure) and InfluxDB v1/v2 writers (I/O).
+//! - [`reading`]: what flows from pollers to the sink and the watch.
+//! - [`sink`]: line protocol (pure), the durable outbox, InfluxDB writers.
+//! - [`state`]: the SQLite state database (outbox, events, mail queue).
+//! - [`quality`]: aggregation, limit presets and rules (pure).
+//! - [`watch`]: the task that runs aggregation and rules on live readings.
+//! - [`events`]: the event store.
+//! - [`notify`]: operator e-mail (digests, rendering, queue, SMTP).
+//! - [`report`]: customer report maths (the ledger).
 //! - [`sim`]: the meter simulator (`pqwatch simulate`).
 //! - [`app`]: wires the tasks and channels together and owns shutdown.
 //! - [`secret`]: tokens and passwords that never print themselves.
@@ -24,6 +32,7 @@ pub mod config;
 pub mod events;
 pub mod metrics;
 pub mod modbus;
+pub mod notify;
 pub mod profile;
 pub mod quality;
 pub mod reading;

@@ -46,6 +46,22 @@ pub struct Metrics {
     pub events_closed: AtomicU64,
     /// Points generated with no database configured.
     pub points_discarded: AtomicU64,
+    /// Operator e-mail (`notify`): messages stored in the mail queue.
+    pub mails_queued: AtomicU64,
+    /// Messages the SMTP server (or the .eml directory) accepted.
+    pub mails_sent: AtomicU64,
+    /// Delivery attempts that failed; the message stays queued and is retried.
+    pub mails_failed: AtomicU64,
+    /// Messages the server rejected for good (5xx, retried a few times):
+    /// kept in the queue table with `failed_ms` set, never retried.
+    pub mails_given_up: AtomicU64,
+    /// Events not mailed because their meter hit the hourly rate limit
+    /// (each is counted in the next message to the same recipients).
+    pub mails_suppressed: AtomicU64,
+    /// Event changes the notifier never saw because its channel was full.
+    pub mail_changes_dropped: AtomicU64,
+    /// Gauge: messages waiting in the mail queue.
+    pub mails_pending: AtomicU64,
 }
 
 impl Metrics {

@@ -64,6 +64,23 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_open ON events(open, meter);
     CREATE INDEX events_start ON events(start_ms);",
+    // 2 → 3: operator e-mail waiting for the SMTP server (`notify::queue`).
+    // A row is the finished RFC 5322 message and its envelope; it is deleted
+    // once the server accepted it. `failed_ms` is set when the server
+    // rejected it for good: kept for inspection, never retried.
+    "CREATE TABLE IF NOT EXISTS mail_queue (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_ms      INTEGER NOT NULL,
+        subject         TEXT    NOT NULL,
+        env_from        TEXT    NOT NULL,
+        env_to          TEXT    NOT NULL,   -- addresses, one per line
+        body            BLOB    NOT NULL,   -- the formatted message
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_ms INTEGER NOT NULL,
+        last_error      TEXT,
+        failed_ms       INTEGER
+    );
+    CREATE INDEX IF NOT EXISTS mail_queue_due ON mail_queue(failed_ms, next_attempt_ms);",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

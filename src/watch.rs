@@ -340,11 +340,11 @@ impl Watch {
                 ],
             }))
             .await;
+        // Updates are not mailed; the notifier never makes us wait.
         if let Some(n) = &self.notify
             && change != Change::Updated
-            && n.send(EventChange { change, event: e }).await.is_err()
         {
-            warn!("notifier stopped; event not mailed");
+            crate::notify::offer(n, EventChange { change, event: e }, &self.metrics);
         }
     }
 }

@@ -1,0 +1,801 @@
+//! Rendering: a digest [`Message`] → subject, plain text and HTML, in
+//! Chinese or English (the recipient list's `language`), and the MIME
+//! message built with lettre. Pure apart from the Message-ID and date.
+//!
+//! Each event says what a dispatcher needs to act: customer (name and id),
+//! meter, quantity, phase and harmonic order, value and peak with their
+//! unit (voltages also as a deviation from nominal), the limit and the
+//! standard it comes from, the start in local time (`[daemon] timezone`),
+//! the duration and, once over, the end.
+//!
+//! Every configured or measured string passes through [`clean`] before it
+//! reaches a header or a line of text, and headers are only written through
+//! lettre's builder (which RFC 2047-encodes what is not plain ASCII), so a
+//! customer name with CR/LF cannot inject a header or fake a line.
+
+use super::digest::{Item, ItemKind, Message, Route};
+use crate::config::sections::Language;
+use crate::quality::rules::Kind;
+use jiff::tz::TimeZone;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+/// What a message says, ready to be wrapped into MIME.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+/// Control characters (CR, LF, TAB, NUL, …) become spaces; runs of
+/// whitespace collapse; the ends are trimmed.
+pub fn clean(s: &str) -> String {
+    let replaced: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    replaced.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn kind_name(kind: Kind, order: u16, lang: Language) -> String {
+    let zh = lang == Language::ZhCn;
+    match kind {
+        Kind::VoltageHigh if zh => "电压偏高".into(),
+        Kind::VoltageHigh => "voltage high".into(),
+        Kind::VoltageLow if zh => "电压偏低".into(),
+        Kind::VoltageLow => "voltage low".into(),
+        Kind::ThdVoltage if zh => "电压总谐波畸变率".into(),
+        Kind::ThdVoltage => "voltage THD".into(),
+        Kind::HarmonicVoltage if zh => format!("{order}次谐波电压含有率"),
+        Kind::HarmonicVoltage => format!("harmonic voltage H{order}"),
+        Kind::ThdCurrent if zh => "电流总谐波畸变率".into(),
+        Kind::ThdCurrent => "current THD".into(),
+        Kind::Unbalance if zh => "三相电压不平衡度".into(),
+        Kind::Unbalance => "voltage unbalance".into(),
+        Kind::SuspensionLoad if zh => "暂停期间超容用电".into(),
+        Kind::SuspensionLoad => "load during suspension".into(),
+        Kind::DemandExceeded if zh => "需量超限".into(),
+        Kind::DemandExceeded => "demand above contract".into(),
+    }
+}
+
+/// "l1_l2" → "L1-L2", "l3" → "L3".
+fn phase_label(phase: &str) -> String {
+    clean(&phase.to_uppercase().replace('_', "-"))
+}
+
+/// "voltage high L1-L2": what the subject and a section heading name.
+fn title(item: &Item, lang: Language) -> String {
+    let e = &item.event;
+    let k = kind_name(e.kind, e.order, lang);
+    if e.phase.is_empty() {
+        k
+    } else {
+        format!("{k} {}", phase_label(&e.phase))
+    }
+}
+
+fn number(v: f64, unit: &str) -> String {
+    if !v.is_finite() {
+        return "n/a".into();
+    }
+    match unit {
+        "%" => format!("{v:.2}"),
+        _ => format!("{v:.1}"),
+    }
+}
+
+fn with_unit(v: f64, unit: &str) -> String {
+    let u = clean(unit);
+    if u.is_empty() {
+        number(v, unit)
+    } else {
+        format!("{} {u}", number(v, unit))
+    }
+}
+
+/// Deviation from nominal, "+9.0 %".
+fn deviation(v: f64, nominal: f64) -> String {
+    format!("{:+.1} %", (v / nominal - 1.0) * 100.0)
+}
+
+/// A value as shown in the body: voltages with their deviation.
+fn value_text(v: f64, item: &Item, lang: Language) -> String {
+    let base = with_unit(v, item.event.unit);
+    match voltage_nominal(item) {
+        Some(n) if lang == Language::ZhCn => format!("{base}（{}）", deviation(v, n)),
+        Some(n) => format!("{base} ({})", deviation(v, n)),
+        None => base,
+    }
+}
+
+fn voltage_nominal(item: &Item) -> Option<f64> {
+    match item.event.kind {
+        Kind::VoltageHigh | Kind::VoltageLow => item.nominal.filter(|n| *n > 0.0),
+        _ => None,
+    }
+}
+
+/// The one value a subject shows: the current value of an open event, the
+/// peak of one that is over.
+fn headline_value(item: &Item) -> String {
+    let v = match item.kind {
+        ItemKind::New => item.event.value,
+        ItemKind::Short | ItemKind::Resolved => item.event.peak,
+    };
+    match voltage_nominal(item) {
+        Some(n) => deviation(v, n),
+        None => with_unit(v, item.event.unit),
+    }
+}
+
+/// Local time in the configured zone: "2026-05-04 10:02:00 +08:00".
+pub fn local_time(ms: i64, tz: &TimeZone) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(t) => t
+            .to_zoned_datetime(tz.clone())
+            .strftime("%Y-%m-%d %H:%M:%S %:z")
+            .to_string(),
+        Err(_) => format!("{ms} ms"),
+    }
+}
+
+/// "4 min 30 s" / "4分30秒".
+pub fn duration(ms: i64, lang: Language) -> String {
+    let s = ms.max(0) / 1000;
+    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    let zh = lang == Language::ZhCn;
+    let parts: [(i64, &str, &str); 4] = [
+        (d, "天", " d"),
+        (h, "小时", " h"),
+        (m, "分", " min"),
+        (sec, "秒", " s"),
+    ];
+    // The two most significant non-zero parts are precise enough.
+    let shown: Vec<String> = parts
+        .iter()
+        .skip_while(|(n, _, _)| *n == 0)
+        .take(2)
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, z, e)| format!("{n}{}", if zh { z } else { e }))
+        .collect();
+    match (shown.is_empty(), zh) {
+        (true, true) => "0秒".into(),
+        (true, false) => "0 s".into(),
+        (false, true) => shown.concat(),
+        (false, false) => shown.join(" "),
+    }
+}
+
+struct Section {
+    heading: String,
+    rows: Vec<(&'static str, String)>,
+}
+
+struct Words {
+    new: &'static str,
+    short: &'static str,
+    resolved: &'static str,
+    customer: &'static str,
+    meter: &'static str,
+    quantity: &'static str,
+    value: &'static str,
+    peak: &'static str,
+    limit: &'static str,
+    start: &'static str,
+    end: &'static str,
+    duration: &'static str,
+}
+
+const EN: Words = Words {
+    new: "NEW",
+    short: "SHORT EVENT (opened and closed)",
+    resolved: "RESOLVED",
+    customer: "Customer",
+    meter: "Meter",
+    quantity: "Quantity",
+    value: "Value",
+    peak: "Peak",
+    limit: "Limit",
+    start: "Start",
+    end: "End",
+    duration: "Duration",
+};
+
+const ZH: Words = Words {
+    new: "新事件",
+    short: "短时事件（已开始并已恢复）",
+    resolved: "已恢复",
+    customer: "客户",
+    meter: "电表",
+    quantity: "指标",
+    value: "当前值",
+    peak: "峰值",
+    limit: "限值",
+    start: "开始",
+    end: "结束",
+    duration: "持续",
+};
+
+fn words(lang: Language) -> &'static Words {
+    match lang {
+        Language::ZhCn => &ZH,
+        Language::En => &EN,
+    }
+}
+
+fn section(item: &Item, tz: &TimeZone, lang: Language) -> Section {
+    let w = words(lang);
+    let zh = lang == Language::ZhCn;
+    let e = &item.event;
+    let label = match item.kind {
+        ItemKind::New => w.new,
+        ItemKind::Short => w.short,
+        ItemKind::Resolved => w.resolved,
+    };
+    let heading = if zh {
+        format!("【{label}】{}", title(item, lang))
+    } else {
+        format!("{label} — {}", title(item, lang))
+    };
+    let name = cut(&clean(&item.customer_name), 120);
+    let id = clean(&e.customer);
+    let customer = match (name == id, zh) {
+        (true, _) => id,
+        (false, true) => format!("{name}（{id}）"),
+        (false, false) => format!("{name} ({id})"),
+    };
+    let mut quantity = kind_name(e.kind, e.order, lang);
+    if e.kind == Kind::HarmonicVoltage {
+        quantity = match lang {
+            Language::ZhCn => format!("{quantity}（第 {} 次）", e.order),
+            Language::En => format!("{quantity} (harmonic order {})", e.order),
+        };
+    }
+    if !e.phase.is_empty() {
+        let p = phase_label(&e.phase);
+        quantity = match lang {
+            Language::ZhCn => format!("{quantity}，相别 {p}"),
+            Language::En => format!("{quantity}, phase {p}"),
+        };
+    }
+    let mut rows = vec![
+        (w.customer, customer),
+        (w.meter, clean(&e.meter)),
+        (w.quantity, quantity),
+    ];
+    if item.kind == ItemKind::New {
+        rows.push((w.value, value_text(e.value, item, lang)));
+    }
+    let at = local_time(e.peak_ms, tz);
+    let peak = match lang {
+        Language::ZhCn => format!("{}，出现于 {at}", value_text(e.peak, item, lang)),
+        Language::En => format!("{} at {at}", value_text(e.peak, item, lang)),
+    };
+    rows.push((w.peak, peak));
+    let source = clean(&e.source);
+    let limit = match lang {
+        Language::ZhCn => format!("{}，依据 {source}", value_text(e.limit, item, lang)),
+        Language::En => format!("{}, {source}", value_text(e.limit, item, lang)),
+    };
+    rows.push((w.limit, limit));
+    rows.push((w.start, local_time(e.start_ms, tz)));
+    let d = duration(e.duration_ms(), lang);
+    if item.kind == ItemKind::New {
+        let d = match lang {
+            Language::ZhCn => format!("{d}，仍在持续"),
+            Language::En => format!("{d} so far, still open"),
+        };
+        rows.push((w.duration, d));
+    } else {
+        rows.push((w.end, local_time(e.end_ms, tz)));
+        rows.push((w.duration, d));
+    }
+    Section { heading, rows }
+}
+
+fn counts(m: &Message, lang: Language) -> String {
+    let (n, r, s) = (m.new_count(), m.resolved_count(), m.suppressed_count());
+    let mut parts = Vec::new();
+    match lang {
+        Language::ZhCn => {
+            if n > 0 {
+                parts.push(format!("新事件 {n}"));
+            }
+            if r > 0 {
+                parts.push(format!("已恢复 {r}"));
+            }
+            if parts.is_empty() {
+                parts.push(format!("限流未发送事件 {s}"));
+            }
+            parts.join("，")
+        }
+        Language::En => {
+            if n > 0 {
+                parts.push(format!("{n} new"));
+            }
+            if r > 0 {
+                parts.push(format!("{r} resolved"));
+            }
+            if parts.is_empty() {
+                parts.push(format!(
+                    "{s} event{} suppressed",
+                    if s == 1 { "" } else { "s" }
+                ));
+            }
+            parts.join(", ")
+        }
+    }
+}
+
+fn subject(m: &Message, lang: Language) -> String {
+    let what = match m.items.first() {
+        Some(first) => {
+            let name = cut(&clean(&first.customer_name), 60);
+            let more = match (m.items.len() - 1, lang) {
+                (0, _) => String::new(),
+                (k, Language::ZhCn) => format!("（另有 {k} 项）"),
+                (k, Language::En) => format!(" (+{k} more)"),
+            };
+            format!(
+                "{name} {} {}{more}",
+                title(first, lang),
+                headline_value(first)
+            )
+        }
+        None => match m.suppressed.first() {
+            Some(s) => {
+                let name = cut(&clean(&s.customer_name), 60);
+                match lang {
+                    Language::ZhCn => format!("{name} 电表 {}", clean(&s.meter)),
+                    Language::En => format!("{name} meter {}", clean(&s.meter)),
+                }
+            }
+            None => String::new(),
+        },
+    };
+    clean(&format!("[pqwatch] {} — {what}", counts(m, lang)))
+}
+
+fn suppression_notes(m: &Message, lang: Language) -> (Option<String>, Vec<String>) {
+    if m.suppressed.is_empty() {
+        return (None, Vec::new());
+    }
+    let limit = m.limit_per_hour;
+    let head = match lang {
+        Language::ZhCn => format!("因限流未发送（每个电表每小时最多发送 {limit} 个事件）："),
+        Language::En => {
+            format!("Rate limit: at most {limit} events per meter per hour are mailed.")
+        }
+    };
+    let lines = m
+        .suppressed
+        .iter()
+        .map(|s| {
+            let (meter, name, id) = (clean(&s.meter), clean(&s.customer_name), clean(&s.customer));
+            match lang {
+                Language::ZhCn => format!(
+                    "电表 {meter}（{name}，{id}）另有 {} 个事件未发送。",
+                    s.count
+                ),
+                Language::En => format!(
+                    "{} more event{} on meter {meter} {} suppressed ({name}, {id}).",
+                    s.count,
+                    if s.count == 1 { "" } else { "s" },
+                    if s.count == 1 { "was" } else { "were" },
+                ),
+            }
+        })
+        .collect();
+    (Some(head), lines)
+}
+
+fn recipients_line(m: &Message, lang: Language) -> String {
+    match (&m.route, lang) {
+        (Route::Default, Language::ZhCn) => "收件人：默认值班名单".into(),
+        (Route::Default, Language::En) => "Recipients: the default duty list".into(),
+        (Route::Group(g), Language::ZhCn) => format!("收件人：告警组 {}", clean(g)),
+        (Route::Group(g), Language::En) => format!("Recipients: alert group {}", clean(g)),
+    }
+}
+
+fn footer(tz: &TimeZone, lang: Language) -> String {
+    let zone = tz.iana_name().unwrap_or("UTC offset shown").to_string();
+    match lang {
+        Language::ZhCn => format!("时间均为本地时间（{zone}）。本邮件由 pqwatch 自动发送。"),
+        Language::En => format!("Times are local ({zone}). Sent automatically by pqwatch."),
+    }
+}
+
+/// Subject, text and HTML of a message, in its recipients' language.
+pub fn render(m: &Message, tz: &TimeZone) -> Rendered {
+    let lang = m.recipients.language;
+    let zh = lang == Language::ZhCn;
+    let subject = subject(m, lang);
+    let intro = match lang {
+        Language::ZhCn => format!("pqwatch 电能质量告警：{}。", counts(m, lang)),
+        Language::En => format!("pqwatch power-quality alert: {}.", counts(m, lang)),
+    };
+    let sections: Vec<Section> = m.items.iter().map(|i| section(i, tz, lang)).collect();
+    let (note_head, notes) = suppression_notes(m, lang);
+    let recipients = recipients_line(m, lang);
+    let footer = footer(tz, lang);
+
+    let mut text = String::new();
+    let _ = writeln!(text, "{intro}\n");
+    for s in &sections {
+        let _ = writeln!(text, "{}", s.heading);
+        for (k, v) in &s.rows {
+            if zh {
+                let _ = writeln!(text, "  {k}：{v}");
+            } else {
+                let _ = writeln!(text, "  {:<10}{v}", format!("{k}:"));
+            }
+        }
+        text.push('\n');
+    }
+    if let Some(h) = &note_head {
+        let _ = writeln!(text, "{h}");
+        for n in &notes {
+            let _ = writeln!(text, "  {n}");
+        }
+        text.push('\n');
+    }
+    let _ = writeln!(text, "{recipients}\n{footer}\n-- \npqwatch");
+
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{}</title></head>\
+         <body style=\"font-family:sans-serif\">\n<p>{}</p>\n",
+        lang.tag(),
+        esc(&subject),
+        esc(&intro)
+    );
+    for s in &sections {
+        let _ = write!(html, "<h3>{}</h3>\n<table>\n", esc(&s.heading));
+        for (k, v) in &s.rows {
+            let _ = writeln!(
+                html,
+                "<tr><th style=\"text-align:left;padding-right:1em\">{}</th><td>{}</td></tr>",
+                esc(k),
+                esc(v)
+            );
+        }
+        html.push_str("</table>\n");
+    }
+    if let Some(h) = &note_head {
+        let _ = write!(html, "<p>{}</p>\n<ul>\n", esc(h));
+        for n in &notes {
+            let _ = writeln!(html, "<li>{}</li>", esc(n));
+        }
+        html.push_str("</ul>\n");
+    }
+    let _ = write!(
+        html,
+        "<p style=\"color:#666\">{}<br>{}</p>\n</body></html>\n",
+        esc(&recipients),
+        esc(&footer)
+    );
+    Rendered {
+        subject,
+        text,
+        html,
+    }
+}
+
+/// HTML text escaping.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The MIME message: plain text with an HTML alternative, To the list,
+/// a fresh Message-ID (kept across retries, since the queue stores the
+/// formatted bytes), and `Auto-Submitted` so auto-responders stay quiet.
+pub fn email(
+    from: &Mailbox,
+    m: &Message,
+    r: &Rendered,
+    date: SystemTime,
+) -> Result<lettre::Message, String> {
+    let mut b = lettre::Message::builder()
+        .from(from.clone())
+        .subject(r.subject.clone())
+        .date(date)
+        .message_id(None)
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".into(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Content-Language"),
+            m.recipients.language.tag().into(),
+        ));
+    for a in &m.recipients.addresses {
+        let mb: Mailbox = a
+            .parse()
+            .map_err(|e| format!("recipient \"{}\": {e}", clean(a)))?;
+        b = b.to(mb);
+    }
+    b.multipart(MultiPart::alternative_plain_html(
+        r.text.clone(),
+        r.html.clone(),
+    ))
+    .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::digest::tests::event;
+    use super::super::digest::{Item, Suppressed};
+    use super::*;
+    use crate::config::sections::Recipients;
+    use crate::quality::rules::State;
+
+    const MIN: i64 = 60_000;
+    /// 2026-05-04 10:00:00 +08:00.
+    const T0: i64 = 1_777_860_000_000;
+
+    fn tz() -> TimeZone {
+        TimeZone::get("Asia/Shanghai").unwrap()
+    }
+
+    fn item(kind: ItemKind, name: &str) -> Item {
+        let mut e = event("M1", "C1", 0, State::Open);
+        e.start_ms = T0 + 2 * MIN;
+        e.end_ms = T0 + 5 * MIN;
+        e.peak_ms = T0 + 5 * MIN + 2000;
+        if kind != ItemKind::New {
+            e.state = State::Closed;
+            e.end_ms = T0 + 7 * MIN;
+        }
+        Item {
+            kind,
+            event: e,
+            customer_name: name.into(),
+            nominal: Some(10_000.0),
+        }
+    }
+
+    fn message(lang: Language, items: Vec<Item>) -> Message {
+        Message {
+            route: Route::Group("east".into()),
+            recipients: Recipients {
+                addresses: vec!["duty@grid.example".into(), "Ops <ops@grid.example>".into()],
+                language: lang,
+            },
+            items,
+            suppressed: Vec::new(),
+            limit_per_hour: 6,
+        }
+    }
+
+    #[test]
+    fn english_subject_and_body_carry_what_a_dispatcher_needs() {
+        let mut resolved = item(ItemKind::Resolved, "Harbour Cold Store");
+        resolved.event.customer = "C2".into();
+        let m = message(
+            Language::En,
+            vec![
+                item(ItemKind::New, "华东特钢有限公司"),
+                item(ItemKind::New, "华东特钢有限公司"),
+                resolved,
+            ],
+        );
+        let r = render(&m, &tz());
+        assert_eq!(
+            r.subject,
+            "[pqwatch] 2 new, 1 resolved — 华东特钢有限公司 voltage high L1-L2 +9.0 % (+2 more)"
+        );
+        for want in [
+            "NEW — voltage high L1-L2",
+            "Customer: 华东特钢有限公司 (C1)",
+            "Meter:    M1",
+            "Quantity: voltage high, phase L1-L2",
+            "Value:    10900.0 V (+9.0 %)",
+            "Peak:     10951.0 V (+9.5 %) at 2026-05-04 10:05:02 +08:00",
+            "Limit:    10700.0 V (+7.0 %), GB/T 12325-2008 (10 kV: ±7 %)",
+            "Start:    2026-05-04 10:02:00 +08:00",
+            "Duration: 3 min so far, still open",
+            "RESOLVED — voltage high L1-L2",
+            "Customer: Harbour Cold Store (C2)",
+            "End:      2026-05-04 10:07:00 +08:00",
+            "Duration: 5 min\n",
+            "Recipients: alert group east",
+            "Times are local (Asia/Shanghai)",
+        ] {
+            assert!(r.text.contains(want), "missing {want:?} in\n{}", r.text);
+        }
+        assert!(
+            r.html
+                .contains("<th style=\"text-align:left;padding-right:1em\">Peak</th>")
+        );
+    }
+
+    #[test]
+    fn chinese_subject_and_body() {
+        let m = message(
+            Language::ZhCn,
+            vec![
+                item(ItemKind::New, "华东特钢有限公司"),
+                item(ItemKind::Short, "华东特钢有限公司"),
+            ],
+        );
+        let r = render(&m, &tz());
+        assert_eq!(
+            r.subject,
+            "[pqwatch] 新事件 2 — 华东特钢有限公司 电压偏高 L1-L2 +9.0 %（另有 1 项）"
+        );
+        for want in [
+            "【新事件】电压偏高 L1-L2",
+            "客户：华东特钢有限公司（C1）",
+            "当前值：10900.0 V（+9.0 %）",
+            "峰值：10951.0 V（+9.5 %），出现于 2026-05-04 10:05:02 +08:00",
+            "限值：10700.0 V（+7.0 %），依据 GB/T 12325-2008",
+            "持续：3分，仍在持续",
+            "【短时事件（已开始并已恢复）】",
+            "结束：2026-05-04 10:07:00 +08:00",
+            "持续：5分\n",
+            "时间均为本地时间（Asia/Shanghai）",
+        ] {
+            assert!(r.text.contains(want), "missing {want:?} in\n{}", r.text);
+        }
+        let mut m = message(
+            Language::ZhCn,
+            vec![item(ItemKind::Resolved, "华东特钢有限公司")],
+        );
+        m.items[0].nominal = None;
+        let r = render(&m, &tz());
+        assert_eq!(
+            r.subject,
+            "[pqwatch] 已恢复 1 — 华东特钢有限公司 电压偏高 L1-L2 10951.0 V"
+        );
+    }
+
+    #[test]
+    fn harmonics_name_their_order_and_percentages_keep_two_decimals() {
+        let mut it = item(ItemKind::New, "Cold Store");
+        it.event.kind = Kind::HarmonicVoltage;
+        it.event.order = 5;
+        it.event.phase = "l1".into();
+        it.event.value = 3.5;
+        it.event.limit = 3.2;
+        it.event.unit = "%";
+        let r = render(&message(Language::En, vec![it.clone()]), &tz());
+        assert_eq!(
+            r.subject,
+            "[pqwatch] 1 new — Cold Store harmonic voltage H5 L1 3.50 %"
+        );
+        assert!(
+            r.text
+                .contains("harmonic voltage H5 (harmonic order 5), phase L1")
+        );
+        assert!(r.text.contains("Limit:    3.20 %,"), "{}", r.text);
+        let r = render(&message(Language::ZhCn, vec![it]), &tz());
+        assert!(
+            r.subject.contains("5次谐波电压含有率 L1 3.50 %"),
+            "{}",
+            r.subject
+        );
+    }
+
+    #[test]
+    fn suppression_notes_in_both_languages() {
+        let mut m = message(Language::En, vec![]);
+        m.suppressed.push(Suppressed {
+            meter: "M1".into(),
+            customer: "C1".into(),
+            customer_name: "华东特钢有限公司".into(),
+            count: 3,
+        });
+        let r = render(&m, &tz());
+        assert_eq!(
+            r.subject,
+            "[pqwatch] 3 events suppressed — 华东特钢有限公司 meter M1"
+        );
+        assert!(r.text.contains("3 more events on meter M1 were suppressed"));
+        assert!(r.text.contains("at most 6 events per meter per hour"));
+        m.recipients.language = Language::ZhCn;
+        let r = render(&m, &tz());
+        assert!(
+            r.text
+                .contains("电表 M1（华东特钢有限公司，C1）另有 3 个事件未发送")
+        );
+        assert!(r.subject.starts_with("[pqwatch] 限流未发送事件 3 — "));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(0, Language::En), "0 s");
+        assert_eq!(duration(45_000, Language::En), "45 s");
+        assert_eq!(duration(270_000, Language::En), "4 min 30 s");
+        assert_eq!(duration(7_500_000, Language::En), "2 h 5 min");
+        assert_eq!(duration(7_200_000, Language::En), "2 h");
+        assert_eq!(duration(90_061_000, Language::ZhCn), "1天1小时");
+        assert_eq!(duration(270_000, Language::ZhCn), "4分30秒");
+    }
+
+    /// Header lines of a formatted message (unfolded).
+    fn header_names(raw: &[u8]) -> Vec<String> {
+        let text = String::from_utf8_lossy(raw);
+        let head = text.split("\r\n\r\n").next().unwrap();
+        head.split("\r\n")
+            .filter(|l| !l.starts_with([' ', '\t']))
+            .map(|l| l.split(':').next().unwrap().to_ascii_lowercase())
+            .collect()
+    }
+
+    #[test]
+    fn a_customer_name_with_crlf_cannot_inject_headers() {
+        let evil = "Evil Corp\r\nBcc: attacker@evil.example\r\n\r\nfake body\u{0}\u{7}";
+        let mut it = item(ItemKind::New, evil);
+        it.event.source = "GB/T\nX-Injected: 1".into();
+        let m = message(Language::En, vec![it]);
+        let r = render(&m, &tz());
+        assert!(!r.subject.chars().any(char::is_control), "{:?}", r.subject);
+        assert!(
+            r.subject
+                .contains("Evil Corp Bcc: attacker@evil.example fake body")
+        );
+        assert!(!r.text.contains("\nBcc:") && !r.text.contains("\nX-Injected"));
+        let mail = email(
+            &"pqwatch <pq@grid.example>".parse().unwrap(),
+            &m,
+            &r,
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let raw = mail.formatted();
+        let names = header_names(&raw);
+        assert!(
+            !names.iter().any(|n| n == "bcc" || n == "x-injected"),
+            "{names:?}"
+        );
+        let env: Vec<String> = mail.envelope().to().iter().map(|a| a.to_string()).collect();
+        assert_eq!(env, ["duty@grid.example", "ops@grid.example"]);
+        for want in [
+            "from",
+            "to",
+            "subject",
+            "date",
+            "message-id",
+            "auto-submitted",
+            "content-language",
+            "mime-version",
+            "content-type",
+        ] {
+            assert!(names.iter().any(|n| n == want), "no {want} in {names:?}");
+        }
+    }
+
+    #[test]
+    fn clean_strips_control_characters() {
+        assert_eq!(clean(" a\r\nb\tc\u{0}d\u{1b}[31m "), "a b c d [31m");
+        assert_eq!(cut("abcdef", 4), "abc…");
+    }
+}
