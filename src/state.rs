@@ -134,6 +134,21 @@ impl StateDb {
             path: path.clone(),
             source,
         };
+        // Check an existing file on a read-only connection first: closing a
+        // read-write connection to another application's WAL-mode database
+        // would checkpoint its WAL into it, changing a file we refuse.
+        if path.exists() {
+            let ro = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(sq)?;
+            StateDb {
+                conn: ro,
+                path: path.clone(),
+            }
+            .check_identity()?;
+        }
         let conn = Connection::open(&path).map_err(sq)?;
         let db = StateDb { conn, path };
         db.check_identity()?;

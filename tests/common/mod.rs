@@ -7,6 +7,10 @@
 //!   InfluxDB-line-protocol sink we read back with `/api/v1/export`.
 //! * [`InfluxDb1`]: Debian's `/usr/bin/influxd` (InfluxDB 1.6.x), optionally
 //!   with authentication.
+//!
+//! Both database servers can be `stop()`ped (SIGTERM, so they persist what
+//! they acknowledged) and `restart()`ed on the same port with the same data,
+//! to simulate an outage.
 //! * [`ModbusPeer`]: `tests/peers/modbus_peer.py`, a pymodbus server run by
 //!   Debian's `/usr/bin/python3`, serving registers from a JSON spec.
 //!
@@ -119,6 +123,59 @@ impl ServerProcess {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Stops the process, keeping its directory: SIGTERM (so the server can
+    /// flush what it acknowledged), then SIGKILL if it has not exited after
+    /// `timeout`. Returns how long it took.
+    fn stop(&mut self, timeout: Duration) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        if self.child.try_wait()?.is_some() {
+            return Ok(start.elapsed());
+        }
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        loop {
+            if self.child.try_wait()?.is_some() {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > timeout {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!(
+                    "{} did not exit within {timeout:?} of SIGTERM (killed); log {}:\n{}",
+                    self.name,
+                    self.log_path.display(),
+                    self.log_tail(30)
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Starts `cmd` in place of the (stopped) process, in the same directory,
+    /// appending to the same log.
+    fn respawn(&mut self, mut cmd: Command) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_none() {
+            bail!("{} is still running; stop() it first", self.name);
+        }
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .with_context(|| format!("open {}", self.log_path.display()))?;
+        let log_err = log.try_clone()?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err));
+        self.child = cmd
+            .spawn()
+            .with_context(|| format!("respawn {}: {cmd:?}", self.name))?;
+        Ok(())
     }
 
     /// Error if the process has exited.
@@ -432,19 +489,7 @@ impl VictoriaMetrics {
 
     fn start_once(bin: &Path, port: u16) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("pqwatch-vm-").tempdir()?;
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!(
-            "-storageDataPath={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-        // Points near "now" are not hidden from queries.
-        .arg("-search.latencyOffset=0s")
-        .arg("-search.disableCache")
-        // Accept fixed historical timestamps in tests.
-        .arg("-retentionPeriod=100y")
-        .arg("-memory.allowedBytes=256MiB")
-        .arg("-loggerLevel=INFO");
+        let cmd = Self::command(bin, dir.path(), port);
         let mut proc = ServerProcess::spawn("victoria-metrics", cmd, dir)?;
         let startup = proc.wait_ready("GET /health = 200", |_| {
             http_status(port, "/health") == Some(200)
@@ -455,6 +500,43 @@ impl VictoriaMetrics {
             client: http_client(),
             startup,
         })
+    }
+
+    /// Stops the server (SIGTERM, so it flushes what it acknowledged; SIGKILL
+    /// after 10 s), keeping its storage directory and port for
+    /// [`restart`](Self::restart). Until then writes to its port are refused.
+    pub fn stop(&mut self) -> anyhow::Result<Duration> {
+        self.proc.stop(Duration::from_secs(10))
+    }
+
+    /// Starts the server again on the same port with the same storage (after
+    /// [`stop`](Self::stop)); returns once `/health` answers 200.
+    pub fn restart(&mut self) -> anyhow::Result<Duration> {
+        let bin = PathBuf::from(VICTORIA_METRICS_BIN);
+        let cmd = Self::command(&bin, self.proc.dir(), self.port);
+        self.proc.respawn(cmd)?;
+        let port = self.port;
+        let startup = self
+            .proc
+            .wait_ready("GET /health = 200 after restart", |_| {
+                http_status(port, "/health") == Some(200)
+            })?;
+        self.startup = startup;
+        Ok(startup)
+    }
+
+    fn command(bin: &Path, dir: &Path, port: u16) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.arg(format!("-storageDataPath={}", dir.join("data").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            // Points near "now" are not hidden from queries.
+            .arg("-search.latencyOffset=0s")
+            .arg("-search.disableCache")
+            // Accept fixed historical timestamps in tests.
+            .arg("-retentionPeriod=100y")
+            .arg("-memory.allowedBytes=256MiB")
+            .arg("-loggerLevel=INFO");
+        cmd
     }
 
     pub fn port(&self) -> u16 {
@@ -638,14 +720,7 @@ bind-address = "127.0.0.1:{rpc_port}"
         );
         let config_path = dir.path().join("influxdb.conf");
         fs::write(&config_path, config)?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("run").arg("-config").arg(&config_path);
-        // influxd also reads INFLUXDB_* env overrides; don't inherit any.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("INFLUXDB_") {
-                cmd.env_remove(k);
-            }
-        }
+        let cmd = Self::command(bin, &config_path);
         let mut proc = ServerProcess::spawn("influxd", cmd, dir)?;
         let startup = proc.wait_ready("GET /ping = 204", |_| {
             http_status(port, "/ping") == Some(204)
@@ -657,6 +732,38 @@ bind-address = "127.0.0.1:{rpc_port}"
             client: http_client(),
             startup,
         })
+    }
+
+    fn command(bin: &Path, config_path: &Path) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.arg("run").arg("-config").arg(config_path);
+        // influxd also reads INFLUXDB_* env overrides; don't inherit any.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("INFLUXDB_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd
+    }
+
+    /// Stops the server (SIGTERM; SIGKILL after 10 s), keeping its
+    /// directories (meta, data, WAL) and ports for [`restart`](Self::restart).
+    pub fn stop(&mut self) -> anyhow::Result<Duration> {
+        self.proc.stop(Duration::from_secs(10))
+    }
+
+    /// Starts the server again with the same config, port and data (after
+    /// [`stop`](Self::stop)); returns once `/ping` answers 204.
+    pub fn restart(&mut self) -> anyhow::Result<Duration> {
+        let bin = PathBuf::from(INFLUXD_BIN);
+        let config_path = self.proc.dir().join("influxdb.conf");
+        self.proc.respawn(Self::command(&bin, &config_path))?;
+        let port = self.port;
+        let startup = self.proc.wait_ready("GET /ping = 204 after restart", |_| {
+            http_status(port, "/ping") == Some(204)
+        })?;
+        self.startup = startup;
+        Ok(startup)
     }
 
     /// The one query run before an async runtime may exist: a raw POST.

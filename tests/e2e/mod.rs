@@ -353,8 +353,13 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn spawn(mut cmd: Command, dir: &Path) -> Running {
-        let stderr_path = dir.join("pqwatch.stderr");
+    pub fn spawn(cmd: Command, dir: &Path) -> Running {
+        Self::spawn_logging_to(cmd, dir.join("pqwatch.stderr"))
+    }
+
+    /// Like [`spawn`](Self::spawn), with stderr going to `stderr_path`
+    /// (several runs of one config in one directory keep their own logs).
+    pub fn spawn_logging_to(mut cmd: Command, stderr_path: PathBuf) -> Running {
         let err = File::create(&stderr_path).expect("create stderr file");
         let child = cmd
             .stdout(Stdio::null())
@@ -413,4 +418,23 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `pqwatch status -c FILE --json`, parsed; `Err` carries the whole output
+/// when it fails or prints something that is not JSON.
+pub fn status_json(config: &Path) -> Result<serde_json::Value, String> {
+    let out = run_to_end(
+        pqwatch_cmd(&[
+            "status",
+            "-c",
+            config.to_str().expect("utf-8 path"),
+            "--json",
+        ]),
+        Duration::from_secs(10),
+    );
+    if out.code != Some(0) {
+        return Err(out.to_string());
+    }
+    serde_json::from_str(&out.stdout)
+        .map_err(|e| format!("status --json is not JSON ({e}):\n{out}"))
 }
