@@ -14,7 +14,8 @@ pub const PRESETS_TOML: &str = include_str!("../../config/limits.toml");
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPreset {
-    standard: String,
+    voltage_standard: String,
+    harmonic_standard: String,
     voltage_window: String,
     harmonic_window: String,
     #[serde(default)]
@@ -83,7 +84,10 @@ fn span(s: &str) -> Span {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub preset: String,
-    pub standard: String,
+    /// Edition the voltage band comes from ("GB/T 12325-2008").
+    pub voltage_standard: String,
+    /// Edition the harmonic limits come from ("GB/T 14549-1993").
+    pub harmonic_standard: String,
     pub voltage: Option<Band>,
     pub voltage_window: Span,
     pub harmonics: Option<HarmonicLimits>,
@@ -189,7 +193,8 @@ impl Presets {
             });
         let mut l = Limits {
             preset: name.to_string(),
-            standard: p.standard.clone(),
+            voltage_standard: p.voltage_standard.clone(),
+            harmonic_standard: p.harmonic_standard.clone(),
             voltage: band,
             voltage_window: span(&p.voltage_window),
             harmonics: harm,

@@ -281,7 +281,7 @@ impl MeterRules {
             && let Some(b) = &l.voltage
         {
             for (phase, field, reference) in &s.voltage_refs {
-                let src = format!("{} ({})", l.standard, b.note);
+                let src = format!("{} ({})", l.voltage_standard, b.note);
                 let up = reference * (1.0 + b.upper_pct / 100.0);
                 let lo = reference * (1.0 + b.lower_pct / 100.0);
                 let margin = s.voltage.margin * reference / 100.0;
@@ -318,7 +318,7 @@ impl MeterRules {
             };
             for ph in ["l1", "l2", "l3"] {
                 if let Some(h) = &l.harmonics {
-                    let src = format!("{} ({})", l.standard, h.note);
+                    let src = format!("{} ({})", l.harmonic_standard, h.note);
                     v.extend(stat_check(
                         Kind::ThdVoltage,
                         ph,
