@@ -1,5 +1,5 @@
-//! Benchmark of the durable store-and-forward path: `Sink` + SQLite `Outbox`
-//! + a real VictoriaMetrics on loopback (started by the test harness,
+//! Benchmark of the durable store-and-forward path: `Sink`, SQLite `Outbox`
+//! and a real VictoriaMetrics on loopback (started by the test harness,
 //! `tests/common/mod.rs`, on a free port in a temp dir).
 //!
 //! Run: `cargo bench --bench outbox` (release build; ~9–10 min on 2 cores).
