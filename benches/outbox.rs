@@ -2,7 +2,7 @@
 //! and a real VictoriaMetrics on loopback (started by the test harness,
 //! `tests/common/mod.rs`, on a free port in a temp dir).
 //!
-//! Run: `cargo bench --bench outbox` (release build; ~9–10 min on 2 cores).
+//! Run: `cargo bench --bench outbox` (release build; ~6 min on 2 idle cores).
 //! Results and their interpretation are in `BENCHMARKS.md`; this run's
 //! summary is also written to `target/bench-outbox.md`.
 //!
@@ -23,12 +23,13 @@
 //!   count (PromQL `count_over_time`) must equal what was pushed, and three
 //!   series are compared sample by sample.
 //! * `hour`: the same for the full hour (51.84 M points), `PQWATCH_BENCH_HOUR_RUNS`
-//!   times (default 1).
+//!   times (default 3; 1 against a schema without the created_ms index).
 //! * `diag`: where the time goes: the `min(created_ms)` scan every
 //!   `Outbox::delete` runs; the SQLite side of a drain alone; the HTTP +
 //!   VictoriaMetrics side alone (`Writer::write`, 1/2/4 in flight, 5000 and
-//!   20000-point batches); and what-ifs that change no code in src/: an index
-//!   on `outbox(created_ms)` created in the copied database.
+//!   20000-point batches); and, against a schema older than v4 only,
+//!   what-ifs that change no code in src/: an index on `outbox(created_ms)`
+//!   created in the copied database.
 //!
 //! Every measured run also reports CPU seconds of this process, of the
 //! VictoriaMetrics process, and of everything else on the machine (from
@@ -36,7 +37,8 @@
 //!
 //! Knobs (environment): PQWATCH_BENCH_REPS (3), PQWATCH_BENCH_METERS (1000),
 //! PQWATCH_BENCH_FEED_INTERVALS (60 = 5 min), PQWATCH_BENCH_DRAIN_MINUTES
-//! (15), PQWATCH_BENCH_HOUR_RUNS (1), PQWATCH_BENCH_HTTP_BATCHES (400),
+//! (15), PQWATCH_BENCH_HOUR_RUNS (3 with schema v4's index on
+//! outbox(created_ms), else 1), PQWATCH_BENCH_HTTP_BATCHES (400),
 //! PQWATCH_BENCH_SECTIONS (commit,feed,drain,hour,diag), PQWATCH_BENCH_LOG
 //! (tracing filter, default warn).
 
@@ -681,9 +683,24 @@ fn drain_once(
 
 /// The what-if index: lets `SELECT min(created_ms) FROM outbox`, which
 /// `Outbox::delete` runs after every acknowledged batch, use an index
-/// instead of scanning the table. Not in pqwatch's schema (src/state.rs).
+/// instead of scanning the table. pqwatch's own schema has one since
+/// schema v4 (commit f3a6329); the what-if runs only against older schemas.
 const WHAT_IF_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS bench_outbox_created_ms ON outbox(created_ms)";
+
+/// Whether pqwatch's own schema (a fresh state database) already indexes
+/// `outbox(created_ms)`.
+fn schema_indexes_created_ms() -> anyhow::Result<bool> {
+    let dir = tempfile::tempdir()?;
+    let db = StateDb::open(dir.path())?;
+    let n: i64 = db.conn.query_row(
+        "SELECT count(*) FROM sqlite_master m, pragma_index_info(m.name) i
+         WHERE m.type = 'index' AND m.tbl_name = 'outbox' AND i.seqno = 0 AND i.name = 'created_ms'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
 
 /// A private copy of a pre-filled outbox, optionally with the what-if index.
 fn copy_outbox(pre: &Prefilled, what_if_index: bool) -> anyhow::Result<tempfile::TempDir> {
@@ -816,7 +833,11 @@ fn main() -> anyhow::Result<()> {
     let meters = env_usize("PQWATCH_BENCH_METERS", 1000);
     let feed_intervals = env_usize("PQWATCH_BENCH_FEED_INTERVALS", 60);
     let drain_minutes = env_usize("PQWATCH_BENCH_DRAIN_MINUTES", 15);
-    let hour_runs = env_usize("PQWATCH_BENCH_HOUR_RUNS", 1);
+    // With the outbox indexed on created_ms (schema v4) an hour drains in
+    // ~1 min: three runs fit the ~10 min budget; without it, one does.
+    let indexed = schema_indexes_created_ms()?;
+    let hour_runs = env_usize("PQWATCH_BENCH_HOUR_RUNS", if indexed { 3 } else { 1 });
+    let what_ifs: &[bool] = if indexed { &[false] } else { &[false, true] };
     let http_batches = env_usize("PQWATCH_BENCH_HTTP_BATCHES", 400);
     let sections =
         std::env::var("PQWATCH_BENCH_SECTIONS").unwrap_or("commit,feed,drain,hour,diag".into());
@@ -853,6 +874,15 @@ fn main() -> anyhow::Result<()> {
     say!(
         "reps={reps} meters={meters} batch_size={BATCH} feed={feed_intervals} intervals x 60 fields, drain={drain_minutes} min x 72 fields, hour_runs={hour_runs}, sections={sections}"
     );
+    say!(
+        "schema v{}: outbox(created_ms) {}",
+        pqwatch::state::SCHEMA_VERSION,
+        if indexed {
+            "indexed (what-if runs skipped)"
+        } else {
+            "NOT indexed (what-if runs add the index to a copy)"
+        }
+    );
 
     // -- Batch shape, encode+gzip, commit alone ---------------------------
     if on("commit") {
@@ -876,7 +906,7 @@ fn main() -> anyhow::Result<()> {
             human(enc_points as f64 / enc_secs),
             enc_secs * 1e3 / nb as f64
         );
-        for what_if_index in [false, true] {
+        for &what_if_index in what_ifs {
             let mut bps = vec![];
             for _ in 0..reps {
                 let dir = tempfile::tempdir()?;
@@ -1019,9 +1049,14 @@ fn main() -> anyhow::Result<()> {
         say!("drain: {}", fmt_stats(&rates, "points/s"));
         let (med, _, _) = stats(&rates);
         say!(
-            "one hour ({} points) extrapolated linearly from the median: {:.0} s (optimistic: the per-batch delete cost grows with depth, see below)",
+            "one hour ({} points) extrapolated linearly from the median: {:.0} s{}",
             human(hour_points),
-            hour_points / med
+            hour_points / med,
+            if indexed {
+                ""
+            } else {
+                " (optimistic: without the created_ms index the per-batch delete cost grows with depth, see below)"
+            }
         );
     }
 
@@ -1056,13 +1091,21 @@ fn main() -> anyhow::Result<()> {
             "\n### Where the time goes (diagnostics and what-ifs; one run each unless n= says otherwise)"
         );
         let deep = hour.as_ref().unwrap_or(pre);
-        say!(
-            "`SELECT min(created_ms) FROM outbox` (run by every Outbox::delete) at depth {} batches: {:.2} ms; with the what-if index on created_ms: {:.3} ms",
-            human(deep.batches as f64),
-            min_scan_ms(deep, false)?,
-            min_scan_ms(deep, true)?
-        );
-        for what_if_index in [false, true] {
+        if indexed {
+            say!(
+                "`SELECT min(created_ms) FROM outbox` (run by every Outbox::delete) at depth {} batches: {:.3} ms (schema index)",
+                human(deep.batches as f64),
+                min_scan_ms(deep, false)?
+            );
+        } else {
+            say!(
+                "`SELECT min(created_ms) FROM outbox` (run by every Outbox::delete) at depth {} batches: {:.2} ms; with the what-if index on created_ms: {:.3} ms",
+                human(deep.batches as f64),
+                min_scan_ms(deep, false)?,
+                min_scan_ms(deep, true)?
+            );
+        }
+        for &what_if_index in what_ifs {
             let s = sqlite_drain(pre, what_if_index)?;
             say!(
                 "SQLite alone{} (oldest + delete until empty, {} batches): **{}** points/s; per batch read {:.2} ms + delete {:.2} ms; ms/batch by tenth from full to empty: {:?}; CPU bench {:.1} s, other processes {:.1} s",
@@ -1133,20 +1176,22 @@ fn main() -> anyhow::Result<()> {
                 take_other_cpu()
             );
         }
-        let deep_intervals = if hour.is_some() { 720 } else { drain_intervals };
-        let d = drain_once(&rt, deep, &fleet72, deep_intervals, true)?;
-        say!(
-            "what-if index (sink unchanged), {}-point outbox, {}",
-            human(deep.points as f64),
-            drain_line(1, &d, deep)
-        );
-        ensure!(d.stored == deep.points);
-        say!(
-            "drain of the {}-point outbox WITH the what-if index: **{}** points/s (one run; one hour would take {:.0} s)",
-            human(deep.points as f64),
-            human(deep.points as f64 / d.secs),
-            hour_points / (deep.points as f64 / d.secs)
-        );
+        if !indexed {
+            let deep_intervals = if hour.is_some() { 720 } else { drain_intervals };
+            let d = drain_once(&rt, deep, &fleet72, deep_intervals, true)?;
+            say!(
+                "what-if index (sink unchanged), {}-point outbox, {}",
+                human(deep.points as f64),
+                drain_line(1, &d, deep)
+            );
+            ensure!(d.stored == deep.points);
+            say!(
+                "drain of the {}-point outbox WITH the what-if index: **{}** points/s (one run; one hour would take {:.0} s)",
+                human(deep.points as f64),
+                human(deep.points as f64 / d.secs),
+                hour_points / (deep.points as f64 / d.secs)
+            );
+        }
     }
     say!("\nwhole bench: {:.0} s", wall.elapsed().as_secs_f64());
 

@@ -933,9 +933,9 @@ fn influx(p: &mut Problems) -> Option<Influx> {
     })
 }
 
-/// 4 GiB: at ~5 compressed bytes per point, about 10 days of a
-/// 1,000-meter fleet writing 60 fields every 5 s (see README).
-pub const DEFAULT_OUTBOX_BYTES: u64 = 4 << 30;
+/// 16 GiB: at the measured ~11.5 compressed bytes per point, about 1.5 G
+/// points (29 hours of 1,000 meters × 72 fields every 5 s; BENCHMARKS.md).
+pub const DEFAULT_OUTBOX_BYTES: u64 = 16 << 30;
 
 /// "512MiB", "4GiB", "1GB", "1000000" → bytes.
 pub fn parse_size(s: &str) -> Option<u64> {
