@@ -5,7 +5,8 @@
 #    `apt-get update` only when something has to be installed).
 # 2. Checks that Debian's /usr/bin/python3 can import pymodbus (the Modbus
 #    test peer runs on it, not on a pyenv/venv python).
-# 3. cargo build --all-targets && cargo test --all-targets.
+# 3. cargo build --all-targets (benches included), then cargo test on the
+#    library, binaries and integration tests (benches run with `cargo bench`).
 # Extra arguments are passed to `cargo test` (e.g. ./scripts/test.sh -- --nocapture).
 set -euo pipefail
 
@@ -71,5 +72,5 @@ command -v cargo >/dev/null 2>&1 || die "cargo not found on PATH"
 log "cargo build --all-targets"
 cargo build --all-targets
 
-log "cargo test --all-targets $*"
-cargo test --all-targets "$@"
+log "cargo test --lib --bins --tests $*  (benches are built above; run them with cargo bench)"
+cargo test --lib --bins --tests "$@"
