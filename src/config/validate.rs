@@ -254,6 +254,14 @@ pub(super) fn duration(
     }
 }
 
+/// A pause, which unlike other durations may be zero ("0", "0s", "0ms").
+fn pause(v: Option<&str>, default: Duration, key: &str, p: &mut Problems) -> Duration {
+    match v.map(str::trim) {
+        Some("0" | "0s" | "0ms") => Duration::ZERO,
+        other => duration(other, default, key, p),
+    }
+}
+
 fn resolve(base: &Path, s: &str) -> PathBuf {
     let p = PathBuf::from(s);
     if p.is_absolute() { p } else { base.join(p) }
@@ -455,15 +463,12 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             "polling.reconnect_max",
             &mut p,
         ),
-        delay_between_requests: match pl.delay_between_requests.as_deref() {
-            Some("0") | Some("0s") | Some("0ms") | None => Duration::ZERO,
-            Some(s) => duration(
-                Some(s),
-                Duration::ZERO,
-                "polling.delay_between_requests",
-                &mut p,
-            ),
-        },
+        delay_between_requests: pause(
+            pl.delay_between_requests.as_deref(),
+            Duration::ZERO,
+            "polling.delay_between_requests",
+            &mut p,
+        ),
     };
     check_interval(polling.interval, "polling.interval", &mut p);
 
@@ -499,16 +504,12 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
                 &mut p,
             ),
             reconnect_max: polling.reconnect_max,
-            delay_between_requests: match g.delay_between_requests.as_deref() {
-                None => polling.delay_between_requests,
-                Some("0") | Some("0s") | Some("0ms") => Duration::ZERO,
-                Some(s) => duration(
-                    Some(s),
-                    Duration::ZERO,
-                    &format!("{key}.delay_between_requests"),
-                    &mut p,
-                ),
-            },
+            delay_between_requests: pause(
+                g.delay_between_requests.as_deref(),
+                polling.delay_between_requests,
+                &format!("{key}.delay_between_requests"),
+                &mut p,
+            ),
         };
         if gateways.insert(g.address.clone(), s).is_some() {
             p.push(

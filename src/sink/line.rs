@@ -75,16 +75,11 @@ pub fn encode(reading: &Reading, dialect: Dialect, out: &mut String) -> usize {
         return 0;
     }
     out.push_str(reading.meter.series_key(dialect));
-    let mut sep = ' ';
-    for (name, v) in &reading.values {
-        out.push(sep);
-        sep = ',';
-        escape_key(name, out);
-        out.push('=');
-        write_float(*v, out);
-    }
-    let _ = writeln!(out, " {}", reading.ts_ms);
-    reading.values.len()
+    write_fields(
+        reading.values.iter().map(|(k, v)| (&**k, *v)),
+        reading.ts_ms,
+        out,
+    )
 }
 
 /// Append a record of either kind; returns the points written.
@@ -108,16 +103,26 @@ pub fn encode_point(p: &Point, dialect: Dialect, out: &mut String) -> usize {
         out.push('=');
         escape_key_for(v, dialect, out);
     }
-    let mut sep = ' ';
-    for (name, v) in &p.fields {
-        out.push(sep);
-        sep = ',';
+    write_fields(p.fields.iter().map(|(k, v)| (k.as_str(), *v)), p.ts_ms, out)
+}
+
+/// ` field=v,field=v ts\n`: the field set and timestamp of a line.
+/// Returns the number of fields written.
+fn write_fields<'a>(
+    fields: impl Iterator<Item = (&'a str, f64)>,
+    ts_ms: i64,
+    out: &mut String,
+) -> usize {
+    let mut n = 0;
+    for (name, v) in fields {
+        out.push(if n == 0 { ' ' } else { ',' });
         escape_key(name, out);
         out.push('=');
-        write_float(*v, out);
+        write_float(v, out);
+        n += 1;
     }
-    let _ = writeln!(out, " {}", p.ts_ms);
-    p.fields.len()
+    let _ = writeln!(out, " {ts_ms}");
+    n
 }
 
 /// Floats as the shortest decimal that round-trips. A value that happens to

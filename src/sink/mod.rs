@@ -35,7 +35,7 @@ use crate::config::{Durability, Influx};
 use crate::metrics::Metrics;
 use crate::reading::Record;
 use bytes::Bytes;
-use outbox::{Outbox, Stored, gunzip, gzip};
+use outbox::{Outbox, Stored, gzip, halves};
 use rand::RngExt as _;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -329,22 +329,13 @@ impl Queue {
                 })
             }
             Key::Mem(seq) => {
-                let Ok(raw) = gunzip(&t.body) else {
+                let Ok(Some(parts)) = halves(&t.body, t.points) else {
                     return false;
                 };
-                let lines: Vec<&[u8]> = raw.split_inclusive(|&c| c == b'\n').collect();
-                if lines.len() < 2 {
-                    return false;
-                }
                 let Some(b) = self.remove_mem(seq) else {
                     return false;
                 };
-                let mid = lines.len() / 2;
-                let first = b.points * mid / lines.len();
-                for (part, points) in [
-                    (lines[..mid].concat(), first),
-                    (lines[mid..].concat(), b.points - first),
-                ] {
+                for (part, points) in parts {
                     let seq = self.next_seq;
                     self.next_seq += 1;
                     self.mem_points += points;

@@ -56,6 +56,26 @@ pub fn gunzip(z: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Raw line protocol and the number of points it holds.
+pub type Half = (Vec<u8>, usize);
+
+/// A compressed batch cut in two halves by line (raw line protocol and the
+/// points each holds), or `None` when it is a single line. Points per line
+/// are not stored, so they are shared out by line count.
+pub fn halves(body_gz: &[u8], points: usize) -> std::io::Result<Option<[Half; 2]>> {
+    let raw = gunzip(body_gz)?;
+    let lines: Vec<&[u8]> = raw.split_inclusive(|&c| c == b'\n').collect();
+    if lines.len() < 2 {
+        return Ok(None);
+    }
+    let mid = lines.len() / 2;
+    let first = points * mid / lines.len();
+    Ok(Some([
+        (lines[..mid].concat(), first),
+        (lines[mid..].concat(), points - first),
+    ]))
+}
+
 impl Outbox {
     pub fn new(db: StateDb) -> Result<Self, StateError> {
         let mut o = Outbox {
@@ -208,28 +228,21 @@ impl Outbox {
     /// Replace a batch by two halves (the server said 413: too large).
     /// Returns false when it cannot be split further (one line).
     pub fn split(&mut self, b: &Stored) -> Result<bool, StateError> {
-        let raw = gunzip(&b.body).map_err(|e| StateError::Sqlite {
+        let Some(parts) = halves(&b.body, b.points).map_err(|e| StateError::Sqlite {
             path: self.db.path.clone(),
             source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
-        })?;
-        let lines: Vec<&[u8]> = raw.split_inclusive(|&c| c == b'\n').collect();
-        if lines.len() < 2 {
+        })?
+        else {
             return Ok(false);
-        }
-        let mid = lines.len() / 2;
-        // Points per line are not stored; share them out by line count.
-        let first_points = b.points * mid / lines.len();
+        };
         self.db
             .conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| self.err(e))?;
         let result = (|| {
-            for (part, points) in [
-                (lines[..mid].concat(), first_points),
-                (lines[mid..].concat(), b.points - first_points),
-            ] {
-                let z = gzip(&part);
-                self.push(b.created_ms, points, part.len(), &z)?;
+            for (part, points) in &parts {
+                let z = gzip(part);
+                self.push(b.created_ms, *points, part.len(), &z)?;
             }
             self.delete(b.id)
         })();
