@@ -18,6 +18,10 @@ die() { printf 'scripts/test.sh: error: %s\n' "$*" >&2; exit 1; }
 # Debian packages used by the tests (test servers, the Modbus peer, tools).
 #   python3-serial{,-asyncio}: pymodbus' server module imports them, but
 #   python3-pymodbus only *recommends* them, so name them explicitly.
+#   faketime: the scheduled-report test runs the daemon at the end of a month.
+#   chromium, fonts-wqy-microhei: the report HTML is rendered and checked as
+#   a person would see it, Chinese text included.
+#   python3-prometheus-client: an independent parser of the /metrics text.
 PACKAGES=(
   victoria-metrics
   influxdb
@@ -26,6 +30,10 @@ PACKAGES=(
   python3-serial-asyncio
   mbpoll
   python3-aiosmtpd
+  faketime
+  chromium
+  fonts-wqy-microhei
+  python3-prometheus-client
 )
 
 SUDO=()

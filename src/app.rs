@@ -56,6 +56,9 @@ impl Default for Options {
 pub struct Handles {
     pub metrics: Arc<Metrics>,
     pub latest: Latest,
+    /// The address the HTTP endpoint listens on, once bound (`[http]
+    /// listen` may say port 0).
+    pub http_addr: Arc<std::sync::OnceLock<std::net::SocketAddr>>,
 }
 
 /// Run the daemon until `shutdown` fires and everything has drained.
@@ -65,7 +68,35 @@ pub async fn run(
     opts: Options,
     handles: Handles,
 ) -> anyhow::Result<()> {
+    let (_keep, reloads) = mpsc::channel(1);
+    run_with_reload(cfg, shutdown, opts, handles, reloads).await
+}
+
+/// [`run`], applying every validated config that arrives on `reloads`
+/// (SIGHUP, see [`Pollers`] and the module docs).
+pub async fn run_with_reload(
+    cfg: Config,
+    shutdown: CancellationToken,
+    opts: Options,
+    handles: Handles,
+    mut reloads: mpsc::Receiver<Config>,
+) -> anyhow::Result<()> {
     let metrics = handles.metrics.clone();
+    // Under [cluster], this instance polls, judges and reports only the
+    // customers its shard owns.
+    let all = (cfg.customers.len(), cfg.meters.len());
+    let cfg = cfg.for_shard();
+    if cfg.cluster.shards > 1 {
+        info!(
+            shard = cfg.cluster.shard,
+            shards = cfg.cluster.shards,
+            customers = cfg.customers.len(),
+            of_customers = all.0,
+            meters = cfg.meters.len(),
+            of_meters = all.1,
+            "cluster: this instance's share of the fleet"
+        );
+    }
     let (tx, rx) = mpsc::channel::<Reading>(CHANNEL);
     let (sink_tx, sink_rx) = mpsc::channel::<Record>(CHANNEL);
     let (watch_tx, watch_rx) = mpsc::channel::<Reading>(CHANNEL);
@@ -74,6 +105,13 @@ pub async fn run(
     // corrupt file, no permission), nothing starts and nothing is polled.
     let state = crate::state::StateDb::open(&cfg.daemon.state_dir)?;
     info!(path = %state.path.display(), "state database open");
+    crate::metrics::process_start_ms();
+    // Bound before any task starts: an address in use stops the start with
+    // an error naming http.listen.
+    let http_listener = match cfg.http.enabled {
+        true => Some(crate::http::bind(cfg.http.listen).await?),
+        false => None,
+    };
     let outbox = crate::sink::outbox::Outbox::new(state)?;
 
     let sink = match &cfg.influx {
@@ -105,7 +143,27 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("notifier: {e}"))?;
     info!(mail = %notifier.describe(), "operator alerts");
     let notify_stop = CancellationToken::new();
-    let notifier = tokio::spawn(notifier.run(notify_rx, notify_stop.clone()));
+    let wake_mail = notifier.waker();
+    // Reloaded configs reach the long-lived tasks through this channel.
+    let (configs, configs_rx) = tokio::sync::watch::channel::<Option<Arc<Config>>>(None);
+    let notifier =
+        tokio::spawn(notifier.run_with_reload(notify_rx, notify_stop.clone(), configs_rx.clone()));
+
+    // Customer reports: queued into the notifier's mail queue, exactly once.
+    let reports_stop = CancellationToken::new();
+    let reports = if cfg.reports.enabled {
+        let s = crate::report::scheduler::Scheduler::new(
+            Arc::new(cfg.clone()),
+            metrics.clone(),
+            wake_mail,
+        )?;
+        Some(tokio::spawn(
+            s.run_with_reload(reports_stop.clone(), configs_rx.clone()),
+        ))
+    } else {
+        info!("[reports] enabled = false: no customer reports are sent");
+        None
+    };
 
     let watch = crate::watch::Watch::new(
         &cfg,
@@ -114,7 +172,14 @@ pub async fn run(
         Some(notify_tx),
         metrics.clone(),
     )?;
-    let watch = tokio::spawn(watch.run(watch_rx));
+    let ledger =
+        crate::report::store::LedgerStore::new(crate::state::StateDb::open(&cfg.daemon.state_dir)?);
+    let watch = watch.with_ledger(crate::watch::LedgerFeed::new(
+        ledger,
+        cfg.timezone.clone(),
+        cfg.reports.keep_days,
+    ));
+    let watch = tokio::spawn(watch.run_with_reload(watch_rx, configs_rx));
 
     let latest = handles.latest.clone();
     let tee = tokio::spawn(async move {
@@ -133,31 +198,56 @@ pub async fn run(
         }
     });
 
+    // The HTTP endpoint; it stops accepting when shutdown begins.
+    let http = http_listener.map(|l| {
+        if let Ok(a) = l.local_addr() {
+            let _ = handles.http_addr.set(a);
+        }
+        let ctx = crate::http::Ctx::new(
+            Arc::new(cfg.clone()),
+            configs.subscribe(),
+            metrics.clone(),
+            handles.latest.clone(),
+        );
+        crate::http::spawn(l, ctx, shutdown.child_token())
+    });
+
     // One task per gateway address.
-    let mut by_gw: BTreeMap<String, Vec<Arc<crate::config::Meter>>> = BTreeMap::new();
-    for m in &cfg.meters {
-        by_gw
-            .entry(m.address.clone())
-            .or_default()
-            .push(Arc::new(m.clone()));
-    }
+    let mut pollers = Pollers {
+        tasks: BTreeMap::new(),
+        cancel: shutdown.child_token(),
+        metrics: metrics.clone(),
+        tx,
+    };
+    pollers.sync(&cfg).await;
     info!(
         meters = cfg.meters.len(),
-        gateways = by_gw.len(),
+        gateways = pollers.tasks.len(),
         "polling started"
     );
-    let pollers_cancel = shutdown.child_token();
-    let mut pollers = tokio::task::JoinSet::new();
-    for (addr, meters) in by_gw {
-        let gw = Gateway {
-            settings: cfg.gateways[&addr].clone(),
-            meters,
-            metrics: metrics.clone(),
-        };
-        pollers.spawn(gw.run(tx.clone(), pollers_cancel.clone()));
+    // systemd: ready now; the watchdog is fed while the work progresses.
+    let sd = crate::systemd::SdNotify::from_env().map(Arc::new);
+    if let Some(sd) = &sd {
+        sd.notify(&format!(
+            "READY=1\nSTATUS=polling {} meters on {} gateways",
+            cfg.meters.len(),
+            pollers.tasks.len()
+        ));
     }
-    drop(tx);
-
+    let beats = Arc::new(Mutex::new(gateway_max_ages(&cfg)));
+    let watchdog = match (&sd, crate::systemd::watchdog_interval()) {
+        (Some(sd), Some(every)) => {
+            info!(interval = ?every, "systemd watchdog: pinging while polling and writing progress");
+            Some(tokio::spawn(run_watchdog(
+                sd.clone(),
+                every,
+                metrics.clone(),
+                beats.clone(),
+                shutdown.clone(),
+            )))
+        }
+        _ => None,
+    };
     let status = {
         let metrics = metrics.clone();
         let every = opts.status_every;
@@ -174,11 +264,56 @@ pub async fn run(
         })
     };
 
-    shutdown.cancelled().await;
+    let mut cfg = cfg;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            Some(new) = reloads.recv() => {
+                if let Some(sd) = &sd {
+                    sd.notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+                }
+                // The shard comes from the running [cluster].
+                let new = pin_not_live(&cfg, new).for_shard();
+                pollers.sync(&new).await;
+                handles
+                    .latest
+                    .lock()
+                    .expect("latest lock")
+                    .retain(|id, _| new.meters.iter().any(|m| &m.id == id));
+                *beats.lock().expect("beats lock") = gateway_max_ages(&new);
+                let new = Arc::new(new);
+                let _ = configs.send(Some(new.clone()));
+                info!(
+                    customers = new.customers.len(),
+                    meters = new.meters.len(),
+                    gateways = pollers.tasks.len(),
+                    "config reloaded"
+                );
+                cfg = (*new).clone();
+                if let Some(sd) = &sd {
+                    sd.notify(&format!(
+                        "READY=1\nSTATUS=polling {} meters on {} gateways (reloaded)",
+                        cfg.meters.len(),
+                        pollers.tasks.len()
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(sd) = &sd {
+        sd.notify("STOPPING=1\nSTATUS=stopping: delivering buffered data");
+    }
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     info!("shutting down: stopping pollers");
-    while pollers.join_next().await.is_some() {}
+    pollers.stop_all().await;
     let _ = tee.await;
     let _ = watch.await;
+    reports_stop.cancel();
+    if let Some(r) = reports {
+        let _ = r.await;
+    }
     // The watch dropped the notifier's sender: it flushes its digests into
     // the mail queue and makes a last delivery attempt (bounded).
     notify_stop.cancel();
@@ -194,9 +329,209 @@ pub async fn run(
         Err(_) => error!("sink did not finish within its grace period; exiting anyway"),
     }
     status.abort();
+    if let Some(mut h) = http
+        && tokio::time::timeout(Duration::from_secs(2), &mut h)
+            .await
+            .is_err()
+    {
+        warn!("HTTP endpoint: requests still in progress at exit were cut off");
+        h.abort();
+    }
     log_status(&metrics);
     info!("stopped");
     Ok(())
+}
+
+/// The gateway tasks: one per address, each with its own cancel token so a
+/// reload restarts only the gateways whose meters or settings changed.
+struct Pollers {
+    /// address → (fingerprint of its settings and meters, cancel, task).
+    tasks: BTreeMap<String, (String, CancellationToken, tokio::task::JoinHandle<()>)>,
+    cancel: CancellationToken,
+    metrics: Arc<Metrics>,
+    tx: mpsc::Sender<Reading>,
+}
+
+impl Pollers {
+    /// Make the running gateway tasks match `cfg`: stop the ones removed
+    /// or changed (a stopped task finishes its poll in progress), start
+    /// the new and changed ones, leave the rest polling undisturbed.
+    async fn sync(&mut self, cfg: &Config) {
+        let mut want: BTreeMap<String, Vec<Arc<crate::config::Meter>>> = BTreeMap::new();
+        for m in &cfg.meters {
+            want.entry(m.address.clone())
+                .or_default()
+                .push(Arc::new(m.clone()));
+        }
+        let fingerprint = |addr: &str, meters: &[Arc<crate::config::Meter>]| {
+            format!("{:?}{meters:?}", cfg.gateways.get(addr))
+        };
+        let stale: Vec<String> = self
+            .tasks
+            .iter()
+            .filter(|(addr, (fp, _, _))| {
+                want.get(*addr)
+                    .is_none_or(|meters| *fp != fingerprint(addr, meters))
+            })
+            .map(|(a, _)| a.clone())
+            .collect();
+        for addr in stale {
+            if let Some((_, cancel, task)) = self.tasks.remove(&addr) {
+                cancel.cancel();
+                let _ = task.await;
+                info!(gateway = %addr, "gateway stopped (config changed)");
+            }
+        }
+        for (addr, meters) in want {
+            if self.tasks.contains_key(&addr) {
+                continue;
+            }
+            let fp = fingerprint(&addr, &meters);
+            let gw = Gateway {
+                settings: cfg.gateways[&addr].clone(),
+                meters,
+                metrics: self.metrics.clone(),
+            };
+            let cancel = self.cancel.child_token();
+            let task = tokio::spawn(gw.run(self.tx.clone(), cancel.clone()));
+            self.tasks.insert(addr, (fp, cancel, task));
+        }
+    }
+
+    async fn stop_all(self) {
+        self.cancel.cancel();
+        for (_, (_, _, task)) in self.tasks {
+            let _ = task.await;
+        }
+        // Dropping `tx` here closes the readings channel once every
+        // gateway task has dropped its sender.
+    }
+}
+
+/// Settings a reload cannot change in a running daemon keep their running
+/// values (and the log says which changed); everything else is the new
+/// config's.
+fn pin_not_live(old: &Config, mut new: Config) -> Config {
+    let mut changed = Vec::new();
+    if format!("{:?}", old.influx) != format!("{:?}", new.influx) {
+        changed.push("[influxdb]");
+    }
+    new.influx = old.influx.clone();
+    if old.daemon.state_dir != new.daemon.state_dir {
+        changed.push("daemon.state_dir");
+    }
+    if old.timezone != new.timezone {
+        changed.push("daemon.timezone");
+    }
+    new.daemon.state_dir = old.daemon.state_dir.clone();
+    new.timezone = old.timezone.clone();
+    if format!("{:?}", old.http) != format!("{:?}", new.http) {
+        changed.push("[http]");
+    }
+    new.http = old.http.clone();
+    if old.cluster != new.cluster {
+        changed.push("[cluster]");
+    }
+    new.cluster = old.cluster;
+    if old.reports.enabled != new.reports.enabled {
+        changed.push("reports.enabled");
+    }
+    new.reports.enabled = old.reports.enabled;
+    if old.rules.short_window != new.rules.short_window
+        || old.rules.long_window != new.rules.long_window
+        || old.rules.demand_window != new.rules.demand_window
+    {
+        warn!("rules windows changed: the windows in progress start afresh");
+    }
+    if !changed.is_empty() {
+        warn!(settings = ?changed, "these settings changed but need a restart; the running values stay until then");
+    }
+    new
+}
+
+/// How old each gateway's heartbeat may get before the daemon counts as
+/// hung: two cycles of its fastest meter plus one slow poll of its slowest
+/// (every read timing out after a reconnect), plus a margin.
+fn gateway_max_ages(cfg: &Config) -> BTreeMap<String, Duration> {
+    let mut out: BTreeMap<String, Duration> = BTreeMap::new();
+    for m in &cfg.meters {
+        let gw = &cfg.gateways[&m.address];
+        let slow_poll = (gw.timeout + gw.delay_between_requests)
+            * m.plan.requests.len().max(1) as u32
+            + gw.connect_timeout;
+        let age = m.interval * 2 + slow_poll + Duration::from_secs(10);
+        let e = out.entry(m.address.clone()).or_insert(age);
+        *e = (*e).max(age);
+    }
+    out
+}
+
+/// Ping systemd's watchdog at half its interval while every heartbeat is
+/// fresh (see `systemd`); otherwise say what is stuck, once per episode.
+async fn run_watchdog(
+    sd: Arc<crate::systemd::SdNotify>,
+    every: Duration,
+    metrics: Arc<Metrics>,
+    gateways: Arc<Mutex<BTreeMap<String, Duration>>>,
+    stop: CancellationToken,
+) {
+    use crate::systemd::{Beat, stalled};
+    // The sink and the watch turn their loops at least once a second.
+    const TASK_MAX_AGE: Duration = Duration::from_secs(15);
+    let started = crate::metrics::process_start_ms();
+    let mut tick = tokio::time::interval(every / 2);
+    let mut was_stalled = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let limits = gateways.lock().expect("beats lock").clone();
+        let mut beats: Vec<Beat> = metrics
+            .gateway_heartbeats()
+            .into_iter()
+            .filter_map(|(addr, last_ms)| {
+                limits.get(&addr).map(|max_age| Beat {
+                    what: format!("gateway {addr}"),
+                    last_ms,
+                    max_age: *max_age,
+                })
+            })
+            .collect();
+        beats.push(Beat {
+            what: "InfluxDB writer (sink)".into(),
+            last_ms: Metrics::get(&metrics.sink_heartbeat_ms),
+            max_age: TASK_MAX_AGE,
+        });
+        beats.push(Beat {
+            what: "rules (watch)".into(),
+            last_ms: Metrics::get(&metrics.watch_heartbeat_ms),
+            max_age: TASK_MAX_AGE,
+        });
+        let now = crate::modbus::gateway::now_ms().max(0) as u64;
+        let stuck = stalled(&beats, now, started);
+        if stuck.is_empty() {
+            sd.notify("WATCHDOG=1");
+            was_stalled = false;
+        } else if !was_stalled {
+            error!(stalled = ?stuck, "no progress: not pinging the systemd watchdog (systemd restarts the service when it expires)");
+            was_stalled = true;
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in µs, as systemd wants with RELOADING=1 (Rust's
+/// `Instant` does not expose its value).
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the buffer given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
 fn api_name(api: &crate::config::Api) -> &'static str {

@@ -66,6 +66,18 @@ fn row_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     })
 }
 
+/// Events that overlap `[from_ms, to_ms)`, oldest first, on any connection.
+pub fn between(db: &StateDb, from_ms: i64, to_ms: i64) -> Result<Vec<Event>, StateError> {
+    let mut st = db
+        .conn
+        .prepare("SELECT * FROM events WHERE start_ms < ?2 AND end_ms >= ?1 ORDER BY start_ms")
+        .map_err(|e| db.err(e))?;
+    let rows = st
+        .query_map([from_ms, to_ms], row_event)
+        .map_err(|e| db.err(e))?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(|e| db.err(e))
+}
+
 impl EventStore {
     pub fn new(db: StateDb) -> Self {
         EventStore { db }
@@ -130,10 +142,7 @@ impl EventStore {
 
     /// Events that overlap `[from_ms, to_ms)`, oldest first (reports, CLI).
     pub fn between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<Event>, StateError> {
-        self.query(
-            "SELECT * FROM events WHERE start_ms < ?2 AND end_ms >= ?1 ORDER BY start_ms",
-            [from_ms, to_ms],
-        )
+        between(&self.db, from_ms, to_ms)
     }
 
     pub fn recent(&self, open_only: bool, limit: usize) -> Result<Vec<Event>, StateError> {

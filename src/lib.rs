@@ -6,8 +6,9 @@
 //! poll (Modbus/TCP) ─▶ readings ─┬─▶ sink ─▶ outbox (SQLite) ─▶ InfluxDB
 //!                                └─▶ watch: windows (1/10/15 min) ─▶ rules ─▶ events
 //!                                          │                                  ├─▶ event store (SQLite)
-//!                                          └─▶ pq_* points ─▶ sink            ├─▶ pq_event ─▶ sink
-//!                                                                             └─▶ notifier ─▶ mail queue ─▶ SMTP
+//!                                          ├─▶ pq_* points ─▶ sink            ├─▶ pq_event ─▶ sink
+//!                                          │                                  └─▶ notifier ─▶ mail queue ─▶ SMTP
+//!                                          └─▶ ledger (SQLite) ─▶ report scheduler ─▶ mail queue ───┘
 //! ```
 //!
 //! Module map:
@@ -22,14 +23,17 @@
 //! - [`watch`]: the task that runs aggregation and rules on live readings.
 //! - [`events`]: the event store.
 //! - [`notify`]: operator e-mail (digests, rendering, queue, SMTP).
-//! - [`report`]: customer report maths (the ledger).
+//! - [`report`]: customer reports: ledger, model, rendering, schedule.
 //! - [`sim`]: the meter simulator (`pqwatch simulate`).
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz` and the read-only JSON API.
 //! - [`app`]: wires the tasks and channels together and owns shutdown.
 //! - [`secret`]: tokens and passwords that never print themselves.
+//! - [`systemd`]: readiness and watchdog notifications (sd_notify).
 
 pub mod app;
 pub mod config;
 pub mod events;
+pub mod http;
 pub mod metrics;
 pub mod modbus;
 pub mod notify;
@@ -42,4 +46,5 @@ pub mod secret;
 pub mod sim;
 pub mod sink;
 pub mod state;
+pub mod systemd;
 pub mod watch;

@@ -84,6 +84,34 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Build a customer's voltage-quality report from the state database:
+    /// preview it, or (re)send it.
+    Report {
+        #[arg(short, long, default_value = config::DEFAULT_PATH)]
+        config: PathBuf,
+        /// Customer id.
+        #[arg(long)]
+        customer: String,
+        /// "2026-10" (a month), "2026-W44" (an ISO week) or "2026-10-05" (a
+        /// day); default: the last complete period of the customer's schedule.
+        #[arg(long, conflicts_with_all = ["from", "to"])]
+        period: Option<String>,
+        /// First day of a custom period (local date, inclusive).
+        #[arg(long, requires = "to")]
+        from: Option<jiff::civil::Date>,
+        /// Last day of a custom period (local date, inclusive).
+        #[arg(long, requires = "from")]
+        to: Option<jiff::civil::Date>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Queue it for the customer's recipients (again, if it was sent
+        /// before); the running daemon delivers it.
+        #[arg(long)]
+        send: bool,
+    },
     /// Poll one meter once and print its decoded values.
     Probe {
         #[arg(short, long, default_value = config::DEFAULT_PATH)]
@@ -117,6 +145,13 @@ enum Cmd {
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Html,
+    Text,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -212,7 +247,8 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 grace: cfg.daemon.shutdown_grace,
                 ..Default::default()
             };
-            pqwatch::app::run(cfg, shutdown, opts, Default::default()).await?;
+            let reloads = spawn_reload_handler(config.clone());
+            pqwatch::app::run_with_reload(cfg, shutdown, opts, Default::default(), reloads).await?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Events {
@@ -224,13 +260,50 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let cfg = config::load(&config)?;
             events(&cfg, open, limit, json)
         }
+        Cmd::Report {
+            config,
+            customer,
+            period,
+            from,
+            to,
+            format,
+            out,
+            send,
+        } => {
+            let cfg = config::load(&config)?;
+            let period = match (period, from, to) {
+                (Some(p), _, _) => Some(
+                    pqwatch::report::schedule::Period::parse(&p)
+                        .map_err(|e| anyhow::anyhow!("--period: {e}"))?,
+                ),
+                (None, Some(f), Some(t)) => Some(
+                    pqwatch::report::schedule::Period::range(f, t)
+                        .map_err(|e| anyhow::anyhow!("--from/--to: {e}"))?,
+                ),
+                _ => None,
+            };
+            report(&cfg, &customer, period, format, out.as_deref(), send)
+        }
         Cmd::Status { config, json } => {
             let cfg = config::load(&config)?;
             status(&cfg, json)
         }
         Cmd::Check { config } => {
-            let cfg = config::load(&config)?;
+            let all = config::load(&config)?;
+            let cfg = all.for_shard();
             print_plan(&config, &cfg);
+            if all.cluster.shards > 1 {
+                out!();
+                out!(
+                    "cluster: shard {} of {} (0-based) polls {} of {} customers and {} of {} meters",
+                    all.cluster.shard,
+                    all.cluster.shards,
+                    cfg.customers.len(),
+                    all.customers.len(),
+                    cfg.meters.len(),
+                    all.meters.len()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Probe {
@@ -301,6 +374,42 @@ fn spawn_signal_handler(token: CancellationToken) {
             }
         }
     });
+}
+
+/// SIGHUP: read and validate the config file again. A valid config is
+/// handed to the daemon; an invalid one is rejected with every problem
+/// logged, and the running config stays.
+fn spawn_reload_handler(path: PathBuf) -> tokio::sync::mpsc::Receiver<Config> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGHUP handler: no live reload");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
+            match config::load(&path) {
+                Ok(cfg) => {
+                    if tx.send(cfg).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    for p in &e.problems {
+                        tracing::error!(problem = %p, "config reload rejected");
+                    }
+                    tracing::error!(
+                        problems = e.problems.len(),
+                        "config reload rejected: the running config stays"
+                    );
+                }
+            }
+        }
+    });
+    rx
 }
 
 fn print_plan(path: &Path, cfg: &Config) {
@@ -538,6 +647,72 @@ async fn probe(cfg: &Config, meter: &str, json: bool) -> anyhow::Result<ExitCode
     } else {
         ExitCode::SUCCESS
     })
+}
+
+fn report(
+    cfg: &Config,
+    customer: &str,
+    period: Option<pqwatch::report::schedule::Period>,
+    format: ReportFormat,
+    out: Option<&Path>,
+    send: bool,
+) -> anyhow::Result<ExitCode> {
+    use pqwatch::report::schedule::{Period, PeriodKind};
+    let Some(c) = cfg.customers.iter().find(|c| c.id == customer) else {
+        let hint =
+            pqwatch::schema::did_you_mean(customer, cfg.customers.iter().map(|c| c.id.as_str()))
+                .map(|s| format!(" (did you mean \"{s}\"?)"))
+                .unwrap_or_default();
+        bail!("no customer \"{customer}\" in the config{hint}");
+    };
+    let dir = &cfg.daemon.state_dir;
+    if !dir.join(pqwatch::state::FILE).exists() {
+        bail!(
+            "no state database in {} (has pqwatch run with this config yet?)",
+            dir.display()
+        );
+    }
+    let now = pqwatch::modbus::gateway::now_ms();
+    let period = period.unwrap_or_else(|| {
+        let kind = c.report.as_ref().map_or(PeriodKind::Month, |s| s.period);
+        Period::last_complete_before(kind, pqwatch::report::scheduler::today(cfg, now))
+    });
+    if send {
+        let mut db = pqwatch::state::StateDb::open(dir)?;
+        let entry = pqwatch::report::scheduler::queue_report(cfg, &mut db, c, &period, now, true)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .expect("replace always queues");
+        eprintln!(
+            "queued \"{}\" for {}; the running daemon delivers it (within 30 s), or its next start does",
+            entry.subject,
+            entry.recipients.join(", ")
+        );
+    }
+    if send && out.is_none() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let db = pqwatch::state::StateDb::open_readonly(dir)?;
+    let r = pqwatch::report::assemble(cfg, &db, c, &period, now)?;
+    let rendered = pqwatch::report::render::render(&r);
+    let body = match format {
+        ReportFormat::Html => rendered.html,
+        ReportFormat::Text => rendered.text,
+        ReportFormat::Csv => rendered.csv,
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(path, body)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            eprintln!(
+                "{} ({}) written to {}",
+                rendered.subject,
+                period.label(),
+                path.display()
+            );
+        }
+        None => out!("{body}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn events(cfg: &Config, open: bool, limit: usize, json: bool) -> anyhow::Result<ExitCode> {

@@ -86,6 +86,38 @@ const MIGRATIONS: &[&str] = &[
     // delete at 10,000 batches: the backlog drain ran at a third of the
     // speed; see BENCHMARKS.md).
     "CREATE INDEX outbox_created ON outbox(created_ms);",
+    // 4 → 5: the report ledger (`report::store`): per meter and local day,
+    // partial ledgers (one per minute as they come, merged into one row by
+    // compaction); the report send log, whose primary key makes a report
+    // exactly-once per customer and period (the row is written in the same
+    // transaction as the message's mail_queue row); and `meta`, holding when
+    // this database started keeping reports (no report is sent for periods
+    // that ended before).
+    "CREATE TABLE ledger (
+        meter   TEXT    NOT NULL,
+        day     TEXT    NOT NULL,   -- local date, YYYY-MM-DD
+        seq     INTEGER NOT NULL,
+        data    BLOB    NOT NULL,   -- report::ledger::DayLedger, encoded
+        PRIMARY KEY (meter, day, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX ledger_day ON ledger(day);
+    CREATE TABLE report_log (
+        customer    TEXT    NOT NULL,
+        period      TEXT    NOT NULL,   -- label: 2026-10, 2026-W44, 2026-10-05
+        from_day    TEXT    NOT NULL,
+        to_day      TEXT    NOT NULL,   -- exclusive
+        queued_ms   INTEGER NOT NULL,
+        mail_id     INTEGER,            -- mail_queue row (gone once sent)
+        recipients  TEXT    NOT NULL,
+        subject     TEXT    NOT NULL,
+        PRIMARY KEY (customer, period)
+    );
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO meta(key, value)
+        VALUES ('reports_since_ms', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -184,7 +216,7 @@ impl StateDb {
         Ok(db)
     }
 
-    fn err(&self, source: rusqlite::Error) -> StateError {
+    pub(crate) fn err(&self, source: rusqlite::Error) -> StateError {
         StateError::Sqlite {
             path: self.path.clone(),
             source,
@@ -260,6 +292,14 @@ impl StateDb {
                 rusqlite::params![name, n],
             )
             .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
+    /// A value from the `meta` table.
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
             .map_err(|e| self.err(e))
     }
 

@@ -11,7 +11,12 @@
 //!
 //! It also records the peak load of every declared suspension, violated or
 //! not (`pq_suspension` points: the peak and its time, per customer and
-//! suspension).
+//! suspension), and feeds the report ledger: every complete window's
+//! contribution (`report::ledger`) is stored within a second of the window
+//! closing, all meters in one transaction, so a restart loses at most the
+//! minute in progress. Each meter-day is compacted into one row after an
+//! hour of rows and when the day is over; days older than `[reports]
+//! keep_days` are deleted.
 //!
 //! The pure parts (aggregation, limits, rules) are in `quality`; this task
 //! only routes their input and output.
@@ -22,7 +27,10 @@ use crate::metrics::Metrics;
 use crate::quality::aggregate::{Aggregator, Window};
 use crate::quality::rules::{Event, MeterRules, RuleSet, State, Suspension};
 use crate::reading::{MeterMeta, Point, Reading, Record};
-use std::collections::HashMap;
+use crate::report::ledger::{self, DayLedger, LedgerSpec};
+use crate::report::schedule::{day_key, local_date};
+use crate::report::store::LedgerStore;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -54,6 +62,199 @@ struct MeterWatch {
     rules: MeterRules,
     /// Peak load (kVA or kW) per active suspension: (from_ms, peak, at_ms, unit).
     suspension_peaks: HashMap<i64, (f64, i64, &'static str)>,
+    ledger_spec: LedgerSpec,
+    interval_ms: i64,
+}
+
+/// A meter's windows and rules, from config (no open events yet).
+fn meter_watch(cfg: &Config, m: &crate::config::Meter) -> MeterWatch {
+    let r = &cfg.rules;
+    let short = r.short_window.as_millis() as i64;
+    let long = r.long_window.as_millis() as i64;
+    let demand = r.demand_window.as_millis() as i64;
+    let names = measurement_names(short, long, demand);
+    let customer = cfg.customers.iter().find(|c| c.id == m.customer);
+    let interval = m.interval.as_millis() as i64;
+    let set = RuleSet {
+        meter: m.id.clone(),
+        customer: m.customer.clone(),
+        limits: m.limits.clone(),
+        voltage_refs: m.voltage_refs.clone(),
+        short_ms: short,
+        long_ms: long,
+        demand_ms: demand,
+        voltage: r.voltage,
+        harmonics: r.harmonics,
+        suspension: r.suspension,
+        demand: r.demand,
+        contracted_kva: customer.and_then(|c| c.contracted_kva),
+        suspensions: customer
+            .map(|c| {
+                c.suspensions
+                    .iter()
+                    .map(|s| Suspension {
+                        from_ms: s.from_ms,
+                        to_ms: s.to_ms,
+                        suspended_kva: s.kva,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        suspension_factor: r.suspension_factor,
+        noise_floor_kw: r.noise_floor_kw,
+        max_demand_kw: customer.and_then(|c| c.max_demand_kw),
+        demand_factor: r.demand_factor,
+    };
+    let c = r.min_completeness;
+    MeterWatch {
+        meta: None,
+        aggs: vec![
+            (Aggregator::new(short, interval, c), names[0]),
+            (Aggregator::new(long, interval, c), names[1]),
+            (
+                Aggregator::new(demand, interval, c).with_filter(demand_fields),
+                names[2],
+            ),
+        ],
+        rules: MeterRules::new(set),
+        suspension_peaks: HashMap::new(),
+        ledger_spec: LedgerSpec::from_config(m, customer),
+        interval_ms: interval,
+    }
+}
+
+/// The measurement names of the three windows, leaked once per distinct
+/// set of lengths (a handful per process, even across reloads).
+fn measurement_names(short: i64, long: i64, demand: i64) -> [&'static str; 3] {
+    type Names = Vec<((i64, i64, i64), [&'static str; 3])>;
+    static NAMES: std::sync::Mutex<Names> = std::sync::Mutex::new(Vec::new());
+    let mut known = NAMES.lock().expect("names lock");
+    if let Some((_, n)) = known.iter().find(|(k, _)| *k == (short, long, demand)) {
+        return *n;
+    }
+    let n = [
+        leak(format!("pq_{}", window_name(short))),
+        leak(format!("pq_{}", window_name(long))),
+        leak(format!("pq_{}", window_name(demand))),
+    ];
+    known.push(((short, long, demand), n));
+    n
+}
+
+/// Rows a meter-day collects before it is compacted into one.
+const COMPACT_AFTER_ROWS: u32 = 60;
+
+/// The ledger side of the watch: contributions waiting to be stored.
+pub struct LedgerFeed {
+    store: LedgerStore,
+    tz: jiff::tz::TimeZone,
+    keep_days: u32,
+    /// (meter, day) → contributions not yet stored.
+    pending: BTreeMap<(String, String), DayLedger>,
+    /// Rows stored per (meter, day) by this process (for compaction).
+    rows: HashMap<(String, String), u32>,
+    /// The local day of the last housekeeping.
+    today: String,
+    failing: bool,
+}
+
+impl LedgerFeed {
+    pub fn new(store: LedgerStore, tz: jiff::tz::TimeZone, keep_days: u32) -> Self {
+        LedgerFeed {
+            store,
+            tz,
+            keep_days,
+            pending: BTreeMap::new(),
+            rows: HashMap::new(),
+            today: String::new(),
+            failing: false,
+        }
+    }
+
+    fn add(&mut self, meter: &str, start_ms: i64, d: DayLedger) {
+        if d.is_empty() {
+            return;
+        }
+        let day = day_key(local_date(start_ms, &self.tz));
+        self.pending
+            .entry((meter.to_string(), day))
+            .or_default()
+            .merge(&d);
+    }
+
+    /// Store what is pending; on a new local day compact the finished days
+    /// and apply retention. A failure keeps everything pending for the next
+    /// call (one entry per meter-day, so memory stays bounded).
+    fn flush(&mut self, now_ms: i64) {
+        if !self.pending.is_empty() {
+            let rows = self
+                .pending
+                .iter()
+                .map(|((m, d), l)| (m.as_str(), d.as_str(), l));
+            match self.store.append(rows) {
+                Ok(_) => {
+                    if self.failing {
+                        info!("report ledger: storing again");
+                        self.failing = false;
+                    }
+                    for (key, _) in std::mem::take(&mut self.pending) {
+                        *self.rows.entry(key).or_insert(0) += 1;
+                    }
+                }
+                Err(e) => {
+                    if !self.failing {
+                        error!(error = %e, pending = self.pending.len(), "report ledger: cannot store; keeping the minutes in memory and retrying");
+                        self.failing = true;
+                    }
+                    return;
+                }
+            }
+        }
+        let full: Vec<(String, String)> = self
+            .rows
+            .iter()
+            .filter(|(_, n)| **n >= COMPACT_AFTER_ROWS)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in full {
+            match self.store.compact(&key.0, &key.1) {
+                Ok(_) => {
+                    self.rows.insert(key, 1);
+                }
+                Err(e) => {
+                    warn!(meter = %key.0, day = %key.1, error = %e, "report ledger: compaction failed; retrying later")
+                }
+            }
+        }
+        let today = day_key(local_date(now_ms, &self.tz));
+        if today != self.today {
+            self.housekeeping(&today);
+        }
+    }
+
+    fn housekeeping(&mut self, today: &str) {
+        match self.store.compact_before(today) {
+            Ok(n) if n > 0 => info!(rows = n, "report ledger: finished days compacted"),
+            Ok(_) => {}
+            Err(e) => {
+                warn!(error = %e, "report ledger: compaction failed; retrying later");
+                return;
+            }
+        }
+        self.rows.retain(|(_, d), _| d.as_str() >= today);
+        if let Ok(t) = today.parse::<jiff::civil::Date>()
+            && let Ok(oldest) = t.checked_sub(jiff::Span::new().days(self.keep_days as i64))
+        {
+            match self.store.prune_before(&day_key(oldest)) {
+                Ok(n) if n > 0 => {
+                    info!(rows = n, before = %oldest, "report ledger: old days deleted ([reports] keep_days)")
+                }
+                Ok(_) => {}
+                Err(e) => warn!(error = %e, "report ledger: retention failed; retrying tomorrow"),
+            }
+        }
+        self.today = today.to_string();
+    }
 }
 
 pub struct Watch {
@@ -63,6 +264,7 @@ pub struct Watch {
     notify: Option<mpsc::Sender<EventChange>>,
     metrics: Arc<Metrics>,
     rules_enabled: bool,
+    ledger: Option<LedgerFeed>,
 }
 
 fn leak(s: String) -> &'static str {
@@ -78,75 +280,18 @@ impl Watch {
         notify: Option<mpsc::Sender<EventChange>>,
         metrics: Arc<Metrics>,
     ) -> Result<Self, crate::state::StateError> {
-        let r = &cfg.rules;
-        let short = r.short_window.as_millis() as i64;
-        let long = r.long_window.as_millis() as i64;
-        let demand = r.demand_window.as_millis() as i64;
-        let names: [&'static str; 3] = [
-            leak(format!("pq_{}", window_name(short))),
-            leak(format!("pq_{}", window_name(long))),
-            leak(format!("pq_{}", window_name(demand))),
-        ];
         let mut open_by_meter: HashMap<String, Vec<Event>> = HashMap::new();
         for e in store.open_events()? {
             open_by_meter.entry(e.meter.clone()).or_default().push(e);
         }
         let mut meters = HashMap::new();
         for m in &cfg.meters {
-            let customer = cfg.customers.iter().find(|c| c.id == m.customer);
-            let interval = m.interval.as_millis() as i64;
-            let set = RuleSet {
-                meter: m.id.clone(),
-                customer: m.customer.clone(),
-                limits: m.limits.clone(),
-                voltage_refs: m.voltage_refs.clone(),
-                short_ms: short,
-                long_ms: long,
-                demand_ms: demand,
-                voltage: r.voltage,
-                harmonics: r.harmonics,
-                suspension: r.suspension,
-                demand: r.demand,
-                contracted_kva: customer.and_then(|c| c.contracted_kva),
-                suspensions: customer
-                    .map(|c| {
-                        c.suspensions
-                            .iter()
-                            .map(|s| Suspension {
-                                from_ms: s.from_ms,
-                                to_ms: s.to_ms,
-                                suspended_kva: s.kva,
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                suspension_factor: r.suspension_factor,
-                noise_floor_kw: r.noise_floor_kw,
-                max_demand_kw: customer.and_then(|c| c.max_demand_kw),
-                demand_factor: r.demand_factor,
-            };
-            let mut rules = MeterRules::new(set);
+            let mut mw = meter_watch(cfg, m);
             if let Some(open) = open_by_meter.remove(&m.id) {
                 info!(meter = %m.id, open = open.len(), "continuing open events");
-                rules.restore(open);
+                mw.rules.restore(open);
             }
-            let c = r.min_completeness;
-            meters.insert(
-                m.id.clone(),
-                MeterWatch {
-                    meta: None,
-                    aggs: vec![
-                        (Aggregator::new(short, interval, c), names[0]),
-                        (Aggregator::new(long, interval, c), names[1]),
-                        (
-                            Aggregator::new(demand, interval, c).with_filter(demand_fields),
-                            names[2],
-                        ),
-                    ],
-                    rules,
-                    suspension_peaks: HashMap::new(),
-                },
-            );
+            meters.insert(m.id.clone(), mw);
         }
         Ok(Watch {
             meters,
@@ -154,12 +299,65 @@ impl Watch {
             sink,
             notify,
             metrics,
-            rules_enabled: r.enabled,
+            rules_enabled: cfg.rules.enabled,
+            ledger: None,
         })
     }
 
+    /// Apply a reloaded config. Meters keep their open events (and, when
+    /// their interval and the windows are unchanged, the windows they are
+    /// filling); limits, suspensions, contracts and ledger settings are the
+    /// new ones from the next window on. Removed meters are dropped (their
+    /// open events stay open in the store and continue if they come back);
+    /// added meters start afresh.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        let mut meters = HashMap::new();
+        for m in &cfg.meters {
+            let mut mw = meter_watch(cfg, m);
+            if let Some(old) = self.meters.remove(&m.id) {
+                mw.rules.restore(old.rules.open_events().cloned());
+                let same_windows = old.aggs.len() == mw.aggs.len()
+                    && old
+                        .aggs
+                        .iter()
+                        .zip(&mw.aggs)
+                        .all(|((a, n), (b, k))| a.len_ms() == b.len_ms() && n == k)
+                    && old.interval_ms == mw.interval_ms;
+                if same_windows {
+                    mw.aggs = old.aggs;
+                }
+                mw.meta = old.meta;
+                mw.suspension_peaks = old.suspension_peaks;
+            }
+            meters.insert(m.id.clone(), mw);
+        }
+        let removed = self.meters.len();
+        self.meters = meters;
+        self.rules_enabled = cfg.rules.enabled;
+        info!(
+            meters = self.meters.len(),
+            removed, "watch: config reloaded"
+        );
+    }
+
+    /// Feed the report ledger too.
+    pub fn with_ledger(mut self, feed: LedgerFeed) -> Self {
+        self.ledger = Some(feed);
+        self
+    }
+
     /// Run until the reading channel closes.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Reading>) {
+    pub async fn run(self, rx: mpsc::Receiver<Reading>) {
+        let (_keep, configs) = tokio::sync::watch::channel(None);
+        self.run_with_reload(rx, configs).await
+    }
+
+    /// [`run`](Self::run), applying every config sent on `configs`.
+    pub async fn run_with_reload(
+        mut self,
+        mut rx: mpsc::Receiver<Reading>,
+        mut configs: tokio::sync::watch::Receiver<Option<Arc<Config>>>,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -168,10 +366,29 @@ impl Watch {
                     Some(reading) => self.on_reading(reading).await,
                     None => break,
                 },
+                Ok(()) = configs.changed() => {
+                    let cfg = configs.borrow_and_update().clone();
+                    if let Some(cfg) = cfg {
+                        self.reconfigure(&cfg);
+                    }
+                }
                 _ = tick.tick() => {
                     let now = crate::modbus::gateway::now_ms();
+                    Metrics::set(&self.metrics.watch_heartbeat_ms, now as u64);
                     self.close_due(now - CLOSE_GRACE_MS).await;
+                    if let Some(l) = &mut self.ledger {
+                        l.flush(now);
+                    }
                 }
+            }
+        }
+        if let Some(l) = &mut self.ledger {
+            l.flush(crate::modbus::gateway::now_ms());
+            if !l.pending.is_empty() {
+                error!(
+                    meter_days = l.pending.len(),
+                    "report ledger: minutes not stored at shutdown are lost"
+                );
             }
         }
         // Open windows at shutdown are partial: they are neither judged nor
@@ -237,6 +454,21 @@ impl Watch {
             .await;
         if w.len_ms == mw.rules.set.short_ms && w.complete {
             Self::track_suspension(mw, &w, &meta, &self.sink).await;
+        }
+        if let Some(l) = &mut self.ledger
+            && w.complete
+        {
+            let set = &mw.rules.set;
+            let part = if w.len_ms == set.short_ms {
+                ledger::from_short_window(&w, &mw.ledger_spec)
+            } else if w.len_ms == set.long_ms {
+                ledger::from_long_window(&w, &mw.ledger_spec)
+            } else if w.len_ms == set.demand_ms {
+                ledger::from_demand_window(&w)
+            } else {
+                DayLedger::default()
+            };
+            l.add(meter, w.start_ms, part);
         }
         if !self.rules_enabled {
             return;
@@ -333,6 +565,8 @@ impl Watch {
                     ("peak".into(), e.peak),
                     ("limit".into(), e.limit),
                     ("duration".into(), e.duration_ms() as f64 / 1000.0),
+                    // Unix ms: the end so far (the latest window's end while open).
+                    ("end_ms".into(), e.end_ms as f64),
                     (
                         "open".into(),
                         if e.state == State::Open { 1.0 } else { 0.0 },

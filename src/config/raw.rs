@@ -93,6 +93,38 @@ pub struct Customer {
     pub language: Option<String>,
     /// Alert group (operators' recipient list) this customer belongs to.
     pub alert_group: Option<String>,
+    /// Who receives the customer's voltage-quality reports.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// This customer's report schedule, over `[reports]`.
+    pub report: Option<CustomerReport>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerReport {
+    pub enabled: Option<bool>,
+    pub period: Option<String>,
+    pub schedule: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reports {
+    pub enabled: Option<bool>,
+    /// "month" (default), "week" or "day".
+    pub period: Option<String>,
+    /// Cron expression (minute hour day-of-month month day-of-week), local time.
+    pub schedule: Option<String>,
+    /// Qualification rate (%) the voltage verdict requires.
+    pub voltage_target: Option<f64>,
+    /// How far back a missed report is still sent.
+    pub catch_up: Option<String>,
+    /// Days of ledger kept.
+    pub keep_days: Option<u32>,
+    /// Copies of every report (the utility's own archive), as Bcc.
+    #[serde(default)]
+    pub bcc: Vec<String>,
 }
 
 /// A declared suspension (暂停) or capacity reduction (减容).
@@ -228,4 +260,25 @@ fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 /// Ids may be written as numbers (`id = 1001`); they are strings inside.
 fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     lenient_string(d)?.ok_or_else(|| serde::de::Error::custom("expected a string"))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    pub enabled: Option<bool>,
+    /// host:port; default 127.0.0.1:9108.
+    pub listen: Option<String>,
+    /// Bearer token required on every endpoint but /healthz.
+    #[serde(default, deserialize_with = "lenient_string")]
+    pub token: Option<String>,
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// This instance's shard, 0-based.
+    pub shard: Option<u32>,
+    /// Number of instances sharing the fleet.
+    pub shards: Option<u32>,
 }

@@ -439,3 +439,203 @@ pub(super) fn alerts(p: &mut Problems) -> Alerts {
         groups,
     }
 }
+
+/// When a customer's report is sent and what it covers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportSchedule {
+    pub period: crate::report::schedule::PeriodKind,
+    pub cron: crate::report::schedule::Cron,
+}
+
+/// Validated `[reports]`.
+#[derive(Debug, Clone)]
+pub struct Reports {
+    pub enabled: bool,
+    pub schedule: ReportSchedule,
+    pub voltage_target: f64,
+    pub catch_up: Duration,
+    pub keep_days: u32,
+    pub bcc: Vec<String>,
+}
+
+/// A period kind and a cron expression; the expression defaults to the
+/// kind's (`0 8 1 * *` for a month).
+pub(super) fn report_schedule(
+    period: Option<&str>,
+    cron: Option<&str>,
+    base: Option<&ReportSchedule>,
+    key: &str,
+    p: &mut Problems,
+) -> ReportSchedule {
+    use crate::report::schedule::{Cron, PeriodKind};
+    let kind = match period {
+        None => base.map_or(PeriodKind::Month, |b| b.period),
+        Some(s) => s.parse::<PeriodKind>().unwrap_or_else(|e| {
+            p.push(&format!("{key}.period"), e);
+            PeriodKind::Month
+        }),
+    };
+    let cron = match cron {
+        Some(c) => c.parse::<Cron>().unwrap_or_else(|e| {
+            p.push(&format!("{key}.schedule"), e);
+            kind.default_cron()
+                .parse()
+                .expect("default schedules parse")
+        }),
+        // A period set here without a schedule takes the period's default.
+        None => match base {
+            Some(b) if period.is_none() => b.cron.clone(),
+            _ => kind
+                .default_cron()
+                .parse()
+                .expect("default schedules parse"),
+        },
+    };
+    ReportSchedule { period: kind, cron }
+}
+
+pub(super) fn reports(p: &mut Problems) -> Reports {
+    let r: raw::Reports = section("reports", p);
+    let schedule = report_schedule(
+        r.period.as_deref(),
+        r.schedule.as_deref(),
+        None,
+        "reports",
+        p,
+    );
+    let voltage_target = r.voltage_target.unwrap_or(95.0);
+    if !(0.0..=100.0).contains(&voltage_target) {
+        p.push(
+            "reports.voltage_target",
+            "must be a percentage between 0 and 100",
+        );
+    }
+    let catch_up = duration(
+        r.catch_up.as_deref(),
+        Duration::from_secs(93 * 86_400),
+        "reports.catch_up",
+        p,
+    );
+    let keep_days = r.keep_days.unwrap_or(800);
+    if keep_days < 62 {
+        p.push(
+            "reports.keep_days",
+            "must be at least 62 (two months of reports)",
+        );
+    }
+    Reports {
+        enabled: r.enabled.unwrap_or(true),
+        schedule,
+        voltage_target,
+        catch_up,
+        keep_days,
+        bcc: addresses(&r.bcc, "reports.bcc", p),
+    }
+}
+
+/// A customer's report recipients and schedule (None: no reports).
+pub(super) fn customer_report(
+    recipients: &[String],
+    r: Option<&raw::CustomerReport>,
+    base: &Reports,
+    key: &str,
+    p: &mut Problems,
+) -> (Vec<String>, Option<ReportSchedule>) {
+    let addrs = addresses(recipients, &format!("{key}.recipients"), p);
+    let k = format!("{key}.report");
+    let schedule = report_schedule(
+        r.and_then(|r| r.period.as_deref()),
+        r.and_then(|r| r.schedule.as_deref()),
+        Some(&base.schedule),
+        &k,
+        p,
+    );
+    let enabled = r.and_then(|r| r.enabled).unwrap_or(true) && base.enabled;
+    (addrs, enabled.then_some(schedule))
+}
+
+/// Validated `[http]`.
+#[derive(Debug, Clone)]
+pub struct Http {
+    pub enabled: bool,
+    pub listen: std::net::SocketAddr,
+    pub token: Option<Secret>,
+}
+
+pub(super) fn http(p: &mut Problems) -> Http {
+    let r: raw::Http = section("http", p);
+    let listen_s = r.listen.as_deref().unwrap_or("127.0.0.1:9108");
+    let listen = listen_s.parse().unwrap_or_else(|_| {
+        p.push(
+            "http.listen",
+            format!("\"{listen_s}\" is not an address:port like \"127.0.0.1:9108\""),
+        );
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9108))
+    });
+    let token = secret(r.token, r.token_file, "http.token", p);
+    if token.as_ref().is_some_and(|t| t.expose().is_empty()) {
+        p.push("http.token", "is empty");
+    }
+    Http {
+        enabled: r.enabled.unwrap_or(true),
+        listen,
+        token,
+    }
+}
+
+/// Validated `[cluster]`: this instance is shard `shard` of `shards`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cluster {
+    pub shard: u32,
+    pub shards: u32,
+}
+
+impl Cluster {
+    /// The shard that owns a customer (and so all its meters, its alerts
+    /// and its reports): rendezvous hashing of the customer id, so adding
+    /// customers moves none, and going from n to n + 1 shards moves only
+    /// the customers the new shard wins (about 1/(n + 1) of them).
+    pub fn owner(&self, customer: &str) -> u32 {
+        (0..self.shards)
+            .max_by_key(|i| fnv1a(customer.as_bytes(), *i))
+            .unwrap_or(0)
+    }
+
+    pub fn owns(&self, customer: &str) -> bool {
+        self.shards <= 1 || self.owner(customer) == self.shard
+    }
+}
+
+/// FNV-1a 64 of the bytes followed by the shard number: stable across
+/// versions and platforms (unlike std's hasher).
+fn fnv1a(bytes: &[u8], shard: u32) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes.iter().chain(shard.to_le_bytes().iter()) {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // FNV's low bits mix poorly for short inputs: finish with a
+    // SplitMix64-style avalanche.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+pub(super) fn cluster(p: &mut Problems) -> Cluster {
+    let r: raw::Cluster = section("cluster", p);
+    let shards = r.shards.unwrap_or(1);
+    let shard = r.shard.unwrap_or(0);
+    if shards == 0 {
+        p.push("cluster.shards", "must be at least 1");
+    } else if shard >= shards {
+        p.push(
+            "cluster.shard",
+            format!("{shard} is not below cluster.shards ({shards}); shards are numbered from 0"),
+        );
+    }
+    Cluster {
+        shard,
+        shards: shards.max(1),
+    }
+}

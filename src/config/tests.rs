@@ -348,3 +348,165 @@ fn durability_and_sizes() {
     );
     assert_eq!(c.daemon.shutdown_grace, Duration::from_secs(10));
 }
+
+#[test]
+fn report_settings_are_checked_with_their_key_paths() {
+    let bad = r#"
+[daemon]
+profile_dir = "/nonexistent"
+
+[reports]
+period = "year"
+schedule = "0 25 1 * *"
+voltage_target = 120
+catch_up = "soon"
+keep_days = 10
+bcc = ["archive"]
+
+[[customers]]
+id = "C1"
+recipients = ["ok@steel.example", "not an address"]
+report = { schedule = "0 8 * *" }
+
+[[customers]]
+id = "C2"
+report = { peroid = "week" }
+"#;
+    let e = load_text(bad, &[]).unwrap_err();
+    let all = e.problems.join("\n");
+    for needle in [
+        "reports.period: ",
+        "reports.schedule: hour field \"25\"",
+        "reports.voltage_target: must be a percentage",
+        "reports.catch_up: \"soon\" is not a duration",
+        "reports.keep_days: must be at least 62",
+        "reports.bcc[0]: \"archive\" is not an e-mail address",
+        "customers[0].recipients[1]: \"not an address\" is not an e-mail address",
+        "customers[0].report.schedule: expected 5 fields",
+        "customers[1].report.peroid: unknown field `peroid`",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+
+    // Defaults: monthly at 08:00 on the 1st; a customer's period takes its
+    // own default schedule; no recipients is allowed (no report).
+    let good = r#"
+[daemon]
+profile_dir = "/nonexistent"
+
+[[customers]]
+id = "C1"
+recipients = ["a@b.example"]
+
+[[customers]]
+id = "C2"
+recipients = ["a@b.example"]
+report = { period = "week" }
+
+[[customers]]
+id = "C3"
+report = { enabled = false }
+"#;
+    let c = load_text(good, &[]).unwrap();
+    let s = c.customers[0].report.as_ref().unwrap();
+    assert_eq!(s.cron.to_string(), "0 8 1 * *");
+    assert_eq!(s.period.as_str(), "month");
+    let w = c.customers[1].report.as_ref().unwrap();
+    assert_eq!(
+        (w.period.as_str(), w.cron.to_string().as_str()),
+        ("week", "0 8 * * 1")
+    );
+    assert!(c.customers[2].report.is_none());
+    assert_eq!(c.reports.voltage_target, 95.0);
+}
+
+#[test]
+fn shards_split_the_fleet_by_customer_and_stay_stable() {
+    use super::sections::Cluster;
+    let ids: Vec<String> = (0..2000).map(|i| format!("C{i:05}")).collect();
+    for n in [2u32, 3, 5] {
+        let mut counts = vec![0u32; n as usize];
+        for id in &ids {
+            let owners: Vec<u32> = (0..n)
+                .filter(|s| {
+                    Cluster {
+                        shard: *s,
+                        shards: n,
+                    }
+                    .owns(id)
+                })
+                .collect();
+            assert_eq!(owners.len(), 1, "{id} owned by {owners:?} of {n}");
+            counts[owners[0] as usize] += 1;
+        }
+        // Even enough: every shard within ±20 % of its fair share.
+        let fair = ids.len() as f64 / n as f64;
+        for c in &counts {
+            assert!((*c as f64 - fair).abs() < 0.2 * fair, "{counts:?}");
+        }
+    }
+    // 3 → 4 shards: only customers the new shard wins move (~1/4).
+    let three = Cluster {
+        shard: 0,
+        shards: 3,
+    };
+    let four = Cluster {
+        shard: 0,
+        shards: 4,
+    };
+    let moved: Vec<&String> = ids
+        .iter()
+        .filter(|id| three.owner(id) != four.owner(id))
+        .collect();
+    assert!(
+        moved.iter().all(|id| four.owner(id) == 3),
+        "moved only to the new shard"
+    );
+    let share = moved.len() as f64 / ids.len() as f64;
+    assert!((0.18..0.32).contains(&share), "{share}");
+
+    // A config: every meter polled by exactly one of two instances, with
+    // its customer.
+    let text = |shard: u32| {
+        let mut t = format!(
+            "[daemon]\nprofile_dir = \"/nonexistent\"\n[cluster]\nshard = {shard}\nshards = 2\n"
+        );
+        for c in 0..40 {
+            t += &format!("[[customers]]\nid = \"C{c}\"\n");
+            for m in 0..2 {
+                t += &format!(
+                    "[[meters]]\nid = \"C{c}-M{m}\"\ncustomer = \"C{c}\"\naddress = \"127.0.0.1:{}\"\nunit = {}\nprofile = \"eastron-sdm630\"\nnominal_voltage = 400\n",
+                    1000 + c,
+                    m + 1
+                );
+            }
+        }
+        t
+    };
+    let a = load_text(&text(0), &[]).unwrap().for_shard();
+    let b = load_text(&text(1), &[]).unwrap().for_shard();
+    let mut all: Vec<&str> = a
+        .meters
+        .iter()
+        .chain(&b.meters)
+        .map(|m| m.id.as_str())
+        .collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 80);
+    assert_eq!(a.meters.len() + b.meters.len(), 80);
+    for cfg in [&a, &b] {
+        for m in &cfg.meters {
+            assert!(cfg.customers.iter().any(|c| c.id == m.customer));
+            assert!(cfg.gateways.contains_key(&m.address));
+        }
+        assert_eq!(cfg.gateways.len(), cfg.customers.len());
+    }
+    let e = load_text("[cluster]\nshard = 2\nshards = 2\n", &[]).unwrap_err();
+    assert!(
+        e.problems
+            .join("\n")
+            .contains("cluster.shard: 2 is not below cluster.shards (2)"),
+        "{e}"
+    );
+}

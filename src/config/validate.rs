@@ -18,6 +18,9 @@ const SECTIONS: &[&str] = &[
     "rules",
     "smtp",
     "alerts",
+    "reports",
+    "http",
+    "cluster",
     "daemon",
     "influxdb",
     "polling",
@@ -40,8 +43,29 @@ pub struct Config {
     pub rules: super::sections::RulesCfg,
     pub smtp: super::sections::Smtp,
     pub alerts: super::sections::Alerts,
+    pub reports: super::sections::Reports,
+    pub http: super::sections::Http,
+    pub cluster: super::sections::Cluster,
     /// `[daemon] timezone`, or the system's.
     pub timezone: jiff::tz::TimeZone,
+}
+
+impl Config {
+    /// This instance's part of the fleet under `[cluster]`: the customers
+    /// its shard owns and their meters (a customer's meters stay together,
+    /// so one instance holds everything its reports, suspension and demand
+    /// rules need). With one shard, everything.
+    pub fn for_shard(&self) -> Config {
+        if self.cluster.shards <= 1 {
+            return self.clone();
+        }
+        let mut c = self.clone();
+        c.customers.retain(|x| self.cluster.owns(&x.id));
+        c.meters.retain(|m| self.cluster.owns(&m.customer));
+        let used: BTreeSet<&str> = c.meters.iter().map(|m| m.address.as_str()).collect();
+        c.gateways.retain(|a, _| used.contains(a.as_str()));
+        c
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +146,10 @@ pub struct Customer {
     pub limits: crate::quality::limits::Overrides,
     pub language: super::sections::Language,
     pub alert_group: Option<String>,
+    /// Report recipients (may be empty: then no report is sent).
+    pub recipients: Vec<String>,
+    /// Report schedule; None when reports are off for this customer.
+    pub report: Option<super::sections::ReportSchedule>,
 }
 
 #[derive(Debug, Clone)]
@@ -477,6 +505,9 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
     let rules = super::sections::rules(&mut p);
     let smtp = super::sections::smtp(&tree.base_dir, &mut p);
     let alerts = super::sections::alerts(&mut p);
+    let reports = super::sections::reports(&mut p);
+    let http = super::sections::http(&mut p);
+    let cluster = super::sections::cluster(&mut p);
     let v1 = matches!(
         influx,
         Some(Influx {
@@ -558,7 +589,16 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
                 format!("no [[alerts.groups]] named \"{g}\""),
             );
         }
+        let (recipients, report) = super::sections::customer_report(
+            &c.recipients,
+            c.report.as_ref(),
+            &reports,
+            &key,
+            &mut p,
+        );
         customers.push(Customer {
+            recipients,
+            report,
             name: c.name.unwrap_or_else(|| c.id.clone()),
             id: c.id,
             tags: c.tags,
@@ -764,6 +804,9 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
         rules,
         smtp,
         alerts,
+        reports,
+        http,
+        cluster,
         timezone: tz,
     })
 }

@@ -20,10 +20,13 @@
 //!   2ⁿ cycles, up to the reconnect cap) until it answers again.
 //!
 //! Failures are logged at the start of a streak and on recovery, not on
-//! every poll, and always counted.
+//! every poll, and always counted: globally, per gateway (with the round
+//! trip of every request in a latency histogram) and per meter. The task
+//! beats its heartbeat each time it wakes for a cycle and after each poll
+//! (`metrics` module docs).
 
 use crate::config::{GatewaySettings, Meter};
-use crate::metrics::Metrics;
+use crate::metrics::{GatewayStats, MeterStats, Metrics};
 use crate::modbus::plan::ReadRequest;
 use crate::profile::FunctionCode;
 use crate::reading::{MeterMeta, Reading};
@@ -84,10 +87,13 @@ pub async fn probe(settings: GatewaySettings, meter: Meter) -> Probe {
         connect_failures: 0,
         retry_at: None,
     };
+    let stats = GatewayStats::default();
     let mut reads = Vec::new();
     let mut results = Vec::new();
     for req in &meter.plan.requests {
-        let outcome = gw.read(&mut conn, meter.unit, meter.timeout, req).await;
+        let outcome = gw
+            .read(&mut conn, &stats, meter.unit, meter.timeout, req)
+            .await;
         results.push(match &outcome {
             ReadOutcome::Ok(w) => Some(w.clone()),
             _ => None,
@@ -115,6 +121,7 @@ struct MeterState {
     fail_streak: u32,
     /// While backed off: do not poll before this instant (Unix ms).
     backoff_until_ms: i64,
+    stats: Arc<MeterStats>,
 }
 
 /// Unix time now in milliseconds.
@@ -145,6 +152,27 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
 }
 
+/// Counts this task in [`GatewayStats::tasks`] while it runs, whichever
+/// way it returns.
+struct Running(Arc<GatewayStats>);
+
+impl Running {
+    fn start(stats: Arc<GatewayStats>) -> Running {
+        Metrics::inc(&stats.tasks);
+        Running(stats)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.tasks.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| n.checked_sub(1),
+        );
+    }
+}
+
 /// The connection and its reconnect state.
 struct Conn {
     ctx: Option<Context>,
@@ -161,7 +189,10 @@ impl Gateway {
     }
 
     async fn run_inner(self, tx: mpsc::Sender<Reading>, cancel: CancellationToken) {
+        let gs = self.metrics.gateway(&self.settings.address);
+        let _running = Running::start(gs.clone());
         let now = now_ms();
+        Metrics::set(&gs.heartbeat_ms, now as u64);
         let mut states: Vec<MeterState> = self
             .meters
             .iter()
@@ -175,6 +206,7 @@ impl Gateway {
                     next_ms: next_aligned(now, interval_ms),
                     fail_streak: 0,
                     backoff_until_ms: 0,
+                    stats: self.metrics.meter(&m.id),
                 }
             })
             .collect();
@@ -194,12 +226,15 @@ impl Gateway {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
             }
+            Metrics::set(&gs.heartbeat_ms, now_ms() as u64);
             // Poll every meter that is due, in config order.
             for st in states.iter_mut() {
                 if cancel.is_cancelled() {
                     break;
                 }
                 let now = now_ms();
+                // Progress within a long cycle (many meters, timeouts).
+                Metrics::set(&gs.heartbeat_ms, now as u64);
                 if st.next_ms > now {
                     continue;
                 }
@@ -211,11 +246,13 @@ impl Gateway {
                 st.next_ms = at + st.interval_ms;
                 if at < st.backoff_until_ms {
                     Metrics::inc(&self.metrics.polls_backed_off);
+                    Metrics::inc(&st.stats.polls_backed_off);
                     continue;
                 }
+                Metrics::set(&st.stats.last_poll_ms, now as u64);
                 let values = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    v = self.poll_meter(st, &mut conn) => v,
+                    v = self.poll_meter(st, &mut conn, &gs) => v,
                 };
                 if let Some(values) = values {
                     let reading = Reading {
@@ -240,6 +277,7 @@ impl Gateway {
         &self,
         st: &mut MeterState,
         conn: &mut Conn,
+        gs: &GatewayStats,
     ) -> Option<Vec<(Arc<str>, f64)>> {
         let m = st.meter.clone();
         let plan = st.plan.clone();
@@ -255,14 +293,16 @@ impl Gateway {
             if k > 0 && !self.settings.delay_between_requests.is_zero() {
                 tokio::time::sleep(self.settings.delay_between_requests).await;
             }
-            let outcome = self.read(conn, m.unit, m.timeout, req).await;
+            let outcome = self.read(conn, gs, m.unit, m.timeout, req).await;
             match outcome {
                 ReadOutcome::Ok(words) => {
                     Metrics::inc(&self.metrics.reads_ok);
+                    Metrics::inc(&gs.reads_ok);
                     results.push(Some(words));
                 }
                 ReadOutcome::Exception(code) => {
                     Metrics::inc(&self.metrics.read_exceptions);
+                    Metrics::inc(&gs.read_exceptions);
                     first_error.get_or_insert_with(|| {
                         format!(
                             "{} {}+{}: Modbus exception {:?} (0x{:02X})",
@@ -285,6 +325,7 @@ impl Gateway {
                 }
                 ReadOutcome::Timeout => {
                     Metrics::inc(&self.metrics.read_timeouts);
+                    Metrics::inc(&gs.read_timeouts);
                     first_error.get_or_insert_with(|| {
                         format!(
                             "{} {}+{}: no answer within {:?}",
@@ -296,6 +337,7 @@ impl Gateway {
                 }
                 ReadOutcome::Broken(e) => {
                     Metrics::inc(&self.metrics.read_transport_errors);
+                    Metrics::inc(&gs.read_transport_errors);
                     first_error.get_or_insert_with(|| {
                         format!("{} {}+{}: {e}", req.function, req.start, req.count)
                     });
@@ -338,7 +380,10 @@ impl Gateway {
 
         if ok_reads == 0 {
             Metrics::inc(&self.metrics.polls_failed);
+            Metrics::inc(&gs.polls_failed);
+            Metrics::inc(&st.stats.polls_failed);
             st.fail_streak += 1;
+            Metrics::set(&st.stats.fail_streak, st.fail_streak as u64);
             let err = first_error.unwrap_or_else(|| "no reads".into());
             if st.fail_streak == 1 {
                 warn!(meter = %m.id, unit = m.unit, error = %err, "meter poll failed");
@@ -360,12 +405,17 @@ impl Gateway {
             info!(meter = %m.id, after_failures = st.fail_streak, "meter answers again");
             st.fail_streak = 0;
             st.backoff_until_ms = 0;
+            Metrics::set(&st.stats.fail_streak, 0);
         }
         if ok_reads < results.len() {
             Metrics::inc(&self.metrics.polls_partial);
+            Metrics::inc(&gs.polls_partial);
+            Metrics::inc(&st.stats.polls_partial);
             debug!(meter = %m.id, error = %first_error.unwrap_or_default(), "some reads failed");
         } else {
             Metrics::inc(&self.metrics.polls_ok);
+            Metrics::inc(&gs.polls_ok);
+            Metrics::inc(&st.stats.polls_ok);
         }
         if assembled.values.is_empty() {
             return None;
@@ -373,10 +423,12 @@ impl Gateway {
         Some(assembled.values)
     }
 
-    /// One read request, connecting first if needed.
+    /// One read request, connecting first if needed. Its round trip goes
+    /// into `gs.latency` whenever the request was sent.
     async fn read(
         &self,
         conn: &mut Conn,
+        gs: &GatewayStats,
         unit: u8,
         req_timeout: Duration,
         req: &ReadRequest,
@@ -404,6 +456,7 @@ impl Gateway {
                 }
                 Err(e) => {
                     Metrics::inc(&self.metrics.connects_failed);
+                    Metrics::inc(&gs.connects_failed);
                     conn.connect_failures += 1;
                     let wait =
                         reconnect_backoff(conn.connect_failures, self.settings.reconnect_max);
@@ -423,7 +476,10 @@ impl Gateway {
                 FunctionCode::Input => ctx.read_input_registers(req.start, req.count).await,
             }
         };
-        let outcome = match timeout(req_timeout, call).await {
+        let sent = std::time::Instant::now();
+        let answer = timeout(req_timeout, call).await;
+        gs.latency.observe(sent.elapsed());
+        let outcome = match answer {
             Err(_) => ReadOutcome::Timeout,
             Ok(Err(e)) => ReadOutcome::Broken(e.to_string()),
             Ok(Ok(Err(code))) => ReadOutcome::Exception(code),

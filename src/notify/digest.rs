@@ -266,6 +266,14 @@ impl Digest {
         )
     }
 
+    /// A reloaded config: new settings and directory (recipients, groups,
+    /// languages, names), keeping what is gathering, the rate limiter and
+    /// which events were announced.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        self.settings = Settings::from_alerts(&cfg.alerts);
+        self.dir = Directory::from_config(cfg);
+    }
+
     pub fn directory(&self) -> &Directory {
         &self.dir
     }

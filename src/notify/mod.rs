@@ -193,7 +193,15 @@ pub struct Notifier {
     failures: u32,
     paused_until: i64,
     told_no_recipients: HashSet<String>,
+    /// Others (the report scheduler, `pqwatch report --send`) put messages
+    /// in the queue too: a nudge, and a look at the queue every
+    /// [`IDLE_CHECK_MS`] while idle, find them.
+    wake: Arc<tokio::sync::Notify>,
 }
+
+/// While nothing is due, look at the queue this often anyway: another
+/// process (`pqwatch report --send`) may have queued a message.
+const IDLE_CHECK_MS: i64 = 30_000;
 
 impl Notifier {
     /// Build the transport and open the state database (so a bad `[smtp]`
@@ -223,7 +231,37 @@ impl Notifier {
             failures: 0,
             paused_until: 0,
             told_no_recipients: HashSet::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// The handle that wakes this notifier when someone else queued mail.
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
+    }
+
+    /// Apply a reloaded config: recipients, groups, delays, languages,
+    /// `[smtp]`. Mail already queued keeps its envelope.
+    pub fn reconfigure(&mut self, cfg: &Config) {
+        self.digest.reconfigure(cfg);
+        self.tz = cfg.timezone.clone();
+        self.enabled = cfg.alerts.enabled;
+        match Transport::from_config(&cfg.smtp, &cfg.daemon.state_dir) {
+            Ok(t) => self.transport = t,
+            Err(e) => {
+                error!(error = %e, "reloaded [smtp] unusable; keeping the previous transport")
+            }
+        }
+        match cfg.smtp.from.parse::<Mailbox>() {
+            Ok(f) => self.from = f,
+            Err(e) => error!(error = %e, "reloaded smtp.from unusable; keeping the previous one"),
+        }
+        self.send_timeout = cfg.smtp.timeout.saturating_mul(2);
+        // A new [smtp] deserves an attempt now.
+        self.paused_until = 0;
+        self.failures = 0;
+        let _ = self.queue.wake_all(0);
+        info!(transport = %self.transport.describe(), "notifier: config reloaded");
     }
 
     /// Where mail goes, for logs.
@@ -233,7 +271,18 @@ impl Notifier {
 
     /// Run until `shutdown` fires or `rx` closes; then flush and make one
     /// last delivery attempt (see the module docs).
-    pub async fn run(mut self, mut rx: mpsc::Receiver<EventChange>, shutdown: CancellationToken) {
+    pub async fn run(self, rx: mpsc::Receiver<EventChange>, shutdown: CancellationToken) {
+        let (_keep, configs) = tokio::sync::watch::channel(None);
+        self.run_with_reload(rx, shutdown, configs).await
+    }
+
+    /// [`run`](Self::run), applying every config sent on `configs`.
+    pub async fn run_with_reload(
+        mut self,
+        mut rx: mpsc::Receiver<EventChange>,
+        shutdown: CancellationToken,
+        mut configs: tokio::sync::watch::Receiver<Option<Arc<Config>>>,
+    ) {
         let clock = Clock::new();
         let start = clock.now_ms();
         // A restart is often an operator fixing [smtp]: try everything now.
@@ -261,10 +310,14 @@ impl Notifier {
                     Some(self.paused_until)
                 } else {
                     // Due but not started (only rows in `done`): not a busy loop.
-                    self.queue
-                        .next_attempt_ms()
-                        .unwrap_or(Some(now + DB_RETRY_MS))
-                        .map(|t| t.max(now + 1000))
+                    Some(
+                        self.queue
+                            .next_attempt_ms()
+                            .unwrap_or(Some(now + DB_RETRY_MS))
+                            .map_or(now + IDLE_CHECK_MS, |t| {
+                                t.clamp(now + 1000, now + IDLE_CHECK_MS)
+                            }),
+                    )
                 };
                 wake = min_opt(wake, queue_at);
             }
@@ -288,6 +341,13 @@ impl Notifier {
                     self.record(f, r, clock.now_ms());
                 }
                 _ = sleep => {}
+                _ = self.wake.notified() => {}
+                Ok(()) = configs.changed() => {
+                    let cfg = configs.borrow_and_update().clone();
+                    if let Some(cfg) = cfg {
+                        self.reconfigure(&cfg);
+                    }
+                }
             }
         }
         self.finish(rx, inflight, &clock).await;

@@ -51,7 +51,7 @@ fn cut(s: &str, max: usize) -> String {
     }
 }
 
-fn kind_name(kind: Kind, order: u16, lang: Language) -> String {
+pub(crate) fn kind_name(kind: Kind, order: u16, lang: Language) -> String {
     let zh = lang == Language::ZhCn;
     match kind {
         Kind::VoltageHigh if zh => "电压偏高".into(),

@@ -559,6 +559,33 @@ pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
         });
     }
 
+    // One read holds at least one whole value (padded to an even count
+    // where the device demands it); a smaller limit would have the planner
+    // send reads the device refuses on every poll.
+    if let Some(widest) = registers.iter().max_by_key(|r| r.dtype.words())
+        && (1..=125).contains(&raw.max_registers)
+    {
+        let words = widest.dtype.words();
+        let (limit, need) = if raw.even_count {
+            (raw.max_registers & !1, words + (words & 1))
+        } else {
+            (raw.max_registers, words)
+        };
+        if limit < need {
+            p.push(format!(
+                "max_registers: {} cannot hold {} ({}, {need} registers{})",
+                raw.max_registers,
+                widest.name,
+                widest.dtype,
+                if raw.even_count {
+                    " as an even count"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+
     if registers.iter().all(|r| !r.emit) && derived.is_empty() {
         p.push("field: a profile needs at least one field".into());
     }

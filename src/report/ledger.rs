@@ -4,14 +4,32 @@
 //! Chinese practice (and DL/T 645 meters) keep, per phase and day: monitored
 //! minutes, minutes above the upper limit, minutes below the lower one, the
 //! maximum and minimum with their times. pqwatch keeps those from the
-//! 1-minute means, plus the mean, and for THDu and each harmonic order the
-//! maximum, the minutes over the limit and a histogram at 0.01 % resolution,
+//! 1-minute means (the rules' short window), plus their sum for the mean;
+//! the same counters over the 10-minute means (EN 50160 assesses those);
+//! for THDu, THDi and each harmonic order the meter provides the maximum,
+//! minimum, minutes over the limit and a histogram at 0.01 resolution,
 //! which merges across days so that the 95 % value (CP95) of any period is
-//! exact to that resolution without keeping the raw minutes.
+//! exact to that resolution without keeping the raw minutes; the day's
+//! active-power peak, largest demand-window mean, and the peak load while a
+//! suspension was in force.
+//!
+//! Every figure is a *sum, maximum or minimum*, so ledgers merge: a day is
+//! stored as one-minute partial ledgers that are merged (compacted) later,
+//! and a report merges days. Merging is exact and order-independent, which
+//! is what makes a restart lose nothing but the minute in progress
+//! (`report::store` keeps them).
+//!
+//! What counts as a minute: a *complete* short window (one holding at least
+//! `[rules] min_window_completeness` of its scheduled polls), the same
+//! windows the rules judge. Maxima and minima are of the minute means (so
+//! "maximum above the upper limit" and "minutes above > 0" always agree);
+//! load peaks are of the polled samples, like the rules' and the
+//! `pq_suspension` points.
 //!
 //! CP95 follows GB/T 14549: sort the values, drop the top 5 % (⌊0.05·n⌋
 //! values), take the largest of the rest.
 
+use crate::quality::aggregate::Window;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -70,23 +88,45 @@ pub fn cp95_sorted(values: &[f64]) -> Option<f64> {
     Some(v[keep - 1])
 }
 
-/// One phase's voltage for one day.
+/// The histogram bin of a value (what CP95 sees).
+pub fn quantize(v: f64) -> f64 {
+    (v / HIST_RESOLUTION).round() * HIST_RESOLUTION
+}
+
+fn keep_max(slot: &mut Option<(f64, i64)>, v: (f64, i64)) {
+    // Ties keep the earlier time, so merge order never changes the result.
+    match slot {
+        Some((m, t)) if v.0 < *m || (v.0 == *m && v.1 >= *t) => {}
+        _ => *slot = Some(v),
+    }
+}
+
+fn keep_min(slot: &mut Option<(f64, i64)>, v: (f64, i64)) {
+    match slot {
+        Some((m, t)) if v.0 > *m || (v.0 == *m && v.1 >= *t) => {}
+        _ => *slot = Some(v),
+    }
+}
+
+/// One phase's voltage over a day: minutes (or 10-minute intervals).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VoltageDay {
     pub monitored: u32,
     pub above: u32,
     pub below: u32,
     pub sum: f64,
+    /// Highest and lowest window mean, with the window's start (Unix ms).
     pub max: Option<(f64, i64)>,
     pub min: Option<(f64, i64)>,
-    /// The band the minutes were judged against (V), as of the last minute.
+    /// The band the windows were judged against (V), as of the latest window.
     pub upper_v: f64,
     pub lower_v: f64,
+    pub band_at: i64,
 }
 
 impl VoltageDay {
-    /// Add one minute's mean (with the window's extreme samples).
-    pub fn add(&mut self, mean: f64, max: (f64, i64), min: (f64, i64), upper_v: f64, lower_v: f64) {
+    /// Add one window's mean, judged against `[lower_v, upper_v]`.
+    pub fn add(&mut self, mean: f64, start_ms: i64, upper_v: f64, lower_v: f64) {
         self.monitored += 1;
         self.sum += mean;
         if mean > upper_v {
@@ -94,14 +134,11 @@ impl VoltageDay {
         } else if mean < lower_v {
             self.below += 1;
         }
-        if self.max.is_none_or(|(m, _)| max.0 > m) {
-            self.max = Some(max);
+        keep_max(&mut self.max, (mean, start_ms));
+        keep_min(&mut self.min, (mean, start_ms));
+        if start_ms >= self.band_at {
+            (self.upper_v, self.lower_v, self.band_at) = (upper_v, lower_v, start_ms);
         }
-        if self.min.is_none_or(|(m, _)| min.0 < m) {
-            self.min = Some(min);
-        }
-        self.upper_v = upper_v;
-        self.lower_v = lower_v;
     }
 
     pub fn merge(&mut self, o: &VoltageDay) {
@@ -109,19 +146,14 @@ impl VoltageDay {
         self.above += o.above;
         self.below += o.below;
         self.sum += o.sum;
-        if let Some(m) = o.max
-            && self.max.is_none_or(|(x, _)| m.0 > x)
-        {
-            self.max = Some(m);
+        if let Some(m) = o.max {
+            keep_max(&mut self.max, m);
         }
-        if let Some(m) = o.min
-            && self.min.is_none_or(|(x, _)| m.0 < x)
-        {
-            self.min = Some(m);
+        if let Some(m) = o.min {
+            keep_min(&mut self.min, m);
         }
-        if o.monitored > 0 {
-            self.upper_v = o.upper_v;
-            self.lower_v = o.lower_v;
+        if o.monitored > 0 && (self.monitored == o.monitored || o.band_at >= self.band_at) {
+            (self.upper_v, self.lower_v, self.band_at) = (o.upper_v, o.lower_v, o.band_at);
         }
     }
 
@@ -136,44 +168,290 @@ impl VoltageDay {
     }
 }
 
-/// THDu or one harmonic order of one phase for one day.
+/// THDu, THDi or one harmonic order of one phase over a day.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DistortionDay {
     pub minutes: u32,
+    /// Minutes whose mean was above the limit.
     pub over: u32,
     pub max: Option<(f64, i64)>,
+    pub min: Option<(f64, i64)>,
     pub sum: f64,
     pub hist: Hist,
-    pub limit: f64,
+    /// The limit (%), as of the latest minute; None where none applies.
+    pub limit: Option<f64>,
+    pub limit_at: i64,
 }
 
 impl DistortionDay {
-    pub fn add(&mut self, mean: f64, max: (f64, i64), limit: f64) {
+    pub fn add(&mut self, mean: f64, start_ms: i64, limit: Option<f64>) {
         self.minutes += 1;
         self.sum += mean;
-        if mean > limit {
+        if limit.is_some_and(|l| mean > l) {
             self.over += 1;
         }
-        if self.max.is_none_or(|(m, _)| max.0 > m) {
-            self.max = Some(max);
-        }
+        keep_max(&mut self.max, (mean, start_ms));
+        keep_min(&mut self.min, (mean, start_ms));
         self.hist.add(mean);
-        self.limit = limit;
+        if start_ms >= self.limit_at {
+            (self.limit, self.limit_at) = (limit, start_ms);
+        }
     }
 
     pub fn merge(&mut self, o: &DistortionDay) {
         self.minutes += o.minutes;
         self.over += o.over;
         self.sum += o.sum;
-        if let Some(m) = o.max
-            && self.max.is_none_or(|(x, _)| m.0 > x)
-        {
-            self.max = Some(m);
+        if let Some(m) = o.max {
+            keep_max(&mut self.max, m);
+        }
+        if let Some(m) = o.min {
+            keep_min(&mut self.min, m);
         }
         self.hist.merge(&o.hist);
-        if o.minutes > 0 {
-            self.limit = o.limit;
+        if o.minutes > 0 && (self.minutes == o.minutes || o.limit_at >= self.limit_at) {
+            (self.limit, self.limit_at) = (o.limit, o.limit_at);
         }
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (self.minutes > 0).then(|| self.sum / self.minutes as f64)
+    }
+
+    pub fn cp95(&self) -> Option<f64> {
+        self.hist.cp95()
+    }
+}
+
+/// A peak with its time and unit ("kW", "kVA").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Peak {
+    pub value: f64,
+    pub at_ms: i64,
+    pub unit: String,
+}
+
+fn keep_peak(slot: &mut Option<Peak>, p: &Peak) {
+    match slot {
+        Some(q) if p.value < q.value || (p.value == q.value && p.at_ms >= q.at_ms) => {}
+        _ => *slot = Some(p.clone()),
+    }
+}
+
+/// Everything the ledger keeps about one meter for one local day (or, after
+/// merging, for any set of days).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DayLedger {
+    /// Length of the short window (60 000 ms unless `[rules] short_window`
+    /// says otherwise): what a "minute" is in the counters below.
+    pub window_ms: i64,
+    /// Phase ("l1", "l1_l2", …) → counters over the short-window means.
+    pub voltage: BTreeMap<String, VoltageDay>,
+    /// Phase → counters over the long-window (10-minute) means.
+    pub voltage_long: BTreeMap<String, VoltageDay>,
+    /// Field ("thd_voltage_l1_n", "harmonic_voltage_l1_n_h5",
+    /// "thd_current_l1") → distribution over the short-window means.
+    pub distortion: BTreeMap<String, DistortionDay>,
+    /// Highest polled total active power, kW.
+    pub active_power: Option<Peak>,
+    /// Largest demand-window (15-minute) mean of active power, kW, at the
+    /// window's start.
+    pub demand: Option<Peak>,
+    /// Highest polled load (apparent power where the meter has it, else
+    /// active) while a declared suspension was in force.
+    pub suspension: Option<Peak>,
+}
+
+/// Version byte in front of the stored encoding.
+const ENCODING: u8 = 1;
+
+impl DayLedger {
+    pub fn is_empty(&self) -> bool {
+        self.voltage.is_empty()
+            && self.voltage_long.is_empty()
+            && self.distortion.is_empty()
+            && self.active_power.is_none()
+            && self.demand.is_none()
+            && self.suspension.is_none()
+    }
+
+    pub fn merge(&mut self, o: &DayLedger) {
+        if self.window_ms == 0 {
+            self.window_ms = o.window_ms;
+        }
+        for (k, v) in &o.voltage {
+            self.voltage.entry(k.clone()).or_default().merge(v);
+        }
+        for (k, v) in &o.voltage_long {
+            self.voltage_long.entry(k.clone()).or_default().merge(v);
+        }
+        for (k, v) in &o.distortion {
+            self.distortion.entry(k.clone()).or_default().merge(v);
+        }
+        for (mine, theirs) in [
+            (&mut self.active_power, &o.active_power),
+            (&mut self.demand, &o.demand),
+            (&mut self.suspension, &o.suspension),
+        ] {
+            if let Some(p) = theirs {
+                keep_peak(mine, p);
+            }
+        }
+    }
+
+    /// Compact binary form for the state database (postcard, versioned).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![ENCODING];
+        out.extend(postcard::to_allocvec(self).expect("a ledger always serializes"));
+        out
+    }
+
+    pub fn decode(b: &[u8]) -> Result<DayLedger, String> {
+        match b.split_first() {
+            Some((&ENCODING, rest)) => {
+                postcard::from_bytes(rest).map_err(|e| format!("ledger row: {e}"))
+            }
+            Some((v, _)) => Err(format!("ledger row: unknown encoding {v}")),
+            None => Err("ledger row: empty".into()),
+        }
+    }
+}
+
+/// What one meter's windows are judged against, resolved from config.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LedgerSpec {
+    /// (phase, field, lower V, upper V); the band is ±∞ when the preset has
+    /// none for this voltage.
+    pub voltage: Vec<(String, String, f64, f64)>,
+    /// Distortion fields the ledger keeps, with their limits (%).
+    pub thd_voltage: BTreeMap<String, f64>,
+    pub harmonic_limits: BTreeMap<u16, f64>,
+    pub thd_current: Option<f64>,
+    /// Suspensions: [from_ms, to_ms).
+    pub suspensions: Vec<(i64, i64)>,
+}
+
+impl LedgerSpec {
+    pub fn from_config(m: &crate::config::Meter, c: Option<&crate::config::Customer>) -> Self {
+        let band = m.limits.voltage.as_ref();
+        let voltage = m
+            .voltage_refs
+            .iter()
+            .map(|(phase, field, reference)| {
+                let (lo, up) = match band {
+                    Some(b) => (
+                        reference * (1.0 + b.lower_pct / 100.0),
+                        reference * (1.0 + b.upper_pct / 100.0),
+                    ),
+                    None => (f64::NEG_INFINITY, f64::INFINITY),
+                };
+                (phase.clone(), field.clone(), lo, up)
+            })
+            .collect();
+        let h = m.limits.harmonics.as_ref();
+        LedgerSpec {
+            voltage,
+            thd_voltage: ["l1", "l2", "l3"]
+                .iter()
+                .filter_map(|ph| h.map(|h| (format!("thd_voltage_{ph}_n"), h.thd)))
+                .collect(),
+            harmonic_limits: h.map(|h| h.orders.clone()).unwrap_or_default(),
+            thd_current: m.limits.thd_current,
+            suspensions: c
+                .map(|c| c.suspensions.iter().map(|s| (s.from_ms, s.to_ms)).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The limit of a distortion field, and whether the ledger keeps it.
+    fn distortion_limit(&self, field: &str) -> Option<Option<f64>> {
+        if let Some(l) = self.thd_voltage.get(field) {
+            return Some(Some(*l));
+        }
+        if field.starts_with("thd_voltage_") {
+            return Some(None);
+        }
+        if field.starts_with("thd_current_l") {
+            return Some(self.thd_current);
+        }
+        let order = field
+            .strip_prefix("harmonic_voltage_")
+            .and_then(|r| r.rsplit_once("_h"))
+            .and_then(|(_, n)| n.parse::<u16>().ok())?;
+        Some(self.harmonic_limits.get(&order).copied())
+    }
+}
+
+/// The ledger contribution of one complete short window.
+pub fn from_short_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
+    let mut d = DayLedger {
+        window_ms: w.len_ms,
+        ..Default::default()
+    };
+    for (phase, field, lo, up) in &spec.voltage {
+        if let Some(s) = w.get(field) {
+            d.voltage
+                .entry(phase.clone())
+                .or_default()
+                .add(s.mean, w.start_ms, *up, *lo);
+        }
+    }
+    for (field, s) in &w.stats {
+        if let Some(limit) = spec.distortion_limit(field) {
+            d.distortion
+                .entry(field.to_string())
+                .or_default()
+                .add(s.mean, w.start_ms, limit);
+        }
+    }
+    if let Some(s) = w.get("active_power_total") {
+        d.active_power = Some(Peak {
+            value: s.max / 1000.0,
+            at_ms: s.max_ms,
+            unit: "kW".into(),
+        });
+    }
+    let mid = w.start_ms + w.len_ms / 2;
+    if spec.suspensions.iter().any(|(f, t)| *f <= mid && mid < *t) {
+        let load = match (w.get("apparent_power_total"), w.get("active_power_total")) {
+            (Some(s), _) => Some((s, "kVA")),
+            (None, Some(s)) => Some((s, "kW")),
+            _ => None,
+        };
+        if let Some((s, unit)) = load {
+            d.suspension = Some(Peak {
+                value: s.max / 1000.0,
+                at_ms: s.max_ms,
+                unit: unit.into(),
+            });
+        }
+    }
+    d
+}
+
+/// The ledger contribution of one complete long (10-minute) window.
+pub fn from_long_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
+    let mut d = DayLedger::default();
+    for (phase, field, lo, up) in &spec.voltage {
+        if let Some(s) = w.get(field) {
+            d.voltage_long
+                .entry(phase.clone())
+                .or_default()
+                .add(s.mean, w.start_ms, *up, *lo);
+        }
+    }
+    d
+}
+
+/// The ledger contribution of one complete demand (15-minute) window.
+pub fn from_demand_window(w: &Window) -> DayLedger {
+    DayLedger {
+        demand: w.get("active_power_total").map(|s| Peak {
+            value: s.mean / 1000.0,
+            at_ms: w.start_ms,
+            unit: "kW".into(),
+        }),
+        ..Default::default()
     }
 }
 
@@ -223,45 +501,127 @@ mod tests {
     #[test]
     fn qualification_rate_three_minutes_above_in_sixty() {
         // The example: 3 minutes above the band in 60 → 95.0 %.
-        let mut d = VoltageDay::default();
-        for m in 0..60 {
-            let v = if (10..13).contains(&m) {
+        let v = |m: i64| {
+            if (10..13).contains(&m) {
                 10_800.0
             } else {
                 10_000.0
-            };
-            d.add(
-                v,
-                (v + 5.0, m * 60_000),
-                (v - 5.0, m * 60_000),
-                10_700.0,
-                9_300.0,
-            );
+            }
+        };
+        let mut d = VoltageDay::default();
+        for m in 0..60 {
+            d.add(v(m), m * 60_000, 10_700.0, 9_300.0);
         }
         assert_eq!((d.monitored, d.above, d.below), (60, 3, 0));
         assert_eq!(d.qualification_rate(), Some(95.0));
-        assert_eq!(d.max, Some((10_805.0, 10 * 60_000)));
-        assert_eq!(d.min, Some((9_995.0, 0)));
+        // The first of the three equal maxima, and the first minimum.
+        assert_eq!(d.max, Some((10_800.0, 10 * 60_000)));
+        assert_eq!(d.min, Some((10_000.0, 0)));
         // Mean: (57 × 10 000 + 3 × 10 800) / 60 = 10 040.
         assert!((d.mean().unwrap() - 10_040.0).abs() < 1e-9);
-        // Merging two halves gives the same day.
+        // Merging two halves, in either order, gives the same day.
         let (mut a, mut b) = (VoltageDay::default(), VoltageDay::default());
         for m in 0..60 {
-            let v = if (10..13).contains(&m) {
-                10_800.0
-            } else {
-                10_000.0
-            };
             let t = if m < 30 { &mut a } else { &mut b };
-            t.add(
-                v,
-                (v + 5.0, m * 60_000),
-                (v - 5.0, m * 60_000),
-                10_700.0,
-                9_300.0,
-            );
+            t.add(v(m), m * 60_000, 10_700.0, 9_300.0);
         }
-        a.merge(&b);
-        assert_eq!(a, d);
+        let mut ab = a.clone();
+        ab.merge(&b);
+        let mut ba = b.clone();
+        ba.merge(&a);
+        assert_eq!(ab, d);
+        assert_eq!(ba, d);
+    }
+
+    fn window(start_ms: i64, fields: &[(&str, f64)]) -> Window {
+        use crate::quality::aggregate::Stat;
+        Window {
+            start_ms,
+            len_ms: 60_000,
+            polls: 12,
+            expected: 12,
+            complete: true,
+            stats: fields
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        std::sync::Arc::from(*k),
+                        Stat {
+                            n: 12,
+                            mean: *v,
+                            min: v - 1.0,
+                            max: v + 1.0,
+                            min_ms: start_ms + 5_000,
+                            max_ms: start_ms + 10_000,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    fn spec() -> LedgerSpec {
+        LedgerSpec {
+            voltage: vec![(
+                "l1".into(),
+                "voltage_l1_n".into(),
+                220.0 * 0.9,
+                220.0 * 1.07,
+            )],
+            thd_voltage: [("thd_voltage_l1_n".to_string(), 5.0)].into(),
+            harmonic_limits: [(5, 4.0), (2, 2.0)].into(),
+            thd_current: None,
+            suspensions: vec![(120_000, 240_000)],
+        }
+    }
+
+    #[test]
+    fn one_minute_windows_become_a_day_ledger() {
+        let mut day = DayLedger::default();
+        // Minute 0: 240 V (above 235.4), THD 5.5 (over 5), h5 3.0, h2 2.5
+        // (over 2), THDi 30 (kept, no limit), 100 kW. Minute 2 (inside the
+        // suspension): 230 V, 80 kW. The unbalance is not a distortion field.
+        let m0 = window(
+            0,
+            &[
+                ("voltage_l1_n", 240.0),
+                ("thd_voltage_l1_n", 5.5),
+                ("harmonic_voltage_l1_n_h5", 3.0),
+                ("harmonic_voltage_l1_n_h2", 2.5),
+                ("thd_current_l1", 30.0),
+                ("active_power_total", 100_000.0),
+                ("voltage_unbalance", 1.0),
+            ],
+        );
+        let m2 = window(
+            120_000,
+            &[("voltage_l1_n", 230.0), ("active_power_total", 80_000.0)],
+        );
+        for w in [&m0, &m2] {
+            day.merge(&from_short_window(w, &spec()));
+        }
+        let v = &day.voltage["l1"];
+        assert_eq!((v.monitored, v.above, v.below), (2, 1, 0));
+        assert_eq!(v.qualification_rate(), Some(50.0));
+        assert_eq!((v.upper_v, v.lower_v), (220.0 * 1.07, 198.0));
+        let thd = &day.distortion["thd_voltage_l1_n"];
+        assert_eq!((thd.minutes, thd.over, thd.limit), (1, 1, Some(5.0)));
+        assert_eq!(day.distortion["harmonic_voltage_l1_n_h2"].over, 1);
+        assert_eq!(day.distortion["harmonic_voltage_l1_n_h5"].over, 0);
+        assert_eq!(day.distortion["thd_current_l1"].limit, None);
+        assert!(!day.distortion.contains_key("voltage_unbalance"));
+        // Active power peak is the highest sample (mean + 1 W here), in kW.
+        let p = day.active_power.clone().unwrap();
+        assert_eq!((p.value, p.at_ms, p.unit.as_str()), (100.001, 10_000, "kW"));
+        // Only minute 2 lies in the suspension; no apparent power → kW.
+        let s = day.suspension.clone().unwrap();
+        assert_eq!((s.value, s.at_ms, s.unit.as_str()), (80.001, 130_000, "kW"));
+        // The stored form round-trips exactly.
+        assert_eq!(DayLedger::decode(&day.encode()).unwrap(), day);
+        assert!(
+            DayLedger::decode(&[9, 1, 2])
+                .unwrap_err()
+                .contains("unknown encoding 9")
+        );
     }
 }

@@ -1,5 +1,65 @@
-//! Customer voltage-quality reports. Pure parts first: [`ledger`] keeps the
-//! per-day minute statistics reports are computed from. (Report model,
-//! rendering and the schedule come with the reports issue.)
+//! Customer voltage-quality reports.
+//!
+//! ```text
+//! 1-minute windows (watch) ──▶ ledger (per meter and local day, state DB)
+//!                                   │
+//! schedule (cron, local time) ──▶ scheduler ──▶ model ──▶ render ──▶ send log + mail_queue ──▶ notifier ──▶ SMTP
+//!                                  (due periods)  (pure)    (pure)     (one transaction)
+//! ```
+//!
+//! - [`ledger`]: what a day of minutes adds up to (pure, mergeable);
+//! - [`store`]: the ledger and the send log in the state database;
+//! - [`schedule`]: cron expressions and report periods (pure);
+//! - [`model`]: one customer and period → every figure and verdict (pure);
+//! - [`render`]: HTML, plain text and CSV in zh-CN or en (pure);
+//! - [`scheduler`]: the task that queues each due report exactly once.
+//!
+//! Delivery is the notifier's (`notify`): the same mail queue, SMTP
+//! settings and retry with backoff as alerts.
 
 pub mod ledger;
+pub mod model;
+pub mod render;
+pub mod schedule;
+pub mod scheduler;
+pub mod store;
+
+use crate::config::{Config, Customer};
+use crate::state::{StateDb, StateError};
+use schedule::Period;
+
+/// Read what a report needs from the state database and build it.
+pub fn assemble(
+    cfg: &Config,
+    db: &StateDb,
+    customer: &Customer,
+    period: &Period,
+    now_ms: i64,
+) -> Result<model::Report, StateError> {
+    let meters: Vec<&str> = cfg
+        .meters
+        .iter()
+        .filter(|m| m.customer == customer.id)
+        .map(|m| m.id.as_str())
+        .collect();
+    let (ledger, unreadable_rows) = store::read(
+        db,
+        &meters,
+        &schedule::day_key(period.from),
+        &schedule::day_key(period.to),
+    )?;
+    let tz = &cfg.timezone;
+    let events = crate::events::between(db, period.start_ms(tz), period.end_ms(tz))?;
+    Ok(model::build(
+        cfg,
+        customer,
+        cfg.reports.voltage_target,
+        &model::Inputs {
+            period,
+            now_ms,
+            ledger: &ledger,
+            events: &events,
+            unreadable_rows,
+        },
+    ))
+}

@@ -26,6 +26,11 @@
 //! Shutdown: when every sender is gone the task seals what it has, keeps
 //! sending until the queue is empty or the grace period ends, and leaves
 //! the rest in the outbox for the next start.
+//!
+//! For `/metrics`, `/readyz` and the watchdog the task publishes the queue's
+//! depth, when the server last acknowledged a batch, the last failure and
+//! the count of failures in a row, and a heartbeat on every turn of its
+//! loop, which turns at least once a second.
 
 pub mod line;
 pub mod outbox;
@@ -44,6 +49,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+
+/// The longest the sink loop sleeps: its heartbeat's period.
+const HEARTBEAT: Duration = Duration::from_secs(1);
 use tracing::{error, info, warn};
 pub use writer::{Class, WriteError, Writer};
 
@@ -443,6 +451,10 @@ impl Sink {
         let mut newest_next = true;
 
         loop {
+            Metrics::set(
+                &self.metrics.sink_heartbeat_ms,
+                crate::modbus::gateway::now_ms() as u64,
+            );
             // Seal when full, when the flush timer fires, or at shutdown.
             if current_points >= self.cfg.batch_size
                 || (current_points > 0 && (Instant::now() >= flush_at || !input_open))
@@ -497,7 +509,8 @@ impl Sink {
                 .into_iter()
                 .flatten()
                 .min()
-                .expect("flush_at is always set");
+                .expect("flush_at is always set")
+                .min(Instant::now() + HEARTBEAT);
 
             tokio::select! {
                 r = rx.recv(), if input_open => match r {
@@ -556,6 +569,7 @@ impl Sink {
                     info!(after_failures = *failures, "InfluxDB writes succeed again");
                 }
                 *failures = 0;
+                m.influx_ok(crate::modbus::gateway::now_ms());
                 Metrics::add(&m.points_written, t.points as u64);
                 Metrics::inc(&m.batches_written);
                 q.ack(t.key);
@@ -564,6 +578,10 @@ impl Sink {
             Err(e) => e,
         };
         Metrics::inc(&m.batches_failed);
+        if !e.retryable() {
+            // The server answered: it is reachable, the batch was bad.
+            m.influx_error(crate::modbus::gateway::now_ms(), &e, *failures as u64);
+        }
         match e.class() {
             Class::Reject => {
                 Metrics::add(&m.points_rejected, t.points as u64);
@@ -588,7 +606,9 @@ impl Sink {
             }
             class @ (Class::Retry | Class::Misconfigured) => {
                 *failures += 1;
+                m.influx_error(crate::modbus::gateway::now_ms(), &e, *failures as u64);
                 Metrics::inc(&m.batches_retried);
+                Metrics::add(&m.points_retried, t.points as u64);
                 let wait = backoff(*failures, e.retry_after(), class);
                 *retry_at = Some(Instant::now() + wait);
                 // The first failure and then every 10th: an outage is
@@ -609,8 +629,22 @@ impl Sink {
 
 /// Sink used when no database is configured: counts what would have been
 /// written so the operator can see the poller works.
+/// It beats the sink heartbeat like [`Sink::run`].
 pub async fn run_discard(mut rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
-    while let Some(r) = rx.recv().await {
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        Metrics::set(
+            &metrics.sink_heartbeat_ms,
+            crate::modbus::gateway::now_ms() as u64,
+        );
+        let r = tokio::select! {
+            r = rx.recv() => match r {
+                Some(r) => r,
+                None => break,
+            },
+            _ = tick.tick() => continue,
+        };
         let n = match r {
             Record::Reading(r) => r.values.len(),
             Record::Point(p) => p.fields.len(),

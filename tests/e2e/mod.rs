@@ -157,7 +157,13 @@ impl Daemon {
         Self::start_with_grace(cfg, Duration::from_secs(10))
     }
 
-    pub fn start_with_grace(cfg: Config, grace: Duration) -> Daemon {
+    /// A config left at the default `[http] listen` (127.0.0.1:9108) gets
+    /// port 0 instead: tests run daemons side by side, and never on the
+    /// production port. The bound address is in `handles.http_addr`.
+    pub fn start_with_grace(mut cfg: Config, grace: Duration) -> Daemon {
+        if cfg.http.listen == std::net::SocketAddr::from(([127, 0, 0, 1], 9108)) {
+            cfg.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        }
         let stop = CancellationToken::new();
         let handles = Handles::default();
         let opts = Options {
@@ -277,6 +283,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_pqwatch");
 
 /// A `pqwatch` command with an environment that cannot leak settings into
 /// the test: no `PQWATCH*`, `RUST_LOG`, `JOURNAL_STREAM` or `CREDENTIALS_DIRECTORY`.
+/// It sets `PQWATCH__HTTP__LISTEN=127.0.0.1:0`, so daemons run side by side
+/// never fight over (or take) the default HTTP port; a test that needs a
+/// known port sets that variable again on the returned command.
 pub fn pqwatch_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args).stdin(Stdio::null());
@@ -290,6 +299,7 @@ pub fn pqwatch_cmd(args: &[&str]) -> Command {
             cmd.env_remove(k);
         }
     }
+    cmd.env("PQWATCH__HTTP__LISTEN", "127.0.0.1:0");
     cmd
 }
 

@@ -73,6 +73,16 @@ class Handler:
             "html": html.get_content() if html is not None else None,
             "raw": raw.decode("utf-8", "replace"),
             "auth_login": login(session),
+            # Attachments as Python's email package decodes them: file
+            # name, content type and the decoded text.
+            "attachments": [
+                {
+                    "filename": part.get_filename(),
+                    "content_type": part.get_content_type(),
+                    "content": part.get_payload(decode=True).decode("utf-8", "replace"),
+                }
+                for part in msg.iter_attachments()
+            ],
         }
         self.n += 1
         path = os.path.join(self.out, "%04d.json" % self.n)

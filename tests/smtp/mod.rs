@@ -93,6 +93,8 @@ pub struct Mail {
     pub html: String,
     pub raw: String,
     pub auth_login: Option<String>,
+    /// (file name, content type, decoded content).
+    pub attachments: Vec<(String, String, String)>,
 }
 
 pub fn mails(out: &Path) -> Vec<Mail> {
@@ -128,6 +130,17 @@ pub fn mails(out: &Path) -> Vec<Mail> {
                 html: s("html"),
                 raw: s("raw"),
                 auth_login: v["auth_login"].as_str().map(str::to_string),
+                attachments: v["attachments"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|x| {
+                                let f = |k: &str| x[k].as_str().unwrap_or("").to_string();
+                                (f("filename"), f("content_type"), f("content"))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             }
         })
         .collect()

@@ -1,0 +1,974 @@
+//! The report model: one customer, one period → every figure the report
+//! shows, with a verdict per section. Pure: the ledger days, the events and
+//! the configuration come in, a [`Report`] goes out; rendering
+//! (`report::render`) only formats it.
+//!
+//! How each figure is computed is documented in `docs/reports.md`; in short:
+//! - qualification rate = (1 − (minutes above + minutes below) / monitored
+//!   minutes) × 100 %, per phase, and overall over the phases' minutes
+//!   summed (each phase-minute counts once);
+//! - completeness = monitored minutes / minutes in the period (up to now
+//!   for a period still running);
+//! - CP95 = the 95 % value of the 1-minute means (GB/T 14549's method:
+//!   drop the top 5 %, take the largest of the rest), exact to 0.01;
+//! - a harmonic verdict fails when a CP95 is above its limit;
+//! - the voltage verdict passes when the overall qualification rate (or,
+//!   for presets judged on 10-minute means such as EN 50160, the share of
+//!   10-minute means inside the band) reaches `[reports] voltage_target`;
+//! - a suspension fails when its peak load exceeded what the customer may
+//!   still draw, or a `suspension_load` event overlapped it; demand fails
+//!   when a `demand_exceeded` event did.
+
+use super::ledger::{DayLedger, DistortionDay, Peak, VoltageDay};
+use super::schedule::Period;
+use crate::config::sections::Language;
+use crate::config::{Config, Customer, Meter};
+use crate::quality::limits::Span;
+use crate::quality::rules::{Event, Kind, State};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// Nothing was measured to judge by.
+    NoData,
+}
+
+impl Verdict {
+    /// Fail wins; then Pass; NoData only when everything is NoData.
+    pub fn combine(items: impl IntoIterator<Item = Verdict>) -> Verdict {
+        let mut out = Verdict::NoData;
+        for v in items {
+            match v {
+                Verdict::Fail => return Verdict::Fail,
+                Verdict::Pass => out = Verdict::Pass,
+                Verdict::NoData => {}
+            }
+        }
+        out
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::NoData => "no_data",
+        }
+    }
+}
+
+/// Voltage of one phase (or "total") over the period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoltageRow {
+    pub phase: String,
+    /// Nominal reference (V) and the band (V).
+    pub reference_v: f64,
+    pub upper_v: f64,
+    pub lower_v: f64,
+    pub monitored: u32,
+    pub above: u32,
+    pub below: u32,
+    /// Qualification rate, % (None without monitored minutes).
+    pub rate: Option<f64>,
+    /// Minutes above / below as % of monitored minutes.
+    pub above_pct: Option<f64>,
+    pub below_pct: Option<f64>,
+    /// Highest and lowest 1-minute mean, with the minute's start.
+    pub max: Option<(f64, i64)>,
+    pub min: Option<(f64, i64)>,
+    pub mean: Option<f64>,
+    /// Monitored / expected minutes, %.
+    pub completeness: Option<f64>,
+}
+
+/// THDu, an individual harmonic order or THDi of one phase over the period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistortionRow {
+    pub field: String,
+    pub phase: String,
+    /// Harmonic order; 0 for THD.
+    pub order: u16,
+    pub minutes: u32,
+    pub cp95: Option<f64>,
+    pub max: Option<(f64, i64)>,
+    pub min: Option<(f64, i64)>,
+    pub mean: Option<f64>,
+    /// Minutes whose mean was above the limit.
+    pub over: u32,
+    pub limit: Option<f64>,
+    pub verdict: Verdict,
+}
+
+/// One phase of one day, for the daily table, chart and CSV.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayPhase {
+    pub phase: String,
+    pub monitored: u32,
+    pub above: u32,
+    pub below: u32,
+    pub rate: Option<f64>,
+    pub min: Option<f64>,
+    pub mean: Option<f64>,
+    pub max: Option<f64>,
+    pub thd_cp95: Option<f64>,
+    pub thd_max: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayRow {
+    pub date: jiff::civil::Date,
+    /// Minutes in that local day (1440, or 1380/1500 on DST days).
+    pub expected: u32,
+    pub phases: Vec<DayPhase>,
+    pub active_power_peak: Option<Peak>,
+    pub demand_peak: Option<Peak>,
+}
+
+/// EN 50160-style counters over the 10-minute means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LongVoltageRow {
+    pub phase: String,
+    pub intervals: u32,
+    pub outside: u32,
+    /// Share of 10-minute means inside the band, %.
+    pub within_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeterReport {
+    pub id: String,
+    pub profile: String,
+    pub nominal_voltage: f64,
+    pub phases: u8,
+    pub pt_ratio: f64,
+    pub ct_ratio: f64,
+    pub voltage_standard: String,
+    pub harmonic_standard: String,
+    /// The band as configured: % of nominal, and its note.
+    pub band_pct: Option<(f64, f64)>,
+    pub band_note: String,
+    /// Whether the voltage verdict is on 10-minute means (EN 50160).
+    pub judged_on_10min: bool,
+    pub window_ms: i64,
+    /// Minutes the period holds (up to now while it runs).
+    pub expected: u64,
+    /// Per phase, then a "total" row when there is more than one phase.
+    pub voltage: Vec<VoltageRow>,
+    pub voltage_long: Vec<LongVoltageRow>,
+    pub thd: Vec<DistortionRow>,
+    /// Every individual order the meter provides, ascending by phase and order.
+    pub harmonics: Vec<DistortionRow>,
+    pub thd_current: Vec<DistortionRow>,
+    pub active_power_peak: Option<Peak>,
+    pub demand_peak: Option<Peak>,
+    pub daily: Vec<DayRow>,
+    pub voltage_verdict: Verdict,
+    pub harmonic_verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub meter: String,
+    pub kind: Kind,
+    pub phase: String,
+    pub order: u16,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub open: bool,
+    pub peak: f64,
+    pub limit: f64,
+    pub unit: &'static str,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuspensionRow {
+    /// As configured (local date or date-time).
+    pub from: String,
+    pub to: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub kva: f64,
+    pub note: Option<String>,
+    /// What the customer may still draw (kVA, or kW where the meter has no
+    /// apparent power), None without a contracted capacity.
+    pub allowed: Option<f64>,
+    /// Highest load seen during the suspension, within the period.
+    pub peak: Option<Peak>,
+    /// `suspension_load` events that overlapped it.
+    pub violations: u32,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DemandSection {
+    pub contracted_kw: f64,
+    /// contracted × `[rules] demand_factor`.
+    pub limit_kw: f64,
+    pub peak: Option<Peak>,
+    pub exceedances: u32,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdicts {
+    pub voltage: Verdict,
+    pub harmonics: Verdict,
+    pub suspension: Option<Verdict>,
+    pub demand: Option<Verdict>,
+    pub overall: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub customer_id: String,
+    pub customer_name: String,
+    pub contracted_kva: Option<f64>,
+    pub language: Language,
+    pub period: Period,
+    pub tz: jiff::tz::TimeZone,
+    /// The time zone's IANA name, for the header.
+    pub tz_name: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub generated_ms: i64,
+    /// The qualification-rate target the voltage verdict uses, %.
+    pub voltage_target: f64,
+    pub meters: Vec<MeterReport>,
+    pub events: Vec<EventRow>,
+    pub suspensions: Vec<SuspensionRow>,
+    pub demand: Option<DemandSection>,
+    pub verdicts: Verdicts,
+    /// Ledger rows that could not be read (left out; the report says so).
+    pub unreadable_rows: usize,
+}
+
+/// What the model needs besides the configuration.
+pub struct Inputs<'a> {
+    pub period: &'a Period,
+    pub now_ms: i64,
+    /// meter id → local day ("YYYY-MM-DD") → ledger.
+    pub ledger: &'a BTreeMap<String, BTreeMap<String, DayLedger>>,
+    /// Events overlapping the period (any meter; filtered here).
+    pub events: &'a [Event],
+    pub unreadable_rows: usize,
+}
+
+fn pct(part: u32, whole: u32) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64 * 100.0)
+}
+
+fn voltage_row(phase: &str, reference_v: f64, v: &VoltageDay, expected: u64) -> VoltageRow {
+    VoltageRow {
+        phase: phase.to_string(),
+        reference_v,
+        upper_v: v.upper_v,
+        lower_v: v.lower_v,
+        monitored: v.monitored,
+        above: v.above,
+        below: v.below,
+        rate: v.qualification_rate(),
+        above_pct: pct(v.above, v.monitored),
+        below_pct: pct(v.below, v.monitored),
+        max: v.max,
+        min: v.min,
+        mean: v.mean(),
+        completeness: (expected > 0).then(|| v.monitored as f64 / expected as f64 * 100.0),
+    }
+}
+
+/// ("l1", 5) from "harmonic_voltage_l1_n_h5"; ("l1", 0) from "thd_voltage_l1_n".
+fn phase_order(field: &str) -> (String, u16) {
+    let rest = field
+        .strip_prefix("harmonic_voltage_")
+        .or_else(|| field.strip_prefix("thd_voltage_"))
+        .or_else(|| field.strip_prefix("thd_current_"))
+        .unwrap_or(field);
+    let (ph, order) = match rest.rsplit_once("_h") {
+        Some((ph, n)) if n.parse::<u16>().is_ok() => (ph, n.parse().unwrap_or(0)),
+        _ => (rest, 0),
+    };
+    (ph.trim_end_matches("_n").to_string(), order)
+}
+
+fn distortion_row(field: &str, d: &DistortionDay) -> DistortionRow {
+    let (phase, order) = phase_order(field);
+    let cp95 = d.cp95();
+    let verdict = match (cp95, d.limit) {
+        (None, _) => Verdict::NoData,
+        (Some(c), Some(l)) if c > l => Verdict::Fail,
+        (Some(_), Some(_)) => Verdict::Pass,
+        // Shown, not judged: no limit applies.
+        (Some(_), None) => Verdict::NoData,
+    };
+    DistortionRow {
+        field: field.to_string(),
+        phase,
+        order,
+        minutes: d.minutes,
+        cp95,
+        max: d.max,
+        min: d.min,
+        mean: d.mean(),
+        over: d.over,
+        limit: d.limit,
+        verdict,
+    }
+}
+
+/// Whole windows between two instants.
+fn windows(from_ms: i64, to_ms: i64, window_ms: i64) -> u64 {
+    if to_ms <= from_ms || window_ms <= 0 {
+        0
+    } else {
+        ((to_ms - from_ms) / window_ms) as u64
+    }
+}
+
+fn meter_report(
+    cfg: &Config,
+    m: &Meter,
+    days: Option<&BTreeMap<String, DayLedger>>,
+    period: &Period,
+    now_ms: i64,
+    voltage_target: f64,
+) -> MeterReport {
+    let tz = &cfg.timezone;
+    let window_ms = cfg.rules.short_window.as_millis() as i64;
+    let from_ms = period.start_ms(tz);
+    let to_ms = period.end_ms(tz).min(now_ms.max(from_ms));
+    let expected = windows(from_ms, to_ms, window_ms);
+    let empty = BTreeMap::new();
+    let days = days.unwrap_or(&empty);
+    let mut total = DayLedger::default();
+    for d in days.values() {
+        total.merge(d);
+    }
+    let refs: BTreeMap<&str, f64> = m
+        .voltage_refs
+        .iter()
+        .map(|(ph, _, r)| (ph.as_str(), *r))
+        .collect();
+    let mut voltage = Vec::new();
+    let mut all = VoltageDay::default();
+    for (ph, _, reference) in &m.voltage_refs {
+        let v = total.voltage.get(ph).cloned().unwrap_or_default();
+        all.merge(&v);
+        let mut row = voltage_row(ph, *reference, &v, expected);
+        if v.monitored == 0 {
+            // No minute carried the band: show the configured one.
+            if let Some(b) = &m.limits.voltage {
+                row.upper_v = reference * (1.0 + b.upper_pct / 100.0);
+                row.lower_v = reference * (1.0 + b.lower_pct / 100.0);
+            }
+        }
+        voltage.push(row);
+    }
+    if m.voltage_refs.len() > 1 {
+        let reference = refs.values().next().copied().unwrap_or(m.nominal_voltage);
+        let mut row = voltage_row(
+            "total",
+            reference,
+            &all,
+            expected * m.voltage_refs.len() as u64,
+        );
+        row.upper_v = f64::NAN;
+        row.lower_v = f64::NAN;
+        voltage.push(row);
+    }
+    let voltage_long: Vec<LongVoltageRow> = m
+        .voltage_refs
+        .iter()
+        .map(|(ph, _, _)| {
+            let v = total.voltage_long.get(ph).cloned().unwrap_or_default();
+            LongVoltageRow {
+                phase: ph.clone(),
+                intervals: v.monitored,
+                outside: v.above + v.below,
+                within_pct: v.qualification_rate(),
+            }
+        })
+        .collect();
+    let judged_on_10min = m.limits.voltage_window == Span::Long;
+    let voltage_verdict = {
+        let share = if judged_on_10min {
+            let (n, out) = voltage_long
+                .iter()
+                .fold((0, 0), |(n, o), r| (n + r.intervals, o + r.outside));
+            (n > 0).then(|| (1.0 - out as f64 / n as f64) * 100.0)
+        } else {
+            all.qualification_rate()
+        };
+        match share {
+            None => Verdict::NoData,
+            Some(s) if s + 1e-9 >= voltage_target => Verdict::Pass,
+            Some(_) => Verdict::Fail,
+        }
+    };
+    let mut thd = Vec::new();
+    let mut harmonics = Vec::new();
+    let mut thd_current = Vec::new();
+    for (field, d) in &total.distortion {
+        let row = distortion_row(field, d);
+        if field.starts_with("thd_voltage_") {
+            thd.push(row);
+        } else if field.starts_with("thd_current_") {
+            thd_current.push(row);
+        } else {
+            harmonics.push(row);
+        }
+    }
+    harmonics.sort_by(|a, b| (&a.phase, a.order).cmp(&(&b.phase, b.order)));
+    let harmonic_verdict = Verdict::combine(thd.iter().chain(&harmonics).map(|r| r.verdict));
+    let daily = period
+        .days()
+        .map(|date| {
+            let key = super::schedule::day_key(date);
+            let day = days.get(&key);
+            let one = Period {
+                kind: None,
+                from: date,
+                to: date.tomorrow().unwrap_or(date),
+            };
+            let phases = m
+                .voltage_refs
+                .iter()
+                .map(|(ph, _, _)| {
+                    let v = day.and_then(|d| d.voltage.get(ph));
+                    let t = day.and_then(|d| {
+                        d.distortion.get(&format!(
+                            "thd_voltage_{}_n",
+                            ph.split('_').next().unwrap_or(ph)
+                        ))
+                    });
+                    DayPhase {
+                        phase: ph.clone(),
+                        monitored: v.map_or(0, |v| v.monitored),
+                        above: v.map_or(0, |v| v.above),
+                        below: v.map_or(0, |v| v.below),
+                        rate: v.and_then(|v| v.qualification_rate()),
+                        min: v.and_then(|v| v.min.map(|m| m.0)),
+                        mean: v.and_then(|v| v.mean()),
+                        max: v.and_then(|v| v.max.map(|m| m.0)),
+                        thd_cp95: t.and_then(|t| t.cp95()),
+                        thd_max: t.and_then(|t| t.max.map(|m| m.0)),
+                    }
+                })
+                .collect();
+            DayRow {
+                date,
+                expected: one.minutes(tz) as u32,
+                phases,
+                active_power_peak: day.and_then(|d| d.active_power.clone()),
+                demand_peak: day.and_then(|d| d.demand.clone()),
+            }
+        })
+        .collect();
+    MeterReport {
+        id: m.id.clone(),
+        profile: m.profile.name.clone(),
+        nominal_voltage: m.nominal_voltage,
+        phases: m.phases,
+        pt_ratio: m.pt_ratio,
+        ct_ratio: m.ct_ratio,
+        voltage_standard: m.limits.voltage_standard.clone(),
+        harmonic_standard: m.limits.harmonic_standard.clone(),
+        band_pct: m
+            .limits
+            .voltage
+            .as_ref()
+            .map(|b| (b.lower_pct, b.upper_pct)),
+        band_note: m
+            .limits
+            .voltage
+            .as_ref()
+            .map(|b| b.note.clone())
+            .unwrap_or_default(),
+        judged_on_10min,
+        window_ms,
+        expected,
+        voltage,
+        voltage_long,
+        thd,
+        harmonics,
+        thd_current,
+        active_power_peak: total.active_power.clone(),
+        demand_peak: total.demand.clone(),
+        daily,
+        voltage_verdict,
+        harmonic_verdict,
+    }
+}
+
+fn event_row(e: &Event) -> EventRow {
+    EventRow {
+        meter: e.meter.clone(),
+        kind: e.kind,
+        phase: e.phase.clone(),
+        order: e.order,
+        start_ms: e.start_ms,
+        end_ms: e.end_ms,
+        open: e.state == State::Open,
+        peak: e.peak,
+        limit: e.limit,
+        unit: e.unit,
+        source: e.source.clone(),
+    }
+}
+
+fn higher(a: Option<Peak>, b: Option<&Peak>) -> Option<Peak> {
+    match (a, b) {
+        (Some(a), Some(b)) if b.value > a.value => Some(b.clone()),
+        (a @ Some(_), _) => a,
+        (None, b) => b.cloned(),
+    }
+}
+
+/// Build the report of `customer` for `inputs.period`.
+pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &Inputs) -> Report {
+    let tz = &cfg.timezone;
+    let period = inputs.period;
+    let from_ms = period.start_ms(tz);
+    let to_ms = period.end_ms(tz);
+    let meters: Vec<&Meter> = cfg
+        .meters
+        .iter()
+        .filter(|m| m.customer == customer.id)
+        .collect();
+    let meter_reports: Vec<MeterReport> = meters
+        .iter()
+        .map(|m| {
+            meter_report(
+                cfg,
+                m,
+                inputs.ledger.get(&m.id),
+                period,
+                inputs.now_ms,
+                voltage_target,
+            )
+        })
+        .collect();
+    let events: Vec<EventRow> = inputs
+        .events
+        .iter()
+        .filter(|e| e.customer == customer.id && e.start_ms < to_ms && e.end_ms >= from_ms)
+        .map(event_row)
+        .collect();
+
+    // Suspensions overlapping the period, with the peak load the ledger saw
+    // on the days they cover (days are the ledger's grain; a suspension
+    // starts and ends on whole local days in practice).
+    let suspensions: Vec<SuspensionRow> = customer
+        .suspensions
+        .iter()
+        .filter(|s| s.from_ms < to_ms && s.to_ms > from_ms)
+        .map(|s| {
+            let mut peak: Option<Peak> = None;
+            for m in &meters {
+                if let Some(days) = inputs.ledger.get(&m.id) {
+                    for (day, d) in days {
+                        let Ok(date) = day.parse::<jiff::civil::Date>() else {
+                            continue;
+                        };
+                        if let Some(p) = &d.suspension
+                            && p.at_ms >= s.from_ms
+                            && p.at_ms < s.to_ms
+                            && period.contains_day(date)
+                        {
+                            peak = higher(peak, Some(p));
+                        }
+                    }
+                }
+            }
+            let allowed = customer.contracted_kva.map(|c| {
+                let remaining = (c - s.kva).max(0.0);
+                if remaining <= 0.0 {
+                    cfg.rules.noise_floor_kw
+                } else {
+                    remaining * cfg.rules.suspension_factor
+                }
+            });
+            let violations = events
+                .iter()
+                .filter(|e| {
+                    e.kind == Kind::SuspensionLoad && e.start_ms < s.to_ms && e.end_ms > s.from_ms
+                })
+                .count() as u32;
+            let verdict = match (&peak, allowed) {
+                _ if violations > 0 => Verdict::Fail,
+                (Some(p), Some(a)) if p.value > a => Verdict::Fail,
+                (Some(_), _) => Verdict::Pass,
+                (None, _) => Verdict::NoData,
+            };
+            SuspensionRow {
+                from: s.from.clone(),
+                to: s.to.clone(),
+                from_ms: s.from_ms,
+                to_ms: s.to_ms,
+                kva: s.kva,
+                note: s.note.clone(),
+                allowed,
+                peak,
+                violations,
+                verdict,
+            }
+        })
+        .collect();
+
+    let demand = customer.max_demand_kw.map(|md| {
+        let peak = meter_reports
+            .iter()
+            .fold(None, |p, m| higher(p, m.demand_peak.as_ref()));
+        let exceedances = events
+            .iter()
+            .filter(|e| e.kind == Kind::DemandExceeded)
+            .count() as u32;
+        let verdict = if exceedances > 0 {
+            Verdict::Fail
+        } else if peak.is_some() {
+            Verdict::Pass
+        } else {
+            Verdict::NoData
+        };
+        DemandSection {
+            contracted_kw: md,
+            limit_kw: md * cfg.rules.demand_factor,
+            peak,
+            exceedances,
+            verdict,
+        }
+    });
+
+    let voltage = Verdict::combine(meter_reports.iter().map(|m| m.voltage_verdict));
+    let harmonics = Verdict::combine(meter_reports.iter().map(|m| m.harmonic_verdict));
+    let suspension =
+        (!suspensions.is_empty()).then(|| Verdict::combine(suspensions.iter().map(|s| s.verdict)));
+    let demand_v = demand.as_ref().map(|d| d.verdict);
+    let overall = Verdict::combine(
+        [voltage, harmonics]
+            .into_iter()
+            .chain(suspension)
+            .chain(demand_v),
+    );
+    Report {
+        customer_id: customer.id.clone(),
+        customer_name: customer.name.clone(),
+        contracted_kva: customer.contracted_kva,
+        language: customer.language,
+        period: period.clone(),
+        tz: tz.clone(),
+        tz_name: tz.iana_name().unwrap_or("UTC").to_string(),
+        from_ms,
+        to_ms,
+        generated_ms: inputs.now_ms,
+        voltage_target,
+        meters: meter_reports,
+        events,
+        suspensions,
+        demand,
+        verdicts: Verdicts {
+            voltage,
+            harmonics,
+            suspension,
+            demand: demand_v,
+            overall,
+        },
+        unreadable_rows: inputs.unreadable_rows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_combine_fail_first() {
+        use Verdict::*;
+        assert_eq!(Verdict::combine([Pass, NoData, Fail]), Fail);
+        assert_eq!(Verdict::combine([NoData, Pass]), Pass);
+        assert_eq!(Verdict::combine([NoData, NoData]), NoData);
+        assert_eq!(Verdict::combine([]), NoData);
+    }
+
+    #[test]
+    fn phases_and_orders_from_field_names() {
+        assert_eq!(phase_order("harmonic_voltage_l1_n_h5"), ("l1".into(), 5));
+        assert_eq!(phase_order("harmonic_voltage_l3_n_h25"), ("l3".into(), 25));
+        assert_eq!(phase_order("thd_voltage_l2_n"), ("l2".into(), 0));
+        assert_eq!(phase_order("thd_current_l1"), ("l1".into(), 0));
+    }
+
+    use crate::quality::aggregate::{Stat, Window};
+    use crate::report::ledger::{self, LedgerSpec};
+    use crate::report::schedule::{day_key, local_date};
+
+    const CONFIG: &str = r#"
+[daemon]
+profile_dir = "/nonexistent"
+timezone = "Asia/Shanghai"
+
+[[customers]]
+id = "C1"
+name = "华北钢铁"
+contracted_kva = 1000
+max_demand_kw = 500
+recipients = ["boss@steel.example"]
+suspensions = [{ from = "2026-10-10", to = "2026-10-20", kva = 600 }]
+
+[[customers]]
+id = "C2"
+
+[[meters]]
+id = "M1"
+customer = "C1"
+address = "127.0.0.1:502"
+unit = 1
+profile = "janitza-umg96rm"
+nominal_voltage = 10000
+"#;
+
+    fn window(start_ms: i64, len_ms: i64, fields: &[(&str, f64)]) -> Window {
+        Window {
+            start_ms,
+            len_ms,
+            polls: 12,
+            expected: 12,
+            complete: true,
+            stats: fields
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        std::sync::Arc::from(*k),
+                        Stat {
+                            n: 12,
+                            mean: *v,
+                            min: *v,
+                            max: *v,
+                            min_ms: start_ms,
+                            max_ms: start_ms + 1_000,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_scripted_month_gives_the_figures_worked_out_by_hand() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::from_str(CONFIG, dir.path()).unwrap();
+        let tz = &cfg.timezone;
+        let m = &cfg.meters[0];
+        let spec = LedgerSpec::from_config(m, cfg.customers.first());
+        // 2026-10-03 10:00 local is 02:00 UTC.
+        let oct3 = jiff::civil::date(2026, 10, 3)
+            .at(10, 0, 0, 0)
+            .to_zoned_datetime(tz.clone())
+            .unwrap()
+            .timestamp()
+            .as_millisecond();
+        assert_eq!(oct3 % 3_600_000, 0);
+        let day = 86_400_000;
+        let mut ledger: BTreeMap<String, BTreeMap<String, DayLedger>> = BTreeMap::new();
+        let mut feed = |start: i64, d: DayLedger| {
+            ledger
+                .entry("M1".into())
+                .or_default()
+                .entry(day_key(local_date(start, tz)))
+                .or_default()
+                .merge(&d);
+        };
+        // Oct 3, 10:00–10:59: l1_l2 at 10 800 V in minutes 10–12 (3 above
+        // 10 700), l3_l1 at 9 200 V in minute 30 (1 below 9 300). THDu l1
+        // = 1.0 + (i mod 40) × 0.1; h3 l1 3.5 % (limit 3.2), h5 l1 2.0 %.
+        // Oct 4, same hour: l1_l2 at 10 750 V in minute 0 (1 above).
+        for (d, base) in [(0, oct3), (1, oct3 + day)] {
+            for i in 0..60i64 {
+                let t = base + i * 60_000;
+                let l12 = match (d, i) {
+                    (0, 10..=12) => 10_800.0,
+                    (1, 0) => 10_750.0,
+                    _ => 10_000.0,
+                };
+                let l31 = if (d, i) == (0, 30) { 9_200.0 } else { 10_000.0 };
+                let thd = 1.0 + ((d * 60 + i) % 40) as f64 * 0.1;
+                let w = window(
+                    t,
+                    60_000,
+                    &[
+                        ("voltage_l1_l2", l12),
+                        ("voltage_l2_l3", 10_000.0),
+                        ("voltage_l3_l1", l31),
+                        ("thd_voltage_l1_n", thd),
+                        ("harmonic_voltage_l1_n_h3", 3.5),
+                        ("harmonic_voltage_l1_n_h5", 2.0),
+                        ("active_power_total", 300_000.0),
+                    ],
+                );
+                feed(t, ledger::from_short_window(&w, &spec));
+            }
+        }
+        // A 15-minute demand window of 450 kW on Oct 3.
+        feed(
+            oct3,
+            ledger::from_demand_window(&window(
+                oct3,
+                900_000,
+                &[("active_power_total", 450_000.0)],
+            )),
+        );
+        // Oct 12 (suspended: 400 kVA allowed): one minute at 500 kVA.
+        let oct12 = oct3 + 9 * day;
+        feed(
+            oct12,
+            ledger::from_short_window(
+                &window(oct12, 60_000, &[("apparent_power_total", 500_000.0)]),
+                &spec,
+            ),
+        );
+        let ev = |customer: &str, kind: Kind| Event {
+            id: format!("{customer}-{}", kind.as_str()),
+            meter: "M1".into(),
+            customer: customer.into(),
+            kind,
+            phase: "l1_l2".into(),
+            order: 0,
+            state: State::Closed,
+            start_ms: oct3 + 600_000,
+            end_ms: oct3 + 780_000,
+            value: 10_800.0,
+            peak: 10_800.0,
+            peak_ms: oct3 + 600_000,
+            limit: 10_700.0,
+            unit: "V",
+            source: "GB/T 12325-2008".into(),
+        };
+        let events = [ev("C1", Kind::VoltageHigh), ev("C2", Kind::VoltageHigh)];
+        let period = Period::parse("2026-10").unwrap();
+        let now = period.end_ms(tz) + 8 * 3_600_000;
+        let r = build(
+            &cfg,
+            &cfg.customers[0],
+            95.0,
+            &Inputs {
+                period: &period,
+                now_ms: now,
+                ledger: &ledger,
+                events: &events,
+                unreadable_rows: 0,
+            },
+        );
+        let mr = &r.meters[0];
+        assert_eq!(mr.expected, 31 * 1440);
+        let row = |ph: &str| mr.voltage.iter().find(|v| v.phase == ph).unwrap().clone();
+        let close = |a: Option<f64>, b: f64| (a.unwrap() - b).abs() < 1e-9;
+        let l12 = row("l1_l2");
+        assert_eq!((l12.monitored, l12.above, l12.below), (120, 4, 0));
+        // (1 − 4/120) × 100 = 96.666…
+        assert!(
+            close(l12.rate, 100.0 * (1.0 - 4.0 / 120.0)),
+            "{:?}",
+            l12.rate
+        );
+        assert_eq!(
+            l12.max,
+            Some((10_800.0, oct3 + 10 * 60_000)),
+            "first of equal maxima"
+        );
+        assert_eq!((l12.upper_v, l12.lower_v), (10_700.0, 9_300.0));
+        assert!(close(l12.completeness, 120.0 / 44_640.0 * 100.0));
+        let l31 = row("l3_l1");
+        assert_eq!((l31.monitored, l31.above, l31.below), (120, 0, 1));
+        assert_eq!(l31.min, Some((9_200.0, oct3 + 30 * 60_000)));
+        assert!(close(l31.rate, 100.0 * (1.0 - 1.0 / 120.0)));
+        let total = row("total");
+        assert_eq!((total.monitored, total.above, total.below), (360, 4, 1));
+        // (1 − 5/360) × 100 = 98.6111…
+        assert!(close(total.rate, 100.0 * (1.0 - 5.0 / 360.0)));
+        assert_eq!(mr.voltage_verdict, Verdict::Pass, "98.61 % ≥ 95 %");
+
+        // THDu l1: 120 values, each of 1.0…4.9 three times. CP95 drops
+        // ⌊0.05 × 120⌋ = 6 → the 114th smallest = group 38 = 4.7 %.
+        let thd = &mr.thd[0];
+        assert_eq!((thd.phase.as_str(), thd.minutes), ("l1", 120));
+        assert!(close(thd.cp95, 4.7), "{:?}", thd.cp95);
+        assert_eq!(thd.limit, Some(4.0), "GB/T 14549, 10 kV");
+        assert_eq!(thd.verdict, Verdict::Fail);
+        // Above 4.0: 4.1…4.9 → 9 values × 3 = 27 minutes.
+        assert_eq!(thd.over, 27);
+        assert!(close(thd.max.map(|m| m.0), 4.9));
+        let h3 = mr.harmonics.iter().find(|h| h.order == 3).unwrap();
+        let h5 = mr.harmonics.iter().find(|h| h.order == 5).unwrap();
+        assert_eq!((h3.verdict, h5.verdict), (Verdict::Fail, Verdict::Pass));
+        assert_eq!(mr.harmonic_verdict, Verdict::Fail);
+
+        // Daily rows: every day of October; Oct 3 has 60 monitored minutes.
+        assert_eq!(mr.daily.len(), 31);
+        let d3 = &mr.daily[2];
+        assert_eq!(d3.date, jiff::civil::date(2026, 10, 3));
+        assert_eq!((d3.phases[0].monitored, d3.phases[0].above), (60, 3));
+        assert_eq!(d3.expected, 1440);
+        assert_eq!(mr.daily[0].phases[0].monitored, 0);
+
+        // Suspension: 1000 − 600 = 400 kVA allowed; 500 kVA seen on Oct 12.
+        let s = &r.suspensions[0];
+        assert_eq!(s.allowed, Some(400.0));
+        let p = s.peak.clone().unwrap();
+        assert_eq!(
+            (p.value, p.at_ms, p.unit.as_str()),
+            (500.0, oct12 + 1_000, "kVA")
+        );
+        assert_eq!(s.verdict, Verdict::Fail);
+        // Demand: 450 kW peak against 500 × 1.05, no exceedance events.
+        let d = r.demand.clone().unwrap();
+        assert_eq!((d.limit_kw, d.exceedances), (525.0, 0));
+        assert_eq!(d.peak.unwrap().value, 450.0);
+        assert_eq!(d.verdict, Verdict::Pass);
+        // Only this customer's events.
+        assert_eq!(r.events.len(), 1);
+        assert_eq!(
+            (
+                r.verdicts.voltage,
+                r.verdicts.harmonics,
+                r.verdicts.suspension,
+                r.verdicts.demand,
+                r.verdicts.overall
+            ),
+            (
+                Verdict::Pass,
+                Verdict::Fail,
+                Some(Verdict::Fail),
+                Some(Verdict::Pass),
+                Verdict::Fail
+            )
+        );
+        assert_eq!(r.tz_name, "Asia/Shanghai");
+    }
+
+    #[test]
+    fn a_running_period_expects_minutes_up_to_now_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::from_str(CONFIG, dir.path()).unwrap();
+        let period = Period::parse("2026-10").unwrap();
+        // Two days and 90 minutes into the month.
+        let now = period.start_ms(&cfg.timezone) + 2 * 86_400_000 + 90 * 60_000;
+        let empty = BTreeMap::new();
+        let r = build(
+            &cfg,
+            &cfg.customers[0],
+            95.0,
+            &Inputs {
+                period: &period,
+                now_ms: now,
+                ledger: &empty,
+                events: &[],
+                unreadable_rows: 0,
+            },
+        );
+        assert_eq!(r.meters[0].expected, 2 * 1440 + 90);
+        assert_eq!(r.meters[0].voltage_verdict, Verdict::NoData);
+        assert_eq!(r.verdicts.overall, Verdict::NoData);
+        assert_eq!(r.meters[0].voltage[0].rate, None);
+    }
+}

@@ -1,0 +1,170 @@
+//! systemd integration: readiness and the watchdog (sd_notify), without
+//! libsystemd.
+//!
+//! Under `Type=notify` systemd passes `NOTIFY_SOCKET`; the daemon sends
+//! `READY=1` once the state database is open and polling started,
+//! `STATUS=…` lines, `RELOADING=1`/`READY=1` around a SIGHUP reload and
+//! `STOPPING=1` at shutdown. With `WatchdogSec=` systemd passes
+//! `WATCHDOG_USEC`; the daemon then sends `WATCHDOG=1` at half that
+//! interval, **but only while its work progresses**: every gateway task
+//! woke for a cycle recently (within twice its shortest poll interval plus
+//! a margin), and the sink and watch tasks turned their loops (they wake at
+//! least every second). A task that hangs (a deadlock, a blocked runtime
+//! thread) stops the pings, and systemd restarts the service. A gateway
+//! that answers nothing is not a hang: its task still wakes, fails its
+//! polls and backs off, and the pings go on.
+//!
+//! Without `NOTIFY_SOCKET` (not under systemd) everything here is a no-op.
+//! The protocol is one datagram per message to a Unix socket, path or
+//! abstract (`@name`), as sd_notify(3) describes.
+
+use std::io;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+/// A connection to systemd's notification socket.
+pub struct SdNotify {
+    sock: UnixDatagram,
+    addr: std::os::unix::net::SocketAddr,
+}
+
+impl std::fmt::Debug for SdNotify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SdNotify").finish_non_exhaustive()
+    }
+}
+
+impl SdNotify {
+    /// From `NOTIFY_SOCKET`; None when unset or unusable (logged).
+    pub fn from_env() -> Option<SdNotify> {
+        let path = std::env::var_os("NOTIFY_SOCKET")?;
+        let path = path.to_string_lossy().into_owned();
+        let addr = if let Some(name) = path.strip_prefix('@') {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+        } else {
+            std::os::unix::net::SocketAddr::from_pathname(&path)
+        };
+        let made = addr.and_then(|addr| Ok((UnixDatagram::unbound()?, addr)));
+        match made {
+            Ok((sock, addr)) => Some(SdNotify { sock, addr }),
+            Err(e) => {
+                tracing::warn!(socket = %path, error = %e, "NOTIFY_SOCKET unusable: no readiness or watchdog notifications");
+                None
+            }
+        }
+    }
+
+    /// Send one notification ("READY=1", "WATCHDOG=1", "STATUS=…").
+    pub fn send(&self, msg: &str) -> io::Result<()> {
+        self.sock
+            .send_to_addr(msg.as_bytes(), &self.addr)
+            .map(|_| ())
+    }
+
+    /// Send, logging (not failing) on error: systemd going away must not
+    /// stop the daemon.
+    pub fn notify(&self, msg: &str) {
+        if let Err(e) = self.send(msg) {
+            tracing::warn!(error = %e, message = msg, "sd_notify failed");
+        }
+    }
+}
+
+/// The watchdog interval systemd expects pings within (`WATCHDOG_USEC`,
+/// for this process per `WATCHDOG_PID` when that is set).
+pub fn watchdog_interval() -> Option<Duration> {
+    if let Some(pid) = std::env::var_os("WATCHDOG_PID")
+        && pid.to_string_lossy().parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    (usec > 0).then(|| Duration::from_micros(usec))
+}
+
+/// One thing that must keep moving: its last heartbeat (Unix ms, 0 when
+/// never) and how old that may get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Beat {
+    pub what: String,
+    pub last_ms: u64,
+    pub max_age: Duration,
+}
+
+/// What is stalled at `now_ms` (empty: feed the watchdog). A heartbeat
+/// never set counts from `started_ms`, so a task that never started is
+/// caught too.
+pub fn stalled(beats: &[Beat], now_ms: u64, started_ms: u64) -> Vec<String> {
+    beats
+        .iter()
+        .filter_map(|b| {
+            let last = if b.last_ms == 0 {
+                started_ms
+            } else {
+                b.last_ms
+            };
+            let age = now_ms.saturating_sub(last);
+            (age > b.max_age.as_millis() as u64).then(|| {
+                format!(
+                    "{} (last progress {:.1} s ago, allowed {:?})",
+                    b.what,
+                    age as f64 / 1000.0,
+                    b.max_age
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fresh_heartbeats_feed_the_watchdog() {
+        let b = |what: &str, last_ms, max_s| Beat {
+            what: what.into(),
+            last_ms,
+            max_age: Duration::from_secs(max_s),
+        };
+        let beats = vec![
+            b("gateway 10.0.0.1:502", 100_000, 15),
+            b("sink", 109_000, 10),
+            b("watch", 0, 10),
+        ];
+        // At 110 s: the gateway beat 10 s ago (≤ 15), the sink 1 s ago; the
+        // watch never beat but started at 105 s (5 s ≤ 10).
+        assert!(stalled(&beats, 110_000, 105_000).is_empty());
+        // At 116 s: the gateway is 16 s old; the watch 11 s since start.
+        let s = stalled(&beats, 116_000, 105_000);
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert!(s[0].starts_with("gateway 10.0.0.1:502 (last progress 16.0 s ago"));
+        assert!(s[1].starts_with("watch"));
+    }
+
+    #[test]
+    fn notifications_reach_a_path_socket_and_an_abstract_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let listener = UnixDatagram::bind(&path).unwrap();
+        // SAFETY of env mutation: this test is the only one touching NOTIFY_SOCKET.
+        unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
+        let n = SdNotify::from_env().expect("socket");
+        n.send("READY=1").unwrap();
+        let mut buf = [0u8; 64];
+        let k = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..k], b"READY=1");
+
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("pqwatch-test-{}", std::process::id());
+        let abs = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let listener = UnixDatagram::bind_addr(&abs).unwrap();
+        unsafe { std::env::set_var("NOTIFY_SOCKET", format!("@{name}")) };
+        let n = SdNotify::from_env().expect("abstract socket");
+        n.send("WATCHDOG=1").unwrap();
+        let k = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..k], b"WATCHDOG=1");
+        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
+    }
+}
