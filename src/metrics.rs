@@ -40,6 +40,12 @@ pub struct Metrics {
     pub connects_failed: AtomicU64,
     /// Values dropped because they were NaN, ±inf, "not available", …
     pub fields_dropped: AtomicU64,
+    /// Values dropped as implausible (`modbus::plausible`).
+    pub fields_implausible: AtomicU64,
+    /// Energy counters seen going backwards (stored, flagged).
+    pub counters_backwards: AtomicU64,
+    /// Gateway tasks that ended unexpectedly (a panic) and were restarted.
+    pub gateway_restarts: AtomicU64,
     pub points_written: AtomicU64,
     pub batches_written: AtomicU64,
     pub batches_failed: AtomicU64,

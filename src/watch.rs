@@ -75,14 +75,37 @@ fn meter_watch(cfg: &Config, m: &crate::config::Meter) -> MeterWatch {
     let names = measurement_names(short, long, demand);
     let customer = cfg.customers.iter().find(|c| c.id == m.customer);
     let interval = m.interval.as_millis() as i64;
-    let set = RuleSet {
+    let set = rule_set(cfg, m);
+    let c = r.min_completeness;
+    MeterWatch {
+        meta: None,
+        aggs: vec![
+            (Aggregator::new(short, interval, c), names[0]),
+            (Aggregator::new(long, interval, c), names[1]),
+            (
+                Aggregator::new(demand, interval, c).with_filter(demand_fields),
+                names[2],
+            ),
+        ],
+        rules: MeterRules::new(set),
+        suspension_peaks: HashMap::new(),
+        ledger_spec: LedgerSpec::from_config(m, customer),
+        interval_ms: interval,
+    }
+}
+
+/// Everything the rules of one meter need, from config.
+pub fn rule_set(cfg: &Config, m: &crate::config::Meter) -> RuleSet {
+    let r = &cfg.rules;
+    let customer = cfg.customers.iter().find(|c| c.id == m.customer);
+    RuleSet {
         meter: m.id.clone(),
         customer: m.customer.clone(),
         limits: m.limits.clone(),
         voltage_refs: m.voltage_refs.clone(),
-        short_ms: short,
-        long_ms: long,
-        demand_ms: demand,
+        short_ms: r.short_window.as_millis() as i64,
+        long_ms: r.long_window.as_millis() as i64,
+        demand_ms: r.demand_window.as_millis() as i64,
         voltage: r.voltage,
         harmonics: r.harmonics,
         suspension: r.suspension,
@@ -104,22 +127,6 @@ fn meter_watch(cfg: &Config, m: &crate::config::Meter) -> MeterWatch {
         noise_floor_kw: r.noise_floor_kw,
         max_demand_kw: customer.and_then(|c| c.max_demand_kw),
         demand_factor: r.demand_factor,
-    };
-    let c = r.min_completeness;
-    MeterWatch {
-        meta: None,
-        aggs: vec![
-            (Aggregator::new(short, interval, c), names[0]),
-            (Aggregator::new(long, interval, c), names[1]),
-            (
-                Aggregator::new(demand, interval, c).with_filter(demand_fields),
-                names[2],
-            ),
-        ],
-        rules: MeterRules::new(set),
-        suspension_peaks: HashMap::new(),
-        ledger_spec: LedgerSpec::from_config(m, customer),
-        interval_ms: interval,
     }
 }
 

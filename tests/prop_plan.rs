@@ -147,10 +147,15 @@ fn check(p: &Profile, wanted: &[usize], reqs: &[ReadRequest], max_gap: u16) -> R
             return Err(format!("request {k} reads nothing: {r:?}"));
         }
         if r.count as u32 > limit {
-            return Err(format!("request {k} reads {} > max_registers {limit}: {r:?}", r.count));
+            return Err(format!(
+                "request {k} reads {} > max_registers {limit}: {r:?}",
+                r.count
+            ));
         }
         if p.even_count && r.count % 2 == 1 {
-            return Err(format!("request {k} has an odd count on an even-count device: {r:?}"));
+            return Err(format!(
+                "request {k} has an odd count on an even-count device: {r:?}"
+            ));
         }
         if r.end() > 65_536 {
             return Err(format!("request {k} runs past register 65535: {r:?}"));
@@ -190,7 +195,10 @@ fn check(p: &Profile, wanted: &[usize], reqs: &[ReadRequest], max_gap: u16) -> R
         let slack = if p.even_count { 1 } else { 0 };
         for (a, e) in used {
             if a > covered && a - covered > max_gap as u32 + slack {
-                return Err(format!("request {k} bridges {} unused registers: {r:?}", a - covered));
+                return Err(format!(
+                    "request {k} bridges {} unused registers: {r:?}",
+                    a - covered
+                ));
             }
             covered = covered.max(e);
         }
@@ -237,7 +245,8 @@ proptest! {
                     prop_assert!(
                         problem.contains("runs past 65535")
                             || problem.contains("overlaps")
-                            || problem.contains("max_registers"),
+                            || problem.contains("max_registers")
+                            || problem.contains("needs at least one field"),
                         "unexpected rejection: {problem}\n{text}"
                     );
                 }
@@ -266,7 +275,10 @@ proptest! {
 fn a_value_wider_than_max_registers_is_rejected_at_load() {
     let t = "name = \"p\"\nmax_registers = 1\n[[field]]\nname = \"x0\"\nfunction = 3\naddress = 0\ntype = \"f32\"\nunit = \"\"\n";
     let e = parse(t, "t").expect_err("an f32 cannot be read 1 register at a time");
-    assert!(e.problems.iter().any(|p| p.starts_with("max_registers")), "{e:?}");
+    assert!(
+        e.problems.iter().any(|p| p.starts_with("max_registers")),
+        "{e:?}"
+    );
 }
 
 /// Found by `plans_keep_every_limit`: `even_count = true` with
@@ -275,7 +287,10 @@ fn a_value_wider_than_max_registers_is_rejected_at_load() {
 fn an_even_count_device_needs_a_limit_of_at_least_two() {
     let t = "name = \"p\"\nmax_registers = 1\neven_count = true\n[[field]]\nname = \"x0\"\nfunction = 4\naddress = 7\ntype = \"u16\"\nunit = \"\"\n";
     let e = parse(t, "t").expect_err("an even count of at most 1 register");
-    assert!(e.problems.iter().any(|p| p.starts_with("max_registers")), "{e:?}");
+    assert!(
+        e.problems.iter().any(|p| p.starts_with("max_registers")),
+        "{e:?}"
+    );
     // An odd limit acts as the even one below it: f64 with max 5 → 4 is fine.
     let t = "name = \"p\"\nmax_registers = 5\neven_count = true\n[[field]]\nname = \"x0\"\nfunction = 4\naddress = 7\ntype = \"f64\"\nunit = \"\"\n";
     let p = parse(t, "t").unwrap();

@@ -282,3 +282,15 @@ pub struct Cluster {
     /// Number of instances sharing the fleet.
     pub shards: Option<u32>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plausibility {
+    pub enabled: Option<bool>,
+    pub voltage_factor: Option<f64>,
+    pub current_factor: Option<f64>,
+    pub power_factor: Option<f64>,
+    /// Absolute bounds per canonical field: `frequency = [45, 65]`.
+    #[serde(default)]
+    pub limits: BTreeMap<String, Vec<f64>>,
+}

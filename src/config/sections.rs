@@ -639,3 +639,36 @@ pub(super) fn cluster(p: &mut Problems) -> Cluster {
         shards: shards.max(1),
     }
 }
+
+pub(super) fn plausibility(p: &mut Problems) -> crate::modbus::plausible::Settings {
+    let r: raw::Plausibility = section("plausibility", p);
+    let d = crate::modbus::plausible::Settings::default();
+    let mut factor = |v: Option<f64>, default: f64, key: &str| match v {
+        Some(x) if x.is_finite() && x > 1.0 => x,
+        Some(_) => {
+            p.push(&format!("plausibility.{key}"), "must be a number above 1");
+            default
+        }
+        None => default,
+    };
+    let voltage_factor = factor(r.voltage_factor, d.voltage_factor, "voltage_factor");
+    let current_factor = factor(r.current_factor, d.current_factor, "current_factor");
+    let power_factor = factor(r.power_factor, d.power_factor, "power_factor");
+    let mut limits = BTreeMap::new();
+    for (field, v) in &r.limits {
+        let key = format!("plausibility.limits.{field}");
+        match v.as_slice() {
+            [lo, hi] if lo.is_finite() && hi.is_finite() && lo < hi => {
+                limits.insert(field.clone(), (*lo, *hi));
+            }
+            _ => p.push(&key, "must be [min, max] with min < max"),
+        }
+    }
+    crate::modbus::plausible::Settings {
+        enabled: r.enabled.unwrap_or(true),
+        voltage_factor,
+        current_factor,
+        power_factor,
+        limits,
+    }
+}

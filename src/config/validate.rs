@@ -21,6 +21,7 @@ const SECTIONS: &[&str] = &[
     "reports",
     "http",
     "cluster",
+    "plausibility",
     "daemon",
     "influxdb",
     "polling",
@@ -175,6 +176,9 @@ pub struct Meter {
     pub limits: crate::quality::limits::Limits,
     /// (phase, field, nominal reference in V) the voltage rules judge.
     pub voltage_refs: Vec<(String, String, f64)>,
+    /// Bounds of plausible values (`[plausibility]`, nominal voltage,
+    /// contracted capacity).
+    pub plausibility: crate::modbus::plausible::Bounds,
 }
 
 impl Meter {
@@ -363,6 +367,13 @@ fn check_tags(tags: &BTreeMap<String, String>, key: &str, v1: bool, p: &mut Prob
             "meter" | "customer" | "time" | "_field" | "_measurement"
         ) {
             p.push(&format!("{key}.tags.{k}"), "is reserved");
+        } else if matches!(k.as_str(), "kind" | "phase" | "order" | "unit") {
+            // A second tag of the same key makes InfluxDB reject the whole
+            // batch ("duplicate tags").
+            p.push(
+                &format!("{key}.tags.{k}"),
+                "is reserved: pqwatch tags its pq_event and pq_suspension points with it",
+            );
         } else if !crate::schema::valid_field_name(k) {
             p.push(
                 &format!("{key}.tags.{k}"),
@@ -508,6 +519,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
     let reports = super::sections::reports(&mut p);
     let http = super::sections::http(&mut p);
     let cluster = super::sections::cluster(&mut p);
+    let plausibility = super::sections::plausibility(&mut p);
     let v1 = matches!(
         influx,
         Some(Influx {
@@ -759,7 +771,17 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             &format!("{key}.voltage_basis"),
             &mut p,
         );
+        let contracted = customers
+            .iter()
+            .find(|c| c.id == m.customer)
+            .and_then(|c| c.contracted_kva);
         meters.push(Meter {
+            plausibility: crate::modbus::plausible::Bounds::new(
+                &plausibility,
+                m.nominal_voltage,
+                phases,
+                contracted,
+            ),
             limits,
             voltage_refs,
             id: m.id,

@@ -302,6 +302,21 @@ pub fn families(m: &Metrics, extra: &Extra) -> Vec<Family> {
             "Decoded values dropped (NaN, infinite, the device's not-available marker).",
             &m.fields_dropped,
         ),
+        counter(
+            "pqwatch_fields_implausible_total",
+            "Values rejected as implausible ([plausibility]): not stored, not judged.",
+            &m.fields_implausible,
+        ),
+        counter(
+            "pqwatch_gateway_restarts_total",
+            "Gateway tasks that ended unexpectedly (a bug) and were restarted.",
+            &m.gateway_restarts,
+        ),
+        counter(
+            "pqwatch_counters_backwards_total",
+            "Energy counters seen going backwards (stored as read, flagged).",
+            &m.counters_backwards,
+        ),
     ]);
 
     // The outbox and InfluxDB.

@@ -37,8 +37,9 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_modbus::client::Client as _;
 use tokio_modbus::client::Context;
-use tokio_modbus::prelude::{Reader, SlaveContext};
+use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::{ExceptionCode, Slave};
+use tokio_modbus::{Request, Response};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -122,6 +123,8 @@ struct MeterState {
     /// While backed off: do not poll before this instant (Unix ms).
     backoff_until_ms: i64,
     stats: Arc<MeterStats>,
+    /// Which fields are implausible now, and the counters' last values.
+    plausible: crate::modbus::plausible::Tracker,
 }
 
 /// Unix time now in milliseconds.
@@ -207,6 +210,7 @@ impl Gateway {
                     fail_streak: 0,
                     backoff_until_ms: 0,
                     stats: self.metrics.meter(&m.id),
+                    plausible: Default::default(),
                 }
             })
             .collect();
@@ -417,10 +421,34 @@ impl Gateway {
             Metrics::inc(&gs.polls_ok);
             Metrics::inc(&st.stats.polls_ok);
         }
-        if assembled.values.is_empty() {
+        let mut values = assembled.values;
+        self.check_plausible(st, &mut values);
+        if values.is_empty() {
             return None;
         }
-        Some(assembled.values)
+        Some(values)
+    }
+
+    /// Drop implausible values (counted, logged when a field turns bad and
+    /// when it recovers) and flag counters that went backwards.
+    fn check_plausible(&self, st: &mut MeterState, values: &mut Vec<(Arc<str>, f64)>) {
+        let m = &st.meter;
+        let v = st.plausible.filter(&m.plausibility, values);
+        Metrics::add(&self.metrics.fields_implausible, v.rejected.len() as u64);
+        for (field, why) in &v.rejected {
+            if v.turned_bad.contains(field) {
+                warn!(meter = %m.id, field = %field, why = %why, "implausible value rejected (not stored; logged again only after it recovers)");
+            } else {
+                debug!(meter = %m.id, field = %field, why = %why, "implausible value rejected");
+            }
+        }
+        for field in &v.recovered {
+            info!(meter = %m.id, field = %field, "plausible again");
+        }
+        for (field, prev, now) in &v.backwards {
+            Metrics::inc(&self.metrics.counters_backwards);
+            warn!(meter = %m.id, field = %field, previous = prev, now = now, "energy counter went backwards (meter reset or replaced?); stored as read");
+        }
     }
 
     /// One read request, connecting first if needed. Its round trip goes
@@ -470,11 +498,24 @@ impl Gateway {
         }
         let ctx = conn.ctx.as_mut().expect("connected above");
         ctx.set_slave(Slave(unit));
+        // `Client::call`, not the `Reader` helpers: those debug-assert the
+        // register count, so a gateway answering with the wrong count would
+        // panic this task in debug builds instead of counting a broken read.
+        let request = match req.function {
+            FunctionCode::Holding => Request::ReadHoldingRegisters(req.start, req.count),
+            FunctionCode::Input => Request::ReadInputRegisters(req.start, req.count),
+        };
         let call = async {
-            match req.function {
-                FunctionCode::Holding => ctx.read_holding_registers(req.start, req.count).await,
-                FunctionCode::Input => ctx.read_input_registers(req.start, req.count).await,
-            }
+            ctx.call(request).await.map(|r| {
+                r.map(|response| match response {
+                    Response::ReadHoldingRegisters(words) | Response::ReadInputRegisters(words) => {
+                        words
+                    }
+                    // tokio-modbus rejects a reply to another function; an
+                    // empty reply fails the count check below all the same.
+                    _ => Vec::new(),
+                })
+            })
         };
         let sent = std::time::Instant::now();
         let answer = timeout(req_timeout, call).await;

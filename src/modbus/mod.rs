@@ -1,7 +1,9 @@
-//! Modbus: planning and decoding are pure ([`plan`], [`decode`], [`reading`]);
-//! [`gateway`] owns the connections and the polling schedule.
+//! Modbus: planning, decoding and plausibility are pure ([`plan`],
+//! [`decode`], [`reading`], [`plausible`]); [`gateway`] owns the
+//! connections and the polling schedule.
 
 pub mod decode;
 pub mod gateway;
 pub mod plan;
+pub mod plausible;
 pub mod reading;

@@ -31,10 +31,19 @@ pub struct Rendered {
 }
 
 /// Control characters (CR, LF, TAB, NUL, …) become spaces; runs of
-/// whitespace collapse; the ends are trimmed.
+/// whitespace collapse; the ends are trimmed. Bidirectional formatting
+/// characters (U+202A–E, U+2066–9, U+200E/F, U+061C) are removed: they
+/// make a name display in another order than it reads
+/// ("Steel \u{202E}gnp.exe" shows as "Steel exe.png").
 pub fn clean(s: &str) -> String {
     let replaced: String = s
         .chars()
+        .filter(|c| {
+            !matches!(
+                c,
+                '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+            )
+        })
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     replaced.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -430,7 +439,15 @@ pub fn render(m: &Message, tz: &TimeZone) -> Rendered {
         Language::ZhCn => format!("pqwatch 电能质量告警：{}。", counts(m, lang)),
         Language::En => format!("pqwatch power-quality alert: {}.", counts(m, lang)),
     };
-    let sections: Vec<Section> = m.items.iter().map(|i| section(i, tz, lang)).collect();
+    // A flood (every meter of a substation at once) is one readable mail:
+    // the first MAX_DETAILED events in full, the rest counted by kind.
+    let sections: Vec<Section> = m
+        .items
+        .iter()
+        .take(MAX_DETAILED)
+        .map(|i| section(i, tz, lang))
+        .collect();
+    let more = more_line(m, lang);
     let (note_head, notes) = suppression_notes(m, lang);
     let recipients = recipients_line(m, lang);
     let footer = footer(tz, lang);
@@ -447,6 +464,9 @@ pub fn render(m: &Message, tz: &TimeZone) -> Rendered {
             }
         }
         text.push('\n');
+    }
+    if let Some(more) = &more {
+        let _ = writeln!(text, "{more}\n");
     }
     if let Some(h) = &note_head {
         let _ = writeln!(text, "{h}");
@@ -478,6 +498,9 @@ pub fn render(m: &Message, tz: &TimeZone) -> Rendered {
         }
         html.push_str("</table>\n");
     }
+    if let Some(more) = &more {
+        let _ = writeln!(html, "<p><b>{}</b></p>", esc(more));
+    }
     if let Some(h) = &note_head {
         let _ = write!(html, "<p>{}</p>\n<ul>\n", esc(h));
         for n in &notes {
@@ -496,6 +519,32 @@ pub fn render(m: &Message, tz: &TimeZone) -> Rendered {
         text,
         html,
     }
+}
+
+/// Events shown in full in one message; the rest are counted by kind.
+pub const MAX_DETAILED: usize = 50;
+
+/// "… and 1,234 more events: voltage high ×800, THDu ×434" when a message
+/// has more than [`MAX_DETAILED`] items.
+fn more_line(m: &Message, lang: Language) -> Option<String> {
+    let rest = m.items.get(MAX_DETAILED..).filter(|r| !r.is_empty())?;
+    let mut by_kind: std::collections::BTreeMap<String, usize> = Default::default();
+    for i in rest {
+        *by_kind.entry(kind_name(i.event.kind, 0, lang)).or_default() += 1;
+    }
+    let kinds: Vec<String> = by_kind.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+    Some(match lang {
+        Language::ZhCn => format!(
+            "另有 {} 个事件未逐条列出（{}）；完整列表：pqwatch events --open",
+            rest.len(),
+            kinds.join("，")
+        ),
+        Language::En => format!(
+            "… and {} more events not listed one by one ({}); the full list: pqwatch events --open",
+            rest.len(),
+            kinds.join(", ")
+        ),
+    })
 }
 
 /// HTML text escaping.

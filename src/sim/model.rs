@@ -189,11 +189,13 @@ impl MeterModel {
         let base = 1000.0 + (self.seed % 100_000) as f64;
         let e_imp = base + self.rated_kw * 0.6 * (hours - 490_000.0).max(0.0);
         let e_q = e_imp * 0.4;
+        // From the two counters, not the instantaneous PF, so it only grows.
+        let e_s = (e_imp * e_imp + e_q * e_q).sqrt();
         set("energy_active_import_total".into(), e_imp);
         set("energy_active_export_total".into(), 0.0);
         set("energy_reactive_import_total".into(), e_q);
         set("energy_reactive_export_total".into(), 0.0);
-        set("energy_apparent_total".into(), e_imp / pf);
+        set("energy_apparent_total".into(), e_s);
         set("energy_active_total".into(), e_imp);
         set("energy_reactive_total".into(), e_q);
         for (name, total) in [
@@ -201,7 +203,7 @@ impl MeterModel {
             ("energy_active_export", 0.0),
             ("energy_reactive_import", e_q),
             ("energy_reactive_export", 0.0),
-            ("energy_apparent", e_imp / pf),
+            ("energy_apparent", e_s),
         ] {
             set(format!("{name}_t1"), total * 0.7);
             set(format!("{name}_t2"), total * 0.3);

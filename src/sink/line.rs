@@ -13,6 +13,16 @@
 //! does not ([`Dialect`]); a tag value ending in a backslash cannot be
 //! written to 1.x at all, and config validation rejects it there. Newlines
 //! cannot be represented in a tag either, and are rejected for both.
+//!
+//! Whatever it is given, the encoder writes well-formed lines, one per
+//! record: config validation keeps unrepresentable names out, and should
+//! one arrive anyway, a control character (a newline would end the line
+//! and start a forged one) and a 1.x tag's final backslash become U+FFFD,
+//! a tag with an empty key or value is left out, and so is a field with
+//! an empty name or a NaN/±inf value (the caller counts the fields
+//! actually written: the returned number). Field keys are escaped the v2
+//! way for both dialects: InfluxDB 1.x then stores a backslash in a field
+//! key doubled, which no profile field name contains.
 
 use crate::reading::{Point, Reading, Record};
 use std::collections::BTreeMap;
@@ -36,7 +46,16 @@ pub fn escape_key(s: &str, out: &mut String) {
 }
 
 pub fn escape_key_for(s: &str, dialect: Dialect, out: &mut String) {
-    for c in s.chars() {
+    let last = s.len().saturating_sub(1);
+    for (i, c) in s.char_indices() {
+        let c = if c.is_control()
+            // 1.x reads a final backslash as escaping the separator after it.
+            || (c == '\\' && dialect == Dialect::V1 && i == last)
+        {
+            REPLACEMENT
+        } else {
+            c
+        };
         if matches!(c, ',' | '=' | ' ') || (c == '\\' && dialect == Dialect::V2) {
             out.push('\\');
         }
@@ -44,9 +63,13 @@ pub fn escape_key_for(s: &str, dialect: Dialect, out: &mut String) {
     }
 }
 
+/// What a character line protocol cannot carry becomes (see the module docs).
+const REPLACEMENT: char = '\u{FFFD}';
+
 /// Escape a measurement name.
 pub fn escape_measurement(s: &str, out: &mut String) {
     for c in s.chars() {
+        let c = if c.is_control() { REPLACEMENT } else { c };
         if matches!(c, ',' | ' ' | '\\') {
             out.push('\\');
         }
@@ -54,11 +77,22 @@ pub fn escape_measurement(s: &str, out: &mut String) {
     }
 }
 
+/// Tags with an empty key or value are invalid line protocol: left out.
+fn writable_tag(k: &str, v: &str) -> bool {
+    !k.is_empty() && !v.is_empty()
+}
+
+/// Fields with an empty name or a value line protocol has no spelling for
+/// (NaN, ±inf): left out.
+fn writable_field(k: &str, v: f64) -> bool {
+    !k.is_empty() && v.is_finite()
+}
+
 /// `measurement,k=v,k=v` for a tag set, built once per meter.
 pub fn series_key(measurement: &str, tags: &BTreeMap<String, String>, dialect: Dialect) -> String {
     let mut s = String::with_capacity(64);
     escape_measurement(measurement, &mut s);
-    for (k, v) in tags {
+    for (k, v) in tags.iter().filter(|(k, v)| writable_tag(k, v)) {
         s.push(',');
         escape_key_for(k, dialect, &mut s);
         s.push('=');
@@ -71,7 +105,7 @@ pub fn series_key(measurement: &str, tags: &BTreeMap<String, String>, dialect: D
 /// written; a reading with no values writes nothing (an empty field set is
 /// invalid line protocol).
 pub fn encode(reading: &Reading, dialect: Dialect, out: &mut String) -> usize {
-    if reading.values.is_empty() {
+    if !reading.values.iter().any(|(k, v)| writable_field(k, *v)) {
         return 0;
     }
     out.push_str(reading.meter.series_key(dialect));
@@ -92,12 +126,12 @@ pub fn encode_record(r: &Record, dialect: Dialect, out: &mut String) -> usize {
 
 /// Append a point of another measurement about a meter.
 pub fn encode_point(p: &Point, dialect: Dialect, out: &mut String) -> usize {
-    if p.fields.is_empty() {
+    if !p.fields.iter().any(|(k, v)| writable_field(k, *v)) {
         return 0;
     }
     escape_measurement(p.measurement, out);
     out.push_str(p.meter.tag_set(dialect));
-    for (k, v) in &p.tags {
+    for (k, v) in p.tags.iter().filter(|(k, v)| writable_tag(k, v)) {
         out.push(',');
         escape_key_for(k, dialect, out);
         out.push('=');
@@ -114,7 +148,7 @@ fn write_fields<'a>(
     out: &mut String,
 ) -> usize {
     let mut n = 0;
-    for (name, v) in fields {
+    for (name, v) in fields.filter(|(k, v)| writable_field(k, *v)) {
         out.push(if n == 0 { ' ' } else { ',' });
         escape_key(name, out);
         out.push('=');
@@ -129,10 +163,6 @@ fn write_fields<'a>(
 /// be integral is written without a decimal point, which line protocol still
 /// reads as a float (only an `i` suffix makes an integer).
 fn write_float(v: f64, out: &mut String) {
-    debug_assert!(
-        v.is_finite(),
-        "non-finite values are dropped before encoding"
-    );
     let _ = write!(out, "{v}");
 }
 
