@@ -198,7 +198,7 @@ def block_fleet(R, sink):
             rng([r["cores"] for r in rs], 3, "up"),
             fmt(med([r["cpu_s_per_1000_polls"] for r in rs]), 3, "up"),
             fmt(med([r["cpu_us_per_read"] for r in rs]), 1, "up"),
-            rng([r["rss_peak_mib"] for r in rs], 0, "up"),
+            rng([r["rss_peak_mib"] for r in rs], 0, "up") + ("" if all("rss_peak_after_api_mib" in r for r in rs) else " †"),
             fmt(med([r["sim_cores"] for r in rs]), 2),
             fmt(med([r.get("vm_cores") for r in rs]), 2) if sink != "none" else "—",
             fmt(med([r.get("vm_rss_peak_mib") for r in rs]), 0) if sink != "none" else "—",
@@ -211,7 +211,17 @@ def block_fleet(R, sink):
     t2 = table(["meters", "interval", "pqwatch cores (min–max)", "CPU s per 1,000 polls", "CPU µs per read",
                 "pqwatch peak RSS MiB (min–max)", "simulator cores", "VictoriaMetrics cores",
                 "VictoriaMetrics peak RSS MiB", "other processes, cores", "load average before"], rows2)
-    return t1 + "\n\n" + t2
+    notes = []
+    if any("rss_peak_after_api_mib" not in r for rs in g.values() for r in rs):
+        notes.append("† measured after the three `/api/meters` scrapes that follow the window, which add to the "
+                     "peak (one scrape of 10,000 meters: +146 MiB); the other rows are the peak of polling alone, "
+                     "read before the scrapes.")
+    after = [(n, iv, med([r["rss_peak_after_api_mib"] for r in rs])) for (n, iv), rs in sorted(g.items())
+             if all("rss_peak_after_api_mib" in r for r in rs)]
+    if after:
+        notes.append("Peak RSS after the `/api/meters` scrapes: " + "; ".join(
+            f"{n:,} @ {iv:g} s: {fmt(x, 0, 'up')} MiB" for n, iv, x in after) + ".")
+    return t1 + "\n\n" + t2 + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 def rtt(rs):
@@ -265,7 +275,7 @@ def block_peers(R):
         if c:
             rows.append([f"{n:,} @ {iv:g} s", "C, libmodbus (1 connection, blocking loop)", len(c), "—", "—",
                          "—", fmt(med([r["cpu_us_per_request"] for r in c]), 1),
-                         fmt(med([r["maxrss_kib"] / 1024 for r in c]), 1),
+                         "—",
                          f"RTT {fmt(med([r['rtt_p50_ms'] for r in c]), 2)} / {fmt(med([r['rtt_p99_ms'] for r in c]), 2)}",
                          f"pqwatch/C CPU per read: **{fmt(vs_c, 2, 'up')}×**"])
     return table(["fleet", "poller", "runs", "on time %", "cores", "CPU s per 1,000 polls", "CPU µs per read",
@@ -380,7 +390,7 @@ def block_profile(R):
     if c:
         rows.append(["C client (libmodbus)", f"{c['requests']:,}", fmt(c["cpu_us_per_request"], 1),
                      fmt(c["syscalls_per_request"], 2), fmt(c["context_switches_per_request"], 2)])
-    t = table(["process", "reads", "CPU µs per read (perf task-clock)", "syscalls per read",
+    t = table(["process", "requests", "CPU µs per request (perf task-clock; C: getrusage)", "syscalls per request",
                "context switches per read"], rows)
     parts = [t]
     for r in pr["runs"]:

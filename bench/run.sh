@@ -4,14 +4,15 @@
 #   ./bench/run.sh            every part (about an hour on 2 cores)
 #   ./bench/run.sh --quick    a short smoke run of every part (a few minutes;
 #                             its figures are NOT written to BENCHMARKS.md)
-#   ./bench/run.sh --parts hotpaths,fleet,gateway,floor,reports,outbox
+#   ./bench/run.sh --parts hotpaths,fleet,gateway,floor,profile,reports,outbox
 #                             only these parts (default: all but outbox,
 #                             whose 6-minute run is already in BENCHMARKS.md)
 #   ./bench/run.sh --no-render   measure, but leave BENCHMARKS.md alone
 #
 # 1. Installs what it needs if missing (Debian: libmodbus-dev, gcc,
 #    pkg-config, python3-pymodbus and what its client imports,
-#    victoria-metrics; criterion comes with `cargo bench`).
+#    victoria-metrics, linux-perf for the profile part; criterion comes
+#    with `cargo bench`).
 # 2. Builds the release binary, the benches and the libmodbus C client
 #    (bench/peers/modbus_floor.c → target/bench/modbus_floor).
 # 3. Runs the parts:
@@ -24,6 +25,10 @@
 #      gateway   one gateway's achieved cycle against k × reads × latency,
 #                per built-in profile
 #      floor     the C client's CPU per request, alone
+#      profile   where pqwatch's CPU per read goes: perf stat (syscalls and
+#                context switches per read) and a flat perf profile, 2,000
+#                meters at 1 s with and without the sink; the C client's
+#                syscalls per request
 #      reports   1,000 customers' monthly reports from 30 days of ledger
 #                (benches/reports.rs)
 #      outbox    the existing outbox benchmark (benches/outbox.rs)
@@ -42,14 +47,14 @@ die() { printf 'bench/run.sh: error: %s\n' "$*" >&2; exit 1; }
 
 QUICK=0
 RENDER=1
-PARTS="hotpaths,fleet,gateway,floor,reports"
+PARTS="hotpaths,fleet,gateway,floor,profile,reports"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --no-render) RENDER=0 ;;
     --parts) shift; PARTS="${1:?--parts needs a list}" ;;
     --parts=*) PARTS="${1#--parts=}" ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
@@ -71,6 +76,7 @@ run() { "$@" & CHILD=$!; wait "$CHILD"; local rc=$?; CHILD=""; return $rc; }
 
 # 1. Debian packages
 PACKAGES=(libmodbus-dev gcc pkg-config python3-pymodbus python3-serial python3-serial-asyncio victoria-metrics)
+has_part profile && PACKAGES+=(linux-perf)
 missing=()
 for p in "${PACKAGES[@]}"; do
   [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" = "install ok installed" ] || missing+=("$p")
@@ -126,6 +132,7 @@ harness=()
 has_part fleet && harness+=(fleet)
 has_part gateway && harness+=(gateway)
 has_part floor && harness+=(floor)
+has_part profile && harness+=(profile)
 if [ "${#harness[@]}" -gt 0 ]; then
   log "parts 2-5: ${harness[*]} (bench/harness.py)"
   q=()
