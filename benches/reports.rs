@@ -245,15 +245,26 @@ fn main() -> anyhow::Result<()> {
     let read_s = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let mut ev_rows = 0;
-    for _ in &cfg.customers {
-        ev_rows += pqwatch::events::between(&db, period.start_ms(&tz), period.end_ms(&tz))?.len();
+    for c in &cfg.customers {
+        ev_rows += pqwatch::events::between_for_customer(
+            &db,
+            &c.id,
+            period.start_ms(&tz),
+            period.end_ms(&tz),
+        )?
+        .len();
     }
     let events_s = t.elapsed().as_secs_f64();
     let mut built = Vec::new();
     let mut build_s = 0.0;
     for c in &cfg.customers {
         let (ledger, unreadable_rows) = report::store::read(&db, &meters_of(&c.id), &from, &to)?;
-        let evs = pqwatch::events::between(&db, period.start_ms(&tz), period.end_ms(&tz))?;
+        let evs = pqwatch::events::between_for_customer(
+            &db,
+            &c.id,
+            period.start_ms(&tz),
+            period.end_ms(&tz),
+        )?;
         let t = Instant::now();
         built.push(model::build(
             &cfg,

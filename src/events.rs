@@ -68,13 +68,31 @@ fn row_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
 
 /// Events that overlap `[from_ms, to_ms)`, oldest first, on any connection.
 pub fn between(db: &StateDb, from_ms: i64, to_ms: i64) -> Result<Vec<Event>, StateError> {
-    let mut st = db
-        .conn
-        .prepare("SELECT * FROM events WHERE start_ms < ?2 AND end_ms >= ?1 ORDER BY start_ms")
-        .map_err(|e| db.err(e))?;
-    let rows = st
-        .query_map([from_ms, to_ms], row_event)
-        .map_err(|e| db.err(e))?;
+    query(
+        db,
+        "SELECT * FROM events WHERE start_ms < ?2 AND end_ms >= ?1 ORDER BY start_ms",
+        rusqlite::params![from_ms, to_ms],
+    )
+}
+
+/// One customer's events that overlap `[from_ms, to_ms)`, oldest first.
+pub fn between_for_customer(
+    db: &StateDb,
+    customer: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Vec<Event>, StateError> {
+    query(
+        db,
+        "SELECT * FROM events WHERE customer = ?3 AND start_ms < ?2 AND end_ms >= ?1
+         ORDER BY start_ms",
+        rusqlite::params![from_ms, to_ms, customer],
+    )
+}
+
+fn query<P: rusqlite::Params>(db: &StateDb, sql: &str, p: P) -> Result<Vec<Event>, StateError> {
+    let mut st = db.conn.prepare(sql).map_err(|e| db.err(e))?;
+    let rows = st.query_map(p, row_event).map_err(|e| db.err(e))?;
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| db.err(e))
 }
 
@@ -155,9 +173,7 @@ impl EventStore {
     }
 
     fn query<P: rusqlite::Params>(&self, sql: &str, p: P) -> Result<Vec<Event>, StateError> {
-        let mut st = self.db.conn.prepare(sql).map_err(|e| self.err(e))?;
-        let rows = st.query_map(p, row_event).map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+        query(&self.db, sql, p)
     }
 }
 
@@ -208,5 +224,25 @@ mod tests {
         assert_eq!(s.between(0, 70_000).unwrap().len(), 1);
         assert_eq!(s.between(400_000, 500_000).unwrap().len(), 0);
         assert_eq!(s.recent(false, 10).unwrap()[0].end_ms, 300_000);
+    }
+
+    #[test]
+    fn a_customers_events_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        let s = EventStore::new(StateDb::open(dir.path()).unwrap());
+        let mut other = ev(State::Closed, 120_000);
+        other.id = "M2/voltage_high/l1/0/60000".into();
+        other.customer = "C2".into();
+        s.upsert(&ev(State::Closed, 120_000), 1).unwrap();
+        s.upsert(&other, 1).unwrap();
+        assert_eq!(between(&db, 0, 200_000).unwrap().len(), 2);
+        let c1 = between_for_customer(&db, "C1", 0, 200_000).unwrap();
+        assert_eq!(c1, vec![ev(State::Closed, 120_000)]);
+        assert!(
+            between_for_customer(&db, "C1", 130_000, 200_000)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

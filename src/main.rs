@@ -675,7 +675,10 @@ fn report(
     let now = pqwatch::modbus::gateway::now_ms();
     let period = period.unwrap_or_else(|| {
         let kind = c.report.as_ref().map_or(PeriodKind::Month, |s| s.period);
-        Period::last_complete_before(kind, pqwatch::report::scheduler::today(cfg, now))
+        Period::last_complete_before(
+            kind,
+            pqwatch::report::schedule::local_date(now, &cfg.timezone),
+        )
     });
     if send {
         let mut db = pqwatch::state::StateDb::open(dir)?;

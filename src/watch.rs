@@ -493,12 +493,8 @@ impl Watch {
         meta: &Arc<MeterMeta>,
         sink: &mpsc::Sender<Record>,
     ) {
-        let mid = w.start_ms + w.len_ms / 2;
-        let (st, unit) = match (w.get("apparent_power_total"), w.get("active_power_total")) {
-            (Some(s), _) => (s, "kVA"),
-            (None, Some(s)) => (s, "kW"),
-            _ => return,
-        };
+        let mid = w.mid_ms();
+        let Some((st, unit)) = w.load() else { return };
         for s in mw.rules.set.suspensions.clone() {
             if !(s.from_ms <= mid && mid < s.to_ms) {
                 continue;

@@ -33,21 +33,7 @@ fn cases(default: u32, file: &'static str) -> ProptestConfig {
 }
 
 const SOURCE: &str = "embedded config";
-const SECTIONS: &[&str] = &[
-    "rules",
-    "smtp",
-    "alerts",
-    "reports",
-    "http",
-    "cluster",
-    "daemon",
-    "influxdb",
-    "polling",
-    "gateways",
-    "customers",
-    "meters",
-    "plausibility",
-];
+use pqwatch::config::SECTIONS;
 
 const TOKEN: &str = "Tk9-Zebra-Quartz-88213";
 const SMTP_PASSWORD: &str = "Pw7-Mango-Violet-55190";

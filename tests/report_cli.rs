@@ -119,20 +119,12 @@ fn preview_and_resend_a_seeded_month() {
     drop(store);
 
     let cfg_arg = path.to_str().unwrap();
-    let out = run_to_end(
-        pqwatch_cmd(&[
-            "report",
-            "-c",
-            cfg_arg,
-            "--customer",
-            "C1",
-            "--period",
-            "2026-10",
-            "--format",
-            "csv",
-        ]),
-        Duration::from_secs(30),
-    );
+    let report = |args: &[&str]| {
+        let mut all = vec!["report", "-c", cfg_arg];
+        all.extend_from_slice(args);
+        run_to_end(pqwatch_cmd(&all), Duration::from_secs(30))
+    };
+    let out = report(&["--customer", "C1", "--period", "2026-10", "--format", "csv"]);
     assert_eq!(out.code, Some(0), "{out}");
     let rows = csv_rows(&out.stdout);
     let col = |n: &str| rows[0].iter().position(|h| h == n).unwrap();
@@ -151,89 +143,43 @@ fn preview_and_resend_a_seeded_month() {
     assert_eq!(max, 10_800.0);
 
     // Text and HTML say the same rate.
-    let out = run_to_end(
-        pqwatch_cmd(&[
-            "report",
-            "-c",
-            cfg_arg,
-            "--customer",
-            "C1",
-            "--period",
-            "2026-10",
-            "--format",
-            "text",
-        ]),
-        Duration::from_secs(30),
-    );
+    let out = report(&[
+        "--customer",
+        "C1",
+        "--period",
+        "2026-10",
+        "--format",
+        "text",
+    ]);
     assert_eq!(out.code, Some(0), "{out}");
     assert!(out.stdout.contains("95.00"), "{}", out.stdout);
     let html = dir.path().join("r.html");
-    let out = run_to_end(
-        pqwatch_cmd(&[
-            "report",
-            "-c",
-            cfg_arg,
-            "--customer",
-            "C1",
-            "--from",
-            "2026-10-05",
-            "--to",
-            "2026-10-05",
-            "--out",
-            html.to_str().unwrap(),
-        ]),
-        Duration::from_secs(30),
-    );
+    let out = report(&[
+        "--customer",
+        "C1",
+        "--from",
+        "2026-10-05",
+        "--to",
+        "2026-10-05",
+        "--out",
+        html.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, Some(0), "{out}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("95.00"), "one day, same minutes");
     assert!(page.contains("2026-10-05"));
 
     // Unknown customer and bad period: clear errors.
-    let out = run_to_end(
-        pqwatch_cmd(&[
-            "report",
-            "-c",
-            cfg_arg,
-            "--customer",
-            "C2",
-            "--period",
-            "2026-10",
-        ]),
-        Duration::from_secs(30),
-    );
+    let out = report(&["--customer", "C2", "--period", "2026-10"]);
     assert_ne!(out.code, Some(0));
     assert!(out.stderr.contains("no customer \"C2\""), "{out}");
-    let out = run_to_end(
-        pqwatch_cmd(&[
-            "report",
-            "-c",
-            cfg_arg,
-            "--customer",
-            "C1",
-            "--period",
-            "2026-13",
-        ]),
-        Duration::from_secs(30),
-    );
+    let out = report(&["--customer", "C1", "--period", "2026-13"]);
     assert_ne!(out.code, Some(0));
     assert!(out.stderr.contains("--period"), "{out}");
 
     // --send queues it (twice: a resend is on purpose), logged once per period.
     for _ in 0..2 {
-        let out = run_to_end(
-            pqwatch_cmd(&[
-                "report",
-                "-c",
-                cfg_arg,
-                "--customer",
-                "C1",
-                "--period",
-                "2026-10",
-                "--send",
-            ]),
-            Duration::from_secs(30),
-        );
+        let out = report(&["--customer", "C1", "--period", "2026-10", "--send"]);
         assert_eq!(out.code, Some(0), "{out}");
         assert!(out.stderr.contains("queued"), "{out}");
     }

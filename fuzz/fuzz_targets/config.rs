@@ -3,21 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-const SECTIONS: &[&str] = &[
-    "rules",
-    "smtp",
-    "alerts",
-    "reports",
-    "http",
-    "cluster",
-    "plausibility",
-    "daemon",
-    "influxdb",
-    "polling",
-    "gateways",
-    "customers",
-    "meters",
-];
+use pqwatch::config::SECTIONS;
 
 fuzz_target!(|text: &str| {
     let Err(e) = pqwatch::config::from_str(text, std::path::Path::new("/nonexistent")) else {

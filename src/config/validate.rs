@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Sections pqwatch knows; any other top-level key is an error.
-const SECTIONS: &[&str] = &[
+pub const SECTIONS: &[&str] = &[
     "rules",
     "smtp",
     "alerts",

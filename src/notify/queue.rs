@@ -48,6 +48,26 @@ impl Queued {
     }
 }
 
+/// Insert a message row on `conn` (also inside another writer's
+/// transaction: the report send log queues its mail that way). Returns its
+/// row id; the message is due at once.
+pub fn insert(
+    conn: &rusqlite::Connection,
+    now_ms: i64,
+    subject: &str,
+    envelope: &Envelope,
+    body: &[u8],
+) -> rusqlite::Result<i64> {
+    let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
+    let to: Vec<String> = envelope.to().iter().map(|a| a.to_string()).collect();
+    conn.execute(
+        "INSERT INTO mail_queue(created_ms, subject, env_from, env_to, body, next_attempt_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?1)",
+        params![now_ms, subject, from, to.join("\n"), body],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
 pub struct MailQueue {
     db: StateDb,
 }
@@ -72,17 +92,7 @@ impl MailQueue {
         envelope: &Envelope,
         body: &[u8],
     ) -> Result<i64, StateError> {
-        let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
-        let to: Vec<String> = envelope.to().iter().map(|a| a.to_string()).collect();
-        self.db
-            .conn
-            .execute(
-                "INSERT INTO mail_queue(created_ms, subject, env_from, env_to, body, next_attempt_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?1)",
-                params![now_ms, subject, from, to.join("\n"), body],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(self.db.conn.last_insert_rowid())
+        insert(&self.db.conn, now_ms, subject, envelope, body).map_err(|e| self.err(e))
     }
 
     /// The oldest pending message due at `now_ms`, skipping ids in `skip`.

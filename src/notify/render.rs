@@ -548,7 +548,7 @@ fn more_line(m: &Message, lang: Language) -> Option<String> {
 }
 
 /// HTML text escaping.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -563,6 +563,23 @@ fn esc(s: &str) -> String {
     out
 }
 
+/// A message from pqwatch: sender, subject, date, and `Auto-Submitted:
+/// auto-generated` so auto-responders stay quiet (alerts and reports).
+pub(crate) fn automated(
+    from: &Mailbox,
+    subject: &str,
+    date: SystemTime,
+) -> lettre::message::MessageBuilder {
+    lettre::Message::builder()
+        .from(from.clone())
+        .subject(subject)
+        .date(date)
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".into(),
+        ))
+}
+
 /// The MIME message: plain text with an HTML alternative, To the list,
 /// a fresh Message-ID (kept across retries, since the queue stores the
 /// formatted bytes), and `Auto-Submitted` so auto-responders stay quiet.
@@ -572,15 +589,8 @@ pub fn email(
     r: &Rendered,
     date: SystemTime,
 ) -> Result<lettre::Message, String> {
-    let mut b = lettre::Message::builder()
-        .from(from.clone())
-        .subject(r.subject.clone())
-        .date(date)
+    let mut b = automated(from, &r.subject, date)
         .message_id(None)
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("Auto-Submitted"),
-            "auto-generated".into(),
-        ))
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("Content-Language"),
             m.recipients.language.tag().into(),

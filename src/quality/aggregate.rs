@@ -46,6 +46,26 @@ impl Window {
     pub fn get(&self, field: &str) -> Option<&Stat> {
         self.stats.get(field)
     }
+
+    /// The middle of the window: what decides whether it lies in a period
+    /// such as a suspension.
+    pub fn mid_ms(&self) -> i64 {
+        self.start_ms + self.len_ms / 2
+    }
+
+    /// The customer's load: total apparent power where the meter has it
+    /// (capacity is contracted in kVA), else total active power; with its
+    /// unit once divided by 1000.
+    pub fn load(&self) -> Option<(&Stat, &'static str)> {
+        match (
+            self.get("apparent_power_total"),
+            self.get("active_power_total"),
+        ) {
+            (Some(s), _) => Some((s, "kVA")),
+            (None, Some(s)) => Some((s, "kW")),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

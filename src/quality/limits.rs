@@ -54,6 +54,16 @@ pub struct Band {
     pub note: String,
 }
 
+impl Band {
+    /// The band in volts around a nominal reference: (lower, upper).
+    pub fn volts(&self, reference: f64) -> (f64, f64) {
+        (
+            reference * (1.0 + self.lower_pct / 100.0),
+            reference * (1.0 + self.upper_pct / 100.0),
+        )
+    }
+}
+
 /// Harmonic voltage limits, % of fundamental.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HarmonicLimits {

@@ -282,8 +282,7 @@ impl MeterRules {
         {
             for (phase, field, reference) in &s.voltage_refs {
                 let src = format!("{} ({})", l.voltage_standard, b.note);
-                let up = reference * (1.0 + b.upper_pct / 100.0);
-                let lo = reference * (1.0 + b.lower_pct / 100.0);
+                let (lo, up) = b.volts(*reference);
                 let margin = s.voltage.margin * reference / 100.0;
                 let t = Timing {
                     margin,
@@ -400,7 +399,7 @@ impl MeterRules {
     fn suspension_check(&self, w: &Window) -> Option<Check> {
         let s = &self.set;
         let contracted = s.contracted_kva?;
-        let mid = w.start_ms + w.len_ms / 2;
+        let mid = w.mid_ms();
         let suspended: f64 = s
             .suspensions
             .iter()
@@ -410,13 +409,8 @@ impl MeterRules {
         if suspended <= 0.0 {
             return None;
         }
-        // Capacity is in kVA: judge apparent power where the meter has it.
-        let (st, unit, factor) = match (w.get("apparent_power_total"), w.get("active_power_total"))
-        {
-            (Some(st), _) => (st, "kVA", 1000.0),
-            (None, Some(st)) => (st, "kW", 1000.0),
-            _ => return None,
-        };
+        let (st, unit) = w.load()?;
+        let factor = 1000.0;
         let remaining = (contracted - suspended).max(0.0);
         let limit = if remaining <= 0.0 {
             s.noise_floor_kw

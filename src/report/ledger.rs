@@ -231,7 +231,8 @@ pub struct Peak {
     pub unit: String,
 }
 
-fn keep_peak(slot: &mut Option<Peak>, p: &Peak) {
+/// Keep the higher peak (the earlier one when equal).
+pub fn keep_peak(slot: &mut Option<Peak>, p: &Peak) {
     match slot {
         Some(q) if p.value < q.value || (p.value == q.value && p.at_ms >= q.at_ms) => {}
         _ => *slot = Some(p.clone()),
@@ -338,13 +339,8 @@ impl LedgerSpec {
             .voltage_refs
             .iter()
             .map(|(phase, field, reference)| {
-                let (lo, up) = match band {
-                    Some(b) => (
-                        reference * (1.0 + b.lower_pct / 100.0),
-                        reference * (1.0 + b.upper_pct / 100.0),
-                    ),
-                    None => (f64::NEG_INFINITY, f64::INFINITY),
-                };
+                let (lo, up) =
+                    band.map_or((f64::NEG_INFINITY, f64::INFINITY), |b| b.volts(*reference));
                 (phase.clone(), field.clone(), lo, up)
             })
             .collect();
@@ -411,20 +407,15 @@ pub fn from_short_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
             unit: "kW".into(),
         });
     }
-    let mid = w.start_ms + w.len_ms / 2;
-    if spec.suspensions.iter().any(|(f, t)| *f <= mid && mid < *t) {
-        let load = match (w.get("apparent_power_total"), w.get("active_power_total")) {
-            (Some(s), _) => Some((s, "kVA")),
-            (None, Some(s)) => Some((s, "kW")),
-            _ => None,
-        };
-        if let Some((s, unit)) = load {
-            d.suspension = Some(Peak {
-                value: s.max / 1000.0,
-                at_ms: s.max_ms,
-                unit: unit.into(),
-            });
-        }
+    let mid = w.mid_ms();
+    if spec.suspensions.iter().any(|(f, t)| *f <= mid && mid < *t)
+        && let Some((s, unit)) = w.load()
+    {
+        d.suspension = Some(Peak {
+            value: s.max / 1000.0,
+            at_ms: s.max_ms,
+            unit: unit.into(),
+        });
     }
     d
 }

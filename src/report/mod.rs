@@ -49,7 +49,12 @@ pub fn assemble(
         &schedule::day_key(period.to),
     )?;
     let tz = &cfg.timezone;
-    let events = crate::events::between(db, period.start_ms(tz), period.end_ms(tz))?;
+    let events = crate::events::between_for_customer(
+        db,
+        &customer.id,
+        period.start_ms(tz),
+        period.end_ms(tz),
+    )?;
     Ok(model::build(
         cfg,
         customer,

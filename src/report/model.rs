@@ -19,7 +19,7 @@
 //!   still draw, or a `suspension_load` event overlapped it; demand fails
 //!   when a `demand_exceeded` event did.
 
-use super::ledger::{DayLedger, DistortionDay, Peak, VoltageDay};
+use super::ledger::{DayLedger, DistortionDay, Peak, VoltageDay, keep_peak};
 use super::schedule::Period;
 use crate::config::sections::Language;
 use crate::config::{Config, Customer, Meter};
@@ -359,8 +359,7 @@ fn meter_report(
         if v.monitored == 0 {
             // No minute carried the band: show the configured one.
             if let Some(b) = &m.limits.voltage {
-                row.upper_v = reference * (1.0 + b.upper_pct / 100.0);
-                row.lower_v = reference * (1.0 + b.lower_pct / 100.0);
+                (row.lower_v, row.upper_v) = b.volts(*reference);
             }
         }
         voltage.push(row);
@@ -517,14 +516,6 @@ fn event_row(e: &Event) -> EventRow {
     }
 }
 
-fn higher(a: Option<Peak>, b: Option<&Peak>) -> Option<Peak> {
-    match (a, b) {
-        (Some(a), Some(b)) if b.value > a.value => Some(b.clone()),
-        (a @ Some(_), _) => a,
-        (None, b) => b.cloned(),
-    }
-}
-
 /// Build the report of `customer` for `inputs.period`.
 pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &Inputs) -> Report {
     let tz = &cfg.timezone;
@@ -576,7 +567,7 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
                             && p.at_ms < s.to_ms
                             && period.contains_day(date)
                         {
-                            peak = higher(peak, Some(p));
+                            keep_peak(&mut peak, p);
                         }
                     }
                 }
@@ -619,7 +610,11 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
     let demand = customer.max_demand_kw.map(|md| {
         let peak = meter_reports
             .iter()
-            .fold(None, |p, m| higher(p, m.demand_peak.as_ref()));
+            .filter_map(|m| m.demand_peak.as_ref())
+            .fold(None, |mut peak, p| {
+                keep_peak(&mut peak, p);
+                peak
+            });
         let exceedances = events
             .iter()
             .filter(|e| e.kind == Kind::DemandExceeded)

@@ -28,8 +28,8 @@ use super::model::{
 };
 use super::schedule::{PeriodKind, day_key};
 use crate::config::sections::Language;
-use crate::notify::render::{clean, duration, kind_name};
-use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use crate::notify::render::{automated, clean, duration, esc, kind_name};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart};
 use std::fmt::Write as _;
 use std::time::SystemTime;
@@ -103,15 +103,7 @@ pub fn email(
         s if s.starts_with('<') => Some(id),
         s => Some(format!("<{s}>")),
     };
-    let mut b = lettre::Message::builder()
-        .from(from.clone())
-        .subject(clean(&rendered.subject))
-        .date(date)
-        .message_id(id)
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("Auto-Submitted"),
-            "auto-generated".into(),
-        ));
+    let mut b = automated(from, &clean(&rendered.subject), date).message_id(id);
     for t in to {
         b = b.to(t.clone());
     }
@@ -1971,22 +1963,6 @@ fn tone_colours(t: Tone) -> Option<(&'static str, &'static str)> {
         Tone::Fail => Some(("#b3261e", "#fce8e6")),
         Tone::NoData => Some((MUTED, HEAD_BG)),
     }
-}
-
-/// HTML text escaping.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Escaped text in which a figure and its unit ("95.00 %", "10.5 kV")

@@ -22,7 +22,7 @@
 //! Not here: the figures (`model`), the layout (`render`), SMTP (`notify`).
 
 use super::render;
-use super::schedule::{Period, local_date};
+use super::schedule::Period;
 use super::store::{self, Logged, SendLog};
 use crate::config::{Config, Customer};
 use crate::metrics::Metrics;
@@ -309,10 +309,4 @@ impl Scheduler {
             _ => MAX_SLEEP,
         }
     }
-}
-
-/// The local date of an instant in the configured zone (for the CLI's
-/// default period).
-pub fn today(cfg: &Config, now_ms: i64) -> jiff::civil::Date {
-    local_date(now_ms, &cfg.timezone)
 }

@@ -33,12 +33,9 @@ impl LedgerStore {
         &mut self,
         rows: impl IntoIterator<Item = (&'a str, &'a str, &'a DayLedger)>,
     ) -> Result<usize, StateError> {
-        let path = self.db.path.clone();
-        let e = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.db.conn.transaction().map_err(e)?;
+        let StateDb { conn, path } = &mut self.db;
+        let e = crate::state::sqlite_err(path);
+        let tx = conn.transaction().map_err(e)?;
         let mut n = 0;
         {
             let mut st = tx
@@ -59,12 +56,9 @@ impl LedgerStore {
 
     /// Merge a meter-day's rows into one. Returns the rows it replaced.
     pub fn compact(&mut self, meter: &str, day: &str) -> Result<usize, StateError> {
-        let path = self.db.path.clone();
-        let e = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.db.conn.transaction().map_err(e)?;
+        let StateDb { conn, path } = &mut self.db;
+        let e = crate::state::sqlite_err(path);
+        let tx = conn.transaction().map_err(e)?;
         let (merged, n) = {
             let mut st = tx
                 .prepare_cached("SELECT data FROM ledger WHERE meter = ?1 AND day = ?2")
@@ -113,11 +107,11 @@ impl LedgerStore {
                     "SELECT meter, day FROM ledger WHERE day < ?1
                      GROUP BY meter, day HAVING count(*) > 1",
                 )
-                .map_err(|e| sq(&self.db, e))?;
+                .map_err(|e| self.db.err(e))?;
             st.query_map([day], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(|e| sq(&self.db, e))?
+                .map_err(|e| self.db.err(e))?
                 .collect::<Result<_, _>>()
-                .map_err(|e| sq(&self.db, e))?
+                .map_err(|e| self.db.err(e))?
         };
         let mut n = 0;
         for (m, d) in &todo {
@@ -131,7 +125,7 @@ impl LedgerStore {
         self.db
             .conn
             .execute("DELETE FROM ledger WHERE day < ?1", [day])
-            .map_err(|e| sq(&self.db, e))
+            .map_err(|e| self.db.err(e))
     }
 }
 
@@ -154,15 +148,15 @@ pub fn read(
         .prepare_cached(
             "SELECT day, data FROM ledger WHERE meter = ?1 AND day >= ?2 AND day < ?3 ORDER BY day, seq",
         )
-        .map_err(|e| sq(db, e))?;
+        .map_err(|e| db.err(e))?;
     for m in meters {
         let mut rows = st
             .query(params![m, from_day, to_day])
-            .map_err(|e| sq(db, e))?;
+            .map_err(|e| db.err(e))?;
         let days = out.entry(m.to_string()).or_default();
-        while let Some(r) = rows.next().map_err(|e| sq(db, e))? {
-            let day: String = r.get(0).map_err(|e| sq(db, e))?;
-            let b: Vec<u8> = r.get(1).map_err(|e| sq(db, e))?;
+        while let Some(r) = rows.next().map_err(|e| db.err(e))? {
+            let day: String = r.get(0).map_err(|e| db.err(e))?;
+            let b: Vec<u8> = r.get(1).map_err(|e| db.err(e))?;
             match DayLedger::decode(&b) {
                 Ok(d) => days.entry(day).or_default().merge(&d),
                 Err(e) => {
@@ -182,10 +176,6 @@ pub fn reports_since_ms(db: &StateDb) -> Result<i64, StateError> {
         .meta("reports_since_ms")?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
-}
-
-fn sq(db: &StateDb, e: rusqlite::Error) -> StateError {
-    db.err(e)
 }
 
 /// One report put in the mail queue.
@@ -214,7 +204,7 @@ impl SendLog {
                 row_logged,
             )
             .optional()
-            .map_err(|e| sq(db, e))
+            .map_err(|e| db.err(e))
     }
 
     pub fn list(db: &StateDb, limit: usize) -> Result<Vec<Logged>, StateError> {
@@ -224,11 +214,11 @@ impl SendLog {
                 "SELECT customer, period, from_day, to_day, queued_ms, mail_id, recipients, subject
                  FROM report_log ORDER BY queued_ms DESC LIMIT ?1",
             )
-            .map_err(|e| sq(db, e))?;
+            .map_err(|e| db.err(e))?;
         st.query_map([limit as i64], row_logged)
-            .map_err(|e| sq(db, e))?
+            .map_err(|e| db.err(e))?
             .collect::<Result<_, _>>()
-            .map_err(|e| sq(db, e))
+            .map_err(|e| db.err(e))
     }
 
     /// Queue a report's message and log it, in one transaction. With
@@ -236,7 +226,6 @@ impl SendLog {
     /// returned (the scheduler's exactly-once); with `replace` true (an
     /// operator's `pqwatch report --send`) the message is queued again and
     /// the log row updated.
-    #[allow(clippy::too_many_arguments)]
     pub fn queue(
         db: &mut StateDb,
         now_ms: i64,
@@ -245,13 +234,9 @@ impl SendLog {
         body: &[u8],
         replace: bool,
     ) -> Result<bool, StateError> {
-        let path = db.path.clone();
-        let e = |source| StateError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = db
-            .conn
+        let StateDb { conn, path } = db;
+        let e = crate::state::sqlite_err(path);
+        let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(e)?;
         let exists: bool = tx
@@ -266,15 +251,8 @@ impl SendLog {
         if exists && !replace {
             return Ok(false);
         }
-        let from = envelope.from().map(|a| a.to_string()).unwrap_or_default();
-        let to: Vec<String> = envelope.to().iter().map(|a| a.to_string()).collect();
-        tx.execute(
-            "INSERT INTO mail_queue(created_ms, subject, env_from, env_to, body, next_attempt_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?1)",
-            params![now_ms, entry.subject, from, to.join("\n"), body],
-        )
-        .map_err(e)?;
-        let mail_id = tx.last_insert_rowid();
+        let mail_id =
+            crate::notify::queue::insert(&tx, now_ms, &entry.subject, envelope, body).map_err(e)?;
         tx.execute(
             "INSERT INTO report_log(customer, period, from_day, to_day, queued_ms, mail_id, recipients, subject)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
