@@ -12,6 +12,7 @@
 //! The simulator is for demos, tests and benchmarks; an independent Modbus
 //! server (pymodbus) checks pqwatch against someone else's encoding.
 
+mod latency;
 pub mod model;
 pub mod scenario;
 
@@ -216,9 +217,11 @@ impl Service for SimService {
 
     fn call(&self, req: Self::Request) -> Self::Future {
         let port = self.0.clone();
+        // From the request's arrival, exactly: see [`latency`].
+        let due = Instant::now() + port.latency;
         Box::pin(async move {
             if !port.latency.is_zero() {
-                tokio::time::sleep(port.latency).await;
+                latency::until(due).await;
             }
             port.answer(req.slave, &req.request)
         })
