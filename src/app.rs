@@ -383,9 +383,7 @@ impl Pollers {
     async fn sync(&mut self, cfg: &Config) {
         let mut want: BTreeMap<String, Vec<Arc<crate::config::Meter>>> = BTreeMap::new();
         for m in &cfg.meters {
-            want.entry(m.address.clone())
-                .or_default()
-                .push(Arc::new(m.clone()));
+            want.entry(m.address.clone()).or_default().push(m.clone());
         }
         let fingerprint = |addr: &str, meters: &[Arc<crate::config::Meter>]| {
             fingerprint(cfg.gateways.get(addr), meters)

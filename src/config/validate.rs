@@ -37,7 +37,7 @@ pub struct Config {
     pub influx: Option<Influx>,
     pub polling: Polling,
     pub customers: Vec<Customer>,
-    pub meters: Vec<Meter>,
+    pub meters: Vec<Arc<Meter>>,
     /// Per gateway address: its settings (defaults from `[polling]`).
     pub gateways: BTreeMap<String, GatewaySettings>,
     pub profiles: Registry,
@@ -625,6 +625,8 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
 
     // [[meters]]
     let mut meters = Vec::new();
+    type PlanKey = (String, Option<Vec<String>>, u64, u64);
+    let mut plans: std::collections::HashMap<PlanKey, Arc<MeterPlan>> = Default::default();
     let mut meter_ids = BTreeSet::new();
     let mut units_seen: BTreeMap<(String, u8), String> = BTreeMap::new();
     for (key, m) in entries::<raw::Meter>("meters", &mut p) {
@@ -722,21 +724,32 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
         }
         check_tags(&m.tags, &key, v1, &mut p);
         let Some(profile) = profile else { continue };
-        let plan = match MeterPlan::new(
-            profile.clone(),
-            m.fields.as_deref(),
-            Ratios {
-                pt: pt_ratio,
-                ct: ct_ratio,
-            },
-        ) {
-            Ok(plan) => plan,
-            Err(errs) => {
-                for e in errs {
-                    p.push(&format!("{key}.fields"), e);
+        // Meters with the same profile, fields and ratios share one plan:
+        // at 10,000 meters, a plan each was 40 MB (BENCHMARKS.md).
+        let plan_key = (
+            profile.name.clone(),
+            m.fields.clone(),
+            pt_ratio.to_bits(),
+            ct_ratio.to_bits(),
+        );
+        let plan = match plans.get(&plan_key) {
+            Some(plan) => Arc::clone(plan),
+            None => match MeterPlan::new(
+                profile.clone(),
+                m.fields.as_deref(),
+                Ratios {
+                    pt: pt_ratio,
+                    ct: ct_ratio,
+                },
+            ) {
+                Ok(plan) => plans.entry(plan_key).or_insert(Arc::new(plan)).clone(),
+                Err(errs) => {
+                    for e in errs {
+                        p.push(&format!("{key}.fields"), e);
+                    }
+                    continue;
                 }
-                continue;
-            }
+            },
         };
         let mut tags = customers
             .iter()
@@ -775,7 +788,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             .iter()
             .find(|c| c.id == m.customer)
             .and_then(|c| c.contracted_kva);
-        meters.push(Meter {
+        meters.push(Arc::new(Meter {
             plausibility: crate::modbus::plausible::Bounds::new(
                 &plausibility,
                 m.nominal_voltage,
@@ -789,7 +802,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             address: m.address,
             unit,
             profile,
-            plan: Arc::new(plan),
+            plan,
             interval,
             timeout,
             pt_ratio,
@@ -797,7 +810,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             nominal_voltage: m.nominal_voltage,
             phases,
             tags,
-        });
+        }));
     }
     // Gateways without a [[gateways]] entry get the [polling] defaults.
     for m in &meters {

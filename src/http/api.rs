@@ -137,55 +137,72 @@ pub fn meter_status(last_ms: Option<i64>, interval_ms: i64, now_ms: i64) -> &'st
 }
 
 /// Every meter of `cfg`, in config order, with its latest reading.
-pub fn meters_json(
+/// Part of the `/api/meters` body: the JSON objects of `meters`, each
+/// preceded by a comma unless it is the array's first (`first`). The
+/// handler streams the array in such chunks, so a scrape of 10,000 meters
+/// holds a chunk, not a tree of every meter's values (that was +146 MB of
+/// peak RSS, BENCHMARKS.md).
+pub fn meters_json_chunk(
     cfg: &Config,
+    meters: &[std::sync::Arc<crate::config::Meter>],
+    first: bool,
     latest: &HashMap<String, Reading>,
     metrics: &Metrics,
     now_ms: i64,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(meters.len() * 2048);
+    for (i, m) in meters.iter().enumerate() {
+        if i > 0 || !first {
+            out.push(b',');
+        }
+        let v = meter_json(cfg, m, latest.get(&m.id), metrics, now_ms);
+        serde_json::to_writer(&mut out, &v).expect("a JSON value serialises into a Vec");
+    }
+    out
+}
+
+fn meter_json(
+    cfg: &Config,
+    m: &crate::config::Meter,
+    r: Option<&Reading>,
+    metrics: &Metrics,
+    now_ms: i64,
 ) -> Value {
-    let list: Vec<Value> = cfg
-        .meters
-        .iter()
-        .map(|m| {
-            let r = latest.get(&m.id);
-            let interval_ms = m.interval.as_millis() as i64;
-            let last = r.map(|r| r.ts_ms);
-            let values: serde_json::Map<String, Value> = r
-                .map(|r| {
-                    r.values
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), json!(v)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let stats = metrics.meter_stats(&m.id);
-            let n = |f: fn(&crate::metrics::MeterStats) -> &std::sync::atomic::AtomicU64| {
-                stats.as_deref().map_or(0, |s| Metrics::get(f(s)))
-            };
-            json!({
-                "id": m.id,
-                "customer": m.customer,
-                "gateway": m.address,
-                "unit": m.unit,
-                "profile": m.profile.name,
-                "interval_s": m.interval.as_secs_f64(),
-                "status": meter_status(last, interval_ms, now_ms),
-                "last_reading_ms": last,
-                "last_reading": last.map(|t| local(t, &cfg.timezone)),
-                "age_s": last.map(|t| (now_ms - t) as f64 / 1000.0),
-                "values": values,
-                "polls": {
-                    "ok": n(|s| &s.polls_ok),
-                    "partial": n(|s| &s.polls_partial),
-                    "failed": n(|s| &s.polls_failed),
-                    "backed_off": n(|s| &s.polls_backed_off),
-                },
-                "fail_streak": n(|s| &s.fail_streak),
-                "last_poll_ms": Some(n(|s| &s.last_poll_ms)).filter(|t| *t > 0),
-            })
+    let interval_ms = m.interval.as_millis() as i64;
+    let last = r.map(|r| r.ts_ms);
+    let values: serde_json::Map<String, Value> = r
+        .map(|r| {
+            r.values
+                .iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect()
         })
-        .collect();
-    Value::Array(list)
+        .unwrap_or_default();
+    let stats = metrics.meter_stats(&m.id);
+    let n = |f: fn(&crate::metrics::MeterStats) -> &std::sync::atomic::AtomicU64| {
+        stats.as_deref().map_or(0, |s| Metrics::get(f(s)))
+    };
+    json!({
+        "id": m.id,
+        "customer": m.customer,
+        "gateway": m.address,
+        "unit": m.unit,
+        "profile": m.profile.name,
+        "interval_s": m.interval.as_secs_f64(),
+        "status": meter_status(last, interval_ms, now_ms),
+        "last_reading_ms": last,
+        "last_reading": last.map(|t| local(t, &cfg.timezone)),
+        "age_s": last.map(|t| (now_ms - t) as f64 / 1000.0),
+        "values": values,
+        "polls": {
+            "ok": n(|s| &s.polls_ok),
+            "partial": n(|s| &s.polls_partial),
+            "failed": n(|s| &s.polls_failed),
+            "backed_off": n(|s| &s.polls_backed_off),
+        },
+        "fail_streak": n(|s| &s.fail_streak),
+        "last_poll_ms": Some(n(|s| &s.last_poll_ms)).filter(|t| *t > 0),
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -38,6 +38,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
+use futures::StreamExt as _;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -311,23 +312,39 @@ async fn metrics_text(State(ctx): State<Ctx>) -> Response {
         .into_response()
 }
 
-async fn meters(State(ctx): State<Ctx>) -> Json<serde_json::Value> {
+/// Meters per chunk of the streamed `/api/meters` body (~200 KB).
+const METERS_PER_CHUNK: usize = 100;
+
+async fn meters(State(ctx): State<Ctx>) -> Response {
     let cfg = ctx.config();
-    // Copies of the readings (an Arc and a vector each), under the lock
+    let now_ms = crate::modbus::gateway::now_ms();
+    let n = cfg.meters.len();
+    // Built chunk by chunk as hyper sends them; each chunk copies its
+    // meters' latest readings (an Arc and a vector each) under the lock
     // only as long as that takes.
-    let latest: std::collections::HashMap<String, crate::reading::Reading> = {
-        let l = ctx.0.latest.lock().expect("latest lock");
-        cfg.meters
-            .iter()
-            .filter_map(|m| l.get(&m.id).map(|r| (m.id.clone(), r.clone())))
-            .collect()
-    };
-    Json(api::meters_json(
-        &cfg,
-        &latest,
-        &ctx.0.metrics,
-        crate::modbus::gateway::now_ms(),
-    ))
+    let chunks = futures::stream::iter((0..n).step_by(METERS_PER_CHUNK)).map(move |start| {
+        let meters = &cfg.meters[start..(start + METERS_PER_CHUNK).min(n)];
+        let latest: std::collections::HashMap<String, crate::reading::Reading> = {
+            let l = ctx.0.latest.lock().expect("latest lock");
+            meters
+                .iter()
+                .filter_map(|m| l.get(&m.id).map(|r| (m.id.clone(), r.clone())))
+                .collect()
+        };
+        let json =
+            api::meters_json_chunk(&cfg, meters, start == 0, &latest, &ctx.0.metrics, now_ms);
+        Ok::<_, std::convert::Infallible>(bytes::Bytes::from(json))
+    });
+    let body = futures::stream::once(async { Ok(bytes::Bytes::from_static(b"[")) })
+        .chain(chunks)
+        .chain(futures::stream::once(async {
+            Ok(bytes::Bytes::from_static(b"]"))
+        }));
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 #[derive(Debug, serde::Deserialize)]

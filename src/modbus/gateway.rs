@@ -77,7 +77,7 @@ pub struct Probe {
 }
 
 /// Poll one meter once, outside the daemon (`pqwatch probe`).
-pub async fn probe(settings: GatewaySettings, meter: Meter) -> Probe {
+pub async fn probe(settings: GatewaySettings, meter: Arc<Meter>) -> Probe {
     let gw = Gateway {
         settings,
         meters: Vec::new(),

@@ -124,7 +124,11 @@ pub struct Aggregator {
     min_fraction: f64,
     start_ms: Option<i64>,
     polls: u32,
-    acc: BTreeMap<Arc<str>, Acc>,
+    /// In the order fields arrive, which is the same every poll (the
+    /// meter's plan): a field is found at the slot after the previous
+    /// one's, without a map lookup. A map per window was 6.7 KB per meter
+    /// and 3 % of the CPU at 10,000 meters (BENCHMARKS.md).
+    acc: Vec<(Arc<str>, Acc)>,
 }
 
 impl Aggregator {
@@ -136,7 +140,7 @@ impl Aggregator {
             min_fraction,
             start_ms: None,
             polls: 0,
-            acc: BTreeMap::new(),
+            acc: Vec::new(),
         }
     }
 
@@ -162,15 +166,27 @@ impl Aggregator {
         };
         self.start_ms = Some(start);
         let mut any = false;
+        let mut next = 0;
         for (name, v) in values {
             if !(self.filter)(name) {
                 continue;
             }
             any = true;
-            self.acc
-                .entry(name.clone())
-                .and_modify(|a| a.add(*v, ts_ms))
-                .or_insert_with(|| Acc::new(*v, ts_ms));
+            let at = |(k, _): &(Arc<str>, Acc)| Arc::ptr_eq(k, name) || **k == **name;
+            let slot = match self.acc.get(next) {
+                Some(e) if at(e) => Some(next),
+                _ => self.acc.iter().position(at),
+            };
+            next = match slot {
+                Some(i) => {
+                    self.acc[i].1.add(*v, ts_ms);
+                    i + 1
+                }
+                None => {
+                    self.acc.push((name.clone(), Acc::new(*v, ts_ms)));
+                    self.acc.len()
+                }
+            };
         }
         if any {
             self.polls += 1;
@@ -191,8 +207,10 @@ impl Aggregator {
         let start_ms = self.start_ms.take()?;
         let expected = (self.len_ms / self.interval_ms).max(1) as u32;
         let polls = std::mem::take(&mut self.polls);
-        let stats = std::mem::take(&mut self.acc)
-            .into_iter()
+        // Drained, not taken: the next window reuses the allocation.
+        let stats = self
+            .acc
+            .drain(..)
             .map(|(k, a)| {
                 (
                     k,
@@ -284,5 +302,51 @@ mod tests {
         assert!(a.push(30_000, &v(&[("voltage_l1_n", 1.0)])).is_none());
         let w = a.close_due(120_000).unwrap();
         assert_eq!(w.get("voltage_l1_n").unwrap().min, 230.0);
+    }
+
+    proptest::proptest! {
+        /// Fields arriving in any order, some missing from some polls: the
+        /// slot search gives what a per-field list of samples gives.
+        #[test]
+        fn any_order_and_gaps_match_per_field_samples(
+            polls in proptest::collection::vec(
+                proptest::collection::vec((0usize..6, -1e3f64..1e3), 0..10),
+                1..12,
+            )
+        ) {
+            const NAMES: [&str; 6] =
+                ["voltage_l1_n", "voltage_l2_n", "thd_u_l1", "harmonic_u3_l1", "frequency", "current_l1"];
+            let names: Vec<Arc<str>> = NAMES.iter().map(|n| Arc::from(*n)).collect();
+            let mut a = Aggregator::new(60_000, 5_000, 0.75);
+            let mut samples: BTreeMap<&str, Vec<(f64, i64)>> = BTreeMap::new();
+            for (k, poll) in polls.iter().enumerate() {
+                let ts = k as i64 * 5_000;
+                // Fresh Arcs every other poll: equal names, different pointers.
+                let values: Vec<(Arc<str>, f64)> = poll
+                    .iter()
+                    .map(|&(i, x)| match k % 2 {
+                        0 => (names[i].clone(), x),
+                        _ => (Arc::from(NAMES[i]), x),
+                    })
+                    .collect();
+                proptest::prop_assert!(a.push(ts, &values).is_none());
+                for &(i, x) in poll {
+                    samples.entry(NAMES[i]).or_default().push((x, ts));
+                }
+            }
+            let w = a.close_due(60_000).expect("window closes");
+            proptest::prop_assert_eq!(w.stats.len(), samples.len());
+            for (name, xs) in &samples {
+                let s = w.get(name).expect("field aggregated");
+                let sum: f64 = xs.iter().map(|x| x.0).sum();
+                // First occurrence of the extreme, as the accumulator keeps it.
+                let min = xs.iter().fold(xs[0], |m, x| if x.0 < m.0 { *x } else { m });
+                let max = xs.iter().fold(xs[0], |m, x| if x.0 > m.0 { *x } else { m });
+                proptest::prop_assert_eq!(s.n as usize, xs.len());
+                proptest::prop_assert!((s.mean - sum / xs.len() as f64).abs() < 1e-9);
+                proptest::prop_assert_eq!((s.min, s.min_ms), min);
+                proptest::prop_assert_eq!((s.max, s.max_ms), max);
+            }
+        }
     }
 }

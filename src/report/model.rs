@@ -526,6 +526,7 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
         .meters
         .iter()
         .filter(|m| m.customer == customer.id)
+        .map(|m| &**m)
         .collect();
     let meter_reports: Vec<MeterReport> = meters
         .iter()
