@@ -31,6 +31,9 @@ use tracing::{error, info, warn};
 /// machine is out of CPU, and waiting is better than dropping.
 const CHANNEL: usize = 8192;
 
+/// Most readings a consumer takes from its channel at once.
+pub const GATHER_MAX: usize = 1024;
+
 /// Latest reading of every meter, for status output (and the HTTP API).
 pub type Latest = Arc<Mutex<HashMap<String, Reading>>>;
 
@@ -183,17 +186,27 @@ pub async fn run_with_reload(
 
     let latest = handles.latest.clone();
     let tee = tokio::spawn(async move {
-        let mut rx = rx;
-        while let Some(r) = rx.recv().await {
-            latest
-                .lock()
-                .expect("latest lock")
-                .insert(r.meter.id.clone(), r.clone());
-            if watch_tx.send(r.clone()).await.is_err() {
-                break;
+        let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
+        let mut batch = Vec::new();
+        'tee: while rx.next(&mut batch, GATHER_MAX).await > 0 {
+            {
+                let mut latest = latest.lock().expect("latest lock");
+                for r in &batch {
+                    match latest.get_mut(&r.meter.id) {
+                        Some(slot) => *slot = r.clone(),
+                        None => {
+                            latest.insert(r.meter.id.clone(), r.clone());
+                        }
+                    }
+                }
             }
-            if sink_tx.send(Record::Reading(r)).await.is_err() {
-                break;
+            for r in batch.drain(..) {
+                if watch_tx.send(r.clone()).await.is_err() {
+                    break 'tee;
+                }
+                if sink_tx.send(Record::Reading(r)).await.is_err() {
+                    break 'tee;
+                }
             }
         }
     });

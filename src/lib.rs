@@ -17,6 +17,7 @@
 //! - [`schema`]: canonical field names and units.
 //! - [`modbus`]: read planning and decoding (pure), gateway tasks (I/O).
 //! - [`reading`]: what flows from pollers to the sink and the watch.
+//! - [`gather`]: receiving readings in batches (fewer task wake-ups).
 //! - [`sink`]: line protocol (pure), the durable outbox, InfluxDB writers.
 //! - [`state`]: the SQLite state database (outbox, events, mail queue).
 //! - [`quality`]: aggregation, limit presets and rules (pure).
@@ -33,6 +34,7 @@
 pub mod app;
 pub mod config;
 pub mod events;
+pub mod gather;
 pub mod http;
 pub mod metrics;
 pub mod modbus;

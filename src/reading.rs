@@ -53,7 +53,9 @@ pub struct Reading {
     pub meter: Arc<MeterMeta>,
     /// Unix time in milliseconds.
     pub ts_ms: i64,
-    pub values: Vec<(Arc<str>, f64)>,
+    /// Shared, not copied, by the latest-reading map, the watch and the
+    /// sink: a clone is one reference count.
+    pub values: Arc<[(Arc<str>, f64)]>,
 }
 
 /// A point of another measurement about a meter: window aggregates,

@@ -362,16 +362,22 @@ impl Watch {
     /// [`run`](Self::run), applying every config sent on `configs`.
     pub async fn run_with_reload(
         mut self,
-        mut rx: mpsc::Receiver<Reading>,
+        rx: mpsc::Receiver<Reading>,
         mut configs: tokio::sync::watch::Receiver<Option<Arc<Config>>>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
+        let mut batch = Vec::new();
         loop {
             tokio::select! {
-                r = rx.recv() => match r {
-                    Some(reading) => self.on_reading(reading).await,
-                    None => break,
+                n = rx.next(&mut batch, crate::app::GATHER_MAX) => {
+                    if n == 0 {
+                        break;
+                    }
+                    for reading in batch.drain(..) {
+                        self.on_reading(reading).await;
+                    }
                 },
                 Ok(()) = configs.changed() => {
                     let cfg = configs.borrow_and_update().clone();

@@ -474,7 +474,7 @@ proptest! {
             let r = Reading {
                 meter: Arc::new(MeterMeta::new("M", "C", &tags)),
                 ts_ms: k as i64,
-                values: vec![(Arc::from(field.as_str()), *v), (Arc::from("ok"), 1.0)],
+                values: vec![(Arc::from(field.as_str()), *v), (Arc::from("ok"), 1.0)].into(),
             };
             if encode(&r, d, &mut out) > 0 {
                 written += 1;

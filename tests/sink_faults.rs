@@ -138,7 +138,7 @@ fn reading(meta: &Arc<MeterMeta>, ts: i64) -> Reading {
     Reading {
         meter: meta.clone(),
         ts_ms: ts,
-        values: vec![("voltage_l1_n".into(), 230.0 + ts as f64)],
+        values: vec![("voltage_l1_n".into(), 230.0 + ts as f64)].into(),
     }
 }
 

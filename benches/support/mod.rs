@@ -69,7 +69,7 @@ pub fn reading(m: &Meter, sim: &SimMeter, t_ms: i64) -> Reading {
     Reading {
         meter: Arc::new(MeterMeta::new(&m.id, &m.customer, &m.tags)),
         ts_ms: t_ms,
-        values: a.values,
+        values: a.values.into(),
     }
 }
 

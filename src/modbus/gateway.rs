@@ -262,7 +262,7 @@ impl Gateway {
                     let reading = Reading {
                         meter: st.meta.clone(),
                         ts_ms: at,
-                        values,
+                        values: values.into(),
                     };
                     if tx.send(reading).await.is_err() {
                         return; // sink gone: shutting down

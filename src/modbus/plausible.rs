@@ -151,7 +151,10 @@ pub struct Verdict {
 /// implausible now (so a persistent problem is logged once, not per poll).
 #[derive(Debug, Default)]
 pub struct Tracker {
-    counters: HashMap<Arc<str>, f64>,
+    /// A handful of energy counters per meter: a list searched by pointer
+    /// first (the names are the plan's shared `Arc`s), not a hash map
+    /// hashing every name on every poll.
+    counters: Vec<(Arc<str>, f64)>,
     bad: HashMap<Arc<str>, ()>,
 }
 
@@ -173,21 +176,34 @@ impl Tracker {
                 v.turned_bad.push(f.clone());
             }
         }
-        let present: Vec<Arc<str>> = values.iter().map(|(f, _)| f.clone()).collect();
-        self.bad.retain(|f, _| {
-            let recovered = present.contains(f);
-            if recovered {
-                v.recovered.push(f.clone());
-            }
-            !recovered
-        });
+        if !self.bad.is_empty() {
+            self.bad.retain(|f, _| {
+                let recovered = values.iter().any(|(p, _)| p == f);
+                if recovered {
+                    v.recovered.push(f.clone());
+                }
+                !recovered
+            });
+        }
         if b.enabled {
             for (field, value) in values.iter() {
                 if !field.starts_with("energy_") {
                     continue;
                 }
                 // Counters read as f32 move by rounding: allow a hair.
-                if let Some(prev) = self.counters.insert(field.clone(), *value)
+                let slot = self
+                    .counters
+                    .iter()
+                    .position(|(f, _)| Arc::ptr_eq(f, field))
+                    .or_else(|| self.counters.iter().position(|(f, _)| f == field));
+                let prev = match slot {
+                    Some(i) => Some(std::mem::replace(&mut self.counters[i].1, *value)),
+                    None => {
+                        self.counters.push((field.clone(), *value));
+                        None
+                    }
+                };
+                if let Some(prev) = prev
                     && *value < prev - prev.abs() * 1e-6 - 1e-6
                 {
                     v.backwards.push((field.clone(), prev, *value));

@@ -404,7 +404,7 @@ impl Sink {
 
     /// Run until every sender of `rx` is gone (readings, or records of any
     /// measurement), then drain as described in the module docs.
-    pub async fn run<R: Into<Record> + std::marker::Send>(mut self, mut rx: mpsc::Receiver<R>) {
+    pub async fn run<R: Into<Record> + std::marker::Send>(mut self, rx: mpsc::Receiver<R>) {
         let dialect = match self.cfg.api {
             crate::config::Api::V1 { .. } => line::Dialect::V1,
             crate::config::Api::V2 { .. } => line::Dialect::V2,
@@ -449,8 +449,18 @@ impl Sink {
         let mut input_open = true;
         let mut deadline: Option<Instant> = None;
         let mut newest_next = true;
+        let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
+        // Received but not yet encoded: a batch is sealed at `batch_size`
+        // points even when more records arrived at once.
+        let mut received: VecDeque<R> = VecDeque::new();
+        let mut gathered: Vec<R> = Vec::new();
 
         loop {
+            while current_points < self.cfg.batch_size
+                && let Some(record) = received.pop_front()
+            {
+                current_points += line::encode_record(&record.into(), dialect, &mut current);
+            }
             Metrics::set(
                 &self.metrics.sink_heartbeat_ms,
                 crate::modbus::gateway::now_ms() as u64,
@@ -511,18 +521,21 @@ impl Sink {
                 .min()
                 .expect("flush_at is always set")
                 .min(Instant::now() + HEARTBEAT);
+            // Records left over from a sealed batch go into the next at once.
+            let wake = match received.is_empty() {
+                true => wake,
+                false => Instant::now(),
+            };
 
             tokio::select! {
-                r = rx.recv(), if input_open => match r {
-                    Some(record) => {
-                        current_points += line::encode_record(&record.into(), dialect, &mut current);
-                    }
-                    None => {
+                n = rx.next(&mut gathered, crate::app::GATHER_MAX), if input_open && received.is_empty() => {
+                    if n == 0 {
                         input_open = false;
                         deadline = Some(Instant::now() + self.grace);
                         // One more attempt now rather than after a long backoff.
                         retry_at = None;
                     }
+                    received.extend(gathered.drain(..));
                 },
                 res = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
                     let (t, _) = inflight.take().expect("guarded");
@@ -630,25 +643,29 @@ impl Sink {
 /// Sink used when no database is configured: counts what would have been
 /// written so the operator can see the poller works.
 /// It beats the sink heartbeat like [`Sink::run`].
-pub async fn run_discard(mut rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
+pub async fn run_discard(rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
+    let mut batch = Vec::new();
     loop {
         Metrics::set(
             &metrics.sink_heartbeat_ms,
             crate::modbus::gateway::now_ms() as u64,
         );
-        let r = tokio::select! {
-            r = rx.recv() => match r {
-                Some(r) => r,
-                None => break,
+        tokio::select! {
+            n = rx.next(&mut batch, crate::app::GATHER_MAX) => if n == 0 {
+                break;
             },
             _ = tick.tick() => continue,
         };
-        let n = match r {
-            Record::Reading(r) => r.values.len(),
-            Record::Point(p) => p.fields.len(),
-        };
+        let n: usize = batch
+            .drain(..)
+            .map(|r| match r {
+                Record::Reading(r) => r.values.len(),
+                Record::Point(p) => p.fields.len(),
+            })
+            .sum();
         Metrics::add(&metrics.points_discarded, n as u64);
     }
 }
