@@ -422,15 +422,25 @@ impl Pollers {
                 continue;
             }
             let fp = fingerprint(&addr, &meters);
-            let gw = Gateway {
-                settings: cfg.gateways[&addr].clone(),
-                meters,
-                metrics: self.metrics.clone(),
-            };
-            let cancel = self.cancel.child_token();
-            let task = tokio::spawn(gw.run(self.tx.clone(), cancel.clone()));
-            self.tasks.insert(addr, (fp, cancel, task));
+            self.spawn(cfg, addr, meters, fp);
         }
+    }
+
+    fn spawn(
+        &mut self,
+        cfg: &Config,
+        addr: String,
+        meters: Vec<Arc<crate::config::Meter>>,
+        fp: u64,
+    ) {
+        let gw = Gateway {
+            settings: cfg.gateways[&addr].clone(),
+            meters,
+            metrics: self.metrics.clone(),
+        };
+        let cancel = self.cancel.child_token();
+        let task = tokio::spawn(gw.run(self.tx.clone(), cancel.clone()));
+        self.tasks.insert(addr, (fp, cancel, task));
     }
 
     /// Restart gateway tasks that ended on their own (a panic: a bug, but
@@ -442,20 +452,25 @@ impl Pollers {
             .filter(|(_, (_, _, t))| t.is_finished())
             .map(|(a, _)| a.clone())
             .collect();
-        if dead.is_empty() {
-            return;
-        }
-        for addr in &dead {
-            if let Some((_, _, task)) = self.tasks.remove(addr) {
+        for addr in dead {
+            if let Some((fp, _, task)) = self.tasks.remove(&addr) {
                 let why = match task.await {
                     Err(e) if e.is_panic() => "panicked",
                     _ => "ended",
                 };
                 error!(gateway = %addr, why, "gateway task stopped unexpectedly; restarting it");
                 Metrics::inc(&self.metrics.gateway_restarts);
+                // Same config as when it started: its fingerprint stands,
+                // and no other gateway needs hashing again.
+                let meters = cfg
+                    .meters
+                    .iter()
+                    .filter(|m| m.address == addr)
+                    .cloned()
+                    .collect();
+                self.spawn(cfg, addr, meters, fp);
             }
         }
-        self.sync(cfg).await;
     }
 
     async fn stop_all(self) {

@@ -91,7 +91,7 @@ pub fn between_for_customer(
 }
 
 fn query<P: rusqlite::Params>(db: &StateDb, sql: &str, p: P) -> Result<Vec<Event>, StateError> {
-    let mut st = db.conn.prepare(sql).map_err(|e| db.err(e))?;
+    let mut st = db.conn.prepare_cached(sql).map_err(|e| db.err(e))?;
     let rows = st.query_map(p, row_event).map_err(|e| db.err(e))?;
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| db.err(e))
 }

@@ -231,10 +231,7 @@ impl StateDb {
     }
 
     pub(crate) fn err(&self, source: rusqlite::Error) -> StateError {
-        StateError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+        sqlite_err(&self.path)(source)
     }
 
     /// Refuse anything that is not an empty file or our own database.

@@ -11,22 +11,10 @@ use e2e::{Daemon, Sim};
 use std::time::Duration;
 
 fn config(vm: &str, port: u16) -> String {
+    let head = e2e::fast_daemon(vm);
     format!(
         r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[influxdb]
-url = "{vm}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-
+{head}
 [[customers]]
 id = "C1"
 contracted_kva = 630

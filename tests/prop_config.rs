@@ -15,22 +15,9 @@
 
 use pqwatch::config::{ConfigError, from_str};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
+mod prop_support;
+use prop_support::cases;
 use std::path::Path;
-
-/// `default` cases unless `PROPTEST_CASES` says otherwise; failures are
-/// kept in `proptest-regressions/` (replayed first on every run).
-fn cases(default: u32, file: &'static str) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(file))),
-        ..ProptestConfig::default()
-    }
-}
 
 const SOURCE: &str = "embedded config";
 use pqwatch::config::SECTIONS;

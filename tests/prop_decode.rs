@@ -11,7 +11,8 @@ use pqwatch::modbus::reading::{DropReason, MeterPlan, Ratios};
 use pqwatch::profile::{Derived, DerivedOp, FunctionCode, Profile, Register};
 use pqwatch::schema::Unit;
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
+mod prop_support;
+use prop_support::cases;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -32,20 +33,6 @@ const ORDERS: [WordOrder; 4] = [
     WordOrder::DCBA,
 ];
 const UNITS: [&str; 6] = ["V", "kV", "A", "kW", "Wh", "%"];
-
-/// `default` cases unless `PROPTEST_CASES` says otherwise; failures are
-/// kept in `proptest-regressions/` (replayed first on every run).
-fn cases(default: u32, file: &'static str) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(file))),
-        ..ProptestConfig::default()
-    }
-}
 
 fn dtype() -> impl Strategy<Value = DataType> {
     prop::sample::select(TYPES.to_vec())

@@ -14,23 +14,10 @@
 use pqwatch::reading::{MeterMeta, Point, Reading};
 use pqwatch::sink::line::{Dialect, encode, encode_point};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
+mod prop_support;
+use prop_support::cases;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
-/// `default` cases unless `PROPTEST_CASES` says otherwise; failures are
-/// kept in `proptest-regressions/` (replayed first on every run).
-fn cases(default: u32, file: &'static str) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(file))),
-        ..ProptestConfig::default()
-    }
-}
 
 // ---------------------------------------------------------------------------
 // An independent line-protocol parser

@@ -10,7 +10,8 @@
 use pqwatch::modbus::plan::{ReadRequest, plan, plan_with};
 use pqwatch::profile::{Profile, parse};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
+mod prop_support;
+use prop_support::cases;
 
 const TYPES: [(&str, u32); 8] = [
     ("u16", 1),
@@ -22,20 +23,6 @@ const TYPES: [(&str, u32); 8] = [
     ("i64", 4),
     ("f64", 4),
 ];
-
-/// `default` cases unless `PROPTEST_CASES` says otherwise; failures are
-/// kept in `proptest-regressions/` (replayed first on every run).
-fn cases(default: u32, file: &'static str) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(file))),
-        ..ProptestConfig::default()
-    }
-}
 
 #[derive(Debug, Clone)]
 struct Field {

@@ -15,23 +15,10 @@ use pqwatch::notify::render::clean;
 use pqwatch::report::model::Report;
 use pqwatch::report::render::{CSV_HEADER, Rendered, email, render, sample};
 use proptest::prelude::*;
-use proptest::test_runner::FileFailurePersistence;
+mod prop_support;
+use prop_support::cases;
 use std::collections::BTreeSet;
 use std::time::{Duration, UNIX_EPOCH};
-
-/// `default` cases unless `PROPTEST_CASES` says otherwise; failures are
-/// kept in `proptest-regressions/` (replayed first on every run).
-fn cases(default: u32, file: &'static str) -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default);
-    ProptestConfig {
-        cases,
-        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(file))),
-        ..ProptestConfig::default()
-    }
-}
 
 /// Bidirectional formatting characters: they make a name display in
 /// another order than it reads (`invoice\u{202E}fdp.exe`).

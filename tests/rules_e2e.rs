@@ -18,22 +18,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 fn config(vm: &str, port: u16) -> String {
+    let head = e2e::fast_daemon(vm);
     format!(
         r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[influxdb]
-url = "{vm}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-
+{head}
 [rules]
 short_window = "2s"
 long_window = "6s"

@@ -13,22 +13,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 fn config(vm: &str, ports: &[u16], shard: u32) -> String {
+    let head = e2e::fast_daemon(vm);
     let mut t = format!(
         r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[influxdb]
-url = "{vm}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-
+{head}
 [cluster]
 shard = {shard}
 shards = 2

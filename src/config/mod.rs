@@ -134,7 +134,9 @@ fn printable(mut e: ConfigError) -> ConfigError {
     e
 }
 
-fn is_bidi(c: char) -> bool {
+/// Characters that reorder how text displays (bidirectional controls):
+/// config values and e-mail text drop them.
+pub(crate) fn is_bidi(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
 }
 

@@ -320,7 +320,7 @@ async fn meters(State(ctx): State<Ctx>) -> Response {
     let now_ms = crate::modbus::gateway::now_ms();
     let n = cfg.meters.len();
     // Built chunk by chunk as hyper sends them; each chunk copies its
-    // meters' latest readings (an Arc and a vector each) under the lock
+    // meters' latest readings (two reference counts each) under the lock
     // only as long as that takes.
     let chunks = futures::stream::iter((0..n).step_by(METERS_PER_CHUNK)).map(move |start| {
         let meters = &cfg.meters[start..(start + METERS_PER_CHUNK).min(n)];

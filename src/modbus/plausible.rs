@@ -191,11 +191,8 @@ impl Tracker {
                     continue;
                 }
                 // Counters read as f32 move by rounding: allow a hair.
-                let slot = self
-                    .counters
-                    .iter()
-                    .position(|(f, _)| Arc::ptr_eq(f, field))
-                    .or_else(|| self.counters.iter().position(|(f, _)| f == field));
+                // `Arc<str> ==` compares pointers before bytes.
+                let slot = self.counters.iter().position(|(f, _)| f == field);
                 let prev = match slot {
                     Some(i) => Some(std::mem::replace(&mut self.counters[i].1, *value)),
                     None => {

@@ -38,12 +38,7 @@ pub struct Rendered {
 pub fn clean(s: &str) -> String {
     let replaced: String = s
         .chars()
-        .filter(|c| {
-            !matches!(
-                c,
-                '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
-            )
-        })
+        .filter(|c| !crate::config::is_bidi(*c))
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     replaced.split_whitespace().collect::<Vec<_>>().join(" ")

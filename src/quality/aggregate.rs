@@ -172,7 +172,7 @@ impl Aggregator {
                 continue;
             }
             any = true;
-            let at = |(k, _): &(Arc<str>, Acc)| Arc::ptr_eq(k, name) || **k == **name;
+            let at = |(k, _): &(Arc<str>, Acc)| k == name;
             let slot = match self.acc.get(next) {
                 Some(e) if at(e) => Some(next),
                 _ => self.acc.iter().position(at),

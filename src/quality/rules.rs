@@ -410,7 +410,6 @@ impl MeterRules {
             return None;
         }
         let (st, unit) = w.load()?;
-        let factor = 1000.0;
         let remaining = (contracted - suspended).max(0.0);
         let limit = if remaining <= 0.0 {
             s.noise_floor_kw
@@ -421,8 +420,8 @@ impl MeterRules {
             kind: Kind::SuspensionLoad,
             phase: String::new(),
             order: 0,
-            value: st.mean / factor,
-            extreme: st.max / factor,
+            value: st.mean / 1000.0,
+            extreme: st.max / 1000.0,
             extreme_ms: st.max_ms,
             limit,
             unit,

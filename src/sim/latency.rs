@@ -125,7 +125,7 @@ mod tests {
     use std::time::Duration;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn deadlines_complete_in_order_and_not_early() {
+    async fn deadlines_complete_not_early_and_not_much_late() {
         let start = Instant::now();
         let waits = [7u64, 3, 5, 1, 9];
         let mut tasks = Vec::new();
@@ -152,7 +152,8 @@ mod tests {
     #[tokio::test]
     async fn a_past_deadline_completes_at_once() {
         let t = Instant::now();
-        until(t - Duration::from_millis(1)).await;
-        assert!(t.elapsed() < Duration::from_millis(50));
+        // Ready on the first poll: no trip through the deadline thread.
+        use futures::FutureExt as _;
+        assert!(until(t - Duration::from_millis(1)).now_or_never().is_some());
     }
 }
