@@ -176,7 +176,8 @@ fn bench_watch(c: &mut Criterion) {
     let mut g = c.benchmark_group("ledger");
     for f in &fx {
         let m = f.meter();
-        let spec = LedgerSpec::from_config(m, f.cfg.customers.first());
+        let spec =
+            LedgerSpec::from_config(m, f.cfg.customers.first(), f.cfg.rules.interruption_pct);
         // A day's worth of distinct minutes, merged in turn.
         let windows: Vec<_> = (0..60)
             .map(|k| support::minute_window(m, &f.sim, support::NOV_2026_MS + k * 60_000))

@@ -113,7 +113,11 @@ fn main() -> anyhow::Result<()> {
     let mut minutes = 0u64;
     let mut ledgers: Vec<Vec<DayLedger>> = Vec::new();
     for (m, sim) in cfg.meters.iter().zip(&sims).take(templates) {
-        let spec = LedgerSpec::from_config(m, cfg.customers.iter().find(|c| c.id == m.customer));
+        let spec = LedgerSpec::from_config(
+            m,
+            cfg.customers.iter().find(|c| c.id == m.customer),
+            cfg.rules.interruption_pct,
+        );
         let mut per_day = Vec::new();
         for d in 0..days.len() as i64 {
             let day_start = support::NOV_2026_MS + d * 86_400_000;
@@ -133,11 +137,15 @@ fn main() -> anyhow::Result<()> {
                         &spec,
                     ));
                 }
-                if k % 15 == 0 {
-                    day.merge(&ledger::from_demand_window(&window(
-                        &values, start, 900_000,
-                    )));
-                }
+                // A sliding demand value every minute, as the watch stores.
+                day.merge(&ledger::from_demand(&pqwatch::quality::demand::Demand {
+                    start_ms: start - 840_000,
+                    end_ms: start + 60_000,
+                    kw: 300.0,
+                    kva: Some(330.0),
+                    max_load: 400.0,
+                    max_load_ms: start,
+                }));
             }
             per_day.push(day);
         }

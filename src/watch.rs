@@ -9,9 +9,18 @@
 //! `pq_event` points and handed to the notifier. A timer closes the windows
 //! of meters that went silent, so their gaps show as incomplete windows.
 //!
-//! It also records the peak load of every declared suspension, violated or
-//! not (`pq_suspension` points: the peak and its time, per customer and
-//! suspension), and feeds the report ledger: every complete window's
+//! Load rules run on demand values (`quality::demand`): every complete
+//! 1-minute window of a meter gives a minute of mean power; 15-minute
+//! sliding (or block) means of those are the meter's demand, and the sum
+//! over a customer's billing meters gives the customer's total, which the
+//! contracted maximum demand and a declared suspension's allowed load are
+//! judged on (events of the total carry meter `*`). Demand values are
+//! written as `pq_demand`. The peak of every declared suspension's basis,
+//! violated or not, with the instantaneous maximum beside it, is kept in
+//! the customer's ledger (so it survives a restart and never shrinks) and
+//! written as `pq_suspension` (per customer and suspension).
+//!
+//! It also feeds the report ledger: every complete window's
 //! contribution (`report::ledger`) is stored within a second of the window
 //! closing, all meters in one transaction, so a restart loses at most the
 //! minute in progress. Each meter-day is compacted into one row after an
@@ -25,7 +34,10 @@ use crate::config::Config;
 use crate::events::{Change, EventChange, EventStore};
 use crate::metrics::Metrics;
 use crate::quality::aggregate::{Aggregator, Window};
-use crate::quality::rules::{Event, MeterRules, RuleSet, State, Suspension};
+use crate::quality::demand::{CustomerSum, Demand, Minute, Sliding};
+use crate::quality::rules::{
+    CUSTOMER_TOTAL, Event, Kind, LoadRules, LoadSet, MeterRules, RuleSet, State, Suspension,
+};
 use crate::reading::{MeterMeta, Point, Reading, Record};
 use crate::report::ledger::{self, DayLedger, LedgerSpec};
 use crate::report::schedule::{day_key, local_date};
@@ -60,10 +72,27 @@ struct MeterWatch {
     meta: Option<Arc<MeterMeta>>,
     aggs: Vec<(Aggregator, &'static str)>,
     rules: MeterRules,
-    /// Peak load (kVA or kW) per active suspension: (from_ms, peak, at_ms, unit).
-    suspension_peaks: HashMap<i64, (f64, i64, &'static str)>,
+    /// The meter's own demand (judged against the contract too: one line
+    /// above the customer's limit is an exceedance on its own).
+    load: LoadRules,
+    demand: Sliding,
     ledger_spec: LedgerSpec,
     interval_ms: i64,
+    billing: bool,
+}
+
+/// A customer's total load over its billing meters.
+struct CustomerWatch {
+    meta: Arc<MeterMeta>,
+    sum: CustomerSum,
+    demand: Sliding,
+    /// The suspension basis, where `[rules] suspension_window` differs
+    /// from the demand window.
+    suspension: Option<Sliding>,
+    load: LoadRules,
+    /// Per suspension (by `from_ms`): the highest basis value and
+    /// instantaneous load so far (restored from the ledger at start-up).
+    peaks: HashMap<i64, (ledger::Peak, ledger::Peak)>,
 }
 
 /// A meter's windows and rules, from config (no open events yet).
@@ -77,6 +106,10 @@ fn meter_watch(cfg: &Config, m: &crate::config::Meter) -> MeterWatch {
     let interval = m.interval.as_millis() as i64;
     let set = rule_set(cfg, m);
     let c = r.min_completeness;
+    let mut load = load_set(cfg, customer, &m.id, &m.customer);
+    // A meter's own load rules judge demand only: a suspension is the
+    // customer's, judged on its total.
+    load.suspensions.clear();
     MeterWatch {
         meta: None,
         aggs: vec![
@@ -88,16 +121,17 @@ fn meter_watch(cfg: &Config, m: &crate::config::Meter) -> MeterWatch {
             ),
         ],
         rules: MeterRules::new(set),
-        suspension_peaks: HashMap::new(),
-        ledger_spec: LedgerSpec::from_config(m, customer),
+        load: LoadRules::new(load),
+        demand: Sliding::new(short, demand, r.demand_slide.as_millis() as i64),
+        ledger_spec: LedgerSpec::from_config(m, customer, r.interruption_pct),
         interval_ms: interval,
+        billing: m.billing,
     }
 }
 
 /// Everything the rules of one meter need, from config.
 pub fn rule_set(cfg: &Config, m: &crate::config::Meter) -> RuleSet {
     let r = &cfg.rules;
-    let customer = cfg.customers.iter().find(|c| c.id == m.customer);
     RuleSet {
         meter: m.id.clone(),
         customer: m.customer.clone(),
@@ -105,10 +139,26 @@ pub fn rule_set(cfg: &Config, m: &crate::config::Meter) -> RuleSet {
         voltage_refs: m.voltage_refs.clone(),
         short_ms: r.short_window.as_millis() as i64,
         long_ms: r.long_window.as_millis() as i64,
-        demand_ms: r.demand_window.as_millis() as i64,
         voltage: r.voltage,
         harmonics: r.harmonics,
-        suspension: r.suspension,
+        interruption_pct: r.interruption_pct,
+    }
+}
+
+/// The load rules of a meter (`meter` = its id) or of a customer's total
+/// (`meter` = `*`), from config.
+pub fn load_set(
+    cfg: &Config,
+    customer: Option<&crate::config::Customer>,
+    meter: &str,
+    customer_id: &str,
+) -> LoadSet {
+    let r = &cfg.rules;
+    LoadSet {
+        meter: meter.to_string(),
+        customer: customer_id.to_string(),
+        max_demand_kw: customer.and_then(|c| c.max_demand_kw),
+        demand_factor: r.demand_factor,
         demand: r.demand,
         contracted_kva: customer.and_then(|c| c.contracted_kva),
         suspensions: customer
@@ -125,9 +175,49 @@ pub fn rule_set(cfg: &Config, m: &crate::config::Meter) -> RuleSet {
             .unwrap_or_default(),
         suspension_factor: r.suspension_factor,
         noise_floor_kw: r.noise_floor_kw,
-        max_demand_kw: customer.and_then(|c| c.max_demand_kw),
-        demand_factor: r.demand_factor,
+        suspension: r.suspension,
     }
+}
+
+fn customer_watch(cfg: &Config, c: &crate::config::Customer) -> CustomerWatch {
+    let r = &cfg.rules;
+    let short = r.short_window.as_millis() as i64;
+    let demand = r.demand_window.as_millis() as i64;
+    let slide = r.demand_slide.as_millis() as i64;
+    let susp = r.suspension_window.as_millis() as i64;
+    let billing = cfg
+        .meters
+        .iter()
+        .filter(|m| m.customer == c.id && m.billing)
+        .count();
+    let mut tags = c.tags.clone();
+    tags.insert("meter".into(), CUSTOMER_TOTAL.into());
+    tags.insert("customer".into(), c.id.clone());
+    CustomerWatch {
+        meta: Arc::new(MeterMeta::new(CUSTOMER_TOTAL, &c.id, &tags)),
+        sum: CustomerSum::new(billing, short),
+        demand: Sliding::new(short, demand, slide),
+        suspension: (susp != demand).then(|| Sliding::new(short, susp, slide.min(susp))),
+        load: LoadRules::new(load_set(cfg, Some(c), CUSTOMER_TOTAL, &c.id)),
+        peaks: HashMap::new(),
+    }
+}
+
+/// A complete short window's minute of load, where it has active power.
+fn minute_of(w: &Window) -> Option<Minute> {
+    let p = w.get("active_power_total")?;
+    let (l, _) = w.load()?;
+    Some(Minute {
+        start_ms: w.start_ms,
+        kw: p.mean / 1000.0,
+        kva: w.get("apparent_power_total").map(|s| s.mean / 1000.0),
+        max_load: l.max / 1000.0,
+        max_load_ms: l.max_ms,
+    })
+}
+
+fn is_load_kind(k: Kind) -> bool {
+    matches!(k, Kind::DemandExceeded | Kind::SuspensionLoad)
 }
 
 /// The measurement names of the three windows, leaked once per distinct
@@ -266,6 +356,7 @@ impl LedgerFeed {
 
 pub struct Watch {
     meters: HashMap<String, MeterWatch>,
+    customers: HashMap<String, CustomerWatch>,
     store: EventStore,
     sink: mpsc::Sender<Record>,
     notify: Option<mpsc::Sender<EventChange>>,
@@ -289,19 +380,37 @@ impl Watch {
     ) -> Result<Self, crate::state::StateError> {
         let mut open_by_meter: HashMap<String, Vec<Event>> = HashMap::new();
         for e in store.open_events()? {
-            open_by_meter.entry(e.meter.clone()).or_default().push(e);
+            let key = if e.meter == CUSTOMER_TOTAL {
+                ledger::customer_key(&e.customer)
+            } else {
+                e.meter.clone()
+            };
+            open_by_meter.entry(key).or_default().push(e);
         }
         let mut meters = HashMap::new();
         for m in &cfg.meters {
             let mut mw = meter_watch(cfg, m);
             if let Some(open) = open_by_meter.remove(&m.id) {
                 info!(meter = %m.id, open = open.len(), "continuing open events");
-                mw.rules.restore(open);
+                let (load, quality): (Vec<Event>, Vec<Event>) =
+                    open.into_iter().partition(|e| is_load_kind(e.kind));
+                mw.rules.restore(quality);
+                mw.load.restore(load);
             }
             meters.insert(m.id.clone(), mw);
         }
+        let mut customers = HashMap::new();
+        for c in &cfg.customers {
+            let mut cw = customer_watch(cfg, c);
+            if let Some(open) = open_by_meter.remove(&ledger::customer_key(&c.id)) {
+                info!(customer = %c.id, open = open.len(), "continuing open events of the customer's total");
+                cw.load.restore(open);
+            }
+            customers.insert(c.id.clone(), cw);
+        }
         Ok(Watch {
             meters,
+            customers,
             store,
             sink,
             notify,
@@ -316,13 +425,15 @@ impl Watch {
     /// filling); limits, suspensions, contracts and ledger settings are the
     /// new ones from the next window on. Removed meters are dropped (their
     /// open events stay open in the store and continue if they come back);
-    /// added meters start afresh.
+    /// added meters start afresh. Customers keep their total's open events,
+    /// demand minutes and suspension peaks.
     pub fn reconfigure(&mut self, cfg: &Config) {
         let mut meters = HashMap::new();
         for m in &cfg.meters {
             let mut mw = meter_watch(cfg, m);
             if let Some(old) = self.meters.remove(&m.id) {
                 mw.rules.restore(old.rules.open_events().cloned());
+                mw.load.restore(old.load.open_events().cloned());
                 let same_windows = old.aggs.len() == mw.aggs.len()
                     && old
                         .aggs
@@ -332,14 +443,29 @@ impl Watch {
                     && old.interval_ms == mw.interval_ms;
                 if same_windows {
                     mw.aggs = old.aggs;
+                    if old.demand.period_ms() == mw.demand.period_ms() {
+                        mw.demand = old.demand;
+                    }
                 }
                 mw.meta = old.meta;
-                mw.suspension_peaks = old.suspension_peaks;
             }
             meters.insert(m.id.clone(), mw);
         }
+        let mut customers = HashMap::new();
+        for c in &cfg.customers {
+            let mut cw = customer_watch(cfg, c);
+            if let Some(old) = self.customers.remove(&c.id) {
+                cw.load.restore(old.load.open_events().cloned());
+                cw.peaks = old.peaks;
+                if old.demand.period_ms() == cw.demand.period_ms() {
+                    cw.demand = old.demand;
+                }
+            }
+            customers.insert(c.id.clone(), cw);
+        }
         let removed = self.meters.len();
         self.meters = meters;
+        self.customers = customers;
         self.rules_enabled = cfg.rules.enabled;
         info!(
             meters = self.meters.len(),
@@ -347,8 +473,41 @@ impl Watch {
         );
     }
 
-    /// Feed the report ledger too.
+    /// Feed the report ledger too; the peaks of the suspensions in force
+    /// are restored from it, so a restart never writes a smaller one.
     pub fn with_ledger(mut self, feed: LedgerFeed) -> Self {
+        for (id, cw) in self.customers.iter_mut() {
+            for s in &cw.load.set.suspensions {
+                let from = day_key(local_date(s.from_ms, &feed.tz));
+                let to = local_date(s.to_ms, &feed.tz)
+                    .tomorrow()
+                    .map(day_key)
+                    .unwrap_or_else(|_| day_key(local_date(s.to_ms, &feed.tz)));
+                let days = match feed.store.read_days(&ledger::customer_key(id), &from, &to) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        warn!(customer = %id, error = %e, "cannot read the suspension peaks so far; starting from this run's");
+                        continue;
+                    }
+                };
+                let inside = |p: &Option<ledger::Peak>| {
+                    p.clone()
+                        .filter(|p| s.from_ms <= p.at_ms && p.at_ms <= s.to_ms)
+                };
+                let (mut basis, mut instant) = (None, None);
+                for d in days.values() {
+                    if let Some(p) = inside(&d.suspension) {
+                        ledger::keep_peak(&mut basis, &p);
+                    }
+                    if let Some(p) = inside(&d.suspension_instant) {
+                        ledger::keep_peak(&mut instant, &p);
+                    }
+                }
+                if let (Some(b), Some(i)) = (basis, instant) {
+                    cw.peaks.insert(s.from_ms, (b, i));
+                }
+            }
+        }
         self.ledger = Some(feed);
         self
     }
@@ -465,9 +624,9 @@ impl Watch {
                 fields,
             }))
             .await;
-        if w.len_ms == mw.rules.set.short_ms && w.complete {
-            Self::track_suspension(mw, &w, &meta, &self.sink).await;
-        }
+        let minute = (w.len_ms == mw.rules.set.short_ms && w.complete)
+            .then(|| minute_of(&w))
+            .flatten();
         if let Some(l) = &mut self.ledger
             && w.complete
         {
@@ -476,59 +635,143 @@ impl Watch {
                 ledger::from_short_window(&w, &mw.ledger_spec)
             } else if w.len_ms == set.long_ms {
                 ledger::from_long_window(&w, &mw.ledger_spec)
-            } else if w.len_ms == set.demand_ms {
-                ledger::from_demand_window(&w)
             } else {
                 DayLedger::default()
             };
             l.add(meter, w.start_ms, part);
         }
-        if !self.rules_enabled {
-            return;
+        let mut events = if self.rules_enabled {
+            mw.rules.on_window(&w)
+        } else {
+            Vec::new()
+        };
+        let billing = mw.billing;
+        if let Some(minute) = minute
+            && let Some(d) = mw.demand.push(minute)
+        {
+            if let Some(l) = &mut self.ledger {
+                l.add(meter, d.start_ms, ledger::from_demand(&d));
+            }
+            if self.rules_enabled {
+                events.extend(mw.load.on_demand(&d));
+            }
+            send_demand(&self.sink, &meta, &d).await;
         }
-        let events = mw.rules.on_window(&w);
+        for e in events {
+            self.on_event(&meta, e).await;
+        }
+        if let Some(minute) = minute
+            && billing
+        {
+            self.on_customer_minute(meter, &meta.customer.clone(), minute)
+                .await;
+        }
+    }
+
+    /// One billing meter's minute: the customer's total, once whole, is
+    /// judged on its demand and (while suspended) suspension basis.
+    async fn on_customer_minute(&mut self, meter: &str, customer: &str, minute: Minute) {
+        let Some(cw) = self.customers.get_mut(customer) else {
+            return;
+        };
+        let Some(total) = cw.sum.push(meter, minute) else {
+            return;
+        };
+        let meta = cw.meta.clone();
+        let mut events = Vec::new();
+        let mut basis = None;
+        if let Some(d) = cw.demand.push(total) {
+            if let Some(l) = &mut self.ledger {
+                l.add(
+                    &ledger::customer_key(customer),
+                    d.start_ms,
+                    ledger::from_demand(&d),
+                );
+            }
+            if self.rules_enabled {
+                events.extend(cw.load.on_demand(&d));
+            }
+            send_demand(&self.sink, &meta, &d).await;
+            if cw.suspension.is_none() {
+                basis = Some(d);
+            }
+        }
+        if let Some(s) = cw.suspension.as_mut() {
+            basis = s.push(total);
+        }
+        if let Some(d) = basis {
+            if self.rules_enabled {
+                events.extend(cw.load.on_suspension_basis(&d));
+            }
+            let points = Self::track_suspension(cw, &d);
+            if !points.is_empty()
+                && let Some(l) = &mut self.ledger
+            {
+                l.add(
+                    &ledger::customer_key(customer),
+                    d.start_ms,
+                    ledger::from_suspension_basis(&d),
+                );
+            }
+            for p in points {
+                let _ = self.sink.send(Record::Point(p)).await;
+            }
+        }
         for e in events {
             self.on_event(&meta, e).await;
         }
     }
 
-    /// Peak load of every active suspension, violated or not.
-    async fn track_suspension(
-        mw: &mut MeterWatch,
-        w: &Window,
-        meta: &Arc<MeterMeta>,
-        sink: &mpsc::Sender<Record>,
-    ) {
-        let mid = w.mid_ms();
-        let Some((st, unit)) = w.load() else { return };
-        for s in mw.rules.set.suspensions.clone() {
+    /// Peak of the suspension basis (and the instantaneous maximum beside
+    /// it) of every suspension in force, violated or not: the points to
+    /// write, one per suspension in force.
+    fn track_suspension(cw: &mut CustomerWatch, d: &Demand) -> Vec<Point> {
+        let mid = d.start_ms + (d.end_ms - d.start_ms) / 2;
+        let (load, unit) = d.load();
+        let mut out = Vec::new();
+        for s in &cw.load.set.suspensions {
             if !(s.from_ms <= mid && mid < s.to_ms) {
                 continue;
             }
-            let load = st.max / 1000.0;
-            let e = mw
-                .suspension_peaks
+            let basis = ledger::Peak {
+                value: load,
+                at_ms: d.end_ms,
+                unit: unit.into(),
+            };
+            let instant = ledger::Peak {
+                value: d.max_load,
+                at_ms: d.max_load_ms,
+                unit: unit.into(),
+            };
+            let e = cw
+                .peaks
                 .entry(s.from_ms)
-                .or_insert((load, st.max_ms, unit));
-            if load >= e.0 {
-                *e = (load, st.max_ms, unit);
+                .or_insert_with(|| (basis.clone(), instant.clone()));
+            let (mut b, mut i) = (Some(e.0.clone()), Some(e.1.clone()));
+            ledger::keep_peak(&mut b, &basis);
+            ledger::keep_peak(&mut i, &instant);
+            *e = (b.unwrap_or(basis), i.unwrap_or(instant));
+            let allowed = cw.load.set.allowed(cw.load.set.suspended_at(mid));
+            let mut fields = vec![
+                ("peak".into(), e.0.value),
+                ("peak_time_ms".into(), e.0.at_ms as f64),
+                ("instant_peak".into(), e.1.value),
+                ("instant_peak_time_ms".into(), e.1.at_ms as f64),
+                ("suspended_kva".into(), s.suspended_kva),
+                ("end_ms".into(), s.to_ms as f64),
+            ];
+            if let Some(a) = allowed {
+                fields.push(("allowed".into(), a));
             }
-            let (peak, at, unit) = *e;
-            let _ = sink
-                .send(Record::Point(Point {
-                    measurement: "pq_suspension",
-                    meter: meta.clone(),
-                    tags: vec![("unit", unit.to_string())],
-                    ts_ms: s.from_ms,
-                    fields: vec![
-                        ("peak".into(), peak),
-                        ("peak_time_ms".into(), at as f64),
-                        ("suspended_kva".into(), s.suspended_kva),
-                        ("end_ms".into(), s.to_ms as f64),
-                    ],
-                }))
-                .await;
+            out.push(Point {
+                measurement: "pq_suspension",
+                meter: cw.meta.clone(),
+                tags: vec![("unit", e.0.unit.clone())],
+                ts_ms: s.from_ms,
+                fields,
+            });
         }
+        out
     }
 
     async fn on_event(&mut self, meta: &Arc<MeterMeta>, e: Event) {
@@ -592,6 +835,27 @@ impl Watch {
     }
 }
 
+/// A demand value as a `pq_demand` point at the end of its period.
+async fn send_demand(sink: &mpsc::Sender<Record>, meta: &Arc<MeterMeta>, d: &Demand) {
+    let mut fields = vec![
+        ("kw".into(), d.kw),
+        ("max_load".into(), d.max_load),
+        ("period_s".into(), ((d.end_ms - d.start_ms) / 1000) as f64),
+    ];
+    if let Some(k) = d.kva {
+        fields.push(("kva".into(), k));
+    }
+    let _ = sink
+        .send(Record::Point(Point {
+            measurement: "pq_demand",
+            meter: meta.clone(),
+            tags: Vec::new(),
+            ts_ms: d.end_ms,
+            fields,
+        }))
+        .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::window_name;
@@ -603,5 +867,278 @@ mod tests {
         assert_eq!(window_name(900_000), "15m");
         assert_eq!(window_name(2_000), "2s");
         assert_eq!(window_name(1_500), "1500ms");
+    }
+
+    use super::*;
+    use crate::state::StateDb;
+
+    /// 2030-10-05 00:00 in Asia/Shanghai (a quarter hour; far enough in
+    /// the future that the silent-meter timer never closes a window early).
+    fn t0(cfg: &Config) -> i64 {
+        crate::config::sections::local_ms("2030-10-05", &cfg.timezone, false).unwrap()
+    }
+
+    const MIN: i64 = 60_000;
+
+    /// Runs a watch over 5-second readings of `load(meter, minute)` (kW and
+    /// kVA) for `minutes`, and returns what it wrote and stored.
+    async fn run_watch(
+        cfg: &Config,
+        dir: &std::path::Path,
+        minutes: i64,
+        load: &dyn Fn(&str, i64, i64) -> (f64, f64),
+    ) -> (Vec<Point>, Vec<Event>) {
+        let store = EventStore::new(StateDb::open(dir).unwrap());
+        let (sink_tx, mut sink_rx) = mpsc::channel(1 << 20);
+        let watch = Watch::new(cfg, store, sink_tx, None, Arc::new(Metrics::default()))
+            .unwrap()
+            .with_ledger(LedgerFeed::new(
+                LedgerStore::new(StateDb::open(dir).unwrap()),
+                cfg.timezone.clone(),
+                cfg.reports.keep_days,
+            ));
+        let (tx, rx) = mpsc::channel(1024);
+        let task = tokio::spawn(watch.run(rx));
+        let metas: Vec<Arc<MeterMeta>> = cfg
+            .meters
+            .iter()
+            .map(|m| Arc::new(MeterMeta::new(&m.id, &m.customer, &m.tags)))
+            .collect();
+        let start = t0(cfg);
+        for k in 0..minutes * 12 {
+            let ts = start + k * 5_000;
+            for meta in &metas {
+                let (kw, kva) = load(&meta.id, k / 12, k % 12);
+                let values: Vec<(Arc<str>, f64)> = vec![
+                    (Arc::from("voltage_l1_n"), 230.0),
+                    (Arc::from("active_power_total"), kw * 1000.0),
+                    (Arc::from("apparent_power_total"), kva * 1000.0),
+                ];
+                tx.send(Reading {
+                    meter: meta.clone(),
+                    ts_ms: ts,
+                    values: values.into(),
+                })
+                .await
+                .unwrap();
+            }
+        }
+        drop(tx);
+        task.await.unwrap();
+        let mut points = Vec::new();
+        while let Ok(r) = sink_rx.try_recv() {
+            if let Record::Point(p) = r {
+                points.push(p);
+            }
+        }
+        let db = StateDb::open(dir).unwrap();
+        let events = crate::events::between(&db, 0, i64::MAX).unwrap();
+        (points, events)
+    }
+
+    fn config(extra: &str) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"
+[daemon]
+profile_dir = "/nonexistent"
+timezone = "Asia/Shanghai"
+state_dir = "{}"
+
+[polling]
+interval = "5s"
+
+[[meters]]
+id = "A"
+customer = "C1"
+address = "127.0.0.1:502"
+unit = 1
+profile = "eastron-sdm630"
+nominal_voltage = 400
+
+[[meters]]
+id = "B"
+customer = "C1"
+address = "127.0.0.1:502"
+unit = 2
+profile = "eastron-sdm630"
+nominal_voltage = 400
+{extra}
+"#,
+            dir.path().display()
+        );
+        let cfg = crate::config::from_str(&text, dir.path()).unwrap();
+        (dir, cfg)
+    }
+
+    /// Customer C1 on two lines: minutes 0..30 A 221 kW + B 220 kW (441 kW
+    /// together); then B off and A at 300 kW, 345 kW in minutes 70..80.
+    fn two_lines(meter: &str, minute: i64, _poll: i64) -> (f64, f64) {
+        let kw = match (meter, minute) {
+            ("A", 0..30) => 221.0,
+            ("B", 0..30) => 220.0,
+            ("B", _) => 0.0,
+            (_, 70..80) => 345.0,
+            _ => 300.0,
+        };
+        (kw, kw * 1.1)
+    }
+
+    /// The sliding 15-minute means of `kw(minute)` ending at each minute,
+    /// worked out directly (the second method).
+    fn sliding(kw: &dyn Fn(i64) -> f64, minutes: i64) -> Vec<(i64, f64)> {
+        (15..=minutes)
+            .map(|end| (end, (end - 15..end).map(kw).sum::<f64>() / 15.0))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_customer_on_two_lines_is_judged_on_its_sliding_total_and_each_line() {
+        let (dir, cfg) =
+            config("[[customers]]\nid = \"C1\"\nmax_demand_kw = 300\ncontracted_kva = 2000\n");
+        let (points, events) = run_watch(&cfg, dir.path(), 100, &two_lines).await;
+        let t0 = t0(&cfg);
+        // pq_demand of the total ("*") equals the sliding means of A + B.
+        let total = |m: i64| two_lines("A", m, 0).0 + two_lines("B", m, 0).0;
+        // Minute 99 is still open when the readings stop.
+        let expected = sliding(&total, 99);
+        let got: Vec<(i64, f64)> = points
+            .iter()
+            .filter(|p| p.measurement == "pq_demand" && p.meter.id == "*")
+            .map(|p| {
+                let kw = p.fields.iter().find(|f| f.0 == "kw").unwrap().1;
+                ((p.ts_ms - t0) / MIN, kw)
+            })
+            .collect();
+        assert_eq!(got.len(), expected.len());
+        for ((a, x), (b, y)) in got.iter().zip(&expected) {
+            assert_eq!(a, b);
+            assert!((x - y).abs() < 1e-6, "minute {a}: {x} vs {y}");
+        }
+        // 300 kW × 1.05 = 315 kW. The total: 441 kW from the first value,
+        // then A alone (330 kW sliding peak); each line: only A, in
+        // minutes 70..80 (no line exceeds 315 kW in minutes 0..30).
+        let demand: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.kind == Kind::DemandExceeded)
+            .collect();
+        let of = |m: &str| demand.iter().filter(|e| e.meter == m).collect::<Vec<_>>();
+        let star = of("*");
+        assert_eq!(star.len(), 2, "{demand:#?}");
+        assert_eq!(star[0].customer, "C1");
+        assert_eq!((star[0].limit, star[0].peak), (315.0, 441.0));
+        assert_eq!(star[0].start_ms, t0);
+        assert_eq!(
+            star[0].source,
+            "contracted maximum demand 300 kW × 1.05 = 315 kW"
+        );
+        // Peak of A's sliding mean: 5 × 300 + 10 × 345 over 15 = 330 kW,
+        // first reached by the period ending at minute 80.
+        let a = of("A");
+        assert_eq!(a.len(), 1, "{demand:#?}");
+        assert!((a[0].peak - 330.0).abs() < 1e-6, "{}", a[0].peak);
+        assert_eq!(a[0].peak_ms, t0 + 80 * MIN);
+        // Violating periods hold ≥ 6 of the 10 high minutes: ending 76..=89.
+        assert_eq!((a[0].start_ms, a[0].end_ms), (t0 + 61 * MIN, t0 + 89 * MIN));
+        assert!(of("B").is_empty());
+        assert!((star[1].peak - 330.0).abs() < 1e-6);
+    }
+
+    #[tokio::test]
+    async fn block_demand_misses_what_sliding_demand_catches() {
+        // The same load in block mode: every fixed quarter hour of A in
+        // minutes 60..90 is (10 × 300 + 5 × 345) / 15 = 315 kW: not above.
+        let (dir, cfg) = config(
+            "[rules]\ndemand_mode = \"block\"\n[[customers]]\nid = \"C1\"\nmax_demand_kw = 300\n",
+        );
+        let (points, events) = run_watch(&cfg, dir.path(), 100, &two_lines).await;
+        let ends: Vec<i64> = points
+            .iter()
+            .filter(|p| p.measurement == "pq_demand" && p.meter.id == "A")
+            .map(|p| (p.ts_ms - t0(&cfg)) / MIN)
+            .collect();
+        assert_eq!(ends, vec![15, 30, 45, 60, 75, 90]);
+        let a: Vec<_> = events.iter().filter(|e| e.meter == "A").collect();
+        assert!(a.is_empty(), "{a:#?}");
+        assert_eq!(events.iter().filter(|e| e.meter == "*").count(), 1);
+    }
+
+    #[tokio::test]
+    async fn one_high_sample_during_a_suspension_is_information_not_a_violation() {
+        // 2000 kVA contracted, 1250 suspended on 2030-10-05: 750 kVA allowed.
+        // Meter A draws 740 kVA with one 5-second poll at 1 200 kVA; B is off.
+        let (dir, cfg) = config(
+            "[[customers]]\nid = \"C1\"\ncontracted_kva = 2000\nsuspensions = [{ from = \"2030-10-05\", to = \"2030-10-05\", kva = 1250 }]\n",
+        );
+        let load = |m: &str, minute: i64, poll: i64| match (m, minute, poll) {
+            ("B", _, _) => (0.0, 0.0),
+            (_, 20, 6) => (1_000.0, 1_200.0),
+            _ => (600.0, 740.0),
+        };
+        let (points, events) = run_watch(&cfg, dir.path(), 60, &load).await;
+        assert!(
+            !events.iter().any(|e| e.kind == Kind::SuspensionLoad),
+            "{events:#?}"
+        );
+        let last = points
+            .iter()
+            .rfind(|p| p.measurement == "pq_suspension")
+            .unwrap();
+        let f = |k: &str| last.fields.iter().find(|f| f.0 == k).unwrap().1;
+        // The basis: 15 minutes of 180 polls, one at 1 200: 740 + 460/180.
+        let basis = 740.0 + 460.0 / 180.0;
+        assert!((f("peak") - basis).abs() < 1e-6, "{}", f("peak"));
+        assert!(f("peak") < 750.0);
+        assert_eq!(f("instant_peak"), 1_200.0);
+        assert_eq!(f("allowed"), 750.0);
+        assert_eq!(last.meter.id, "*");
+        // After a restart, a smaller load never writes a smaller peak: the
+        // peak so far comes back from the ledger.
+        let (points, _) = run_watch(&cfg, dir.path(), 20, &|_, _, _| (100.0, 100.0)).await;
+        let p = points
+            .iter()
+            .rfind(|p| p.measurement == "pq_suspension")
+            .unwrap();
+        let g = |k: &str| p.fields.iter().find(|f| f.0 == k).unwrap().1;
+        assert!((g("peak") - basis).abs() < 1e-6, "{}", g("peak"));
+        assert_eq!(g("instant_peak"), 1_200.0);
+        // The report judges the same basis: a pass, with the sample shown.
+        let db = StateDb::open(dir.path()).unwrap();
+        let period = crate::report::schedule::Period::parse("2030-10-05").unwrap();
+        let r =
+            crate::report::assemble(&cfg, &db, &cfg.customers[0], &period, t0(&cfg) + 86_400_000)
+                .unwrap();
+        let s = &r.suspensions[0];
+        assert_eq!(s.verdict, crate::report::model::Verdict::Pass);
+        assert!((s.peak.as_ref().unwrap().value - basis).abs() < 1e-6);
+        assert_eq!(s.instant_peak.as_ref().unwrap().value, 1_200.0);
+        assert_eq!(s.allowed, Some(750.0));
+    }
+
+    #[tokio::test]
+    async fn a_sustained_excess_during_a_suspension_opens_one_event_of_the_total() {
+        // Both lines at 400 kVA (800 together) from minute 10 to 40: above
+        // 750 kVA on the customer's total although each line is far below.
+        let (dir, cfg) = config(
+            "[[customers]]\nid = \"C1\"\ncontracted_kva = 2000\nsuspensions = [{ from = \"2030-10-05\", to = \"2030-10-05\", kva = 1250 }]\n",
+        );
+        let load = |_: &str, minute: i64, _| {
+            if (10..40).contains(&minute) {
+                (350.0, 400.0)
+            } else {
+                (300.0, 300.0)
+            }
+        };
+        let (_, events) = run_watch(&cfg, dir.path(), 80, &load).await;
+        let s: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == Kind::SuspensionLoad)
+            .collect();
+        assert_eq!(s.len(), 1, "{events:#?}");
+        assert_eq!(
+            (s[0].meter.as_str(), s[0].limit, s[0].unit),
+            ("*", 750.0, "kVA")
+        );
+        assert!((s[0].peak - 800.0).abs() < 1e-6);
     }
 }

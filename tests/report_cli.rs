@@ -97,7 +97,7 @@ fn preview_and_resend_a_seeded_month() {
         .unwrap()
         .timestamp()
         .as_millisecond();
-    let spec = LedgerSpec::from_config(&cfg.meters[0], cfg.customers.first());
+    let spec = LedgerSpec::from_config(&cfg.meters[0], cfg.customers.first(), 10.0);
     let parts: Vec<_> = (0..60)
         .map(|i| {
             let t = start + i * 60_000;

@@ -118,6 +118,8 @@ pub struct Reports {
     pub schedule: Option<String>,
     /// Qualification rate (%) the voltage verdict requires.
     pub voltage_target: Option<f64>,
+    /// Data completeness (%) below which a verdict is "insufficient data".
+    pub min_completeness: Option<f64>,
     /// How far back a missed report is still sent.
     pub catch_up: Option<String>,
     /// Days of ledger kept.
@@ -133,7 +135,8 @@ pub struct Reports {
 pub struct Suspension {
     /// Local date ("2026-11-01") or date-time ("2026-11-01T08:00").
     pub from: String,
-    /// End, exclusive (a date means its midnight).
+    /// Last day (a date: inclusive, the suspension ends at the following
+    /// midnight) or end instant (a date-time: exclusive).
     pub to: String,
     /// Suspended capacity, kVA.
     pub kva: f64,
@@ -160,6 +163,16 @@ pub struct Rules {
     pub suspension_factor: Option<f64>,
     pub suspension_noise_floor_kw: Option<f64>,
     pub demand_factor: Option<f64>,
+    /// "sliding" (default) or "block".
+    pub demand_mode: Option<String>,
+    /// Slide of the sliding demand (default "1m").
+    pub demand_slide: Option<String>,
+    /// Averaging window of the load a suspension is judged on (default:
+    /// the demand window).
+    pub suspension_window: Option<String>,
+    /// Supply interruption: every judged voltage below this % of its
+    /// reference (default 10).
+    pub interruption_threshold: Option<f64>,
     pub unbalance_limit: Option<f64>,
 }
 
@@ -228,6 +241,17 @@ pub struct Meter {
     /// "line_to_line" or "phase_to_neutral" (default: line-to-line at 1 kV
     /// and above, phase-to-neutral below; single-phase: phase voltage).
     pub voltage_basis: Option<String>,
+    /// Declared supply voltage Uc (EN 50160), same convention as
+    /// `nominal_voltage`: the reference the deviation is judged against
+    /// where the supply contract declares one (MV); the voltage class (and
+    /// so the limit row) stays the nominal one.
+    pub declared_voltage: Option<f64>,
+    /// Reference for phase-to-neutral voltages of a three-phase meter
+    /// (default: the system's standard phase voltage, 220 V for 220/380 V).
+    pub nominal_voltage_ln: Option<f64>,
+    /// Part of the customer's billing metering: its load counts in the
+    /// customer's total demand and suspension load (default true).
+    pub billing: Option<bool>,
 }
 
 /// A transformer ratio: a number (`100`) or primary/secondary (`"10000/100"`).

@@ -65,13 +65,18 @@ pub struct SuspensionPeriod {
     pub note: Option<String>,
 }
 
-/// A local date or date-time in `tz` → Unix ms.
-pub fn local_ms(s: &str, tz: &jiff::tz::TimeZone) -> Option<i64> {
-    let dt: jiff::civil::DateTime = s.parse::<jiff::civil::DateTime>().ok().or_else(|| {
-        s.parse::<jiff::civil::Date>()
-            .ok()
-            .map(|d| d.to_datetime(jiff::civil::Time::midnight()))
-    })?;
+/// A local date or date-time in `tz` → Unix ms. With `end_of_day`, a bare
+/// date means the midnight *after* it: a suspension declared "to
+/// 2026-11-30" includes its last day (a date-time is always the instant).
+pub fn local_ms(s: &str, tz: &jiff::tz::TimeZone, end_of_day: bool) -> Option<i64> {
+    // jiff reads a bare date as a date-time at midnight too: decide by form.
+    let dt: jiff::civil::DateTime = if s.contains(['T', ' ']) {
+        s.parse::<jiff::civil::DateTime>().ok()?
+    } else {
+        let d = s.parse::<jiff::civil::Date>().ok()?;
+        let d = if end_of_day { d.tomorrow().ok()? } else { d };
+        d.to_datetime(jiff::civil::Time::midnight())
+    };
     Some(tz.to_timestamp(dt).ok()?.as_millisecond())
 }
 
@@ -84,8 +89,8 @@ pub(super) fn suspensions(
     let mut out = Vec::new();
     for (i, s) in list.iter().enumerate() {
         let k = format!("{key}.suspensions[{i}]");
-        let from = local_ms(&s.from, tz);
-        let to = local_ms(&s.to, tz);
+        let from = local_ms(&s.from, tz, false);
+        let to = local_ms(&s.to, tz, true);
         if from.is_none() {
             p.push(
                 &format!("{k}.from"),
@@ -109,7 +114,7 @@ pub(super) fn suspensions(
         }
         if let (Some(f), Some(t)) = (from, to) {
             if t <= f {
-                p.push(&format!("{k}.to"), "must be after from");
+                p.push(&format!("{k}.to"), "must not be before from");
                 continue;
             }
             out.push(SuspensionPeriod {
@@ -125,46 +130,79 @@ pub(super) fn suspensions(
     out
 }
 
+/// The standard phase voltage of a three-phase system, from its
+/// line-to-line voltage: GB/T 156-2017 (220/380 V, 380/660 V) and IEC 60038
+/// (230/400 V, 400/690 V, 120/208 V, 277/480 V, 347/600 V, 240/415 V).
+/// Judging phase voltages against 380/√3 = 219.39 V instead of 220 V
+/// shifts the band by −0.28 %; the standards name the pair, not the
+/// arithmetic. Other voltages: line-to-line / √3 (documented; set
+/// `nominal_voltage_ln` to override).
+pub fn standard_phase_voltage(line_to_line: f64) -> f64 {
+    const PAIRS: [(f64, f64); 8] = [
+        (208.0, 120.0),
+        (380.0, 220.0),
+        (400.0, 230.0),
+        (415.0, 240.0),
+        (480.0, 277.0),
+        (600.0, 347.0),
+        (660.0, 380.0),
+        (690.0, 400.0),
+    ];
+    PAIRS
+        .iter()
+        .find(|(ll, _)| (ll - line_to_line).abs() < 0.5)
+        .map(|(_, ln)| *ln)
+        .unwrap_or(line_to_line / 3f64.sqrt())
+}
+
+/// What a meter's voltages are judged against.
+pub(super) struct VoltageBasis<'a> {
+    pub basis: Option<&'a str>,
+    /// Voltage class (IEC convention: line-to-line for three-phase).
+    pub nominal: f64,
+    /// Declared supply voltage Uc, same convention, where agreed.
+    pub declared: Option<f64>,
+    /// Reference for phase-to-neutral voltages of a three-phase meter.
+    pub phase_reference: Option<f64>,
+    pub phases: u8,
+}
+
 /// Which voltages a meter's voltage rules judge, against what reference.
 pub(super) fn voltage_refs(
-    basis: Option<&str>,
-    nominal: f64,
-    phases: u8,
+    b: &VoltageBasis,
     plan: &MeterPlan,
     key: &str,
     p: &mut Problems,
 ) -> Vec<(String, String, f64)> {
-    let ll = match (basis, phases) {
+    let ll = match (b.basis, b.phases) {
         (_, 1) => false,
-        (None, _) => nominal >= 1000.0,
+        (None, _) => b.nominal >= 1000.0,
         (Some("line_to_line"), _) => true,
         (Some("phase_to_neutral"), _) => false,
         (Some(other), _) => {
             p.push(
-                key,
+                &format!("{key}.voltage_basis"),
                 format!("\"{other}\" is not \"line_to_line\" or \"phase_to_neutral\""),
             );
             return Vec::new();
         }
     };
+    let reference = b.declared.unwrap_or(b.nominal);
     let has = |f: &str| plan.profile.output_names().any(|n| n == f);
-    let candidates: Vec<(String, String, f64)> = if phases == 1 {
-        vec![("l1".into(), "voltage_l1_n".into(), nominal)]
+    let candidates: Vec<(String, String, f64)> = if b.phases == 1 {
+        vec![("l1".into(), "voltage_l1_n".into(), reference)]
     } else if ll {
         ["l1_l2", "l2_l3", "l3_l1"]
             .iter()
-            .map(|ph| (ph.to_string(), format!("voltage_{ph}"), nominal))
+            .map(|ph| (ph.to_string(), format!("voltage_{ph}"), reference))
             .collect()
     } else {
+        let phase_ref = b
+            .phase_reference
+            .unwrap_or_else(|| standard_phase_voltage(reference));
         ["l1", "l2", "l3"]
             .iter()
-            .map(|ph| {
-                (
-                    ph.to_string(),
-                    format!("voltage_{ph}_n"),
-                    nominal / 3f64.sqrt(),
-                )
-            })
+            .map(|ph| (ph.to_string(), format!("voltage_{ph}_n"), phase_ref))
             .collect()
     };
     candidates.into_iter().filter(|(_, f, _)| has(f)).collect()
@@ -188,6 +226,13 @@ pub struct RulesCfg {
     pub suspension_factor: f64,
     pub noise_floor_kw: f64,
     pub demand_factor: f64,
+    /// Demand values end on multiples of this: the slide (1 minute by
+    /// default), or the demand window itself in block mode.
+    pub demand_slide: Duration,
+    /// The load a suspension is judged on is averaged over this.
+    pub suspension_window: Duration,
+    /// Interruption threshold, % of the voltage reference.
+    pub interruption_pct: f64,
 }
 
 pub(super) fn rules(p: &mut Problems) -> RulesCfg {
@@ -252,6 +297,60 @@ pub(super) fn rules(p: &mut Problems) -> RulesCfg {
         clear_after: demand_window,
         margin: 0.0,
     };
+    let short_ms = short_window.as_millis().max(1);
+    let multiple = |d: Duration, key: &str, p: &mut Problems| {
+        if !d.as_millis().is_multiple_of(short_ms) || d.is_zero() {
+            p.push(
+                &format!("rules.{key}"),
+                format!(
+                    "must be a whole multiple of short_window ({}s): demand is built from its means",
+                    short_window.as_secs_f64()
+                ),
+            );
+        }
+    };
+    multiple(demand_window, "demand_window", p);
+    let demand_slide = match r.demand_mode.as_deref() {
+        None | Some("sliding") => {
+            let s = d(&r.demand_slide, short_window.as_secs(), "demand_slide", p);
+            multiple(s, "demand_slide", p);
+            if !s.is_zero() && demand_window.as_millis() % s.as_millis() != 0 {
+                p.push("rules.demand_slide", "must divide demand_window");
+            }
+            s
+        }
+        Some("block") => {
+            if r.demand_slide.is_some() {
+                p.push(
+                    "rules.demand_slide",
+                    "applies to demand_mode = \"sliding\" only",
+                );
+            }
+            demand_window
+        }
+        Some(other) => {
+            p.push(
+                "rules.demand_mode",
+                format!("\"{other}\" is not \"sliding\" or \"block\""),
+            );
+            demand_window
+        }
+    };
+    let suspension_window = match &r.suspension_window {
+        None => demand_window,
+        Some(_) => {
+            let w = d(&r.suspension_window, 900, "suspension_window", p);
+            multiple(w, "suspension_window", p);
+            w
+        }
+    };
+    let interruption_pct = r.interruption_threshold.unwrap_or(10.0);
+    if !(interruption_pct.is_finite() && (0.0..50.0).contains(&interruption_pct)) {
+        p.push(
+            "rules.interruption_threshold",
+            "must be a percentage of the reference voltage below 50 (GB/T 30137: 10)",
+        );
+    }
     RulesCfg {
         enabled: r.enabled.unwrap_or(true),
         presets,
@@ -276,6 +375,9 @@ pub(super) fn rules(p: &mut Problems) -> RulesCfg {
             p,
         ),
         demand_factor: pct(r.demand_factor, 1.05, "demand_factor", p),
+        demand_slide,
+        suspension_window,
+        interruption_pct,
     }
 }
 
@@ -453,6 +555,9 @@ pub struct Reports {
     pub enabled: bool,
     pub schedule: ReportSchedule,
     pub voltage_target: f64,
+    /// Share (%) of the period's minutes with data (monitored or outage)
+    /// a verdict needs; below it the verdict is "insufficient data".
+    pub min_completeness: f64,
     pub catch_up: Duration,
     pub keep_days: u32,
     pub bcc: Vec<String>,
@@ -510,6 +615,13 @@ pub(super) fn reports(p: &mut Problems) -> Reports {
             "must be a percentage between 0 and 100",
         );
     }
+    let min_completeness = r.min_completeness.unwrap_or(90.0);
+    if !(0.0..=100.0).contains(&min_completeness) {
+        p.push(
+            "reports.min_completeness",
+            "must be a percentage between 0 and 100",
+        );
+    }
     let catch_up = duration(
         r.catch_up.as_deref(),
         Duration::from_secs(93 * 86_400),
@@ -527,6 +639,7 @@ pub(super) fn reports(p: &mut Problems) -> Reports {
         enabled: r.enabled.unwrap_or(true),
         schedule,
         voltage_target,
+        min_completeness,
         catch_up,
         keep_days,
         bcc: addresses(&r.bcc, "reports.bcc", p),

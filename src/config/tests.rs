@@ -510,3 +510,112 @@ fn shards_split_the_fleet_by_customer_and_stay_stable() {
         "{e}"
     );
 }
+
+#[test]
+fn phase_voltages_are_judged_on_the_standard_phase_voltage() {
+    let meter = |extra: &str| {
+        format!(
+            "{GOOD}\n[[meters]]\nid = \"LV\"\ncustomer = \"C1\"\naddress = \"10.0.0.6:502\"\nunit = 1\nprofile = \"eastron-sdm630\"\nnominal_voltage = {extra}\n"
+        )
+    };
+    let refs = |text: String| -> Vec<f64> {
+        let c = load_text(&text, &[]).unwrap();
+        c.meters[1].voltage_refs.iter().map(|r| r.2).collect()
+    };
+    // GB/T 156 220/380 V and IEC 60038 230/400 V: the pair, not U/√3.
+    assert_eq!(refs(meter("380")), vec![220.0; 3]);
+    assert_eq!(refs(meter("400")), vec![230.0; 3]);
+    // Other voltages: U/√3; nominal_voltage_ln overrides.
+    assert!((refs(meter("390"))[0] - 390.0 / 3f64.sqrt()).abs() < 1e-9);
+    assert_eq!(refs(meter("380\nnominal_voltage_ln = 225")), vec![225.0; 3]);
+    // MV on the declared supply voltage; the class (and limit row) stays 10 kV.
+    let c = load_text(
+        &GOOD.replace(
+            "nominal_voltage = 10000",
+            "nominal_voltage = 10000\ndeclared_voltage = 10500",
+        ),
+        &[],
+    )
+    .unwrap();
+    assert!(c.meters[0].voltage_refs.iter().all(|r| r.2 == 10_500.0));
+    assert_eq!(c.meters[0].limits.voltage.as_ref().unwrap().lower_pct, -7.0);
+    let e = load_text(
+        &meter("380\nnominal_voltage_ln = 0.22\ndeclared_voltage = 0"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("meters[1].nominal_voltage_ln: 0.22 V is implausible"),
+        "{e}"
+    );
+    assert!(
+        e.contains("meters[1].declared_voltage: 0 V is implausible"),
+        "{e}"
+    );
+    let e = load_text(&meter("380\nid = \"*x\""), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("duplicate key") || e.contains("must not start with"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_suspension_to_a_date_includes_that_day() {
+    let text = GOOD.replace(
+        "tags = { region = \"east\" }",
+        "tags = { region = \"east\" }\ncontracted_kva = 1000\nsuspensions = [{ from = \"2026-11-01\", to = \"2026-11-30\", kva = 600 }, { from = \"2026-12-02T08:00\", to = \"2026-12-02T18:00\", kva = 100 }, { from = \"2026-12-05\", to = \"2026-12-05\", kva = 100 }]",
+    );
+    let c = load_text(&text, &[]).unwrap();
+    let tz = &c.timezone;
+    let at = |s: &str| super::sections::local_ms(s, tz, false).unwrap();
+    let s = &c.customers[0].suspensions;
+    // 30 whole days: Nov 1 00:00 to Dec 1 00:00.
+    assert_eq!(
+        (s[0].from_ms, s[0].to_ms),
+        (at("2026-11-01"), at("2026-12-01"))
+    );
+    // A date-time is the instant.
+    assert_eq!(s[1].to_ms, at("2026-12-02T18:00"));
+    // One day.
+    assert_eq!(s[2].to_ms - s[2].from_ms, 86_400_000);
+}
+
+#[test]
+fn demand_settings_are_checked() {
+    let c = load_text(GOOD, &[]).unwrap();
+    assert_eq!(c.rules.demand_window, Duration::from_secs(900));
+    assert_eq!(
+        c.rules.demand_slide,
+        Duration::from_secs(60),
+        "sliding by 1 minute"
+    );
+    assert_eq!(c.rules.suspension_window, Duration::from_secs(900));
+    assert_eq!(c.rules.interruption_pct, 10.0);
+    let c = load_text(&format!("{GOOD}\n[rules]\ndemand_mode = \"block\"\n"), &[]).unwrap();
+    assert_eq!(c.rules.demand_slide, c.rules.demand_window);
+    let e = load_text(
+        &format!("{GOOD}\n[rules]\ndemand_mode = \"rolling\"\nsuspension_window = \"90s\"\ninterruption_threshold = 60\n"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("rules.demand_mode: \"rolling\" is not \"sliding\" or \"block\""),
+        "{e}"
+    );
+    assert!(
+        e.contains("rules.suspension_window: must be a whole multiple of short_window"),
+        "{e}"
+    );
+    assert!(e.contains("rules.interruption_threshold"), "{e}");
+    let e = load_text(&format!("{GOOD}\n[rules]\ndemand_slide = \"7m\"\n"), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("rules.demand_slide: must divide demand_window"),
+        "{e}"
+    );
+}

@@ -174,6 +174,8 @@ pub struct Meter {
     pub tags: BTreeMap<String, String>,
     /// What the meter's supply is judged against (preset + overrides).
     pub limits: crate::quality::limits::Limits,
+    /// Counts in the customer's total demand and suspension load.
+    pub billing: bool,
     /// (phase, field, nominal reference in V) the voltage rules judge.
     pub voltage_refs: Vec<(String, String, f64)>,
     /// Bounds of plausible values (`[plausibility]`, nominal voltage,
@@ -638,6 +640,13 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             continue;
         }
         check_id(&m.id, &format!("{key}.id"), v1, &mut p);
+        if m.id.starts_with('*') {
+            // "*" names a customer's total (demand, suspension events).
+            p.push(
+                &format!("{key}.id"),
+                "must not start with \"*\": pqwatch names a customer's total load \"*\"",
+            );
+        }
         if !meter_ids.insert(m.id.clone()) {
             p.push(
                 &format!("{key}.id"),
@@ -773,12 +782,34 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
                 continue;
             }
         };
+        for (name, v) in [
+            ("declared_voltage", m.declared_voltage),
+            ("nominal_voltage_ln", m.nominal_voltage_ln),
+        ] {
+            match v {
+                Some(v) if !(v.is_finite() && v >= 50.0) => p.push(
+                    &format!("{key}.{name}"),
+                    format!("{v} V is implausible: give volts, e.g. 220 or 10500"),
+                ),
+                _ => {}
+            }
+        }
+        if m.nominal_voltage_ln.is_some() && phases == 1 {
+            p.push(
+                &format!("{key}.nominal_voltage_ln"),
+                "applies to three-phase meters; a single-phase meter's nominal_voltage is its phase voltage",
+            );
+        }
         let voltage_refs = super::sections::voltage_refs(
-            m.voltage_basis.as_deref(),
-            m.nominal_voltage,
-            phases,
+            &super::sections::VoltageBasis {
+                basis: m.voltage_basis.as_deref(),
+                nominal: m.nominal_voltage,
+                declared: m.declared_voltage,
+                phase_reference: m.nominal_voltage_ln,
+                phases,
+            },
             &plan,
-            &format!("{key}.voltage_basis"),
+            &key,
             &mut p,
         );
         let contracted = customer.and_then(|c| c.contracted_kva);
@@ -791,6 +822,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             ),
             limits,
             voltage_refs,
+            billing: m.billing.unwrap_or(true),
             id: m.id,
             customer: m.customer,
             address: m.address,

@@ -279,7 +279,14 @@ fn section(item: &Item, tz: &TimeZone, lang: Language) -> Section {
     }
     let mut rows = vec![
         (w.customer, customer),
-        (w.meter, clean(&e.meter)),
+        (
+            w.meter,
+            match (e.meter == crate::quality::rules::CUSTOMER_TOTAL, lang) {
+                (true, Language::ZhCn) => "全部计量点合计".to_string(),
+                (true, Language::En) => "all billing meters (customer total)".to_string(),
+                (false, _) => clean(&e.meter),
+            },
+        ),
         (w.quantity, quantity),
     ];
     if item.kind == ItemKind::New {
@@ -291,7 +298,10 @@ fn section(item: &Item, tz: &TimeZone, lang: Language) -> Section {
         Language::En => format!("{} at {at}", value_text(e.peak, item, lang)),
     };
     rows.push((w.peak, peak));
-    let source = clean(&e.source);
+    let source = match lang {
+        Language::ZhCn => clean(&crate::quality::limits::source_zh(&e.source)),
+        Language::En => clean(&e.source),
+    };
     let limit = match lang {
         Language::ZhCn => format!("{}，依据 {source}", value_text(e.limit, item, lang)),
         Language::En => format!("{}, {source}", value_text(e.limit, item, lang)),

@@ -31,7 +31,11 @@ struct RawBand {
     max_nominal_kv: f64,
     upper: f64,
     lower: f64,
+    /// GB/T 12325 at 35 kV and above: the absolute deviations may sum to
+    /// at most this (or, of one sign, the larger may reach it).
+    sum_limit: Option<f64>,
     note: Option<String>,
+    note_zh: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +48,7 @@ struct RawHarmonics {
     #[serde(default)]
     orders: BTreeMap<String, f64>,
     note: Option<String>,
+    note_zh: Option<String>,
 }
 
 /// Voltage deviation band, % of nominal.
@@ -51,10 +56,46 @@ struct RawHarmonics {
 pub struct Band {
     pub upper_pct: f64,
     pub lower_pct: f64,
+    /// The row's description (English; [`source_zh`] gives the Chinese).
     pub note: String,
+    /// The row's bound on the band's width (GB/T 12325, ≥ 35 kV: 10 %).
+    pub sum_limit: Option<f64>,
 }
 
 impl Band {
+    /// A band is upper > lower; a row with a `sum_limit` (GB/T 12325 at
+    /// 35 kV and above) allows deviations of one sign, and bounds the sum
+    /// of the absolute deviations (of one sign: the larger one). Other
+    /// rows need upper ≥ 0 ≥ lower.
+    fn check(&self) -> Result<(), String> {
+        let (up, lo) = (self.upper_pct, self.lower_pct);
+        let shown = format!("voltage band {} / {} %", signed(up), signed(lo));
+        if !(up.is_finite() && lo.is_finite() && up > lo) {
+            return Err(format!("{shown} must have upper above lower"));
+        }
+        match self.sum_limit {
+            Some(limit) => {
+                let width = if up >= 0.0 && lo <= 0.0 {
+                    up - lo
+                } else {
+                    up.abs().max(lo.abs())
+                };
+                if width > limit + 1e-9 {
+                    return Err(format!(
+                        "{shown}: the absolute deviations sum to {width} %, above the {limit} % GB/T 12325 allows at 35 kV and above"
+                    ));
+                }
+            }
+            None if !(up >= 0.0 && lo <= 0.0) => {
+                return Err(format!(
+                    "{shown} must have upper ≥ 0 and lower ≤ 0 (deviations of one sign are allowed at 35 kV and above only)"
+                ));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
     /// The band in volts around a nominal reference: (lower, upper).
     pub fn volts(&self, reference: f64) -> (f64, f64) {
         (
@@ -155,6 +196,17 @@ impl Presets {
         self.presets.keys().map(String::as_str)
     }
 
+    /// Every (English, Chinese) note of the presets' rows.
+    fn notes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.presets.values().flat_map(|p| {
+            p.voltage
+                .iter()
+                .map(|b| (&b.note, &b.note_zh))
+                .chain(p.harmonics.iter().map(|h| (&h.note, &h.note_zh)))
+                .filter_map(|(en, zh)| Some((en.as_deref()?, zh.as_deref()?)))
+        })
+    }
+
     /// Resolve the limits of a meter. Errors name what is wrong.
     pub fn resolve(
         &self,
@@ -179,6 +231,7 @@ impl Presets {
                 upper_pct: b.upper,
                 lower_pct: b.lower,
                 note: b.note.clone().unwrap_or_default(),
+                sum_limit: b.sum_limit,
             });
         let harm = p
             .harmonics
@@ -217,6 +270,7 @@ impl Presets {
                 upper_pct: 10.0,
                 lower_pct: -10.0,
                 note: String::new(),
+                sum_limit: None,
             });
             if let Some(u) = o.voltage_upper {
                 b.upper_pct = u;
@@ -226,13 +280,8 @@ impl Presets {
             }
             b.note = "overridden in config".into();
         }
-        if let Some(b) = &l.voltage
-            && !(b.upper_pct > 0.0 && b.lower_pct < 0.0)
-        {
-            return Err(format!(
-                "voltage band +{} / {} % must have upper > 0 and lower < 0",
-                b.upper_pct, b.lower_pct
-            ));
+        if let Some(b) = &l.voltage {
+            b.check()?;
         }
         if let Some(h) = l.harmonics.as_mut() {
             if let Some(t) = o.thd_voltage {
@@ -258,9 +307,119 @@ impl Presets {
     }
 }
 
+/// An event's source or a limit's note in Chinese: every preset row's
+/// English note and the fixed phrases of contract rules become their
+/// Chinese text (`limits.toml` carries both); standards' names stay as
+/// they are. Idempotent on Chinese text.
+pub fn source_zh(s: &str) -> String {
+    static PRESETS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    let notes = PRESETS.get_or_init(|| {
+        let p = Presets::builtin();
+        let mut v: Vec<(String, String)> = p
+            .notes()
+            .map(|(en, zh)| (en.to_string(), zh.to_string()))
+            .collect();
+        // Longest first, so no note is replaced inside a longer one.
+        v.sort_by_key(|(en, _)| std::cmp::Reverse(en.len()));
+        v
+    });
+    let mut out = s.to_string();
+    for (en, zh) in notes {
+        if out.contains(en.as_str()) {
+            out = out.replace(en.as_str(), zh);
+        }
+    }
+    for (en, zh) in [
+        ("contracted maximum demand ", "合同最大需量 "),
+        (" kVA contracted: allowed ", " kVA：允许 "),
+        ("suspension of ", "暂停 "),
+        (" kVA of ", " kVA，合同容量 "),
+        ("configured THDi limit", "配置的 THDi 限值"),
+        ("configured unbalance limit", "配置的不平衡度限值"),
+        ("overridden in config", "配置中指定"),
+    ] {
+        out = out.replace(en, zh);
+    }
+    out
+}
+
+fn signed(v: f64) -> String {
+    if v >= 0.0 {
+        format!("+{v}")
+    } else {
+        v.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bands_of_one_sign_only_at_35_kv_and_the_sum_checked() {
+        let p = Presets::builtin();
+        let band = |kv: f64, up: f64, lo: f64| {
+            p.resolve(
+                kv * 1000.0,
+                3,
+                &Overrides {
+                    voltage_upper: Some(up),
+                    voltage_lower: Some(lo),
+                    ..Default::default()
+                },
+            )
+        };
+        // 35 kV: +7 / -3 (sum 10) and +10 / +3 (one sign, larger 10) pass.
+        assert!(band(35.0, 7.0, -3.0).is_ok());
+        let b = band(110.0, 10.0, 3.0).unwrap().voltage.unwrap();
+        let (lo, up) = b.volts(110_000.0);
+        assert!((lo - 113_300.0).abs() < 1e-6 && (up - 121_000.0).abs() < 1e-6);
+        // The sum above 10 %, or one sign beyond 10 %.
+        let e = band(35.0, 8.0, -3.0).unwrap_err();
+        assert!(e.contains("sum to 11 %"), "{e}");
+        assert!(band(35.0, 11.0, 2.0).is_err());
+        // Below 35 kV a band must straddle the nominal voltage.
+        let e = band(10.0, 7.0, 1.0).unwrap_err();
+        assert!(
+            e.contains("one sign are allowed at 35 kV and above only"),
+            "{e}"
+        );
+        assert!(band(10.0, -1.0, -2.0).is_err());
+    }
+
+    #[test]
+    fn ansi_range_a_above_600_v_is_plus_five_minus_two_and_a_half() {
+        let b = r("ieee519", 13_200.0, 3).voltage.unwrap();
+        assert_eq!((b.upper_pct, b.lower_pct), (5.0, -2.5));
+        let (lo, up) = b.volts(13_200.0);
+        assert!((lo - 12_870.0).abs() < 1e-6 && (up - 13_860.0).abs() < 1e-6);
+        let b = r("ieee519", 480.0, 3).voltage.unwrap();
+        assert_eq!((b.upper_pct, b.lower_pct), (5.0, -5.0));
+    }
+
+    #[test]
+    fn every_note_has_chinese_text_and_sources_read_in_chinese() {
+        let p = Presets::builtin();
+        for (name, preset) in &p.presets {
+            for b in &preset.voltage {
+                assert!(b.note_zh.is_some(), "{name} voltage row {:?}", b.note);
+            }
+            for h in &preset.harmonics {
+                assert!(h.note_zh.is_some(), "{name} harmonics row {:?}", h.note);
+            }
+        }
+        let zh = source_zh("GB/T 12325-2008 (20 kV and below, three-phase: ±7 %)");
+        assert_eq!(zh, "GB/T 12325-2008 (20 kV 及以下三相：±7 %)");
+        assert_eq!(
+            source_zh("contracted maximum demand 300 kW × 1.05 = 315 kW"),
+            "合同最大需量 300 kW × 1.05 = 315 kW"
+        );
+        assert_eq!(
+            source_zh("suspension of 1250 kVA of 2000 kVA contracted: allowed 750 kVA"),
+            "暂停 1250 kVA，合同容量 2000 kVA：允许 750 kVA"
+        );
+        assert!(!source_zh("configured THDi limit").is_ascii());
+    }
 
     fn r(preset: &str, un: f64, phases: u8) -> Limits {
         Presets::builtin()

@@ -23,6 +23,7 @@
 //! events continues them instead of opening duplicates.
 
 use super::aggregate::Window;
+use super::demand::Demand;
 use super::limits::{Limits, Span};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -137,10 +138,46 @@ pub struct RuleSet {
     pub voltage_refs: Vec<(String, String, f64)>,
     pub short_ms: i64,
     pub long_ms: i64,
-    pub demand_ms: i64,
     pub voltage: Timing,
     pub harmonics: Timing,
-    pub suspension: Timing,
+    /// A window whose every judged voltage is below this share (%) of its
+    /// reference is a supply interruption (GB/T 30137, IEC 61000-4-30: 10 %):
+    /// not a voltage deviation, so voltage rules skip it.
+    pub interruption_pct: f64,
+}
+
+impl RuleSet {
+    /// Whether a window shows a supply interruption on every judged voltage.
+    pub fn interrupted(&self, w: &Window) -> bool {
+        interrupted(&self.voltage_refs, self.interruption_pct, w)
+    }
+}
+
+/// Every judged voltage present in `w` below `pct` % of its reference (and
+/// at least one present).
+pub fn interrupted(refs: &[(String, String, f64)], pct: f64, w: &Window) -> bool {
+    let mut seen = false;
+    for (_, field, reference) in refs {
+        if let Some(st) = w.get(field) {
+            if st.mean >= reference * pct / 100.0 {
+                return false;
+            }
+            seen = true;
+        }
+    }
+    seen
+}
+
+/// The load rules of one meter or of a customer's total: contracted
+/// maximum demand and declared suspensions, judged on demand values.
+#[derive(Debug, Clone)]
+pub struct LoadSet {
+    /// The meter's id, or `*` for the customer's total.
+    pub meter: String,
+    pub customer: String,
+    /// Contracted maximum demand (kW) and the factor above which it is exceeded.
+    pub max_demand_kw: Option<f64>,
+    pub demand_factor: f64,
     pub demand: Timing,
     pub contracted_kva: Option<f64>,
     pub suspensions: Vec<Suspension>,
@@ -148,9 +185,40 @@ pub struct RuleSet {
     pub suspension_factor: f64,
     /// With everything suspended, load above this (kW) is a violation.
     pub noise_floor_kw: f64,
-    /// Contracted maximum demand (kW) and the factor above which it is exceeded.
-    pub max_demand_kw: Option<f64>,
-    pub demand_factor: f64,
+    pub suspension: Timing,
+}
+
+impl LoadSet {
+    /// The suspended capacity in force at `t_ms` (kVA; 0 when none).
+    pub fn suspended_at(&self, t_ms: i64) -> f64 {
+        self.suspensions
+            .iter()
+            .filter(|p| p.from_ms <= t_ms && t_ms < p.to_ms)
+            .map(|p| p.suspended_kva)
+            .sum()
+    }
+
+    /// What the customer may draw while `suspended` kVA are suspended.
+    pub fn allowed(&self, suspended: f64) -> Option<f64> {
+        Some(allowed_load(
+            self.contracted_kva?,
+            suspended,
+            self.suspension_factor,
+            self.noise_floor_kw,
+        ))
+    }
+}
+
+/// What a customer may draw while `suspended` of `contracted` kVA are
+/// suspended: the remaining capacity × `factor`, or the noise floor (kW)
+/// when nothing remains.
+pub fn allowed_load(contracted: f64, suspended: f64, factor: f64, noise_floor: f64) -> f64 {
+    let remaining = (contracted - suspended).max(0.0);
+    if remaining <= 0.0 {
+        noise_floor
+    } else {
+        remaining * factor
+    }
 }
 
 /// One rule evaluation: the value a window shows against a limit.
@@ -183,10 +251,12 @@ enum Track {
 
 type Key = (Kind, String, u16);
 
-/// The rule state of one meter.
+/// The event state machine of one meter (or a customer's total): one track
+/// per (kind, phase, order).
 #[derive(Debug, Clone)]
-pub struct MeterRules {
-    pub set: RuleSet,
+struct Tracker {
+    meter: String,
+    customer: String,
     tracks: BTreeMap<Key, Track>,
 }
 
@@ -194,16 +264,16 @@ fn worse(kind: Kind, a: f64, b: f64) -> bool {
     if kind.lower() { a < b } else { a > b }
 }
 
-impl MeterRules {
-    pub fn new(set: RuleSet) -> Self {
-        MeterRules {
-            set,
+impl Tracker {
+    fn new(meter: &str, customer: &str) -> Self {
+        Tracker {
+            meter: meter.to_string(),
+            customer: customer.to_string(),
             tracks: BTreeMap::new(),
         }
     }
 
-    /// Continue events that were open when the daemon stopped.
-    pub fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
+    fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
         for e in open {
             let key = (e.kind, e.phase.clone(), e.order);
             self.tracks.insert(
@@ -216,11 +286,182 @@ impl MeterRules {
         }
     }
 
-    pub fn open_events(&self) -> impl Iterator<Item = &Event> {
+    fn open_events(&self) -> impl Iterator<Item = &Event> {
         self.tracks.values().filter_map(|t| match t {
             Track::Open { event, .. } => Some(event),
             Track::Pending { .. } => None,
         })
+    }
+
+    /// One check of the statistic over `[start_ms, end_ms)`.
+    fn step(&mut self, c: Check, start_ms: i64, end_ms: i64) -> Option<Event> {
+        let key: Key = (c.kind, c.phase.clone(), c.order);
+        let violating = if c.kind.lower() {
+            c.value < c.limit
+        } else {
+            c.value > c.limit
+        };
+        let clear_beyond_margin = if c.kind.lower() {
+            c.value >= c.limit + c.timing.margin
+        } else {
+            c.value <= c.limit - c.timing.margin
+        };
+        let min_ms = c.timing.min_duration.as_millis() as i64;
+        let clear_ms = c.timing.clear_after.as_millis() as i64;
+        match self.tracks.remove(&key) {
+            None => {
+                if !violating {
+                    return None;
+                }
+                let track = Track::Pending {
+                    since_ms: start_ms,
+                    peak: c.extreme,
+                    peak_ms: c.extreme_ms,
+                };
+                self.tracks.insert(key.clone(), track);
+                self.maybe_open(&key, &c, end_ms, min_ms)
+            }
+            Some(Track::Pending {
+                since_ms,
+                peak,
+                peak_ms,
+            }) => {
+                if !violating {
+                    return None; // back to idle: a blip
+                }
+                let (peak, peak_ms) = if worse(c.kind, c.extreme, peak) {
+                    (c.extreme, c.extreme_ms)
+                } else {
+                    (peak, peak_ms)
+                };
+                self.tracks.insert(
+                    key.clone(),
+                    Track::Pending {
+                        since_ms,
+                        peak,
+                        peak_ms,
+                    },
+                );
+                self.maybe_open(&key, &c, end_ms, min_ms)
+            }
+            Some(Track::Open {
+                mut event,
+                clearing_since,
+            }) => {
+                event.value = c.value;
+                if clear_beyond_margin {
+                    let since = clearing_since.unwrap_or(start_ms);
+                    if end_ms - since >= clear_ms {
+                        event.state = State::Closed;
+                        return Some(event);
+                    }
+                    self.tracks.insert(
+                        key,
+                        Track::Open {
+                            event,
+                            clearing_since: Some(since),
+                        },
+                    );
+                    None
+                } else {
+                    // Violating, or hovering inside the margin: still open.
+                    if violating {
+                        event.end_ms = event.end_ms.max(end_ms);
+                    }
+                    if worse(c.kind, c.extreme, event.peak) {
+                        event.peak = c.extreme;
+                        event.peak_ms = c.extreme_ms;
+                    }
+                    let snapshot = event.clone();
+                    self.tracks.insert(
+                        key,
+                        Track::Open {
+                            event,
+                            clearing_since: None,
+                        },
+                    );
+                    Some(snapshot)
+                }
+            }
+        }
+    }
+
+    fn maybe_open(&mut self, key: &Key, c: &Check, end_ms: i64, min_ms: i64) -> Option<Event> {
+        let Some(Track::Pending {
+            since_ms,
+            peak,
+            peak_ms,
+        }) = self.tracks.get(key).cloned()
+        else {
+            return None;
+        };
+        if end_ms - since_ms < min_ms {
+            return None;
+        }
+        // A customer's total ("*") is named by its customer, so ids stay
+        // unique across customers.
+        let owner = if self.meter == CUSTOMER_TOTAL {
+            format!("{}/{CUSTOMER_TOTAL}", self.customer)
+        } else {
+            self.meter.clone()
+        };
+        let event = Event {
+            id: format!(
+                "{owner}/{}/{}/{}/{}",
+                c.kind.as_str(),
+                c.phase,
+                c.order,
+                since_ms
+            ),
+            meter: self.meter.clone(),
+            customer: self.customer.clone(),
+            kind: c.kind,
+            phase: c.phase.clone(),
+            order: c.order,
+            state: State::Open,
+            start_ms: since_ms,
+            end_ms,
+            value: c.value,
+            peak,
+            peak_ms,
+            limit: c.limit,
+            unit: c.unit,
+            source: c.source.clone(),
+        };
+        self.tracks.insert(
+            key.clone(),
+            Track::Open {
+                event: event.clone(),
+                clearing_since: None,
+            },
+        );
+        Some(event)
+    }
+}
+
+/// The meter name of events about a customer's total load.
+pub const CUSTOMER_TOTAL: &str = "*";
+
+/// The rule state of one meter: voltage, harmonics, unbalance.
+#[derive(Debug, Clone)]
+pub struct MeterRules {
+    pub set: RuleSet,
+    tracker: Tracker,
+}
+
+impl MeterRules {
+    pub fn new(set: RuleSet) -> Self {
+        let tracker = Tracker::new(&set.meter, &set.customer);
+        MeterRules { set, tracker }
+    }
+
+    /// Continue events that were open when the daemon stopped.
+    pub fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
+        self.tracker.restore(open)
+    }
+
+    pub fn open_events(&self) -> impl Iterator<Item = &Event> {
+        self.tracker.open_events()
     }
 
     /// Judge a closed window. Returns the events that opened, changed or closed.
@@ -231,7 +472,7 @@ impl MeterRules {
         let checks = self.checks(w);
         let mut out = Vec::new();
         for c in checks {
-            if let Some(e) = self.step(c, w) {
+            if let Some(e) = self.tracker.step(c, w.start_ms, w.end_ms()) {
                 out.push(e);
             }
         }
@@ -277,6 +518,10 @@ impl MeterRules {
                 }
             })
         };
+        // An interruption is neither a deviation nor a distortion to judge.
+        if s.interrupted(w) {
+            return v;
+        }
         if w.len_ms == self.span_ms(l.voltage_window)
             && let Some(b) = &l.voltage
         {
@@ -366,63 +611,84 @@ impl MeterRules {
                 rel(l.unbalance),
             ));
         }
-        if w.len_ms == s.short_ms
-            && let Some(c) = self.suspension_check(w)
-        {
-            v.push(c);
-        }
-        if w.len_ms == s.demand_ms
-            && let (Some(md), Some(st)) = (s.max_demand_kw, w.get("active_power_total"))
-        {
-            let limit = md * s.demand_factor;
-            v.push(Check {
-                kind: Kind::DemandExceeded,
-                phase: String::new(),
-                order: 0,
-                value: st.mean / 1000.0,
-                // Demand is the window mean; its peak is the largest mean.
-                extreme: st.mean / 1000.0,
-                extreme_ms: w.end_ms(),
-                limit,
-                unit: "kW",
-                source: format!("contracted maximum demand {md} kW × {}", s.demand_factor),
-                timing: Timing {
-                    margin: s.demand.margin * limit / 100.0,
-                    ..s.demand
-                },
-            });
-        }
         v
     }
+}
 
-    /// Load during a suspension, against what the customer may still draw.
-    fn suspension_check(&self, w: &Window) -> Option<Check> {
+/// The load rules of one meter or of a customer's total.
+#[derive(Debug, Clone)]
+pub struct LoadRules {
+    pub set: LoadSet,
+    tracker: Tracker,
+}
+
+impl LoadRules {
+    pub fn new(set: LoadSet) -> Self {
+        let tracker = Tracker::new(&set.meter, &set.customer);
+        LoadRules { set, tracker }
+    }
+
+    pub fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
+        self.tracker.restore(open)
+    }
+
+    pub fn open_events(&self) -> impl Iterator<Item = &Event> {
+        self.tracker.open_events()
+    }
+
+    /// Judge one demand value against the contracted maximum demand ×
+    /// `demand_factor` (max-demand billing charges above 105 %).
+    pub fn on_demand(&mut self, d: &Demand) -> Vec<Event> {
         let s = &self.set;
-        let contracted = s.contracted_kva?;
-        let mid = w.mid_ms();
-        let suspended: f64 = s
-            .suspensions
-            .iter()
-            .filter(|p| p.from_ms <= mid && mid < p.to_ms)
-            .map(|p| p.suspended_kva)
-            .sum();
-        if suspended <= 0.0 {
-            return None;
-        }
-        let (st, unit) = w.load()?;
-        let remaining = (contracted - suspended).max(0.0);
-        let limit = if remaining <= 0.0 {
-            s.noise_floor_kw
-        } else {
-            remaining * s.suspension_factor
+        let Some(md) = s.max_demand_kw else {
+            return Vec::new();
         };
-        Some(Check {
+        let limit = md * s.demand_factor;
+        let c = Check {
+            kind: Kind::DemandExceeded,
+            phase: String::new(),
+            order: 0,
+            value: d.kw,
+            // The peak of a demand rule is the largest demand value, at the
+            // end of its period (as meters record maximum demand).
+            extreme: d.kw,
+            extreme_ms: d.end_ms,
+            limit,
+            unit: "kW",
+            source: demand_source(md, s.demand_factor),
+            timing: Timing {
+                margin: s.demand.margin * limit / 100.0,
+                ..s.demand
+            },
+        };
+        self.tracker
+            .step(c, d.start_ms, d.end_ms)
+            .into_iter()
+            .collect()
+    }
+
+    /// Judge one value of the suspension basis (the customer's total load
+    /// averaged over `[rules] suspension_window`) against what the customer
+    /// may still draw while a suspension is in force.
+    pub fn on_suspension_basis(&mut self, d: &Demand) -> Vec<Event> {
+        let s = &self.set;
+        let mid = d.start_ms + (d.end_ms - d.start_ms) / 2;
+        let suspended = s.suspended_at(mid);
+        if suspended <= 0.0 {
+            return Vec::new();
+        }
+        let Some(limit) = s.allowed(suspended) else {
+            return Vec::new();
+        };
+        let contracted = s.contracted_kva.unwrap_or_default();
+        let (load, unit) = d.load();
+        let c = Check {
             kind: Kind::SuspensionLoad,
             phase: String::new(),
             order: 0,
-            value: st.mean / 1000.0,
-            extreme: st.max / 1000.0,
-            extreme_ms: st.max_ms,
+            value: load,
+            extreme: load,
+            extreme_ms: d.end_ms,
             limit,
             unit,
             source: format!(
@@ -432,147 +698,20 @@ impl MeterRules {
                 margin: s.suspension.margin * limit.max(1.0) / 100.0,
                 ..s.suspension
             },
-        })
+        };
+        self.tracker
+            .step(c, d.start_ms, d.end_ms)
+            .into_iter()
+            .collect()
     }
+}
 
-    fn step(&mut self, c: Check, w: &Window) -> Option<Event> {
-        let key: Key = (c.kind, c.phase.clone(), c.order);
-        let violating = if c.kind.lower() {
-            c.value < c.limit
-        } else {
-            c.value > c.limit
-        };
-        let clear_beyond_margin = if c.kind.lower() {
-            c.value >= c.limit + c.timing.margin
-        } else {
-            c.value <= c.limit - c.timing.margin
-        };
-        let min_ms = c.timing.min_duration.as_millis() as i64;
-        let clear_ms = c.timing.clear_after.as_millis() as i64;
-        match self.tracks.remove(&key) {
-            None => {
-                if !violating {
-                    return None;
-                }
-                let track = Track::Pending {
-                    since_ms: w.start_ms,
-                    peak: c.extreme,
-                    peak_ms: c.extreme_ms,
-                };
-                self.tracks.insert(key.clone(), track);
-                self.maybe_open(&key, &c, w, min_ms)
-            }
-            Some(Track::Pending {
-                since_ms,
-                peak,
-                peak_ms,
-            }) => {
-                if !violating {
-                    return None; // back to idle: a blip
-                }
-                let (peak, peak_ms) = if worse(c.kind, c.extreme, peak) {
-                    (c.extreme, c.extreme_ms)
-                } else {
-                    (peak, peak_ms)
-                };
-                self.tracks.insert(
-                    key.clone(),
-                    Track::Pending {
-                        since_ms,
-                        peak,
-                        peak_ms,
-                    },
-                );
-                self.maybe_open(&key, &c, w, min_ms)
-            }
-            Some(Track::Open {
-                mut event,
-                clearing_since,
-            }) => {
-                event.value = c.value;
-                if clear_beyond_margin {
-                    let since = clearing_since.unwrap_or(w.start_ms);
-                    if w.end_ms() - since >= clear_ms {
-                        event.state = State::Closed;
-                        return Some(event);
-                    }
-                    self.tracks.insert(
-                        key,
-                        Track::Open {
-                            event,
-                            clearing_since: Some(since),
-                        },
-                    );
-                    None
-                } else {
-                    // Violating, or hovering inside the margin: still open.
-                    if violating {
-                        event.end_ms = w.end_ms();
-                    }
-                    if worse(c.kind, c.extreme, event.peak) {
-                        event.peak = c.extreme;
-                        event.peak_ms = c.extreme_ms;
-                    }
-                    let snapshot = event.clone();
-                    self.tracks.insert(
-                        key,
-                        Track::Open {
-                            event,
-                            clearing_since: None,
-                        },
-                    );
-                    Some(snapshot)
-                }
-            }
-        }
-    }
-
-    fn maybe_open(&mut self, key: &Key, c: &Check, w: &Window, min_ms: i64) -> Option<Event> {
-        let Some(Track::Pending {
-            since_ms,
-            peak,
-            peak_ms,
-        }) = self.tracks.get(key).cloned()
-        else {
-            return None;
-        };
-        if w.end_ms() - since_ms < min_ms {
-            return None;
-        }
-        let s = &self.set;
-        let event = Event {
-            id: format!(
-                "{}/{}/{}/{}/{}",
-                s.meter,
-                c.kind.as_str(),
-                c.phase,
-                c.order,
-                since_ms
-            ),
-            meter: s.meter.clone(),
-            customer: s.customer.clone(),
-            kind: c.kind,
-            phase: c.phase.clone(),
-            order: c.order,
-            state: State::Open,
-            start_ms: since_ms,
-            end_ms: w.end_ms(),
-            value: c.value,
-            peak,
-            peak_ms,
-            limit: c.limit,
-            unit: c.unit,
-            source: c.source.clone(),
-        };
-        self.tracks.insert(
-            key.clone(),
-            Track::Open {
-                event: event.clone(),
-                clearing_since: None,
-            },
-        );
-        Some(event)
-    }
+/// How a demand limit is stated: the contract's figure and its factor.
+pub fn demand_source(max_demand_kw: f64, factor: f64) -> String {
+    format!(
+        "contracted maximum demand {max_demand_kw} kW × {factor} = {} kW",
+        max_demand_kw * factor
+    )
 }
 
 #[cfg(test)]
@@ -604,10 +743,18 @@ mod tests {
             voltage_refs: vec![("l1_l2".into(), "voltage_l1_l2".into(), 10_000.0)],
             short_ms: MIN,
             long_ms: 10 * MIN,
-            demand_ms: 15 * MIN,
             voltage: timing(3 * MIN, 3 * MIN, 0.5),
             harmonics: timing(10 * MIN, 10 * MIN, 5.0),
-            suspension: timing(5 * MIN, 5 * MIN, 5.0),
+            interruption_pct: 10.0,
+        }
+    }
+
+    fn load_set() -> LoadSet {
+        LoadSet {
+            meter: CUSTOMER_TOTAL.into(),
+            customer: "C1".into(),
+            max_demand_kw: Some(1000.0),
+            demand_factor: 1.05,
             demand: timing(15 * MIN, 15 * MIN, 0.0),
             contracted_kva: Some(2000.0),
             suspensions: vec![Suspension {
@@ -617,8 +764,19 @@ mod tests {
             }],
             suspension_factor: 1.0,
             noise_floor_kw: 5.0,
-            max_demand_kw: Some(1000.0),
-            demand_factor: 1.05,
+            suspension: timing(5 * MIN, 5 * MIN, 5.0),
+        }
+    }
+
+    /// The demand value of the 15 minutes ending at minute `end`.
+    fn demand(end: i64, kw: f64) -> Demand {
+        Demand {
+            start_ms: (end - 15) * MIN,
+            end_ms: end * MIN,
+            kw,
+            kva: Some(kw * 1.25),
+            max_load: kw * 2.0,
+            max_load_ms: end * MIN - 1000,
         }
     }
 
@@ -761,59 +919,73 @@ mod tests {
     }
 
     #[test]
-    fn load_during_a_suspension() {
-        // 2000 kVA contracted, 1250 kVA suspended from minute 100: 750 kVA allowed.
-        let mut r = MeterRules::new(set());
+    fn load_during_a_suspension_on_the_demand_basis() {
+        // 2000 kVA contracted, 1250 kVA suspended from minute 100 to 200:
+        // 750 kVA allowed. Sliding 15-minute values ending at minutes
+        // 110..=140: 900 kVA (720 kW × 1.25) for those ending at 118..=125.
+        let mut r = LoadRules::new(load_set());
         let mut ev = Vec::new();
-        for m in 95..115 {
-            let kva = if (101..=107).contains(&m) {
-                900.0
+        for end in 110..=140 {
+            let kw = if (118..=125).contains(&end) {
+                720.0
             } else {
-                500.0
+                400.0
             };
-            ev.extend(r.on_window(&window(
-                m * MIN,
-                MIN,
-                &[("apparent_power_total", kva * 1000.0)],
-            )));
+            ev.extend(r.on_suspension_basis(&demand(end, kw)));
         }
-        let open: Vec<_> = ev.iter().filter(|e| e.state == State::Open).collect();
-        assert_eq!(open[0].kind, Kind::SuspensionLoad);
-        assert_eq!(open[0].limit, 750.0);
-        assert_eq!(open[0].start_ms, 101 * MIN);
+        let open = ev.iter().find(|e| e.state == State::Open).unwrap();
+        assert_eq!(
+            (open.kind, open.limit, open.unit),
+            (Kind::SuspensionLoad, 750.0, "kVA")
+        );
+        assert_eq!(open.meter, "*");
+        assert_eq!(open.id, format!("C1/*/suspension_load//0/{}", 103 * MIN));
+        assert_eq!(
+            open.start_ms,
+            103 * MIN,
+            "start of the first violating period"
+        );
         let closed = ev.iter().find(|e| e.state == State::Closed).unwrap();
-        assert_eq!((closed.start_ms, closed.end_ms), (101 * MIN, 108 * MIN));
-        assert_eq!(closed.peak, 900.001, "largest sample, kVA");
-        // Before the suspension the same load is fine.
-        let mut r = MeterRules::new(set());
-        for m in 0..20 {
-            assert!(
-                r.on_window(&window(
-                    m * MIN,
-                    MIN,
-                    &[("apparent_power_total", 900_000.0)]
-                ))
-                .is_empty()
-            );
+        assert_eq!((closed.start_ms, closed.end_ms), (103 * MIN, 125 * MIN));
+        assert_eq!(
+            (closed.peak, closed.peak_ms),
+            (900.0, 118 * MIN),
+            "the basis, not a sample"
+        );
+        // The same load before the suspension is fine.
+        let mut r = LoadRules::new(load_set());
+        for end in 20..=60 {
+            assert!(r.on_suspension_basis(&demand(end, 720.0)).is_empty());
         }
     }
 
     #[test]
     fn demand_above_105_percent_of_contract() {
-        let mut r = MeterRules::new(set());
+        let mut r = LoadRules::new(load_set());
         // 1000 kW × 1.05 = 1050 kW.
-        let fine = r.on_window(&window(0, 15 * MIN, &[("active_power_total", 1_040_000.0)]));
-        assert!(fine.is_empty());
-        let ev = r.on_window(&window(
-            15 * MIN,
-            15 * MIN,
-            &[("active_power_total", 1_100_000.0)],
-        ));
+        assert!(r.on_demand(&demand(15, 1_040.0)).is_empty());
+        let ev = r.on_demand(&demand(16, 1_100.0));
         assert_eq!(ev.len(), 1);
         assert_eq!(
             (ev[0].kind, ev[0].limit, ev[0].value),
             (Kind::DemandExceeded, 1050.0, 1100.0)
         );
+        assert_eq!(
+            ev[0].source,
+            "contracted maximum demand 1000 kW × 1.05 = 1050 kW"
+        );
+    }
+
+    #[test]
+    fn an_interruption_is_not_a_low_voltage_event() {
+        let mut r = MeterRules::new(set());
+        // 10 kV at 0 V (an outage while the meter still answers), then 500 V
+        // (5 %: still interrupted), then 9 200 V: only the last is low.
+        let ev = run(&mut r, &[0.0, 0.0, 0.0, 0.0, 500.0, 500.0, 500.0]);
+        assert!(ev.is_empty(), "{ev:#?}");
+        let ev = run(&mut r, &[9_200.0, 9_200.0, 9_200.0]);
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, Kind::VoltageLow);
     }
 
     #[test]

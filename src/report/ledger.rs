@@ -259,12 +259,40 @@ pub struct DayLedger {
     /// window's start.
     pub demand: Option<Peak>,
     /// Highest polled load (apparent power where the meter has it, else
-    /// active) while a declared suspension was in force.
+    /// active) while a declared suspension was in force. In a customer's
+    /// total ledger ([`customer_key`]): the highest value of the
+    /// suspension basis (`[rules] suspension_window` sliding mean), at the
+    /// end of its period.
     pub suspension: Option<Peak>,
+    /// Minutes of supply interruption (every judged voltage below the
+    /// interruption threshold): neither monitored nor "below".
+    pub outage: u32,
+    /// Customer total only: the highest instantaneous load while suspended
+    /// (the sum of the billing meters' largest samples of one minute).
+    pub suspension_instant: Option<Peak>,
 }
 
-/// Version byte in front of the stored encoding.
-const ENCODING: u8 = 1;
+/// Version byte in front of the stored encoding: 2 added `outage` and
+/// `suspension_instant` (1 is still read).
+const ENCODING: u8 = 2;
+
+/// The stored shape of encoding 1 (a prefix of today's fields).
+#[derive(Deserialize)]
+struct DayLedgerV1 {
+    window_ms: i64,
+    voltage: BTreeMap<String, VoltageDay>,
+    voltage_long: BTreeMap<String, VoltageDay>,
+    distortion: BTreeMap<String, DistortionDay>,
+    active_power: Option<Peak>,
+    demand: Option<Peak>,
+    suspension: Option<Peak>,
+}
+
+/// The ledger key of a customer's total load (demand, suspension): not a
+/// meter id (config refuses ids that start with `*`).
+pub fn customer_key(customer: &str) -> String {
+    format!("*/{customer}")
+}
 
 impl DayLedger {
     pub fn is_empty(&self) -> bool {
@@ -274,6 +302,8 @@ impl DayLedger {
             && self.active_power.is_none()
             && self.demand.is_none()
             && self.suspension.is_none()
+            && self.outage == 0
+            && self.suspension_instant.is_none()
     }
 
     pub fn merge(&mut self, o: &DayLedger) {
@@ -289,10 +319,12 @@ impl DayLedger {
         for (k, v) in &o.distortion {
             self.distortion.entry(k.clone()).or_default().merge(v);
         }
+        self.outage += o.outage;
         for (mine, theirs) in [
             (&mut self.active_power, &o.active_power),
             (&mut self.demand, &o.demand),
             (&mut self.suspension, &o.suspension),
+            (&mut self.suspension_instant, &o.suspension_instant),
         ] {
             if let Some(p) = theirs {
                 keep_peak(mine, p);
@@ -312,6 +344,19 @@ impl DayLedger {
             Some((&ENCODING, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| format!("ledger row: {e}"))
             }
+            Some((1, rest)) => postcard::from_bytes::<DayLedgerV1>(rest)
+                .map(|v| DayLedger {
+                    window_ms: v.window_ms,
+                    voltage: v.voltage,
+                    voltage_long: v.voltage_long,
+                    distortion: v.distortion,
+                    active_power: v.active_power,
+                    demand: v.demand,
+                    suspension: v.suspension,
+                    outage: 0,
+                    suspension_instant: None,
+                })
+                .map_err(|e| format!("ledger row: {e}")),
             Some((v, _)) => Err(format!("ledger row: unknown encoding {v}")),
             None => Err("ledger row: empty".into()),
         }
@@ -330,10 +375,17 @@ pub struct LedgerSpec {
     pub thd_current: Option<f64>,
     /// Suspensions: [from_ms, to_ms).
     pub suspensions: Vec<(i64, i64)>,
+    /// (field, interruption threshold in V) of every judged voltage: a
+    /// minute with all of them below is an outage minute.
+    pub interruption: Vec<(String, f64)>,
 }
 
 impl LedgerSpec {
-    pub fn from_config(m: &crate::config::Meter, c: Option<&crate::config::Customer>) -> Self {
+    pub fn from_config(
+        m: &crate::config::Meter,
+        c: Option<&crate::config::Customer>,
+        interruption_pct: f64,
+    ) -> Self {
         let band = m.limits.voltage.as_ref();
         let voltage = m
             .voltage_refs
@@ -356,7 +408,27 @@ impl LedgerSpec {
             suspensions: c
                 .map(|c| c.suspensions.iter().map(|s| (s.from_ms, s.to_ms)).collect())
                 .unwrap_or_default(),
+            interruption: m
+                .voltage_refs
+                .iter()
+                .map(|(_, field, reference)| (field.clone(), reference * interruption_pct / 100.0))
+                .collect(),
         }
+    }
+
+    /// Every judged voltage present in the window below its interruption
+    /// threshold (and at least one present).
+    fn interrupted(&self, w: &Window) -> bool {
+        let mut seen = false;
+        for (field, threshold) in &self.interruption {
+            if let Some(s) = w.get(field) {
+                if s.mean >= *threshold {
+                    return false;
+                }
+                seen = true;
+            }
+        }
+        seen
     }
 
     /// The limit of a distortion field, and whether the ledger keeps it.
@@ -384,7 +456,13 @@ pub fn from_short_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
         window_ms: w.len_ms,
         ..Default::default()
     };
-    for (phase, field, lo, up) in &spec.voltage {
+    // 停电时间不计入: an outage minute is not monitored time, and its
+    // distortion figures (of a voltage near zero) mean nothing.
+    let outage = spec.interrupted(w);
+    if outage {
+        d.outage = 1;
+    }
+    for (phase, field, lo, up) in spec.voltage.iter().filter(|_| !outage) {
         if let Some(s) = w.get(field) {
             d.voltage
                 .entry(phase.clone())
@@ -392,7 +470,7 @@ pub fn from_short_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
                 .add(s.mean, w.start_ms, *up, *lo);
         }
     }
-    for (field, s) in &w.stats {
+    for (field, s) in w.stats.iter().filter(|_| !outage) {
         if let Some(limit) = spec.distortion_limit(field) {
             d.distortion
                 .entry(field.to_string())
@@ -423,6 +501,9 @@ pub fn from_short_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
 /// The ledger contribution of one complete long (10-minute) window.
 pub fn from_long_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
     let mut d = DayLedger::default();
+    if spec.interrupted(w) {
+        return d;
+    }
     for (phase, field, lo, up) in &spec.voltage {
         if let Some(s) = w.get(field) {
             d.voltage_long
@@ -434,13 +515,35 @@ pub fn from_long_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
     d
 }
 
-/// The ledger contribution of one complete demand (15-minute) window.
-pub fn from_demand_window(w: &Window) -> DayLedger {
+/// The ledger contribution of one demand value (a meter's or a
+/// customer's total), at the end of its period (as meters record maximum
+/// demand).
+pub fn from_demand(d: &crate::quality::demand::Demand) -> DayLedger {
     DayLedger {
-        demand: w.get("active_power_total").map(|s| Peak {
-            value: s.mean / 1000.0,
-            at_ms: w.start_ms,
+        demand: Some(Peak {
+            value: d.kw,
+            at_ms: d.end_ms,
             unit: "kW".into(),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The customer-total ledger contribution of one value of the suspension
+/// basis while a suspension is in force: the basis and the highest
+/// instantaneous load of its period.
+pub fn from_suspension_basis(d: &crate::quality::demand::Demand) -> DayLedger {
+    let (load, unit) = d.load();
+    DayLedger {
+        suspension: Some(Peak {
+            value: load,
+            at_ms: d.end_ms,
+            unit: unit.into(),
+        }),
+        suspension_instant: Some(Peak {
+            value: d.max_load,
+            at_ms: d.max_load_ms,
+            unit: unit.into(),
         }),
         ..Default::default()
     }
@@ -563,6 +666,7 @@ mod tests {
             harmonic_limits: [(5, 4.0), (2, 2.0)].into(),
             thd_current: None,
             suspensions: vec![(120_000, 240_000)],
+            interruption: vec![("voltage_l1_n".into(), 22.0)],
         }
     }
 

@@ -36,12 +36,14 @@ pub fn assemble(
     period: &Period,
     now_ms: i64,
 ) -> Result<model::Report, StateError> {
-    let meters: Vec<&str> = cfg
+    let total = ledger::customer_key(&customer.id);
+    let mut meters: Vec<&str> = cfg
         .meters
         .iter()
         .filter(|m| m.customer == customer.id)
         .map(|m| m.id.as_str())
         .collect();
+    meters.push(&total);
     let (ledger, unreadable_rows) = store::read(
         db,
         &meters,

@@ -15,9 +15,18 @@
 //! - the voltage verdict passes when the overall qualification rate (or,
 //!   for presets judged on 10-minute means such as EN 50160, the share of
 //!   10-minute means inside the band) reaches `[reports] voltage_target`;
-//! - a suspension fails when its peak load exceeded what the customer may
-//!   still draw, or a `suspension_load` event overlapped it; demand fails
-//!   when a `demand_exceeded` event did.
+//! - outage minutes (supply interruption: every judged voltage below
+//!   `[rules] interruption_threshold`) are not monitored time;
+//! - a verdict needs `[reports] min_completeness` of the period's minutes
+//!   with data (monitored or outage), else it is "insufficient data";
+//! - a suspension fails when the peak of its basis (the customer's total
+//!   load averaged over `[rules] suspension_window`, 15-minute sliding by
+//!   default) exceeded what the customer may still draw, or a
+//!   `suspension_load` event overlapped it; the instantaneous maximum is
+//!   shown beside it for information;
+//! - demand is the customer's total (sliding 15-minute means by default),
+//!   with each meter's own beside it; it fails when a `demand_exceeded`
+//!   event (of the total or of one meter) overlapped the period.
 
 use super::ledger::{DayLedger, DistortionDay, Peak, VoltageDay, keep_peak};
 use super::schedule::Period;
@@ -33,17 +42,23 @@ pub enum Verdict {
     Fail,
     /// Nothing was measured to judge by.
     NoData,
+    /// Too little of the period was measured for a verdict (below
+    /// `[reports] min_completeness`): never a pass.
+    Insufficient,
 }
 
 impl Verdict {
-    /// Fail wins; then Pass; NoData only when everything is NoData.
+    /// Fail wins; then Insufficient (a pass cannot stand beside a part
+    /// that could not be judged); then Pass; NoData only when everything
+    /// is NoData.
     pub fn combine(items: impl IntoIterator<Item = Verdict>) -> Verdict {
         let mut out = Verdict::NoData;
         for v in items {
             match v {
                 Verdict::Fail => return Verdict::Fail,
-                Verdict::Pass => out = Verdict::Pass,
-                Verdict::NoData => {}
+                Verdict::Insufficient => out = Verdict::Insufficient,
+                Verdict::Pass if out != Verdict::Insufficient => out = Verdict::Pass,
+                Verdict::Pass | Verdict::NoData => {}
             }
         }
         out
@@ -54,8 +69,20 @@ impl Verdict {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
             Verdict::NoData => "no_data",
+            Verdict::Insufficient => "insufficient_data",
         }
     }
+}
+
+/// A percentage cut (never rounded up) to two decimals: 99.995 % with
+/// minutes outside the band must not read "100.00 %".
+pub fn truncate2(v: f64) -> f64 {
+    if !v.is_finite() {
+        return v;
+    }
+    // The epsilon keeps exact figures (95.00) from dropping a hundredth
+    // through binary representation (94.999999…).
+    (v * 100.0 + 1e-7).floor() / 100.0
 }
 
 /// Voltage of one phase (or "total") over the period.
@@ -123,6 +150,8 @@ pub struct DayRow {
     pub phases: Vec<DayPhase>,
     pub active_power_peak: Option<Peak>,
     pub demand_peak: Option<Peak>,
+    /// Minutes of supply interruption that day.
+    pub outage: u32,
 }
 
 /// EN 50160-style counters over the 10-minute means.
@@ -153,6 +182,10 @@ pub struct MeterReport {
     pub window_ms: i64,
     /// Minutes the period holds (up to now while it runs).
     pub expected: u64,
+    /// Minutes of supply interruption: not monitored time.
+    pub outage_minutes: u32,
+    /// Minutes with data (monitored or outage) / expected, %.
+    pub data_completeness: Option<f64>,
     /// Per phase, then a "total" row when there is more than one phase.
     pub voltage: Vec<VoltageRow>,
     pub voltage_long: Vec<LongVoltageRow>,
@@ -194,8 +227,15 @@ pub struct SuspensionRow {
     /// What the customer may still draw (kVA, or kW where the meter has no
     /// apparent power), None without a contracted capacity.
     pub allowed: Option<f64>,
-    /// Highest load seen during the suspension, within the period.
+    /// Highest value of the suspension basis (the customer's total load
+    /// averaged over `[rules] suspension_window`) during the suspension,
+    /// within the period, at the end of its averaging period.
     pub peak: Option<Peak>,
+    /// Highest instantaneous total (sum of the meters' largest samples of
+    /// one minute), for information: not the basis of the verdict.
+    pub instant_peak: Option<Peak>,
+    /// Length of the averaging behind `peak` (ms).
+    pub basis_ms: i64,
     /// `suspension_load` events that overlapped it.
     pub violations: u32,
     pub verdict: Verdict,
@@ -204,9 +244,15 @@ pub struct SuspensionRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DemandSection {
     pub contracted_kw: f64,
-    /// contracted × `[rules] demand_factor`.
+    /// `[rules] demand_factor` (1.05: max-demand billing charges above 105 %).
+    pub factor: f64,
+    /// contracted × factor.
     pub limit_kw: f64,
+    /// The customer's total demand peak (sum of its billing meters).
     pub peak: Option<Peak>,
+    /// Demand period and slide (ms); slide == period is block mode.
+    pub period_ms: i64,
+    pub slide_ms: i64,
     pub exceedances: u32,
     pub verdict: Verdict,
 }
@@ -235,6 +281,8 @@ pub struct Report {
     pub generated_ms: i64,
     /// The qualification-rate target the voltage verdict uses, %.
     pub voltage_target: f64,
+    /// The data completeness a verdict needs, %.
+    pub min_completeness: f64,
     pub meters: Vec<MeterReport>,
     pub events: Vec<EventRow>,
     pub suspensions: Vec<SuspensionRow>,
@@ -334,6 +382,7 @@ fn meter_report(
     now_ms: i64,
     voltage_target: f64,
 ) -> MeterReport {
+    let min_completeness = cfg.reports.min_completeness;
     let tz = &cfg.timezone;
     let window_ms = cfg.rules.short_window.as_millis() as i64;
     let from_ms = period.start_ms(tz);
@@ -390,6 +439,16 @@ fn meter_report(
         })
         .collect();
     let judged_on_10min = m.limits.voltage_window == Span::Long;
+    let monitored_max = total
+        .voltage
+        .values()
+        .map(|v| v.monitored)
+        .max()
+        .unwrap_or(0);
+    let with_data = u64::from(monitored_max) + u64::from(total.outage);
+    let data_completeness =
+        (expected > 0).then(|| (with_data.min(expected)) as f64 / expected as f64 * 100.0);
+    let sufficient = data_completeness.is_some_and(|c| c + 1e-9 >= min_completeness);
     let voltage_verdict = {
         let share = if judged_on_10min {
             let (n, out) = voltage_long
@@ -400,7 +459,9 @@ fn meter_report(
             all.qualification_rate()
         };
         match share {
+            None if expected > 0 => Verdict::Insufficient,
             None => Verdict::NoData,
+            Some(_) if !sufficient => Verdict::Insufficient,
             Some(s) if s + 1e-9 >= voltage_target => Verdict::Pass,
             Some(_) => Verdict::Fail,
         }
@@ -419,7 +480,11 @@ fn meter_report(
         }
     }
     harmonics.sort_by(|a, b| (&a.phase, a.order).cmp(&(&b.phase, b.order)));
-    let harmonic_verdict = Verdict::combine(thd.iter().chain(&harmonics).map(|r| r.verdict));
+    let harmonic_verdict = match Verdict::combine(thd.iter().chain(&harmonics).map(|r| r.verdict)) {
+        Verdict::NoData => Verdict::NoData,
+        _ if !sufficient => Verdict::Insufficient,
+        v => v,
+    };
     let daily = period
         .days()
         .map(|date| {
@@ -461,6 +526,7 @@ fn meter_report(
                 phases,
                 active_power_peak: day.and_then(|d| d.active_power.clone()),
                 demand_peak: day.and_then(|d| d.demand.clone()),
+                outage: day.map_or(0, |d| d.outage),
             }
         })
         .collect();
@@ -487,6 +553,8 @@ fn meter_report(
         judged_on_10min,
         window_ms,
         expected,
+        outage_minutes: total.outage,
+        data_completeness,
         voltage,
         voltage_long,
         thd,
@@ -548,38 +616,42 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
         .map(event_row)
         .collect();
 
-    // Suspensions overlapping the period, with the peak load the ledger saw
-    // on the days they cover (days are the ledger's grain; a suspension
-    // starts and ends on whole local days in practice).
+    // Suspensions overlapping the period, with the peak of the customer's
+    // total the ledger saw on the days they cover (days are the ledger's
+    // grain; a suspension starts and ends on whole local days in practice).
+    let total_days = inputs
+        .ledger
+        .get(&super::ledger::customer_key(&customer.id));
     let suspensions: Vec<SuspensionRow> = customer
         .suspensions
         .iter()
         .filter(|s| s.from_ms < to_ms && s.to_ms > from_ms)
         .map(|s| {
             let mut peak: Option<Peak> = None;
-            for m in &meters {
-                if let Some(days) = inputs.ledger.get(&m.id) {
-                    for (day, d) in days {
-                        let Ok(date) = day.parse::<jiff::civil::Date>() else {
-                            continue;
-                        };
-                        if let Some(p) = &d.suspension
-                            && p.at_ms >= s.from_ms
-                            && p.at_ms < s.to_ms
-                            && period.contains_day(date)
-                        {
-                            keep_peak(&mut peak, p);
-                        }
-                    }
+            let mut instant_peak: Option<Peak> = None;
+            for (day, d) in total_days.into_iter().flatten() {
+                let Ok(date) = day.parse::<jiff::civil::Date>() else {
+                    continue;
+                };
+                if !period.contains_day(date) {
+                    continue;
+                }
+                // The basis is stamped at the end of its averaging period.
+                let inside = |p: &Peak| p.at_ms > s.from_ms && p.at_ms <= s.to_ms;
+                if let Some(p) = d.suspension.as_ref().filter(|p| inside(p)) {
+                    keep_peak(&mut peak, p);
+                }
+                if let Some(p) = d.suspension_instant.as_ref().filter(|p| inside(p)) {
+                    keep_peak(&mut instant_peak, p);
                 }
             }
             let allowed = customer.contracted_kva.map(|c| {
-                let remaining = (c - s.kva).max(0.0);
-                if remaining <= 0.0 {
-                    cfg.rules.noise_floor_kw
-                } else {
-                    remaining * cfg.rules.suspension_factor
-                }
+                crate::quality::rules::allowed_load(
+                    c,
+                    s.kva,
+                    cfg.rules.suspension_factor,
+                    cfg.rules.noise_floor_kw,
+                )
             });
             let violations = events
                 .iter()
@@ -602,6 +674,8 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
                 note: s.note.clone(),
                 allowed,
                 peak,
+                instant_peak,
+                basis_ms: cfg.rules.suspension_window.as_millis() as i64,
                 violations,
                 verdict,
             }
@@ -609,28 +683,33 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
         .collect();
 
     let demand = customer.max_demand_kw.map(|md| {
-        let peak = meter_reports
-            .iter()
-            .filter_map(|m| m.demand_peak.as_ref())
-            .fold(None, |mut peak, p| {
+        let mut peak = None;
+        for (day, d) in total_days.into_iter().flatten() {
+            if let (Ok(date), Some(p)) = (day.parse::<jiff::civil::Date>(), &d.demand)
+                && period.contains_day(date)
+            {
                 keep_peak(&mut peak, p);
-                peak
-            });
+            }
+        }
         let exceedances = events
             .iter()
             .filter(|e| e.kind == Kind::DemandExceeded)
             .count() as u32;
+        let any_meter = meter_reports.iter().any(|m| m.demand_peak.is_some());
         let verdict = if exceedances > 0 {
             Verdict::Fail
-        } else if peak.is_some() {
+        } else if peak.is_some() || any_meter {
             Verdict::Pass
         } else {
             Verdict::NoData
         };
         DemandSection {
             contracted_kw: md,
+            factor: cfg.rules.demand_factor,
             limit_kw: md * cfg.rules.demand_factor,
             peak,
+            period_ms: cfg.rules.demand_window.as_millis() as i64,
+            slide_ms: cfg.rules.demand_slide.as_millis() as i64,
             exceedances,
             verdict,
         }
@@ -659,6 +738,7 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
         to_ms,
         generated_ms: inputs.now_ms,
         voltage_target,
+        min_completeness: cfg.reports.min_completeness,
         meters: meter_reports,
         events,
         suspensions,
@@ -703,6 +783,11 @@ mod tests {
 [daemon]
 profile_dir = "/nonexistent"
 timezone = "Asia/Shanghai"
+
+# The scripted month holds two hours of data: judge it anyway (the
+# sufficiency rule has its own test).
+[reports]
+min_completeness = 0
 
 [[customers]]
 id = "C1"
@@ -756,7 +841,7 @@ nominal_voltage = 10000
         let cfg = crate::config::from_str(CONFIG, dir.path()).unwrap();
         let tz = &cfg.timezone;
         let m = &cfg.meters[0];
-        let spec = LedgerSpec::from_config(m, cfg.customers.first());
+        let spec = LedgerSpec::from_config(m, cfg.customers.first(), 10.0);
         // 2026-10-03 10:00 local is 02:00 UTC.
         let oct3 = jiff::civil::date(2026, 10, 3)
             .at(10, 0, 0, 0)
@@ -767,14 +852,15 @@ nominal_voltage = 10000
         assert_eq!(oct3 % 3_600_000, 0);
         let day = 86_400_000;
         let mut ledger: BTreeMap<String, BTreeMap<String, DayLedger>> = BTreeMap::new();
-        let mut feed = |start: i64, d: DayLedger| {
+        let mut feed_key = |key: &str, start: i64, d: DayLedger| {
             ledger
-                .entry("M1".into())
+                .entry(key.into())
                 .or_default()
                 .entry(day_key(local_date(start, tz)))
                 .or_default()
                 .merge(&d);
         };
+        let total = ledger::customer_key("C1");
         // Oct 3, 10:00–10:59: l1_l2 at 10 800 V in minutes 10–12 (3 above
         // 10 700), l3_l1 at 9 200 V in minute 30 (1 below 9 300). THDu l1
         // = 1.0 + (i mod 40) × 0.1; h3 l1 3.5 % (limit 3.2), h5 l1 2.0 %.
@@ -802,26 +888,30 @@ nominal_voltage = 10000
                         ("active_power_total", 300_000.0),
                     ],
                 );
-                feed(t, ledger::from_short_window(&w, &spec));
+                feed_key("M1", t, ledger::from_short_window(&w, &spec));
             }
         }
-        // A 15-minute demand window of 450 kW on Oct 3.
-        feed(
+        let demand = |start: i64, kw: f64, kva: f64, max: f64| crate::quality::demand::Demand {
+            start_ms: start,
+            end_ms: start + 900_000,
+            kw,
+            kva: Some(kva),
+            max_load: max,
+            max_load_ms: start + 300_000,
+        };
+        // The customer's total demand peaked at 450 kW on Oct 3.
+        feed_key(
+            &total,
             oct3,
-            ledger::from_demand_window(&window(
-                oct3,
-                900_000,
-                &[("active_power_total", 450_000.0)],
-            )),
+            ledger::from_demand(&demand(oct3, 450.0, 500.0, 600.0)),
         );
-        // Oct 12 (suspended: 400 kVA allowed): one minute at 500 kVA.
+        // Oct 12 (suspended: 400 kVA allowed): the 15-minute basis reached
+        // 500 kVA, with one sample of the total at 1 200 kVA.
         let oct12 = oct3 + 9 * day;
-        feed(
+        feed_key(
+            &total,
             oct12,
-            ledger::from_short_window(
-                &window(oct12, 60_000, &[("apparent_power_total", 500_000.0)]),
-                &spec,
-            ),
+            ledger::from_suspension_basis(&demand(oct12, 420.0, 500.0, 1_200.0)),
         );
         let ev = |customer: &str, kind: Kind| Event {
             id: format!("{customer}-{}", kind.as_str()),
@@ -913,8 +1003,11 @@ nominal_voltage = 10000
         let p = s.peak.clone().unwrap();
         assert_eq!(
             (p.value, p.at_ms, p.unit.as_str()),
-            (500.0, oct12 + 1_000, "kVA")
+            (500.0, oct12 + 900_000, "kVA"),
+            "the basis at the end of its period"
         );
+        let i = s.instant_peak.clone().unwrap();
+        assert_eq!((i.value, i.at_ms), (1_200.0, oct12 + 300_000));
         assert_eq!(s.verdict, Verdict::Fail);
         // Demand: 450 kW peak against 500 × 1.05, no exceedance events.
         let d = r.demand.clone().unwrap();
@@ -963,8 +1056,196 @@ nominal_voltage = 10000
             },
         );
         assert_eq!(r.meters[0].expected, 2 * 1440 + 90);
-        assert_eq!(r.meters[0].voltage_verdict, Verdict::NoData);
-        assert_eq!(r.verdicts.overall, Verdict::NoData);
+        // Two days and a half with nothing measured: never a pass.
+        assert_eq!(r.meters[0].voltage_verdict, Verdict::Insufficient);
+        assert_eq!(r.verdicts.overall, Verdict::Insufficient);
         assert_eq!(r.meters[0].voltage[0].rate, None);
+    }
+
+    /// A 0.38 kV customer (220/380 V) on an SDM630, one day in Asia/Shanghai.
+    const LV: &str = r#"
+[daemon]
+profile_dir = "/nonexistent"
+timezone = "Asia/Shanghai"
+
+[[customers]]
+id = "C1"
+
+[[meters]]
+id = "LV1"
+customer = "C1"
+address = "127.0.0.1:502"
+unit = 1
+profile = "eastron-sdm630"
+nominal_voltage = 380
+"#;
+
+    /// The LV1 ledger of 2026-10-05 from one L1 value per minute (L2 and
+    /// L3 follow L1 during an outage, else stay at 220 V).
+    fn lv_day(
+        cfg: &Config,
+        l1: &dyn Fn(i64) -> f64,
+    ) -> BTreeMap<String, BTreeMap<String, DayLedger>> {
+        let tz = &cfg.timezone;
+        let m = &cfg.meters[0];
+        let spec = LedgerSpec::from_config(m, cfg.customers.first(), cfg.rules.interruption_pct);
+        let start = Period::parse("2026-10-05").unwrap().start_ms(tz);
+        let mut day = DayLedger::default();
+        for i in 0..1440i64 {
+            let v = l1(i);
+            let other = if v < 22.0 { v } else { 220.0 };
+            let w = window(
+                start + i * 60_000,
+                60_000,
+                &[
+                    ("voltage_l1_n", v),
+                    ("voltage_l2_n", other),
+                    ("voltage_l3_n", other),
+                ],
+            );
+            day.merge(&ledger::from_short_window(&w, &spec));
+        }
+        let key = day_key(local_date(start, tz));
+        [("LV1".to_string(), [(key, day)].into())].into()
+    }
+
+    fn lv_report(cfg: &Config, ledger: &BTreeMap<String, BTreeMap<String, DayLedger>>) -> Report {
+        let period = Period::parse("2026-10-05").unwrap();
+        build(
+            cfg,
+            &cfg.customers[0],
+            95.0,
+            &Inputs {
+                period: &period,
+                now_ms: period.end_ms(&cfg.timezone) + 3_600_000,
+                ledger,
+                events: &[],
+                unreadable_rows: 0,
+            },
+        )
+    }
+
+    #[test]
+    fn phase_voltages_on_220_v_with_an_outage_hour_pass_as_the_standard_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::from_str(LV, dir.path()).unwrap();
+        // Minutes 0..60: outage (0 V on every phase). Then 20 minutes at
+        // 235.6 V, 40 at 235.0 V, 39 at 204.5 V and 10 at 203.9 V; the rest
+        // at 220 V.
+        let l1 = |i: i64| match i {
+            0..60 => 0.0,
+            60..80 => 235.6,
+            80..120 => 235.0,
+            120..159 => 204.5,
+            159..169 => 203.9,
+            _ => 220.0,
+        };
+        let ledger = lv_day(&cfg, &l1);
+        let r = lv_report(&cfg, &ledger);
+        let m = &r.meters[0];
+        let row = m.voltage.iter().find(|v| v.phase == "l1").unwrap();
+        // GB/T 156: the phase reference of 220/380 V is 220 V, so the
+        // GB/T 12325 band is 204.6 … 235.4 V (not 204.03 … 234.75 V).
+        assert_eq!(row.reference_v, 220.0);
+        assert!((row.upper_v - 235.4).abs() < 1e-9 && (row.lower_v - 204.6).abs() < 1e-9);
+        // Second method: classify the minutes directly against 220 V ± 7 %.
+        let (mut above, mut below, mut monitored, mut outage) = (0, 0, 0, 0);
+        for i in 0..1440 {
+            let v = l1(i);
+            if v < 22.0 {
+                outage += 1;
+                continue;
+            }
+            monitored += 1;
+            if v > 220.0 * 1.07 {
+                above += 1;
+            } else if v < 220.0 * 0.93 {
+                below += 1;
+            }
+        }
+        assert_eq!(
+            (monitored, above, below, outage),
+            (1380, 20, 49, 60),
+            "by hand"
+        );
+        assert_eq!(
+            (row.monitored, row.above, row.below),
+            (monitored, above, below)
+        );
+        assert_eq!(m.outage_minutes, outage);
+        // (1 − 69/1380) × 100 = 95.00 % exactly: a pass at 95 %.
+        let rate = 100.0 * (1.0 - (above + below) as f64 / monitored as f64);
+        assert!((row.rate.unwrap() - rate).abs() < 1e-9 && (rate - 95.0).abs() < 1e-9);
+        assert_eq!(m.voltage_verdict, Verdict::Pass);
+        assert_eq!(m.data_completeness, Some(100.0), "outage minutes are data");
+        // Judged against 380/√3 = 219.39 V (the old method) the same day
+        // has 60 minutes above and 10 below, and fails: 94.93 %.
+        let old = 380.0 / 3f64.sqrt();
+        let old_bad = (0..1440)
+            .map(l1)
+            .filter(|v| *v >= 22.0 && (*v > old * 1.07 || *v < old * 0.93))
+            .count();
+        assert_eq!(old_bad, 70);
+        let old_rate = 100.0 * (1.0 - old_bad as f64 / 1380.0);
+        assert!(old_rate < 95.0, "{old_rate}");
+    }
+
+    #[test]
+    fn a_day_with_almost_no_data_is_insufficient_never_a_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::from_str(LV, dir.path()).unwrap();
+        assert_eq!(cfg.reports.min_completeness, 90.0, "the documented default");
+        // One complete minute in the day (0.07 %), inside the band.
+        let mut ledger = lv_day(&cfg, &|_| 220.0);
+        let day = ledger.get_mut("LV1").unwrap().values_mut().next().unwrap();
+        let one = day.voltage.values().next().unwrap().clone();
+        let mut single = DayLedger::default();
+        let mut v = VoltageDay::default();
+        v.add(220.0, one.band_at, one.upper_v, one.lower_v);
+        single.voltage.insert("l1".into(), v);
+        *day = single;
+        let r = lv_report(&cfg, &ledger);
+        let m = &r.meters[0];
+        assert_eq!(m.voltage[0].rate, Some(100.0));
+        assert!((m.data_completeness.unwrap() - 100.0 / 1440.0).abs() < 1e-9);
+        assert_eq!(m.voltage_verdict, Verdict::Insufficient);
+        assert_eq!(r.verdicts.overall, Verdict::Insufficient);
+        // 90 % of the day measured (1296 minutes) is enough.
+        let mut ledger = lv_day(&cfg, &|_| 220.0);
+        let day = ledger.get_mut("LV1").unwrap().values_mut().next().unwrap();
+        for v in day.voltage.values_mut() {
+            v.monitored = 1296;
+        }
+        assert_eq!(
+            lv_report(&cfg, &ledger).meters[0].voltage_verdict,
+            Verdict::Pass
+        );
+        for v in ledger
+            .get_mut("LV1")
+            .unwrap()
+            .values_mut()
+            .next()
+            .unwrap()
+            .voltage
+            .values_mut()
+        {
+            v.monitored = 1295;
+        }
+        assert_eq!(
+            lv_report(&cfg, &ledger).meters[0].voltage_verdict,
+            Verdict::Insufficient,
+            "89.93 %"
+        );
+    }
+
+    #[test]
+    fn insufficient_beats_pass_but_not_fail() {
+        use Verdict::*;
+        assert_eq!(Verdict::combine([Pass, Insufficient]), Insufficient);
+        assert_eq!(Verdict::combine([Insufficient, Pass, NoData]), Insufficient);
+        assert_eq!(Verdict::combine([Insufficient, Fail]), Fail);
+        assert_eq!(truncate2(99.995), 99.99);
+        assert_eq!(truncate2(95.0), 95.0);
+        assert_eq!(truncate2(100.0 * (1.0 - 69.0 / 1380.0)), 95.0);
     }
 }

@@ -49,7 +49,7 @@ pub struct Rendered {
 const DASH: &str = "—";
 
 /// The CSV's columns; stable, English, whatever the report's language.
-pub const CSV_HEADER: [&str; 15] = [
+pub const CSV_HEADER: [&str; 16] = [
     "date",
     "meter",
     "phase",
@@ -65,6 +65,7 @@ pub const CSV_HEADER: [&str; 15] = [
     "thd_max_pct",
     "active_power_peak_kw",
     "demand_peak_kw",
+    "outage_min",
 ];
 
 /// Subject, text, HTML and CSV of a report, in the customer's language.
@@ -184,6 +185,16 @@ impl<'a> Ctx<'a> {
             Verdict::Pass => self.t("合格", "PASS"),
             Verdict::Fail => self.t("不合格", "FAIL"),
             Verdict::NoData => self.t("无数据", "NO DATA"),
+            Verdict::Insufficient => self.t("数据不足", "INSUFFICIENT DATA"),
+        }
+    }
+
+    /// A limit's note or an event's source, in the report's language.
+    fn source(&self, s: &str) -> String {
+        if self.zh {
+            clean(&crate::quality::limits::source_zh(s))
+        } else {
+            clean(s)
         }
     }
 
@@ -289,6 +300,12 @@ fn pct(v: Option<f64>) -> String {
     }
 }
 
+/// A rate ("99.99 %"), cut to two decimals, never rounded up: a period
+/// with minutes outside the band never reads "100.00 %".
+fn rate(v: Option<f64>) -> String {
+    pct(v.map(super::model::truncate2))
+}
+
 /// A percentage figure without the sign (column headers carry "%").
 fn pct_num(v: Option<f64>) -> String {
     v.map_or_else(|| DASH.into(), |v| fixed(v, 2))
@@ -382,7 +399,7 @@ impl From<Verdict> for Tone {
         match v {
             Verdict::Pass => Tone::Pass,
             Verdict::Fail => Tone::Fail,
-            Verdict::NoData => Tone::NoData,
+            Verdict::NoData | Verdict::Insufficient => Tone::NoData,
         }
     }
 }
@@ -710,7 +727,7 @@ fn header(ctx: &Ctx, b: &mut Vec<Block>) {
                 d.peak
                     .as_ref()
                     .map_or_else(|| DASH.into(), |p| power(p.value, &p.unit)),
-                power(d.limit_kw, "kW"),
+                demand_limit(d),
                 d.exceedances
             )
         } else {
@@ -719,7 +736,7 @@ fn header(ctx: &Ctx, b: &mut Vec<Block>) {
                 d.peak
                     .as_ref()
                     .map_or_else(|| DASH.into(), |p| power(p.value, &p.unit)),
-                power(d.limit_kw, "kW"),
+                demand_limit(d),
                 d.exceedances,
                 if d.exceedances == 1 { "" } else { "s" }
             )
@@ -776,7 +793,7 @@ fn voltage_summary(ctx: &Ctx) -> String {
         .meters
         .iter()
         .map(|m| {
-            let share = pct(voltage_share(m));
+            let share = rate(voltage_share(m));
             let id = clean(&m.id);
             match (m.judged_on_10min, ctx.zh) {
                 (false, _) => format!("{id} {share}"),
@@ -893,7 +910,7 @@ fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
     };
     let mut band_cell = vec![band];
     if !clean(&m.band_note).is_empty() {
-        band_cell.push(clean(&m.band_note));
+        band_cell.push(ctx.source(&m.band_note));
     }
     let target = pct(Some(ctx.r.voltage_target));
     let basis = match (m.judged_on_10min, ctx.zh) {
@@ -955,7 +972,7 @@ fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
         ),
         (
             ctx.t("数据完整率", "Completeness").into(),
-            Cell::new(pct(completeness)),
+            Cell::lines(completeness_lines(ctx, m, completeness)),
         ),
         (
             ctx.t("电压结论", "Voltage verdict").into(),
@@ -1049,12 +1066,12 @@ fn voltage_table(ctx: &Ctx, m: &MeterReport, v: Volts) -> Table {
         ),
         (
             ctx.t("数据完整率", "Completeness").to_string(),
-            cells(&|r| Cell::new(pct(r.completeness))),
+            cells(&|r| Cell::new(rate(r.completeness))),
         ),
         (
             ctx.t("电压合格率", "Qualification rate").to_string(),
             cells(&|r| {
-                let c = Cell::new(pct(r.rate)).strong();
+                let c = Cell::new(rate(r.rate)).strong();
                 match r.rate {
                     Some(rate) if judged && rate + 1e-9 < ctx.r.voltage_target => {
                         c.tone(Tone::Fail)
@@ -1100,7 +1117,7 @@ fn long_table(ctx: &Ctx, m: &MeterReport) -> Table {
     }
     let target = ctx.r.voltage_target;
     let within = |w: Option<f64>| {
-        let c = Cell::new(pct(w)).strong();
+        let c = Cell::new(rate(w)).strong();
         match w {
             Some(w) if w + 1e-9 < target => c.tone(Tone::Fail),
             _ => c,
@@ -1421,7 +1438,11 @@ fn events(ctx: &Ctx, b: &mut Vec<Block>) {
                 ("%", _) => pct(Some(x)),
                 (u, _) => power(x, u),
             };
-            let mut what = clean(&e.meter);
+            let mut what = if e.meter == crate::quality::rules::CUSTOMER_TOTAL {
+                ctx.t("全部计量点合计", "all billing meters").to_string()
+            } else {
+                clean(&e.meter)
+            };
             if !e.phase.is_empty() {
                 what = format!("{what} · {}", ctx.phase(&e.phase));
             }
@@ -1448,7 +1469,7 @@ fn events(ctx: &Ctx, b: &mut Vec<Block>) {
                 },
                 Cell::lines(vec![
                     format!("{} / {}", value(e.peak), value(e.limit)),
-                    clean(&e.source),
+                    ctx.source(&e.source),
                 ]),
             ]
         })
@@ -1505,6 +1526,24 @@ fn suspensions(ctx: &Ctx, b: &mut Vec<Block>) {
                 if over { peak.tone(Tone::Fail) } else { peak },
             ),
             (
+                ctx.t("考核依据", "Judged on").into(),
+                Cell::new(if ctx.zh {
+                    format!("全部计量点合计负荷的 {} 分钟平均值", s.basis_ms / 60_000)
+                } else {
+                    format!(
+                        "{}-minute mean of all billing meters' total",
+                        s.basis_ms / 60_000
+                    )
+                }),
+            ),
+            (
+                ctx.t("瞬时最大值", "Instant peak").into(),
+                Cell::lines(vec![
+                    ctx.peak(s.instant_peak.as_ref()),
+                    ctx.t("仅供参考，不作考核", "for information only").into(),
+                ]),
+            ),
+            (
                 ctx.t("违规事件", "Violations").into(),
                 Cell::new(s.violations.to_string()),
             ),
@@ -1518,6 +1557,50 @@ fn suspensions(ctx: &Ctx, b: &mut Vec<Block>) {
         ));
         b.push(Block::Table(Table::fields(rows)));
     }
+}
+
+/// "126 kW (120 kW × 1.05)": the limit with the contract and its factor.
+fn demand_limit(d: &super::model::DemandSection) -> String {
+    format!(
+        "{} ({} × {})",
+        power(d.limit_kw, "kW"),
+        power(d.contracted_kw, "kW"),
+        trim_num(d.factor)
+    )
+}
+
+/// "15-minute means sliding by 1 minute" / block.
+fn demand_basis(ctx: &Ctx, d: &super::model::DemandSection) -> String {
+    let period = d.period_ms / 60_000;
+    let slide = d.slide_ms / 60_000;
+    match (d.slide_ms == d.period_ms, ctx.zh) {
+        (true, true) => format!("{period} 分钟区间平均功率（固定区间）"),
+        (true, false) => format!("{period}-minute mean power, fixed blocks"),
+        (false, true) => format!("{period} 分钟平均功率，滑差 {slide} 分钟"),
+        (false, false) => format!("{period}-minute mean power sliding by {slide} minute(s)"),
+    }
+}
+
+/// The completeness cell: the share with data, the outage minutes, and
+/// why a verdict is withheld when the data do not suffice.
+fn completeness_lines(ctx: &Ctx, m: &MeterReport, voltage: Option<f64>) -> Vec<String> {
+    let mut out = vec![rate(m.data_completeness.or(voltage))];
+    if m.outage_minutes > 0 {
+        out.push(if ctx.zh {
+            format!("停电 {} 分钟（不计入监测时间）", m.outage_minutes)
+        } else {
+            format!("{} outage minutes (not monitored time)", m.outage_minutes)
+        });
+    }
+    if m.voltage_verdict == Verdict::Insufficient {
+        let min = pct(Some(ctx.r.min_completeness));
+        out.push(if ctx.zh {
+            format!("低于 {min}：不作结论")
+        } else {
+            format!("below {min}: no verdict")
+        });
+    }
+    out
 }
 
 fn demand(ctx: &Ctx, b: &mut Vec<Block>) {
@@ -1534,7 +1617,11 @@ fn demand(ctx: &Ctx, b: &mut Vec<Block>) {
         ),
         (
             ctx.t("考核限值", "Limit").into(),
-            Cell::new(power(d.limit_kw, "kW")),
+            Cell::new(demand_limit(d)),
+        ),
+        (
+            ctx.t("需量计算", "Demand basis").into(),
+            Cell::new(demand_basis(ctx, d)),
         ),
         (
             ctx.t("本期最大需量", "Peak demand").into(),
@@ -2584,7 +2671,7 @@ fn csv(r: &Report) -> String {
                     p.monitored.to_string(),
                     p.above.to_string(),
                     p.below.to_string(),
-                    csv_num(p.rate, 2),
+                    csv_num(p.rate.map(super::model::truncate2), 2),
                     csv_num(p.min, 2),
                     csv_num(p.mean, 2),
                     csv_num(p.max, 2),
@@ -2592,6 +2679,12 @@ fn csv(r: &Report) -> String {
                     csv_num(p.thd_max, 2),
                     peak(&d.active_power_peak),
                     peak(&d.demand_peak),
+                    // Empty, like the other figures, on a day without data.
+                    if d.outage == 0 && p.rate.is_none() {
+                        String::new()
+                    } else {
+                        d.outage.to_string()
+                    },
                 ]);
             }
         }
@@ -2790,6 +2883,7 @@ pub fn sample(language: Language) -> Report {
                     at_ms: day_start[d] + rng.minute(),
                     unit: "kW".into(),
                 }),
+                outage: 0,
             });
         }
         let expected = dates.len() as u64 * 1440;
@@ -2998,6 +3092,8 @@ pub fn sample(language: Language) -> Report {
             judged_on_10min: s.long,
             window_ms: 60_000,
             expected,
+            outage_minutes: 0,
+            data_completeness: None,
             active_power_peak: highest(|d| d.active_power_peak.as_ref()),
             demand_peak: highest(|d| d.demand_peak.as_ref()),
             voltage,
@@ -3069,6 +3165,12 @@ pub fn sample(language: Language) -> Report {
             at_ms: local(14, 10, 47),
             unit: "kVA".into(),
         }),
+        instant_peak: Some(Peak {
+            value: 7_020.9,
+            at_ms: local(14, 10, 39),
+            unit: "kVA".into(),
+        }),
+        basis_ms: 900_000,
         violations: 1,
         verdict: Verdict::Fail,
     }];
@@ -3078,8 +3180,11 @@ pub fn sample(language: Language) -> Report {
         .max_by(|a, b| a.value.total_cmp(&b.value));
     let demand = DemandSection {
         contracted_kw: 6000.0,
+        factor: 1.05,
         limit_kw: 6300.0,
         peak: demand_peak,
+        period_ms: 900_000,
+        slide_ms: 60_000,
         exceedances: 0,
         verdict: Verdict::Pass,
     };
@@ -3099,6 +3204,7 @@ pub fn sample(language: Language) -> Report {
         // 2026-11-01 08:00 +08:00, when the default schedule fires.
         generated_ms: to_ms + 8 * 3_600_000,
         voltage_target: target,
+        min_completeness: 90.0,
         meters,
         events,
         suspensions,
@@ -3289,6 +3395,12 @@ mod tests {
     fn percentages_and_voltages_format_consistently() {
         assert_eq!(pct(Some(95.0)), "95.00 %");
         assert_eq!(pct(Some(99.999)), "100.00 %");
+        // Rates are cut, never rounded up: minutes outside the band never
+        // read as 100 %.
+        assert_eq!(rate(Some(99.999)), "99.99 %");
+        assert_eq!(rate(Some(95.0)), "95.00 %");
+        assert_eq!(rate(Some(100.0 * (1.0 - 4.0 / 120.0))), "96.66 %");
+        assert_eq!(rate(Some(100.0)), "100.00 %");
         assert_eq!(pct(None), "—");
         assert_eq!(pct(Some(f64::NAN)), "—");
         assert_eq!(fixed(-0.001, 2), "0.00");
@@ -3387,7 +3499,7 @@ mod tests {
         let rows = read_csv(r.csv.trim_start_matches('\u{feff}'));
         assert_eq!(rows.len(), 1 + 31 * (3 + 1));
         let empty = rows.iter().find(|r| r[1] == "HB-0.4KV-LV2").unwrap();
-        assert_eq!(&empty[7..], ["", "", "", "", "", "", "", ""]);
+        assert_eq!(&empty[7..], ["", "", "", "", "", "", "", "", ""]);
     }
 
     #[test]

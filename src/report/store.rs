@@ -28,6 +28,17 @@ impl LedgerStore {
         LedgerStore { db }
     }
 
+    /// The merged ledger of one key for days in `[from_day, to_day)`.
+    pub fn read_days(
+        &self,
+        key: &str,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<BTreeMap<String, DayLedger>, StateError> {
+        let (mut l, _) = read(&self.db, &[key], from_day, to_day)?;
+        Ok(l.remove(key).unwrap_or_default())
+    }
+
     /// Append partial ledgers in one transaction.
     pub fn append<'a>(
         &mut self,
