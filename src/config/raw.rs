@@ -120,6 +120,8 @@ pub struct Reports {
     pub voltage_target: Option<f64>,
     /// Data completeness (%) below which a verdict is "insufficient data".
     pub min_completeness: Option<f64>,
+    /// "pooled" (default: the phases' minutes summed) or "worst_phase".
+    pub phase_rule: Option<String>,
     /// How far back a missed report is still sent.
     pub catch_up: Option<String>,
     /// Days of ledger kept.

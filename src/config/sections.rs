@@ -550,6 +550,17 @@ pub struct ReportSchedule {
 }
 
 /// Validated `[reports]`.
+/// How a three-phase meter's voltage verdict is made from its phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PhaseRule {
+    /// The phases' minutes summed: (1 − Σ outside / Σ monitored) — the
+    /// "total" row, as DL/T 645 meters keep it.
+    #[default]
+    Pooled,
+    /// The worst phase's own rate.
+    WorstPhase,
+}
+
 #[derive(Debug, Clone)]
 pub struct Reports {
     pub enabled: bool,
@@ -558,6 +569,8 @@ pub struct Reports {
     /// Share (%) of the period's minutes with data (monitored or outage)
     /// a verdict needs; below it the verdict is "insufficient data".
     pub min_completeness: f64,
+    /// How the phases of a meter make its voltage verdict.
+    pub phase_rule: PhaseRule,
     pub catch_up: Duration,
     pub keep_days: u32,
     pub bcc: Vec<String>,
@@ -622,6 +635,17 @@ pub(super) fn reports(p: &mut Problems) -> Reports {
             "must be a percentage between 0 and 100",
         );
     }
+    let phase_rule = match r.phase_rule.as_deref() {
+        None | Some("pooled") => PhaseRule::Pooled,
+        Some("worst_phase") => PhaseRule::WorstPhase,
+        Some(other) => {
+            p.push(
+                "reports.phase_rule",
+                format!("\"{other}\" is not \"pooled\" or \"worst_phase\""),
+            );
+            PhaseRule::Pooled
+        }
+    };
     let catch_up = duration(
         r.catch_up.as_deref(),
         Duration::from_secs(93 * 86_400),
@@ -640,6 +664,7 @@ pub(super) fn reports(p: &mut Problems) -> Reports {
         schedule,
         voltage_target,
         min_completeness,
+        phase_rule,
         catch_up,
         keep_days,
         bcc: addresses(&r.bcc, "reports.bcc", p),

@@ -439,6 +439,16 @@ impl Tracker {
     }
 }
 
+/// (phase, field suffix) of the voltages whose distortion is judged.
+pub const VOLTAGE_PHASES: [(&str, &str); 6] = [
+    ("l1", "l1_n"),
+    ("l2", "l2_n"),
+    ("l3", "l3_n"),
+    ("l1_l2", "l1_l2"),
+    ("l2_l3", "l2_l3"),
+    ("l3_l1", "l3_l1"),
+];
+
 /// The meter name of events about a customer's total load.
 pub const CUSTOMER_TOTAL: &str = "*";
 
@@ -560,21 +570,23 @@ impl MeterRules {
                 margin: s.harmonics.margin * limit / 100.0,
                 ..s.harmonics
             };
-            for ph in ["l1", "l2", "l3"] {
+            // Phase voltages, and line voltages where a 3-wire meter has
+            // only those: both judged with the voltage limits of the class.
+            for (ph, suffix) in VOLTAGE_PHASES {
                 if let Some(h) = &l.harmonics {
                     let src = format!("{} ({})", l.harmonic_standard, h.note);
                     v.extend(stat_check(
                         Kind::ThdVoltage,
                         ph,
                         0,
-                        &format!("thd_voltage_{ph}_n"),
+                        &format!("thd_voltage_{suffix}"),
                         h.thd,
                         "%",
                         src.clone(),
                         rel(h.thd),
                     ));
                     for (&n, &lim) in &h.orders {
-                        let field = format!("harmonic_voltage_{ph}_n_h{n}");
+                        let field = format!("harmonic_voltage_{suffix}_h{n}");
                         v.extend(stat_check(
                             Kind::HarmonicVoltage,
                             ph,
@@ -587,7 +599,9 @@ impl MeterRules {
                         ));
                     }
                 }
-                if let Some(ti) = l.thd_current {
+                if let Some(ti) = l.thd_current
+                    && !ph.contains('_')
+                {
                     v.extend(stat_check(
                         Kind::ThdCurrent,
                         ph,
@@ -915,6 +929,31 @@ mod tests {
         assert!(
             r.on_window(&window(0, MIN, &[("thd_voltage_l1_n", 6.0)]))
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn line_voltage_thd_of_a_three_wire_meter_is_judged_with_the_phase_limits() {
+        let mut r = MeterRules::new(set());
+        let w = window(
+            0,
+            10 * MIN,
+            &[
+                ("thd_voltage_l1_l2", 4.5),
+                ("harmonic_voltage_l2_l3_h5", 3.4),
+            ],
+        );
+        let ev = r.on_window(&w);
+        let got: Vec<_> = ev
+            .iter()
+            .map(|e| (e.kind, e.phase.as_str(), e.order, e.limit))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Kind::ThdVoltage, "l1_l2", 0, 4.0),
+                (Kind::HarmonicVoltage, "l2_l3", 5, 3.2)
+            ]
         );
     }
 

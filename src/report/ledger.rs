@@ -399,9 +399,9 @@ impl LedgerSpec {
         let h = m.limits.harmonics.as_ref();
         LedgerSpec {
             voltage,
-            thd_voltage: ["l1", "l2", "l3"]
+            thd_voltage: crate::quality::rules::VOLTAGE_PHASES
                 .iter()
-                .filter_map(|ph| h.map(|h| (format!("thd_voltage_{ph}_n"), h.thd)))
+                .filter_map(|(_, suffix)| h.map(|h| (format!("thd_voltage_{suffix}"), h.thd)))
                 .collect(),
             harmonic_limits: h.map(|h| h.orders.clone()).unwrap_or_default(),
             thd_current: m.limits.thd_current,

@@ -179,6 +179,9 @@ pub struct MeterReport {
     pub band_note: String,
     /// Whether the voltage verdict is on 10-minute means (EN 50160).
     pub judged_on_10min: bool,
+    /// The share the voltage verdict compares with the target, %: pooled
+    /// over the phases or the worst phase's (`[reports] phase_rule`).
+    pub voltage_share: Option<f64>,
     pub window_ms: i64,
     /// Minutes the period holds (up to now while it runs).
     pub expected: u64,
@@ -283,6 +286,8 @@ pub struct Report {
     pub voltage_target: f64,
     /// The data completeness a verdict needs, %.
     pub min_completeness: f64,
+    /// Voltage verdicts on the worst phase (`[reports] phase_rule`).
+    pub worst_phase: bool,
     pub meters: Vec<MeterReport>,
     pub events: Vec<EventRow>,
     pub suspensions: Vec<SuspensionRow>,
@@ -449,22 +454,31 @@ fn meter_report(
     let data_completeness =
         (expected > 0).then(|| (with_data.min(expected)) as f64 / expected as f64 * 100.0);
     let sufficient = data_completeness.is_some_and(|c| c + 1e-9 >= min_completeness);
-    let voltage_verdict = {
-        let share = if judged_on_10min {
+    let worst = cfg.reports.phase_rule == crate::config::sections::PhaseRule::WorstPhase;
+    let voltage_share = match (judged_on_10min, worst) {
+        (true, false) => {
             let (n, out) = voltage_long
                 .iter()
                 .fold((0, 0), |(n, o), r| (n + r.intervals, o + r.outside));
             (n > 0).then(|| (1.0 - out as f64 / n as f64) * 100.0)
-        } else {
-            all.qualification_rate()
-        };
-        match share {
-            None if expected > 0 => Verdict::Insufficient,
-            None => Verdict::NoData,
-            Some(_) if !sufficient => Verdict::Insufficient,
-            Some(s) if s + 1e-9 >= voltage_target => Verdict::Pass,
-            Some(_) => Verdict::Fail,
         }
+        (true, true) => voltage_long
+            .iter()
+            .filter_map(|r| r.within_pct)
+            .reduce(f64::min),
+        (false, false) => all.qualification_rate(),
+        (false, true) => voltage
+            .iter()
+            .filter(|r| r.phase != "total")
+            .filter_map(|r| r.rate)
+            .reduce(f64::min),
+    };
+    let voltage_verdict = match voltage_share {
+        None if expected > 0 => Verdict::Insufficient,
+        None => Verdict::NoData,
+        Some(_) if !sufficient => Verdict::Insufficient,
+        Some(s) if s + 1e-9 >= voltage_target => Verdict::Pass,
+        Some(_) => Verdict::Fail,
     };
     let mut thd = Vec::new();
     let mut harmonics = Vec::new();
@@ -500,11 +514,18 @@ fn meter_report(
                 .iter()
                 .map(|(ph, _, _)| {
                     let v = day.and_then(|d| d.voltage.get(ph));
+                    // A line voltage's own THD where the meter has it,
+                    // else the first phase's.
                     let t = day.and_then(|d| {
-                        d.distortion.get(&format!(
-                            "thd_voltage_{}_n",
-                            ph.split('_').next().unwrap_or(ph)
-                        ))
+                        d.distortion
+                            .get(&format!("thd_voltage_{ph}"))
+                            .filter(|_| ph.contains('_'))
+                            .or_else(|| {
+                                d.distortion.get(&format!(
+                                    "thd_voltage_{}_n",
+                                    ph.split('_').next().unwrap_or(ph)
+                                ))
+                            })
                     });
                     DayPhase {
                         phase: ph.clone(),
@@ -551,6 +572,7 @@ fn meter_report(
             .map(|b| b.note.clone())
             .unwrap_or_default(),
         judged_on_10min,
+        voltage_share,
         window_ms,
         expected,
         outage_minutes: total.outage,
@@ -739,6 +761,7 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
         generated_ms: inputs.now_ms,
         voltage_target,
         min_completeness: cfg.reports.min_completeness,
+        worst_phase: cfg.reports.phase_rule == crate::config::sections::PhaseRule::WorstPhase,
         meters: meter_reports,
         events,
         suspensions,
@@ -1188,6 +1211,54 @@ nominal_voltage = 380
         assert_eq!(old_bad, 70);
         let old_rate = 100.0 * (1.0 - old_bad as f64 / 1380.0);
         assert!(old_rate < 95.0, "{old_rate}");
+    }
+
+    #[test]
+    fn the_worst_phase_rule_judges_the_worst_phase_alone() {
+        // L1 as in the 220 V scenario (95.00 %), L2 and L3 clean: pooled
+        // (1 − 69 / 4140) = 98.33 % passes a 97 % target, L1 alone fails.
+        let dir = tempfile::tempdir().unwrap();
+        let l1 = |i: i64| match i {
+            0..20 => 235.6,
+            20..69 => 204.5,
+            _ => 220.0,
+        };
+        for (rule, verdict) in [("pooled", Verdict::Pass), ("worst_phase", Verdict::Fail)] {
+            let text = format!("{LV}\n[reports]\nphase_rule = \"{rule}\"\n");
+            let cfg = crate::config::from_str(&text, dir.path()).unwrap();
+            let ledger = lv_day(&cfg, &l1);
+            let period = Period::parse("2026-10-05").unwrap();
+            let r = build(
+                &cfg,
+                &cfg.customers[0],
+                97.0,
+                &Inputs {
+                    period: &period,
+                    now_ms: period.end_ms(&cfg.timezone) + 1,
+                    ledger: &ledger,
+                    events: &[],
+                    unreadable_rows: 0,
+                },
+            );
+            let m = &r.meters[0];
+            let want = if rule == "pooled" {
+                100.0 * (1.0 - 69.0 / (3.0 * 1440.0))
+            } else {
+                100.0 * (1.0 - 69.0 / 1440.0)
+            };
+            assert!((m.voltage_share.unwrap() - want).abs() < 1e-9, "{rule}");
+            assert_eq!(m.voltage_verdict, verdict, "{rule}");
+        }
+        let e = crate::config::from_str(
+            &format!("{LV}\n[reports]\nphase_rule = \"mean\"\n"),
+            dir.path(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("reports.phase_rule: \"mean\" is not \"pooled\" or \"worst_phase\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -760,15 +760,11 @@ fn header(ctx: &Ctx, b: &mut Vec<Block>) {
     b.push(Block::Table(summary));
 }
 
-/// The share the voltage verdict is on: the total qualification rate, or
-/// for meters judged on 10-minute means the share of those in the band.
+/// The share the voltage verdict is on: the total qualification rate (or
+/// the worst phase's, `[reports] phase_rule`), or for meters judged on
+/// 10-minute means the share of those in the band.
 fn voltage_share(m: &MeterReport) -> Option<f64> {
-    if m.judged_on_10min {
-        let (n, out) = long_totals(&m.voltage_long);
-        (n > 0).then(|| (1.0 - out as f64 / n as f64) * 100.0)
-    } else {
-        total_row(m).and_then(|r| r.rate)
-    }
+    m.voltage_share
 }
 
 /// The "total" row, or the only phase's.
@@ -913,12 +909,15 @@ fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
         band_cell.push(ctx.source(&m.band_note));
     }
     let target = pct(Some(ctx.r.voltage_target));
-    let basis = match (m.judged_on_10min, ctx.zh) {
+    let mut basis = match (m.judged_on_10min, ctx.zh) {
         (false, true) => format!("1 分钟平均值；合格率 ≥ {target}"),
         (false, false) => format!("1-minute means; qualification rate ≥ {target}"),
         (true, true) => format!("10 分钟平均值；在允许范围内的比例 ≥ {target}"),
         (true, false) => format!("10-minute means; share within the band ≥ {target}"),
     };
+    if ctx.r.worst_phase && m.voltage.len() > 1 {
+        basis.push_str(ctx.t("（按最差相）", " (worst phase)"));
+    }
     let completeness = total_row(m).and_then(|r| r.completeness);
     let phases = if ctx.zh {
         match m.phases {
@@ -3090,6 +3089,7 @@ pub fn sample(language: Language) -> Report {
             band_pct: Some(s.band),
             band_note: s.band_note.into(),
             judged_on_10min: s.long,
+            voltage_share: Some(share),
             window_ms: 60_000,
             expected,
             outage_minutes: 0,
@@ -3205,6 +3205,7 @@ pub fn sample(language: Language) -> Report {
         generated_ms: to_ms + 8 * 3_600_000,
         voltage_target: target,
         min_completeness: 90.0,
+        worst_phase: false,
         meters,
         events,
         suspensions,
