@@ -34,6 +34,11 @@ struct RawBand {
     /// GB/T 12325 at 35 kV and above: the absolute deviations may sum to
     /// at most this (or, of one sign, the larger may reach it).
     sum_limit: Option<f64>,
+    /// EN 50160 range 2 (every interval inside), % of the reference.
+    range2_upper: Option<f64>,
+    range2_lower: Option<f64>,
+    /// EN 50160: share (%) of each week's intervals range 1 must hold.
+    weekly_share: Option<f64>,
     note: Option<String>,
     note_zh: Option<String>,
 }
@@ -60,6 +65,18 @@ pub struct Band {
     pub note: String,
     /// The row's bound on the band's width (GB/T 12325, ≥ 35 kV: 10 %).
     pub sum_limit: Option<f64>,
+    /// EN 50160 weekly statistics: range 2 (lower %, upper %), and the
+    /// share of each week's 10-minute means the band must hold.
+    pub weekly: Option<Weekly>,
+}
+
+/// EN 50160's per-phase, per-week assessment of 10-minute means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weekly {
+    pub range2_lower_pct: f64,
+    pub range2_upper_pct: f64,
+    /// 95 (LV) or 99 (MV): N1 ≤ (100 − share) % of N.
+    pub share: f64,
 }
 
 impl Band {
@@ -232,6 +249,14 @@ impl Presets {
                 lower_pct: b.lower,
                 note: b.note.clone().unwrap_or_default(),
                 sum_limit: b.sum_limit,
+                weekly: match (b.range2_lower, b.range2_upper, b.weekly_share) {
+                    (Some(lo), Some(up), Some(share)) => Some(Weekly {
+                        range2_lower_pct: lo,
+                        range2_upper_pct: up,
+                        share,
+                    }),
+                    _ => None,
+                },
             });
         let harm = p
             .harmonics
@@ -271,6 +296,7 @@ impl Presets {
                 lower_pct: -10.0,
                 note: String::new(),
                 sum_limit: None,
+                weekly: None,
             });
             if let Some(u) = o.voltage_upper {
                 b.upper_pct = u;
@@ -464,6 +490,21 @@ mod tests {
                 "{un}"
             );
         }
+    }
+
+    #[test]
+    fn en50160_weekly_ranges_for_lv_and_mv() {
+        let lv = r("en50160", 400.0, 3).voltage.unwrap().weekly.unwrap();
+        assert_eq!(
+            (lv.range2_lower_pct, lv.range2_upper_pct, lv.share),
+            (-15.0, 10.0, 95.0)
+        );
+        let mv = r("en50160", 20_000.0, 3).voltage.unwrap().weekly.unwrap();
+        assert_eq!(
+            (mv.range2_lower_pct, mv.range2_upper_pct, mv.share),
+            (-15.0, 15.0, 99.0)
+        );
+        assert!(r("gb", 400.0, 3).voltage.unwrap().weekly.is_none());
     }
 
     #[test]

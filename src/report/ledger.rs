@@ -270,10 +270,13 @@ pub struct DayLedger {
     /// Customer total only: the highest instantaneous load while suspended
     /// (the sum of the billing meters' largest samples of one minute).
     pub suspension_instant: Option<Peak>,
+    /// Phase → 10-minute means outside EN 50160's range 2 (N2), where the
+    /// preset has one.
+    pub range2: BTreeMap<String, u32>,
 }
 
-/// Version byte in front of the stored encoding: 2 added `outage` and
-/// `suspension_instant` (1 is still read).
+/// Version byte in front of the stored encoding: 2 added `outage`,
+/// `suspension_instant` and `range2` (1 is still read).
 const ENCODING: u8 = 2;
 
 /// The stored shape of encoding 1 (a prefix of today's fields).
@@ -304,6 +307,7 @@ impl DayLedger {
             && self.suspension.is_none()
             && self.outage == 0
             && self.suspension_instant.is_none()
+            && self.range2.is_empty()
     }
 
     pub fn merge(&mut self, o: &DayLedger) {
@@ -320,6 +324,9 @@ impl DayLedger {
             self.distortion.entry(k.clone()).or_default().merge(v);
         }
         self.outage += o.outage;
+        for (k, n) in &o.range2 {
+            *self.range2.entry(k.clone()).or_insert(0) += n;
+        }
         for (mine, theirs) in [
             (&mut self.active_power, &o.active_power),
             (&mut self.demand, &o.demand),
@@ -355,6 +362,7 @@ impl DayLedger {
                     suspension: v.suspension,
                     outage: 0,
                     suspension_instant: None,
+                    range2: BTreeMap::new(),
                 })
                 .map_err(|e| format!("ledger row: {e}")),
             Some((v, _)) => Err(format!("ledger row: unknown encoding {v}")),
@@ -378,6 +386,8 @@ pub struct LedgerSpec {
     /// (field, interruption threshold in V) of every judged voltage: a
     /// minute with all of them below is an outage minute.
     pub interruption: Vec<(String, f64)>,
+    /// Phase → EN 50160 range 2 in V (lower, upper), where the preset has one.
+    pub range2: BTreeMap<String, (f64, f64)>,
 }
 
 impl LedgerSpec {
@@ -413,6 +423,22 @@ impl LedgerSpec {
                 .iter()
                 .map(|(_, field, reference)| (field.clone(), reference * interruption_pct / 100.0))
                 .collect(),
+            range2: match band.and_then(|b| b.weekly) {
+                Some(w) => m
+                    .voltage_refs
+                    .iter()
+                    .map(|(phase, _, reference)| {
+                        (
+                            phase.clone(),
+                            (
+                                reference * (1.0 + w.range2_lower_pct / 100.0),
+                                reference * (1.0 + w.range2_upper_pct / 100.0),
+                            ),
+                        )
+                    })
+                    .collect(),
+                None => BTreeMap::new(),
+            },
         }
     }
 
@@ -501,6 +527,7 @@ pub fn from_short_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
 /// The ledger contribution of one complete long (10-minute) window.
 pub fn from_long_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
     let mut d = DayLedger::default();
+    // Interruptions are flagged intervals: EN 50160 leaves them out.
     if spec.interrupted(w) {
         return d;
     }
@@ -510,6 +537,12 @@ pub fn from_long_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
                 .entry(phase.clone())
                 .or_default()
                 .add(s.mean, w.start_ms, *up, *lo);
+            if let Some((lo2, up2)) = spec.range2.get(phase) {
+                let n = d.range2.entry(phase.clone()).or_insert(0);
+                if s.mean > *up2 || s.mean < *lo2 {
+                    *n += 1;
+                }
+            }
         }
     }
     d
@@ -667,6 +700,7 @@ mod tests {
             thd_current: None,
             suspensions: vec![(120_000, 240_000)],
             interruption: vec![("voltage_l1_n".into(), 22.0)],
+            range2: BTreeMap::new(),
         }
     }
 

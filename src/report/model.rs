@@ -164,6 +164,31 @@ pub struct LongVoltageRow {
     pub within_pct: Option<f64>,
 }
 
+/// EN 50160's assessment of one phase over one week (ISO, Monday to
+/// Sunday; the part of it inside the period).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeekRow {
+    /// "2026-W41".
+    pub week: String,
+    /// First and last day of the week inside the period.
+    pub from: jiff::civil::Date,
+    pub to: jiff::civil::Date,
+    /// Fewer than seven days of the week lie in the period.
+    pub partial: bool,
+    pub phase: String,
+    /// N: valid 10-minute intervals (interruptions excluded).
+    pub intervals: u32,
+    /// N1: outside range 1 (the band).
+    pub outside: u32,
+    /// N2: outside range 2.
+    pub outside_range2: u32,
+    /// Share of N inside range 1, %.
+    pub within_pct: Option<f64>,
+    /// The share range 1 must hold (95 LV, 99 MV).
+    pub required_pct: f64,
+    pub verdict: Verdict,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeterReport {
     pub id: String,
@@ -192,6 +217,8 @@ pub struct MeterReport {
     /// Per phase, then a "total" row when there is more than one phase.
     pub voltage: Vec<VoltageRow>,
     pub voltage_long: Vec<LongVoltageRow>,
+    /// EN 50160 per phase and week, where the preset assesses so.
+    pub weekly: Vec<WeekRow>,
     pub thd: Vec<DistortionRow>,
     /// Every individual order the meter provides, ascending by phase and order.
     pub harmonics: Vec<DistortionRow>,
@@ -454,6 +481,12 @@ fn meter_report(
     let data_completeness =
         (expected > 0).then(|| (with_data.min(expected)) as f64 / expected as f64 * 100.0);
     let sufficient = data_completeness.is_some_and(|c| c + 1e-9 >= min_completeness);
+    let weekly = match m.limits.voltage.as_ref().and_then(|b| b.weekly) {
+        Some(w) if judged_on_10min => {
+            weekly_rows(&w, m, days, period, tz, now_ms, min_completeness)
+        }
+        _ => Vec::new(),
+    };
     let worst = cfg.reports.phase_rule == crate::config::sections::PhaseRule::WorstPhase;
     let voltage_share = match (judged_on_10min, worst) {
         (true, false) => {
@@ -474,6 +507,8 @@ fn meter_report(
             .reduce(f64::min),
     };
     let voltage_verdict = match voltage_share {
+        // EN 50160: every phase of every week meets its own rule.
+        _ if !weekly.is_empty() => Verdict::combine(weekly.iter().map(|w| w.verdict)),
         None if expected > 0 => Verdict::Insufficient,
         None => Verdict::NoData,
         Some(_) if !sufficient => Verdict::Insufficient,
@@ -579,6 +614,7 @@ fn meter_report(
         data_completeness,
         voltage,
         voltage_long,
+        weekly,
         thd,
         harmonics,
         thd_current,
@@ -588,6 +624,92 @@ fn meter_report(
         voltage_verdict,
         harmonic_verdict,
     }
+}
+
+/// EN 50160 per phase per ISO week: N valid 10-minute intervals, N1
+/// outside range 1, N2 outside range 2; a week passes when N1 ≤ (100 −
+/// share) % of N and N2 = 0, and is insufficient when N is below
+/// `min_completeness` of the week's intervals inside the period (up to now).
+fn weekly_rows(
+    w: &crate::quality::limits::Weekly,
+    m: &Meter,
+    days: &BTreeMap<String, DayLedger>,
+    period: &Period,
+    tz: &jiff::tz::TimeZone,
+    now_ms: i64,
+    min_completeness: f64,
+) -> Vec<WeekRow> {
+    struct Acc {
+        from: jiff::civil::Date,
+        to: jiff::civil::Date,
+        days: u32,
+        expected: i64,
+        per_phase: BTreeMap<String, (u32, u32, u32)>,
+    }
+    let mut weeks: BTreeMap<(i16, i8), Acc> = BTreeMap::new();
+    for date in period.days() {
+        let iw = date.iso_week_date();
+        let one = Period {
+            kind: None,
+            from: date,
+            to: date.tomorrow().unwrap_or(date),
+        };
+        let start = one.start_ms(tz);
+        let end = one.end_ms(tz).min(now_ms.max(start));
+        let acc = weeks.entry((iw.year(), iw.week())).or_insert(Acc {
+            from: date,
+            to: date,
+            days: 0,
+            expected: 0,
+            per_phase: BTreeMap::new(),
+        });
+        acc.to = date;
+        acc.days += 1;
+        acc.expected += (end - start) / 600_000;
+        let day = days.get(&super::schedule::day_key(date));
+        for (ph, _, _) in &m.voltage_refs {
+            let e = acc.per_phase.entry(ph.clone()).or_insert((0, 0, 0));
+            if let Some(d) = day {
+                if let Some(v) = d.voltage_long.get(ph) {
+                    e.0 += v.monitored;
+                    e.1 += v.above + v.below;
+                }
+                e.2 += d.range2.get(ph).copied().unwrap_or(0);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ((year, week), acc) in weeks {
+        for (phase, (n, n1, n2)) in acc.per_phase {
+            let within = (n > 0).then(|| (1.0 - n1 as f64 / n as f64) * 100.0);
+            let sufficient = acc.expected > 0
+                && n as f64 + 1e-9 >= acc.expected as f64 * min_completeness / 100.0;
+            let verdict = match within {
+                None if acc.expected == 0 => Verdict::NoData,
+                _ if !sufficient => Verdict::Insufficient,
+                // N1 ≤ (100 − share) % of N, with N2 = 0.
+                Some(_) if n2 == 0 && n1 as f64 <= n as f64 * (100.0 - w.share) / 100.0 + 1e-9 => {
+                    Verdict::Pass
+                }
+                Some(_) => Verdict::Fail,
+                None => Verdict::Insufficient,
+            };
+            out.push(WeekRow {
+                week: format!("{year}-W{week:02}"),
+                from: acc.from,
+                to: acc.to,
+                partial: acc.days < 7,
+                phase,
+                intervals: n,
+                outside: n1,
+                outside_range2: n2,
+                within_pct: within,
+                required_pct: w.share,
+                verdict,
+            });
+        }
+    }
+    out
 }
 
 fn event_row(e: &Event) -> EventRow {
@@ -1318,5 +1440,137 @@ nominal_voltage = 380
         assert_eq!(truncate2(99.995), 99.99);
         assert_eq!(truncate2(95.0), 95.0);
         assert_eq!(truncate2(100.0 * (1.0 - 69.0 / 1380.0)), 95.0);
+    }
+
+    #[test]
+    fn en50160_is_judged_per_phase_per_week_with_range_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = LV
+            .replace(
+                "id = \"C1\"",
+                "id = \"C1\"\nlimits = { preset = \"en50160\" }",
+            )
+            .replace("nominal_voltage = 380", "nominal_voltage = 400");
+        let cfg = crate::config::from_str(&text, dir.path()).unwrap();
+        let m = &cfg.meters[0];
+        let spec = LedgerSpec::from_config(m, cfg.customers.first(), cfg.rules.interruption_pct);
+        let tz = &cfg.timezone;
+        let period = Period::parse("2026-10-05..2026-10-18").unwrap();
+        let start = period.start_ms(tz);
+        // 10-minute interval k of the fortnight (2016 of them) → (L1, L2, L3).
+        let v = |k: i64| -> (f64, f64, f64) {
+            match k {
+                3 => (0.0, 0.0, 0.0), // an interruption: flagged, left out
+                // LV range 1 is 207 … 253 V, range 2 195.5 … 253 V.
+                100..150 => (200.0, 230.0, 230.0), // W41: 50 outside range 1 only
+                1100..1151 => (200.0, 230.0, 230.0), // W42: 51 outside range 1 only
+                1500 => (230.0, 194.0, 254.0),     // W42: L2 below, L3 above range 2
+                _ => (230.0, 230.0, 230.0),
+            }
+        };
+        let mut ledger: BTreeMap<String, BTreeMap<String, DayLedger>> = BTreeMap::new();
+        for k in 0..2016i64 {
+            let t = start + k * 600_000;
+            let (a, b, c) = v(k);
+            let w = window(
+                t,
+                600_000,
+                &[
+                    ("voltage_l1_n", a),
+                    ("voltage_l2_n", b),
+                    ("voltage_l3_n", c),
+                ],
+            );
+            ledger
+                .entry("LV1".into())
+                .or_default()
+                .entry(day_key(local_date(t, tz)))
+                .or_default()
+                .merge(&ledger::from_long_window(&w, &spec));
+        }
+        let r = build(
+            &cfg,
+            &cfg.customers[0],
+            95.0,
+            &Inputs {
+                period: &period,
+                now_ms: period.end_ms(tz) + 1,
+                ledger: &ledger,
+                events: &[],
+                unreadable_rows: 0,
+            },
+        );
+        let mr = &r.meters[0];
+        assert_eq!(mr.weekly.len(), 6, "two weeks × three phases");
+        // Second method: count each week's intervals directly.
+        for w in &mr.weekly {
+            let (base, pi) = match (w.week.as_str(), w.phase.as_str()) {
+                ("2026-W41", p) => (0, p),
+                ("2026-W42", p) => (1008, p),
+                other => panic!("{other:?}"),
+            };
+            let pick = |t: (f64, f64, f64)| match pi {
+                "l1" => t.0,
+                "l2" => t.1,
+                _ => t.2,
+            };
+            let (mut n, mut n1, mut n2) = (0, 0, 0);
+            for k in base..base + 1008 {
+                let x = pick(v(k));
+                if v(k) == (0.0, 0.0, 0.0) {
+                    continue;
+                }
+                n += 1;
+                if !(230.0 * 0.9..=230.0 * 1.1).contains(&x) {
+                    n1 += 1;
+                }
+                if !(230.0 * 0.85..=230.0 * 1.1).contains(&x) {
+                    n2 += 1;
+                }
+            }
+            assert_eq!(
+                (w.intervals, w.outside, w.outside_range2),
+                (n, n1, n2),
+                "{w:?}"
+            );
+            let pass = n2 == 0 && n1 as f64 <= 0.05 * n as f64;
+            assert_eq!(w.verdict == Verdict::Pass, pass, "{w:?}");
+            assert!(!w.partial);
+        }
+        let get = |wk: &str, ph: &str| {
+            mr.weekly
+                .iter()
+                .find(|w| w.week == wk && w.phase == ph)
+                .unwrap()
+                .clone()
+        };
+        // By hand: W41 L1 50 of 1007 (4.97 %) passes; W42 L1 51 of 1008
+        // (5.06 %) fails; W42 L2 and L3 have one interval outside range 2
+        // (LV's range 2 ends at +10 % too) and fail.
+        assert_eq!(
+            (
+                get("2026-W41", "l1").intervals,
+                get("2026-W41", "l1").outside
+            ),
+            (1007, 50)
+        );
+        assert_eq!(get("2026-W41", "l1").verdict, Verdict::Pass);
+        assert_eq!(get("2026-W42", "l1").verdict, Verdict::Fail);
+        assert_eq!(
+            (
+                get("2026-W42", "l2").outside,
+                get("2026-W42", "l2").outside_range2
+            ),
+            (1, 1)
+        );
+        assert_eq!(get("2026-W42", "l2").verdict, Verdict::Fail);
+        assert_eq!(get("2026-W42", "l3").outside_range2, 1);
+        assert_eq!(get("2026-W42", "l3").verdict, Verdict::Fail);
+        assert_eq!(get("2026-W41", "l3").verdict, Verdict::Pass);
+        assert_eq!(mr.voltage_verdict, Verdict::Fail);
+        // The pooled fortnight (the old method) would have passed:
+        // (50 + 51 + 1 + 1) outside of 3 × 2015 intervals = 1.7 %.
+        let pooled = mr.voltage_long.iter().map(|l| l.outside).sum::<u32>();
+        assert_eq!(pooled, 103);
     }
 }

@@ -993,7 +993,15 @@ fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
     } else {
         b.push(Block::Table(voltage_table(ctx, m, v)));
     }
-    if m.judged_on_10min {
+    // EN 50160 judges each phase per week; where the preset does, that
+    // table replaces the pooled counters of the period.
+    if !m.weekly.is_empty() {
+        b.push(Block::H3(
+            ctx.t("10 分钟平均值（EN 50160）", "10-minute means (EN 50160)")
+                .into(),
+        ));
+        b.push(Block::Table(weekly_table(ctx, m)));
+    } else if m.judged_on_10min {
         b.push(Block::H3(
             ctx.t("10 分钟平均值（EN 50160）", "10-minute means (EN 50160)")
                 .into(),
@@ -1147,6 +1155,92 @@ fn long_table(ctx: &Ctx, m: &MeterReport) -> Table {
             (ctx.t("在允许范围内", "Within the band").into(), share),
         ],
     )
+}
+
+/// One row per ISO week: N, N1 (outside range 1) and N2 (outside range 2)
+/// per phase ("L1 / L2 / L3"), the lowest share inside range 1 and the
+/// week's verdict (every phase must pass).
+fn weekly_table(ctx: &Ctx, m: &MeterReport) -> Table {
+    let mut weeks: Vec<Vec<&super::model::WeekRow>> = Vec::new();
+    for w in &m.weekly {
+        match weeks.last_mut() {
+            Some(g) if g[0].week == w.week => g.push(w),
+            _ => weeks.push(vec![w]),
+        }
+    }
+    let per_phase = |g: &[&super::model::WeekRow], f: &dyn Fn(&super::model::WeekRow) -> u32| {
+        g.iter()
+            .map(|w| f(w).to_string())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let rows = weeks
+        .iter()
+        .map(|g| {
+            let w = g[0];
+            let span = format!(
+                "{:02}-{:02}–{:02}-{:02}{}",
+                w.from.month(),
+                w.from.day(),
+                w.to.month(),
+                w.to.day(),
+                if w.partial {
+                    ctx.t("（不足一周）", " (part)")
+                } else {
+                    ""
+                }
+            );
+            let verdict = Verdict::combine(g.iter().map(|w| w.verdict));
+            let lowest = g.iter().filter_map(|w| w.within_pct).reduce(f64::min);
+            let share = Cell::new(rate(lowest)).strong();
+            vec![
+                Cell::lines(vec![w.week.clone(), span]),
+                Cell::new(per_phase(g, &|w| w.intervals)),
+                Cell::new(per_phase(g, &|w| w.outside)),
+                Cell::new(per_phase(g, &|w| w.outside_range2)),
+                if verdict == Verdict::Fail {
+                    share.tone(Tone::Fail)
+                } else {
+                    share
+                },
+                Cell::verdict(ctx, verdict),
+            ]
+        })
+        .collect();
+    let phases = weeks
+        .first()
+        .map(|g| {
+            g.iter()
+                .map(|w| ctx.phase(&w.phase))
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .unwrap_or_default();
+    let mut t = Table::data(
+        vec![
+            ctx.t("周", "Week").into(),
+            format!("N ({phases})"),
+            "N1".into(),
+            "N2".into(),
+            format!(
+                "{} ≥ {}",
+                ctx.t("范围 1 内", "In range 1"),
+                pct(m.weekly.first().map(|w| w.required_pct))
+            ),
+            ctx.t("结论", "Verdict").into(),
+        ],
+        vec![
+            Align::Left,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Right,
+            Align::Left,
+        ],
+        rows,
+    );
+    t.breakable = vec![true, true, true, true, true, false];
+    t
 }
 
 fn chart(ctx: &Ctx, m: &MeterReport, v: Volts) -> Option<Chart> {
@@ -2324,7 +2418,7 @@ fn html_table(h: &mut String, t: &Table) {
     for (r, row) in t.rows.iter().enumerate() {
         let _ = write!(
             h,
-            "<tr style=\"vertical-align:top;border-bottom:1px solid {RULE};\">"
+            "<tr valign=\"top\" style=\"border-bottom:1px solid {RULE};\">"
         );
         for (c, cell) in row.iter().enumerate() {
             // Labels in grey (unless a tone colours them).
@@ -2493,7 +2587,12 @@ fn html_chart(h: &mut String, c: &Chart, band_every_day: bool) {
             } else {
                 format!("background:{col}")
             };
-            let _ = write!(h, "<td colspan=\"{span}\" style=\"{style}\"></td>");
+            // colspan="1" is the default: bytes saved for Gmail's budget.
+            if *span == 1 {
+                let _ = write!(h, "<td style=\"{style}\"></td>");
+            } else {
+                let _ = write!(h, "<td colspan=\"{span}\" style=\"{style}\"></td>");
+            }
         }
     };
     let band = c.bands.iter().flatten().next().copied();
@@ -2511,7 +2610,7 @@ fn html_chart(h: &mut String, c: &Chart, band_every_day: bool) {
             if i == 0 {
                 let _ = write!(
                     h,
-                    "<td rowspan=\"{rows}\" style=\"padding-right:6px;text-align:right;white-space:nowrap;font-size:11px;color:{MUTED};\">{}</td>",
+                    "<td rowspan=\"{rows}\" align=\"right\" nowrap style=\"padding-right:6px;font-size:11px;color:{MUTED};\">{}</td>",
                     esc(label)
                 );
             }
@@ -2982,6 +3081,39 @@ pub fn sample(language: Language) -> Report {
         } else {
             Vec::new()
         };
+        // EN 50160 weeks of October 2026: W40 (1–4, part) … W44 (26–31, part).
+        let weekly: Vec<super::model::WeekRow> = if s.long {
+            [
+                (40, 1, 4),
+                (41, 5, 11),
+                (42, 12, 18),
+                (43, 19, 25),
+                (44, 26, 31),
+            ]
+            .iter()
+            .flat_map(|&(wk, a, z)| {
+                s.refs.iter().enumerate().map(move |(pi, ph)| {
+                    let n = (z - a + 1) as u32 * 144;
+                    let n1 = 2 + pi as u32 + (wk % 3) as u32;
+                    super::model::WeekRow {
+                        week: format!("2026-W{wk}"),
+                        from: jiff::civil::date(2026, 10, a),
+                        to: jiff::civil::date(2026, 10, z),
+                        partial: z - a < 6,
+                        phase: ph.to_string(),
+                        intervals: n,
+                        outside: n1,
+                        outside_range2: 0,
+                        within_pct: Some((1.0 - f64::from(n1) / f64::from(n)) * 100.0),
+                        required_pct: 95.0,
+                        verdict: Verdict::Pass,
+                    }
+                })
+            })
+            .collect()
+        } else {
+            Vec::new()
+        };
         let share = if s.long {
             let (n, o) = long_totals(&voltage_long);
             (1.0 - f64::from(o) / f64::from(n)) * 100.0
@@ -3098,6 +3230,7 @@ pub fn sample(language: Language) -> Report {
             demand_peak: highest(|d| d.demand_peak.as_ref()),
             voltage,
             voltage_long,
+            weekly,
             thd,
             harmonics,
             thd_current,
@@ -3753,15 +3886,14 @@ mod tests {
         assert!(lean.len() <= HTML_BUDGET, "{}", lean.len());
         assert!(lean.contains("各相合并") && !lean.contains("图表从略"));
         assert_eq!(lean.matches(BAND_BG).count(), 3 * 3);
-        // Five: the last lean charts are left out with a note.
-        s.meters.push(s.meters[1].clone());
+        // Four: the last lean charts are left out with a note.
         s.meters.push(s.meters[1].clone());
         let r = render(&s);
         assert!(r.html.len() <= HTML_BUDGET, "{}", r.html.len());
         assert!(r.html.contains("各相合并") && r.html.contains("图表从略"));
         // Twelve: the tables alone are over; every chart is left out, and
         // the text keeps every figure.
-        for _ in 0..7 {
+        for _ in 0..8 {
             s.meters.push(s.meters[1].clone());
         }
         let r = render(&s);
