@@ -850,7 +850,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
             "dead letters    {dead_batches} batches, {dead_points} points (rejected by InfluxDB as invalid)"
         );
         out!(
-            "dropped         {dropped} points (outbox full), since the state database was created"
+            "dropped         {dropped} points (outbox bound, or memory bound while the disk was full), since the state database was created"
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -63,6 +63,11 @@ pub struct Metrics {
     pub outbox_points: AtomicU64,
     pub outbox_bytes: AtomicU64,
     pub outbox_oldest_ms: AtomicU64,
+    /// Outbox writes (insert, delete, counter) that failed: disk full, I/O.
+    pub outbox_write_errors: AtomicU64,
+    /// Gauge: since when (Unix ms) outbox writes fail; 0 while they work.
+    pub outbox_unwritable_since_ms: AtomicU64,
+    outbox_last_error: Mutex<String>,
     pub events_opened: AtomicU64,
     pub events_closed: AtomicU64,
     /// Points generated with no database configured.
@@ -293,6 +298,37 @@ impl Metrics {
             }
             e.truncate(cut);
             e.push('…');
+        }
+    }
+
+    /// An outbox write failed at `now_ms`. The streak's start is kept.
+    pub fn outbox_unwritable(&self, now_ms: i64, error: &dyn std::fmt::Display) {
+        let _ = self.outbox_unwritable_since_ms.compare_exchange(
+            0,
+            now_ms.max(1) as u64,
+            Relaxed,
+            Relaxed,
+        );
+        let mut e = self.outbox_last_error.lock().expect("outbox error lock");
+        e.clear();
+        use std::fmt::Write as _;
+        let _ = write!(e, "{error}");
+    }
+
+    /// Outbox writes work (again).
+    pub fn outbox_writable(&self) {
+        Self::set(&self.outbox_unwritable_since_ms, 0);
+    }
+
+    /// Why the outbox cannot be written ("" when it can).
+    pub fn outbox_last_error(&self) -> String {
+        match Self::get(&self.outbox_unwritable_since_ms) {
+            0 => String::new(),
+            _ => self
+                .outbox_last_error
+                .lock()
+                .expect("outbox error lock")
+                .clone(),
         }
     }
 

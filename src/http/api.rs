@@ -101,6 +101,27 @@ pub fn influx_check(w: &Writes) -> (bool, Value) {
     (ok, d)
 }
 
+/// The outbox takes writes. While it does not (disk full), batches are
+/// held in memory and the oldest are dropped beyond the memory bound:
+/// the promise is at risk, so the daemon is not ready.
+pub fn outbox_check(m: &Metrics, now_ms: i64) -> (bool, Value) {
+    match Metrics::get(&m.outbox_unwritable_since_ms) {
+        0 => (true, json!({ "ok": true, "status": "writable" })),
+        since => (
+            false,
+            json!({
+                "ok": false,
+                "status": "not writable: batches are held in memory",
+                "error": m.outbox_last_error(),
+                "since_ms": since,
+                "since_age_s": (now_ms.max(0) as u64).saturating_sub(since) as f64 / 1000.0,
+                "write_errors": Metrics::get(&m.outbox_write_errors),
+                "points_dropped": Metrics::get(&m.points_dropped),
+            }),
+        ),
+    }
+}
+
 /// The state database answers a read-only query (its schema version).
 pub fn state_db_check(db: Result<i64, StateError>) -> (bool, Value) {
     match db {
