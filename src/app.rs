@@ -43,6 +43,9 @@ pub struct Options {
     pub status_every: Duration,
     /// How long the sink may keep delivering after shutdown.
     pub grace: Duration,
+    /// The state directory's lock, when the caller took it already (the
+    /// demo, before its simulator binds); otherwise [`run`] takes it.
+    pub lock: Option<Arc<crate::state::DirLock>>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
         Options {
             status_every: Duration::from_secs(60),
             grace: Duration::from_secs(10),
+            lock: None,
         }
     }
 }
@@ -84,6 +88,12 @@ pub async fn run_with_reload(
     handles: Handles,
     mut reloads: mpsc::Receiver<Config>,
 ) -> anyhow::Result<()> {
+    // One daemon per state directory, before anything else: a second one
+    // would share the outbox.
+    let _lock = match opts.lock.clone() {
+        Some(l) => l,
+        None => Arc::new(crate::state::lock_dir(&cfg.daemon.state_dir)?),
+    };
     let metrics = handles.metrics.clone();
     // Under [cluster], this instance polls, judges and reports only the
     // customers its shard owns.

@@ -152,6 +152,75 @@ pub enum StateError {
     },
 }
 
+/// The lock file in the state directory: held (`flock`, exclusive) by the
+/// daemon for its whole life, with its pid in it.
+pub const LOCK_FILE: &str = "pqwatch.lock";
+
+/// Why the state directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "state directory {dir} is in use by another pqwatch (pid {pid}); stop that one, or give this one its own [daemon] state_dir"
+    )]
+    InUse { dir: PathBuf, pid: String },
+    #[error("state directory {dir}: cannot lock {path}: {source}")]
+    Io {
+        dir: PathBuf,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// An exclusive lock on a state directory: one daemon per directory (two
+/// would share one outbox and send, delete and count each other's batches).
+/// Released when dropped or when the process ends, however it ends.
+/// Read-only commands (`status`, `events`, a report preview) do not take it.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+    pub path: PathBuf,
+}
+
+/// Take the state directory's lock, creating the directory and the lock
+/// file if needed, and write our pid into it.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, LockError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let path = dir.join(LOCK_FILE);
+    let io = |source| LockError::Io {
+        dir: dir.to_path_buf(),
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = match pid.trim() {
+                "" => "unknown".to_string(),
+                p => p.to_string(),
+            };
+            return Err(LockError::InUse {
+                dir: dir.to_path_buf(),
+                pid,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(DirLock { _file: file, path })
+}
+
 /// Maps an SQLite error to a [`StateError`] naming the file, for code that
 /// holds the connection mutably (a transaction) and so cannot call
 /// [`StateDb::err`].
@@ -374,6 +443,24 @@ mod tests {
         let e = StateDb::open(dir.path()).unwrap_err();
         assert!(e.to_string().contains("another application"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn one_lock_per_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_dir(dir.path()).unwrap();
+        let pid = std::fs::read_to_string(&held.path).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+        let e = lock_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "is in use by another pqwatch (pid {})",
+                std::process::id()
+            )),
+            "{e}"
+        );
+        drop(held);
+        lock_dir(dir.path()).expect("free again once dropped");
     }
 
     #[test]
