@@ -698,6 +698,114 @@ async fn kill_9_loses_nothing_flushed() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A TCP server that accepts every connection and never answers: an
+/// InfluxDB hung in its storage layer. The sockets stay open until drop.
+struct Stalling {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stalling {
+    fn start() -> Stalling {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((sock, _)) => held.push(sock),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Stalling {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Stalling {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// InfluxDB (v2, whose readiness probe runs at start) accepts connections
+/// and never answers, with the default 10 s timeout. Readings must reach
+/// the outbox from the first polls, not only once the probe timed out:
+/// the outbox holds rows well before 10 s, a `kill -9` keeps them, and a
+/// restart against a real VictoriaMetrics on that port delivers the
+/// readings of the first seconds. Regression test: the sink awaited its
+/// probe before it took a reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalling_influxdb_does_not_keep_readings_out_of_the_outbox() -> anyhow::Result<()> {
+    let stall = Stalling::start();
+    let port = stall.port;
+    let setup = Setup::new(
+        &v2(&format!("http://127.0.0.1:{port}")),
+        "",
+        "",
+        free_port(),
+        free_port(),
+    );
+    let sim = setup.sim().await;
+    let started1_ms = now_ms();
+    let mut bin1 = setup.run("run1");
+    // Three polls or so, far less than the 10 s timeout.
+    setup
+        .wait_status(Duration::from_secs(5), |v| {
+            outbox_points(v) >= 3 * READING_POINTS
+        })
+        .await;
+    let seen_ms = now_ms();
+    assert!(
+        seen_ms - started1_ms < 6000,
+        "readings reached the outbox only {} ms after the start",
+        seen_ms - started1_ms
+    );
+    bin1.signal("KILL");
+    wait_exit(&mut bin1, Duration::from_secs(5), "pqwatch after SIGKILL");
+    let held = outbox_readings(&setup.state_dir);
+    let first_held = first_common(&held);
+    assert!(
+        first_held <= started1_ms + 2000,
+        "the first seconds are in the outbox: first {first_held}, start {started1_ms}"
+    );
+    drop(stall);
+
+    let vm = tokio::task::spawn_blocking(move || VictoriaMetrics::start_on_port(port)).await??;
+    let started2_ms = now_ms();
+    let mut bin2 = setup.run("run2");
+    setup
+        .wait_status(Duration::from_secs(15), |v| outbox_batches(v) == 0)
+        .await;
+    vm_wait_covering(
+        &vm,
+        &[settled_instant(started2_ms)],
+        Duration::from_secs(10),
+        &bin2,
+    )
+    .await;
+    let (_, stderr2) = terminate(&mut bin2, "pqwatch run 2");
+    sim.stop().await;
+    let all = from_vm(&vm.export(MATCH).await?);
+    assert_eq!(
+        before(&all, started2_ms),
+        held,
+        "run 1's readings in VictoriaMetrics (left) vs in the outbox after the kill (right)\n--- run 2 stderr ---\n{stderr2}"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // 4. Signals
 // ---------------------------------------------------------------------------

@@ -580,14 +580,21 @@ impl Sink {
             crate::config::Api::V1 { .. } => line::Dialect::V1,
             crate::config::Api::V2 { .. } => line::Dialect::V2,
         };
-        if let Some(r) = self.writer.probe().await {
-            match r {
-                Ok(()) => info!(url = %self.cfg.url, "InfluxDB is ready"),
-                Err(e) => {
-                    warn!(url = %self.cfg.url, error = %e, "InfluxDB readiness probe failed; writing anyway (the outbox holds data until it accepts)")
+        // The readiness probe runs beside the sink, never in front of it: a
+        // server that accepts and never answers must not keep readings out
+        // of the outbox for the probe's timeout.
+        let probe = {
+            let (w, url) = (self.writer.clone(), self.cfg.url.clone());
+            tokio::spawn(async move {
+                match w.probe().await {
+                    Some(Ok(())) => info!(url = %url, "InfluxDB is ready"),
+                    Some(Err(e)) => {
+                        warn!(url = %url, error = %e, "InfluxDB readiness probe failed; writing anyway (the outbox holds data until it accepts)")
+                    }
+                    None => {}
                 }
-            }
-        }
+            })
+        };
         let mut q = Queue {
             outbox: self.outbox.take(),
             mem: VecDeque::new(),
@@ -719,6 +726,7 @@ impl Sink {
             }
         }
 
+        probe.abort();
         // Exit: whatever is not delivered stays in the outbox.
         let (kept_mem, lost) = q.persist_memory();
         if lost > 0 {
