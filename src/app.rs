@@ -132,7 +132,7 @@ pub async fn run_with_reload(
             let mut sink = Sink::new(influx.clone(), metrics.clone(), Some(outbox))
                 .map_err(|e| anyhow::anyhow!("InfluxDB writer: {e}"))?;
             sink.grace = opts.grace;
-            info!(url = %influx.url, api = api_name(&influx.api), "writing readings to InfluxDB");
+            info!(url = %crate::secret::redact_url(&influx.url), api = api_name(&influx.api), "writing readings to InfluxDB");
             tokio::spawn(sink.run(sink_rx))
         }
         None => {

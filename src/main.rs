@@ -421,7 +421,7 @@ fn print_plan(path: &Path, cfg: &Config) {
     match &cfg.influx {
         Some(i) => out!(
             "influxdb: {} (api {})",
-            i.url,
+            pqwatch::secret::redact_url(&i.url),
             match i.api {
                 config::Api::V2 { .. } => "v2",
                 config::Api::V1 { .. } => "v1",

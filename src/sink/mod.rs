@@ -584,7 +584,10 @@ impl Sink {
         // server that accepts and never answers must not keep readings out
         // of the outbox for the probe's timeout.
         let probe = {
-            let (w, url) = (self.writer.clone(), self.cfg.url.clone());
+            let (w, url) = (
+                self.writer.clone(),
+                crate::secret::redact_url(&self.cfg.url),
+            );
             tokio::spawn(async move {
                 match w.probe().await {
                     Some(Ok(())) => info!(url = %url, "InfluxDB is ready"),
