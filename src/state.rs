@@ -9,7 +9,9 @@
 //! refuses, with a clear error and without writing anything, a file that is
 //! not SQLite, an SQLite file of another application, or a schema newer
 //! than this binary knows. Migrations run in one transaction each, from the
-//! file's version up to [`SCHEMA_VERSION`].
+//! file's version up to [`SCHEMA_VERSION`]; every read-write open then
+//! checkpoints the WAL into the main file, so the schema (and what a
+//! crashed run committed) never lives in the `-wal` file alone.
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -280,7 +282,30 @@ impl StateDb {
             )
             .map_err(|e| db.err(e))?;
         db.migrate()?;
+        db.checkpoint();
         Ok(db)
+    }
+
+    /// Copy the WAL into the main file and empty it: after migrations the
+    /// schema, and after a crash the rows the previous run committed, are
+    /// then in `pqwatch.db` itself, so the main file alone is complete (a
+    /// lost or deleted `-wal` file, a backup that copies only the main
+    /// file). Busy readers only make it partial; that is not an error.
+    fn checkpoint(&self) {
+        let r = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        match r {
+            Ok(0) => {}
+            Ok(_) => {
+                tracing::debug!(path = %self.path.display(), "WAL checkpoint incomplete (busy)")
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "WAL checkpoint failed")
+            }
+        }
     }
 
     /// Open an existing state database read-only (`pqwatch status`).

@@ -806,6 +806,101 @@ async fn a_stalling_influxdb_does_not_keep_readings_out_of_the_outbox() -> anyho
     Ok(())
 }
 
+/// Waits until `bin`'s stderr says polling started (the state database is
+/// open, migrated and checkpointed by then).
+async fn wait_started(bin: &Running) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !bin.stderr().contains("polling started") {
+        assert!(
+            Instant::now() < deadline,
+            "pqwatch did not start:\n{}",
+            bin.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The main database file alone is complete: run 1 (a fresh state
+/// directory, InfluxDB down) fills the outbox and is killed; run 2 is
+/// killed right after start-up; the `-wal` file is deleted. The schema is
+/// intact (not a silently fresh database) and run 1's outbox rows are all
+/// there, and run 3 starts on them without migrating anything. Regression
+/// test: migrations and replayed rows stayed in the WAL until 1,000 pages
+/// had gathered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_file_alone_holds_the_schema_and_earlier_rows() -> anyhow::Result<()> {
+    let setup = Setup::new(
+        &v2(&format!("http://127.0.0.1:{}", free_port())),
+        "",
+        "",
+        free_port(),
+        free_port(),
+    );
+    let sim = setup.sim().await;
+    let mut bin1 = setup.run("run1");
+    setup
+        .wait_status(Duration::from_secs(10), |v| outbox_batches(v) >= 3)
+        .await;
+    bin1.signal("KILL");
+    wait_exit(&mut bin1, Duration::from_secs(5), "run 1 after SIGKILL");
+    let held1 = outbox_readings(&setup.state_dir);
+
+    let mut bin2 = setup.run("run2");
+    wait_started(&bin2).await;
+    bin2.signal("KILL");
+    wait_exit(&mut bin2, Duration::from_secs(5), "run 2 after SIGKILL");
+    let db = setup.state_dir.join("pqwatch.db");
+    for ext in ["-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{ext}", db.display()));
+        if p.exists() {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    {
+        let c =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        assert_eq!(
+            version,
+            pqwatch::state::SCHEMA_VERSION,
+            "the schema version is in the main file"
+        );
+    }
+    let now = outbox_readings(&setup.state_dir);
+    for (key, ts) in &held1 {
+        let have = now.get(key).cloned().unwrap_or_default();
+        let missing: Vec<i64> = ts
+            .iter()
+            .copied()
+            .filter(|t| have.binary_search(t).is_err())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{key:?}: run 1's rows lost with the WAL: {missing:?}"
+        );
+    }
+
+    let mut bin3 = setup.run("run3");
+    wait_started(&bin3).await;
+    let status = setup.status().map_err(anyhow::Error::msg)?;
+    let (_, stderr3) = terminate(&mut bin3, "pqwatch run 3");
+    sim.stop().await;
+    assert!(
+        !stderr3.contains("state database migrated"),
+        "run 3 found a fresh database:\n{stderr3}"
+    );
+    assert_eq!(
+        status["schema_version"].as_i64(),
+        Some(pqwatch::state::SCHEMA_VERSION),
+        "{status}"
+    );
+    assert!(
+        outbox_points(&status) >= held1.values().map(|t| t.len() as u64).sum::<u64>(),
+        "{status}"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // 4. Signals
 // ---------------------------------------------------------------------------
