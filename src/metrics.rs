@@ -103,6 +103,9 @@ pub struct Metrics {
     /// 401/403/404); 0 once a batch is acknowledged.
     pub influx_failures: AtomicU64,
     influx_last_error: Mutex<String>,
+    /// Why InfluxDB refuses our writes (401/403/404: a setting is wrong),
+    /// "" while it does not; cleared by an acknowledged batch.
+    influx_refused: Mutex<String>,
     /// Heartbeat of the sink task: set on every turn of its loop (at least
     /// once a second), Unix ms.
     pub sink_heartbeat_ms: AtomicU64,
@@ -278,6 +281,18 @@ impl Metrics {
     pub fn influx_ok(&self, now_ms: i64) {
         Self::set(&self.influx_last_ok_ms, now_ms.max(0) as u64);
         Self::set(&self.influx_failures, 0);
+        self.influx_refused.lock().expect("refused lock").clear();
+    }
+
+    /// InfluxDB refused a write for a reason an operator must fix
+    /// (`reason` names the status and the setting).
+    pub fn influx_refused(&self, reason: String) {
+        *self.influx_refused.lock().expect("refused lock") = reason;
+    }
+
+    /// Why InfluxDB refuses our writes; "" when it does not.
+    pub fn influx_refused_reason(&self) -> String {
+        self.influx_refused.lock().expect("refused lock").clone()
     }
 
     /// A send failed at `now_ms`; `consecutive` is the sink's count of

@@ -62,6 +62,16 @@ use tokio::time::{Instant, sleep_until};
 
 /// The longest the sink loop sleeps: its heartbeat's period.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Failed sends are logged at the first failure of a streak, then at most
+/// once per this period (every failure is counted in the metrics).
+pub const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether to log this failure: the first of a streak, or the first after
+/// [`FAILURE_LOG_EVERY`] since the last one logged.
+fn log_failure_now(failures: u32, last_logged: Option<Instant>, now: Instant) -> bool {
+    failures == 1 || last_logged.is_none_or(|t| now.duration_since(t) >= FAILURE_LOG_EVERY)
+}
 use tracing::{error, info, warn};
 pub use writer::{Class, WriteError, Writer};
 
@@ -627,6 +637,7 @@ impl Sink {
         let mut current_points = 0usize;
         let mut inflight: Option<(Taken, Send)> = None;
         let mut failures = 0u32;
+        let mut logged_at: Option<Instant> = None;
         let mut retry_at: Option<Instant> = None;
         let mut flush_at = Instant::now() + self.cfg.flush_interval;
         let mut input_open = true;
@@ -722,7 +733,7 @@ impl Sink {
                 },
                 res = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
                     let (t, _) = inflight.take().expect("guarded");
-                    self.handle_result(&mut q, &t, res, &mut failures, &mut retry_at);
+                    self.handle_result(&mut q, &t, res, &mut failures, &mut retry_at, &mut logged_at);
                     q.publish_depth();
                 },
                 _ = sleep_until(wake) => {}
@@ -757,6 +768,7 @@ impl Sink {
         res: Result<(), WriteError>,
         failures: &mut u32,
         retry_at: &mut Option<Instant>,
+        logged_at: &mut Option<Instant>,
     ) {
         let m = &self.metrics;
         let e = match res {
@@ -806,10 +818,18 @@ impl Sink {
                 Metrics::inc(&m.batches_retried);
                 Metrics::add(&m.points_retried, t.points as u64);
                 let wait = backoff(*failures, e.retry_after(), class);
-                *retry_at = Some(Instant::now() + wait);
-                // The first failure and then every 10th: an outage is
-                // visible without flooding the journal.
-                if *failures == 1 || failures.is_multiple_of(10) {
+                let now = Instant::now();
+                *retry_at = Some(now + wait);
+                if class == Class::Misconfigured {
+                    m.influx_refused(format!(
+                        "InfluxDB refuses our writes ({e}); {}",
+                        e.hint().unwrap_or("check the [influxdb] settings")
+                    ));
+                }
+                // The first failure, then once a minute: an outage or a
+                // wrong setting is visible without flooding the journal.
+                if log_failure_now(*failures, *logged_at, now) {
+                    *logged_at = Some(now);
                     let retry_in_ms = wait.as_millis() as u64;
                     let queued = q.batches();
                     if class == Class::Misconfigured {
@@ -856,6 +876,15 @@ pub async fn run_discard(rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_logged_first_then_once_a_minute() {
+        let t0 = Instant::now();
+        assert!(log_failure_now(1, Some(t0), t0), "first of a streak");
+        assert!(!log_failure_now(2, Some(t0), t0 + Duration::from_secs(30)));
+        assert!(log_failure_now(3, Some(t0), t0 + FAILURE_LOG_EVERY));
+        assert!(log_failure_now(5, None, t0));
+    }
 
     #[test]
     fn backoff_is_capped_and_honours_retry_after() {
