@@ -117,6 +117,7 @@ pub async fn run_with_reload(
     // The state database first: if it cannot be opened (a foreign or
     // corrupt file, no permission), nothing starts and nothing is polled.
     let state = crate::state::StateDb::open(&cfg.daemon.state_dir)?;
+    _lock.keep();
     info!(path = %state.path.display(), "state database open");
     crate::metrics::process_start_ms();
     // Bound before any task starts: an address in use stops the start with

@@ -181,6 +181,28 @@ pub enum LockError {
 pub struct DirLock {
     _file: std::fs::File,
     pub path: PathBuf,
+    /// The lock file did not exist before: removed again on drop unless
+    /// [`DirLock::keep`] was called, so a start refused on a foreign state
+    /// file leaves the directory as it found it.
+    created: bool,
+    kept: std::sync::atomic::AtomicBool,
+}
+
+impl DirLock {
+    /// The daemon started on this directory (its state database opened):
+    /// the lock file stays after exit.
+    pub fn keep(&self) {
+        self.kept.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Removed while still locked (the descriptor closes after this).
+        if self.created && !self.kept.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// Take the state directory's lock, creating the directory and the lock
@@ -194,6 +216,7 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, LockError> {
         source,
     };
     std::fs::create_dir_all(dir).map_err(io)?;
+    let created = !path.exists();
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -220,7 +243,12 @@ pub fn lock_dir(dir: &Path) -> Result<DirLock, LockError> {
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
     writeln!(file, "{}", std::process::id()).map_err(io)?;
-    Ok(DirLock { _file: file, path })
+    Ok(DirLock {
+        _file: file,
+        path,
+        created,
+        kept: std::sync::atomic::AtomicBool::new(false),
+    })
 }
 
 /// Maps an SQLite error to a [`StateError`] naming the file, for code that
@@ -485,7 +513,15 @@ mod tests {
             "{e}"
         );
         drop(held);
-        lock_dir(dir.path()).expect("free again once dropped");
+        assert!(
+            !dir.path().join(LOCK_FILE).exists(),
+            "a lock never kept leaves no file behind"
+        );
+        let again = lock_dir(dir.path()).expect("free again once dropped");
+        again.keep();
+        drop(again);
+        assert!(dir.path().join(LOCK_FILE).exists(), "kept");
+        lock_dir(dir.path()).expect("free again");
     }
 
     #[test]
