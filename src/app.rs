@@ -43,6 +43,9 @@ pub struct Options {
     pub status_every: Duration,
     /// How long the sink may keep delivering after shutdown.
     pub grace: Duration,
+    /// The state directory's lock, when the caller took it already (the
+    /// demo, before its simulator binds); otherwise [`run`] takes it.
+    pub lock: Option<Arc<crate::state::DirLock>>,
 }
 
 impl Default for Options {
@@ -50,6 +53,7 @@ impl Default for Options {
         Options {
             status_every: Duration::from_secs(60),
             grace: Duration::from_secs(10),
+            lock: None,
         }
     }
 }
@@ -84,6 +88,12 @@ pub async fn run_with_reload(
     handles: Handles,
     mut reloads: mpsc::Receiver<Config>,
 ) -> anyhow::Result<()> {
+    // One daemon per state directory, before anything else: a second one
+    // would share the outbox.
+    let _lock = match opts.lock.clone() {
+        Some(l) => l,
+        None => Arc::new(crate::state::lock_dir(&cfg.daemon.state_dir)?),
+    };
     let metrics = handles.metrics.clone();
     // Under [cluster], this instance polls, judges and reports only the
     // customers its shard owns.
@@ -107,6 +117,7 @@ pub async fn run_with_reload(
     // The state database first: if it cannot be opened (a foreign or
     // corrupt file, no permission), nothing starts and nothing is polled.
     let state = crate::state::StateDb::open(&cfg.daemon.state_dir)?;
+    _lock.keep();
     info!(path = %state.path.display(), "state database open");
     crate::metrics::process_start_ms();
     // Bound before any task starts: an address in use stops the start with
@@ -122,7 +133,7 @@ pub async fn run_with_reload(
             let mut sink = Sink::new(influx.clone(), metrics.clone(), Some(outbox))
                 .map_err(|e| anyhow::anyhow!("InfluxDB writer: {e}"))?;
             sink.grace = opts.grace;
-            info!(url = %influx.url, api = api_name(&influx.api), "writing readings to InfluxDB");
+            info!(url = %crate::secret::redact_url(&influx.url), api = api_name(&influx.api), "writing readings to InfluxDB");
             tokio::spawn(sink.run(sink_rx))
         }
         None => {

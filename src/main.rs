@@ -241,10 +241,13 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Run { config } => {
             let cfg = config::load(&config)?;
+            // Before anything else: one daemon per state directory.
+            let lock = std::sync::Arc::new(pqwatch::state::lock_dir(&cfg.daemon.state_dir)?);
             let shutdown = CancellationToken::new();
             spawn_signal_handler(shutdown.clone());
             let opts = pqwatch::app::Options {
                 grace: cfg.daemon.shutdown_grace,
+                lock: Some(lock),
                 ..Default::default()
             };
             let reloads = spawn_reload_handler(config.clone());
@@ -418,7 +421,7 @@ fn print_plan(path: &Path, cfg: &Config) {
     match &cfg.influx {
         Some(i) => out!(
             "influxdb: {} (api {})",
-            i.url,
+            pqwatch::secret::redact_url(&i.url),
             match i.api {
                 config::Api::V2 { .. } => "v2",
                 config::Api::V1 { .. } => "v1",
@@ -850,7 +853,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
             "dead letters    {dead_batches} batches, {dead_points} points (rejected by InfluxDB as invalid)"
         );
         out!(
-            "dropped         {dropped} points (outbox full), since the state database was created"
+            "dropped         {dropped} points (outbox bound, or memory bound while the disk was full), since the state database was created"
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -915,6 +918,8 @@ async fn demo(
         Some(p) => config::load(p)?,
         None => config::from_str_with_env(DEMO_CONFIG, Path::new("."))?,
     };
+    // Before the simulator binds its ports: one daemon per state directory.
+    let lock = std::sync::Arc::new(pqwatch::state::lock_dir(&cfg.daemon.state_dir)?);
     let scenario = match &scenario {
         Some(p) => load_scenario(p)?,
         None => pqwatch::sim::scenario::Scenario::parse(DEMO_SCENARIO)
@@ -951,6 +956,7 @@ async fn demo(
     let show = tokio::spawn(show_latest(handles.clone(), shutdown.clone()));
     let opts = pqwatch::app::Options {
         status_every: Duration::from_secs(30),
+        lock: Some(lock),
         ..Default::default()
     };
     pqwatch::app::run(cfg, shutdown, opts, handles).await?;

@@ -63,6 +63,11 @@ pub struct Metrics {
     pub outbox_points: AtomicU64,
     pub outbox_bytes: AtomicU64,
     pub outbox_oldest_ms: AtomicU64,
+    /// Outbox writes (insert, delete, counter) that failed: disk full, I/O.
+    pub outbox_write_errors: AtomicU64,
+    /// Gauge: since when (Unix ms) outbox writes fail; 0 while they work.
+    pub outbox_unwritable_since_ms: AtomicU64,
+    outbox_last_error: Mutex<String>,
     pub events_opened: AtomicU64,
     pub events_closed: AtomicU64,
     /// Points generated with no database configured.
@@ -98,6 +103,9 @@ pub struct Metrics {
     /// 401/403/404); 0 once a batch is acknowledged.
     pub influx_failures: AtomicU64,
     influx_last_error: Mutex<String>,
+    /// Why InfluxDB refuses our writes (401/403/404: a setting is wrong),
+    /// "" while it does not; cleared by an acknowledged batch.
+    influx_refused: Mutex<String>,
     /// Heartbeat of the sink task: set on every turn of its loop (at least
     /// once a second), Unix ms.
     pub sink_heartbeat_ms: AtomicU64,
@@ -273,6 +281,18 @@ impl Metrics {
     pub fn influx_ok(&self, now_ms: i64) {
         Self::set(&self.influx_last_ok_ms, now_ms.max(0) as u64);
         Self::set(&self.influx_failures, 0);
+        self.influx_refused.lock().expect("refused lock").clear();
+    }
+
+    /// InfluxDB refused a write for a reason an operator must fix
+    /// (`reason` names the status and the setting).
+    pub fn influx_refused(&self, reason: String) {
+        *self.influx_refused.lock().expect("refused lock") = reason;
+    }
+
+    /// Why InfluxDB refuses our writes; "" when it does not.
+    pub fn influx_refused_reason(&self) -> String {
+        self.influx_refused.lock().expect("refused lock").clone()
     }
 
     /// A send failed at `now_ms`; `consecutive` is the sink's count of
@@ -293,6 +313,37 @@ impl Metrics {
             }
             e.truncate(cut);
             e.push('…');
+        }
+    }
+
+    /// An outbox write failed at `now_ms`. The streak's start is kept.
+    pub fn outbox_unwritable(&self, now_ms: i64, error: &dyn std::fmt::Display) {
+        let _ = self.outbox_unwritable_since_ms.compare_exchange(
+            0,
+            now_ms.max(1) as u64,
+            Relaxed,
+            Relaxed,
+        );
+        let mut e = self.outbox_last_error.lock().expect("outbox error lock");
+        e.clear();
+        use std::fmt::Write as _;
+        let _ = write!(e, "{error}");
+    }
+
+    /// Outbox writes work (again).
+    pub fn outbox_writable(&self) {
+        Self::set(&self.outbox_unwritable_since_ms, 0);
+    }
+
+    /// Why the outbox cannot be written ("" when it can).
+    pub fn outbox_last_error(&self) -> String {
+        match Self::get(&self.outbox_unwritable_since_ms) {
+            0 => String::new(),
+            _ => self
+                .outbox_last_error
+                .lock()
+                .expect("outbox error lock")
+                .clone(),
         }
     }
 

@@ -9,7 +9,9 @@
 //! refuses, with a clear error and without writing anything, a file that is
 //! not SQLite, an SQLite file of another application, or a schema newer
 //! than this binary knows. Migrations run in one transaction each, from the
-//! file's version up to [`SCHEMA_VERSION`].
+//! file's version up to [`SCHEMA_VERSION`]; every read-write open then
+//! checkpoints the WAL into the main file, so the schema (and what a
+//! crashed run committed) never lives in the `-wal` file alone.
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -152,6 +154,103 @@ pub enum StateError {
     },
 }
 
+/// The lock file in the state directory: held (`flock`, exclusive) by the
+/// daemon for its whole life, with its pid in it.
+pub const LOCK_FILE: &str = "pqwatch.lock";
+
+/// Why the state directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "state directory {dir} is in use by another pqwatch (pid {pid}); stop that one, or give this one its own [daemon] state_dir"
+    )]
+    InUse { dir: PathBuf, pid: String },
+    #[error("state directory {dir}: cannot lock {path}: {source}")]
+    Io {
+        dir: PathBuf,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// An exclusive lock on a state directory: one daemon per directory (two
+/// would share one outbox and send, delete and count each other's batches).
+/// Released when dropped or when the process ends, however it ends.
+/// Read-only commands (`status`, `events`, a report preview) do not take it.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+    pub path: PathBuf,
+    /// The lock file did not exist before: removed again on drop unless
+    /// [`DirLock::keep`] was called, so a start refused on a foreign state
+    /// file leaves the directory as it found it.
+    created: bool,
+    kept: std::sync::atomic::AtomicBool,
+}
+
+impl DirLock {
+    /// The daemon started on this directory (its state database opened):
+    /// the lock file stays after exit.
+    pub fn keep(&self) {
+        self.kept.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Removed while still locked (the descriptor closes after this).
+        if self.created && !self.kept.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Take the state directory's lock, creating the directory and the lock
+/// file if needed, and write our pid into it.
+pub fn lock_dir(dir: &Path) -> Result<DirLock, LockError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let path = dir.join(LOCK_FILE);
+    let io = |source| LockError::Io {
+        dir: dir.to_path_buf(),
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let created = !path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = match pid.trim() {
+                "" => "unknown".to_string(),
+                p => p.to_string(),
+            };
+            return Err(LockError::InUse {
+                dir: dir.to_path_buf(),
+                pid,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    writeln!(file, "{}", std::process::id()).map_err(io)?;
+    Ok(DirLock {
+        _file: file,
+        path,
+        created,
+        kept: std::sync::atomic::AtomicBool::new(false),
+    })
+}
+
 /// Maps an SQLite error to a [`StateError`] naming the file, for code that
 /// holds the connection mutably (a transaction) and so cannot call
 /// [`StateDb::err`].
@@ -211,7 +310,30 @@ impl StateDb {
             )
             .map_err(|e| db.err(e))?;
         db.migrate()?;
+        db.checkpoint();
         Ok(db)
+    }
+
+    /// Copy the WAL into the main file and empty it: after migrations the
+    /// schema, and after a crash the rows the previous run committed, are
+    /// then in `pqwatch.db` itself, so the main file alone is complete (a
+    /// lost or deleted `-wal` file, a backup that copies only the main
+    /// file). Busy readers only make it partial; that is not an error.
+    fn checkpoint(&self) {
+        let r = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        match r {
+            Ok(0) => {}
+            Ok(_) => {
+                tracing::debug!(path = %self.path.display(), "WAL checkpoint incomplete (busy)")
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "WAL checkpoint failed")
+            }
+        }
     }
 
     /// Open an existing state database read-only (`pqwatch status`).
@@ -374,6 +496,32 @@ mod tests {
         let e = StateDb::open(dir.path()).unwrap_err();
         assert!(e.to_string().contains("another application"), "{e}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn one_lock_per_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_dir(dir.path()).unwrap();
+        let pid = std::fs::read_to_string(&held.path).unwrap();
+        assert_eq!(pid.trim(), std::process::id().to_string());
+        let e = lock_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!(
+                "is in use by another pqwatch (pid {})",
+                std::process::id()
+            )),
+            "{e}"
+        );
+        drop(held);
+        assert!(
+            !dir.path().join(LOCK_FILE).exists(),
+            "a lock never kept leaves no file behind"
+        );
+        let again = lock_dir(dir.path()).expect("free again once dropped");
+        again.keep();
+        drop(again);
+        assert!(dir.path().join(LOCK_FILE).exists(), "kept");
+        lock_dir(dir.path()).expect("free again");
     }
 
     #[test]

@@ -698,6 +698,209 @@ async fn kill_9_loses_nothing_flushed() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A TCP server that accepts every connection and never answers: an
+/// InfluxDB hung in its storage layer. The sockets stay open until drop.
+struct Stalling {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stalling {
+    fn start() -> Stalling {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((sock, _)) => held.push(sock),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Stalling {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Stalling {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// InfluxDB (v2, whose readiness probe runs at start) accepts connections
+/// and never answers, with the default 10 s timeout. Readings must reach
+/// the outbox from the first polls, not only once the probe timed out:
+/// the outbox holds rows well before 10 s, a `kill -9` keeps them, and a
+/// restart against a real VictoriaMetrics on that port delivers the
+/// readings of the first seconds. Regression test: the sink awaited its
+/// probe before it took a reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalling_influxdb_does_not_keep_readings_out_of_the_outbox() -> anyhow::Result<()> {
+    let stall = Stalling::start();
+    let port = stall.port;
+    let setup = Setup::new(
+        &v2(&format!("http://127.0.0.1:{port}")),
+        "",
+        "",
+        free_port(),
+        free_port(),
+    );
+    let sim = setup.sim().await;
+    let started1_ms = now_ms();
+    let mut bin1 = setup.run("run1");
+    // Three polls or so, far less than the 10 s timeout.
+    setup
+        .wait_status(Duration::from_secs(5), |v| {
+            outbox_points(v) >= 3 * READING_POINTS
+        })
+        .await;
+    let seen_ms = now_ms();
+    assert!(
+        seen_ms - started1_ms < 6000,
+        "readings reached the outbox only {} ms after the start",
+        seen_ms - started1_ms
+    );
+    bin1.signal("KILL");
+    wait_exit(&mut bin1, Duration::from_secs(5), "pqwatch after SIGKILL");
+    let held = outbox_readings(&setup.state_dir);
+    let first_held = first_common(&held);
+    assert!(
+        first_held <= started1_ms + 2000,
+        "the first seconds are in the outbox: first {first_held}, start {started1_ms}"
+    );
+    drop(stall);
+
+    let vm = tokio::task::spawn_blocking(move || VictoriaMetrics::start_on_port(port)).await??;
+    let started2_ms = now_ms();
+    let mut bin2 = setup.run("run2");
+    setup
+        .wait_status(Duration::from_secs(15), |v| outbox_batches(v) == 0)
+        .await;
+    vm_wait_covering(
+        &vm,
+        &[settled_instant(started2_ms)],
+        Duration::from_secs(10),
+        &bin2,
+    )
+    .await;
+    let (_, stderr2) = terminate(&mut bin2, "pqwatch run 2");
+    sim.stop().await;
+    let all = from_vm(&vm.export(MATCH).await?);
+    assert_eq!(
+        before(&all, started2_ms),
+        held,
+        "run 1's readings in VictoriaMetrics (left) vs in the outbox after the kill (right)\n--- run 2 stderr ---\n{stderr2}"
+    );
+    Ok(())
+}
+
+/// Waits until `bin`'s stderr says polling started (the state database is
+/// open, migrated and checkpointed by then).
+async fn wait_started(bin: &Running) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !bin.stderr().contains("polling started") {
+        assert!(
+            Instant::now() < deadline,
+            "pqwatch did not start:\n{}",
+            bin.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The main database file alone is complete: run 1 (a fresh state
+/// directory, InfluxDB down) fills the outbox and is killed; run 2 is
+/// killed right after start-up; the `-wal` file is deleted. The schema is
+/// intact (not a silently fresh database) and run 1's outbox rows are all
+/// there, and run 3 starts on them without migrating anything. Regression
+/// test: migrations and replayed rows stayed in the WAL until 1,000 pages
+/// had gathered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_main_file_alone_holds_the_schema_and_earlier_rows() -> anyhow::Result<()> {
+    let setup = Setup::new(
+        &v2(&format!("http://127.0.0.1:{}", free_port())),
+        "",
+        "",
+        free_port(),
+        free_port(),
+    );
+    let sim = setup.sim().await;
+    let mut bin1 = setup.run("run1");
+    setup
+        .wait_status(Duration::from_secs(10), |v| outbox_batches(v) >= 3)
+        .await;
+    bin1.signal("KILL");
+    wait_exit(&mut bin1, Duration::from_secs(5), "run 1 after SIGKILL");
+    let held1 = outbox_readings(&setup.state_dir);
+
+    let mut bin2 = setup.run("run2");
+    wait_started(&bin2).await;
+    bin2.signal("KILL");
+    wait_exit(&mut bin2, Duration::from_secs(5), "run 2 after SIGKILL");
+    let db = setup.state_dir.join("pqwatch.db");
+    for ext in ["-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{ext}", db.display()));
+        if p.exists() {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    {
+        let c =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        assert_eq!(
+            version,
+            pqwatch::state::SCHEMA_VERSION,
+            "the schema version is in the main file"
+        );
+    }
+    let now = outbox_readings(&setup.state_dir);
+    for (key, ts) in &held1 {
+        let have = now.get(key).cloned().unwrap_or_default();
+        let missing: Vec<i64> = ts
+            .iter()
+            .copied()
+            .filter(|t| have.binary_search(t).is_err())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{key:?}: run 1's rows lost with the WAL: {missing:?}"
+        );
+    }
+
+    let mut bin3 = setup.run("run3");
+    wait_started(&bin3).await;
+    let status = setup.status().map_err(anyhow::Error::msg)?;
+    let (_, stderr3) = terminate(&mut bin3, "pqwatch run 3");
+    sim.stop().await;
+    assert!(
+        !stderr3.contains("state database migrated"),
+        "run 3 found a fresh database:\n{stderr3}"
+    );
+    assert_eq!(
+        status["schema_version"].as_i64(),
+        Some(pqwatch::state::SCHEMA_VERSION),
+        "{status}"
+    );
+    assert!(
+        outbox_points(&status) >= held1.values().map(|t| t.len() as u64).sum::<u64>(),
+        "{status}"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // 4. Signals
 // ---------------------------------------------------------------------------

@@ -462,3 +462,85 @@ fn a_world_readable_config_with_a_secret_is_warned_about() {
     let o = cmd_output(&["check", "-c", path]);
     assert!(!o.stderr.contains("WARN"), "{o}");
 }
+
+/// Credentials written into `influxdb.url` (`http://admin:pw@…`) are
+/// refused by `check` and `run` alike (exit 78, pointing to the settings
+/// that hold credentials), and the password shows nowhere: not in the
+/// message, not in the plan, not in a log. Also through the environment.
+#[test]
+fn credentials_in_the_influxdb_url_are_refused_and_never_printed() {
+    const PW: &str = "Leak-Url-Pw-3Tg5Yv";
+    let dir = tempfile::Builder::new()
+        .prefix("pqwatch-url-")
+        .tempdir()
+        .unwrap();
+    let port = free_port();
+    let body = |url: &str| {
+        format!(
+            r#"
+[daemon]
+profile_dir = "/nonexistent"
+state_dir = "{state}"
+
+[influxdb]
+url = "{url}"
+api = "v1"
+database = "pq"
+
+[[customers]]
+id = "C1"
+
+[[meters]]
+id = "M1"
+customer = "C1"
+address = "127.0.0.1:{gw}"
+unit = 1
+profile = "eastron-sdm630"
+nominal_voltage = 400
+"#,
+            state = dir.path().join("state").display(),
+            gw = free_port(),
+        )
+    };
+    for (name, url) in [
+        ("short", format!("http://admin:pw@127.0.0.1:{port}")),
+        ("long", format!("http://admin:{PW}@127.0.0.1:{port}/")),
+        ("unparsable", format!("http://admin:{PW}@127.0.0.1:{port}x")),
+    ] {
+        let path = write_file(dir.path(), &format!("{name}.toml"), &body(&url)).unwrap();
+        let path = path.to_str().unwrap();
+        for args in [vec!["check", "-c", path], vec!["run", "-c", path]] {
+            let out = run_to_end(pqwatch_cmd(&args), DEADLINE);
+            let all = format!("{}{}", out.stdout, out.stderr);
+            assert_eq!(out.code, Some(78), "{name} {args:?}: {out}");
+            assert!(all.contains("influxdb.url"), "{name} {args:?}: {out}");
+            for leak in [":pw@", "admin:pw", PW] {
+                assert!(!all.contains(leak), "{name} {args:?} shows {leak:?}: {out}");
+            }
+            if name != "unparsable" {
+                assert!(
+                    all.contains("carries credentials") && all.contains("password_file"),
+                    "{name} {args:?} says what to do instead: {out}"
+                );
+            }
+        }
+    }
+    // The same URL from the environment.
+    let path = write_file(
+        dir.path(),
+        "env.toml",
+        &body(&format!("http://127.0.0.1:{port}")),
+    )
+    .unwrap();
+    let mut cmd = pqwatch_cmd(&["run", "-c", path.to_str().unwrap()]);
+    cmd.env(
+        "PQWATCH__INFLUXDB__URL",
+        format!("http://admin:{PW}@127.0.0.1:{port}"),
+    );
+    let out = run_to_end(cmd, DEADLINE);
+    assert_eq!(out.code, Some(78), "{out}");
+    assert!(
+        !format!("{}{}", out.stdout, out.stderr).contains(PW),
+        "{out}"
+    );
+}

@@ -893,13 +893,25 @@ fn influx(p: &mut Problems) -> Option<Influx> {
         }
         Some(u) => {
             let u = u.trim_end_matches('/').to_string();
-            if !(u.starts_with("http://") || u.starts_with("https://"))
-                || reqwest::Url::parse(&u).is_err()
-            {
-                p.push(
+            // Never echo credentials written into the URL.
+            let shown = crate::secret::redact_url(&u);
+            match reqwest::Url::parse(&u) {
+                Ok(url)
+                    if (u.starts_with("http://") || u.starts_with("https://"))
+                        && (!url.username().is_empty() || url.password().is_some()) =>
+                {
+                    p.push(
+                        "influxdb.url",
+                        format!(
+                            "\"{shown}\" carries credentials: they would be printed with the URL; remove them and set influxdb.token / token_file (api = \"v2\") or influxdb.username with password / password_file (api = \"v1\")"
+                        ),
+                    );
+                }
+                Ok(_) if u.starts_with("http://") || u.starts_with("https://") => {}
+                _ => p.push(
                     "influxdb.url",
-                    format!("\"{u}\" is not an http:// or https:// URL"),
-                );
+                    format!("\"{shown}\" is not an http:// or https:// URL"),
+                ),
             }
             u
         }

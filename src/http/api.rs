@@ -48,6 +48,8 @@ pub struct Writes {
     pub last_error_ms: u64,
     pub last_error: String,
     pub failures: u64,
+    /// Why InfluxDB refuses our writes (401/403/404), "" when it does not.
+    pub refused: String,
     pub now_ms: i64,
 }
 
@@ -60,6 +62,7 @@ impl Writes {
             last_error_ms: Metrics::get(&m.influx_last_error_ms),
             last_error: m.influx_last_error(),
             failures: Metrics::get(&m.influx_failures),
+            refused: m.influx_refused_reason(),
             now_ms,
         }
     }
@@ -67,8 +70,10 @@ impl Writes {
 
 /// InfluxDB reachable (no failed send since the last acknowledged one) or
 /// the outbox below its bound: while the outbox has room nothing is lost,
-/// so an outage alone does not make the daemon unready. Not configured:
-/// passes, saying so.
+/// so an outage alone does not make the daemon unready. A server that
+/// refuses our writes (401/403/404) does: that lasts until an operator
+/// fixes a setting, so the detail gives the reason. Not configured: passes,
+/// saying so.
 pub fn influx_check(w: &Writes) -> (bool, Value) {
     let Some(max) = w.max_outbox_bytes else {
         return (true, json!({ "ok": true, "status": "not configured" }));
@@ -77,8 +82,10 @@ pub fn influx_check(w: &Writes) -> (bool, Value) {
         |ms: u64| (ms > 0).then(|| (w.now_ms.max(0) as u64).saturating_sub(ms) as f64 / 1000.0);
     let reachable = w.failures == 0;
     let below = w.outbox_bytes < max;
-    let ok = reachable || below;
+    let refused = w.failures > 0 && !w.refused.is_empty();
+    let ok = !refused && (reachable || below);
     let status = match (reachable, w.last_ok_ms > 0) {
+        _ if refused => "refused",
         (true, true) => "writing",
         (true, false) => "no write yet",
         (false, _) => "failing",
@@ -93,12 +100,36 @@ pub fn influx_check(w: &Writes) -> (bool, Value) {
         "last_success_ms": (w.last_ok_ms > 0).then_some(w.last_ok_ms),
         "last_success_age_s": age(w.last_ok_ms),
     });
+    if refused {
+        d["reason"] = json!(w.refused);
+    }
     if w.last_error_ms > 0 {
         d["last_error"] = json!(w.last_error);
         d["last_error_ms"] = json!(w.last_error_ms);
         d["last_error_age_s"] = json!(age(w.last_error_ms));
     }
     (ok, d)
+}
+
+/// The outbox takes writes. While it does not (disk full), batches are
+/// held in memory and the oldest are dropped beyond the memory bound:
+/// the promise is at risk, so the daemon is not ready.
+pub fn outbox_check(m: &Metrics, now_ms: i64) -> (bool, Value) {
+    match Metrics::get(&m.outbox_unwritable_since_ms) {
+        0 => (true, json!({ "ok": true, "status": "writable" })),
+        since => (
+            false,
+            json!({
+                "ok": false,
+                "status": "not writable: batches are held in memory",
+                "error": m.outbox_last_error(),
+                "since_ms": since,
+                "since_age_s": (now_ms.max(0) as u64).saturating_sub(since) as f64 / 1000.0,
+                "write_errors": Metrics::get(&m.outbox_write_errors),
+                "points_dropped": Metrics::get(&m.points_dropped),
+            }),
+        ),
+    }
 }
 
 /// The state database answers a read-only query (its schema version).
@@ -350,8 +381,20 @@ mod tests {
                 String::new()
             },
             failures,
+            refused: String::new(),
             now_ms: 70_000,
         }
+    }
+
+    #[test]
+    fn a_refusing_server_is_not_ready_whatever_the_outbox() {
+        let mut w = writes(1, 10);
+        w.refused =
+            "InfluxDB refuses our writes (HTTP 401: unauthorized); check influxdb.token".into();
+        let (ok, d) = influx_check(&w);
+        assert!(!ok, "{d}");
+        assert_eq!(d["status"], "refused");
+        assert!(d["reason"].as_str().unwrap().contains("influxdb.token"));
     }
 
     #[test]

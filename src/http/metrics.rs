@@ -347,6 +347,16 @@ pub fn families(m: &Metrics, extra: &Extra) -> Vec<Family> {
             "Age of the oldest waiting batch; 0 when none waits.",
             age,
         ),
+        gauge(
+            "pqwatch_outbox_write_failing",
+            "1 while writes to the outbox fail (disk full, I/O errors): batches are held in memory.",
+            u8::from(Metrics::get(&m.outbox_unwritable_since_ms) > 0) as f64,
+        ),
+        counter(
+            "pqwatch_outbox_write_errors_total",
+            "Writes to the outbox (store, delete, counters) that failed.",
+            &m.outbox_write_errors,
+        ),
     ]);
     if let Some(max) = extra.max_outbox_bytes {
         f.push(gauge(

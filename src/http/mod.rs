@@ -268,6 +268,10 @@ async fn readyz(State(ctx): State<Ctx>) -> Response {
         ("config", (true, json!({ "ok": true, "detail": "loaded" }))),
         ("state_db", state_db),
         ("influxdb", api::influx_check(&writes)),
+        (
+            "outbox",
+            api::outbox_check(&ctx.0.metrics, crate::modbus::gateway::now_ms()),
+        ),
     ]);
     let code = if ready {
         StatusCode::OK

@@ -14,7 +14,11 @@
 //!   transaction ids) and abandons that meter's remaining reads for this
 //!   cycle, so a dead meter costs the others at most one timeout.
 //!   Reconnecting is immediate after a meter failure; after a failed
-//!   connect it backs off (capped, jittered).
+//!   connect it backs off (capped, jittered). A gateway that accepts and
+//!   then resets or closes every connection before answering is a reset
+//!   storm: after three such connections in a row it is logged once and
+//!   reconnects back off the same way. "Connected again" is logged only
+//!   when the gateway answers a request, not when a connect succeeds.
 //! - A Modbus exception is counted and logged; the connection is kept.
 //! - A meter that fails three polls in a row is backed off (polled every
 //!   2ⁿ cycles, up to the reconnect cap) until it answers again.
@@ -83,11 +87,7 @@ pub async fn probe(settings: GatewaySettings, meter: Arc<Meter>) -> Probe {
         meters: Vec::new(),
         metrics: Arc::new(Metrics::default()),
     };
-    let mut conn = Conn {
-        ctx: None,
-        connect_failures: 0,
-        retry_at: None,
-    };
+    let mut conn = Conn::default();
     let stats = GatewayStats::default();
     let mut reads = Vec::new();
     let mut results = Vec::new();
@@ -176,11 +176,29 @@ impl Drop for Running {
     }
 }
 
+/// Connections in a row lost to a transport error before any answer that
+/// make a reset storm: logged once, and reconnects back off from then on.
+const RESET_STORM: u32 = 3;
+
 /// The connection and its reconnect state.
+#[derive(Default)]
 struct Conn {
     ctx: Option<Context>,
+    /// Failed connects since the gateway last answered.
     connect_failures: u32,
+    /// Connections in a row that broke before any answer (the gateway
+    /// accepts, then resets or closes).
+    resets: u32,
+    /// Whether the current connection has answered a request.
+    answered: bool,
     retry_at: Option<Instant>,
+}
+
+impl Conn {
+    /// Whether the gateway counts as failing: only an answer ends that.
+    fn failing(&self) -> bool {
+        self.connect_failures > 0 || self.resets >= RESET_STORM
+    }
 }
 
 impl Gateway {
@@ -214,11 +232,7 @@ impl Gateway {
                 }
             })
             .collect();
-        let mut conn = Conn {
-            ctx: None,
-            connect_failures: 0,
-            retry_at: None,
-        };
+        let mut conn = Conn::default();
         debug!(meters = states.len(), "gateway task started");
 
         loop {
@@ -472,24 +486,23 @@ impl Gateway {
             }
             match self.connect().await {
                 Ok(ctx) => {
-                    if conn.connect_failures > 0 {
-                        info!(
-                            after_failures = conn.connect_failures,
-                            "gateway connected again"
-                        );
-                    }
+                    // Not "connected again" yet: a gateway that accepts and
+                    // resets is no better than one that refuses. The first
+                    // answer says so (below).
                     conn.ctx = Some(ctx);
-                    conn.connect_failures = 0;
+                    conn.answered = false;
                     conn.retry_at = None;
                 }
                 Err(e) => {
                     Metrics::inc(&self.metrics.connects_failed);
                     Metrics::inc(&gs.connects_failed);
                     conn.connect_failures += 1;
-                    let wait =
-                        reconnect_backoff(conn.connect_failures, self.settings.reconnect_max);
+                    let wait = reconnect_backoff(
+                        conn.connect_failures + conn.resets,
+                        self.settings.reconnect_max,
+                    );
                     conn.retry_at = Some(Instant::now() + wait);
-                    if conn.connect_failures == 1 {
+                    if conn.connect_failures == 1 && conn.resets < RESET_STORM {
                         warn!(error = %e, "cannot connect to gateway");
                     }
                     return ReadOutcome::NoConnection(format!("cannot connect: {e}"));
@@ -531,6 +544,40 @@ impl Gateway {
             )),
             Ok(Ok(Ok(words))) => ReadOutcome::Ok(words),
         };
+        match &outcome {
+            ReadOutcome::Ok(_) | ReadOutcome::Exception(_) => {
+                if conn.failing() {
+                    info!(
+                        after_connect_failures = conn.connect_failures,
+                        after_resets = conn.resets,
+                        "gateway connected again"
+                    );
+                }
+                conn.connect_failures = 0;
+                conn.resets = 0;
+                conn.answered = true;
+            }
+            ReadOutcome::Broken(e) if !conn.answered => {
+                // Lost before any answer. A timeout is not counted: one
+                // dead meter behind a healthy gateway times out too.
+                conn.resets += 1;
+                if conn.resets == RESET_STORM {
+                    warn!(
+                        resets = conn.resets,
+                        error = %e,
+                        "gateway resets every connection before answering (reset storm); backing off reconnects until it answers"
+                    );
+                }
+                if conn.resets >= RESET_STORM {
+                    let wait = reconnect_backoff(
+                        conn.resets - RESET_STORM + 1 + conn.connect_failures,
+                        self.settings.reconnect_max,
+                    );
+                    conn.retry_at = Some(Instant::now() + wait);
+                }
+            }
+            _ => {}
+        }
         if matches!(outcome, ReadOutcome::Timeout | ReadOutcome::Broken(_)) {
             // Never reuse a connection that may still deliver a stale reply.
             conn.ctx = None;

@@ -23,6 +23,16 @@
 //! outbox; dropped only without one). Re-sending a batch is idempotent:
 //! its points carry fixed timestamps, so the server overwrites them.
 //!
+//! When the outbox cannot be written (disk full, I/O errors) sealed
+//! batches stay in memory up to `max_buffered_points` and are sent from
+//! there; beyond it the oldest are dropped and counted (the persistent
+//! counter is written once the disk allows). The streak is logged once when
+//! it starts and once, with its totals, when it ends; meanwhile the
+//! metrics say so and `/readyz` is not ready. Every new batch tries the
+//! outbox first, so data reach it again as soon as space returns, and the
+//! batches held meanwhile follow. An acknowledged batch whose delete
+//! failed is never sent again ([`outbox::Outbox::ack`]).
+//!
 //! Shutdown: when every sender is gone the task seals what it has, keeps
 //! sending until the queue is empty or the grace period ends, and leaves
 //! the rest in the outbox for the next start.
@@ -52,6 +62,16 @@ use tokio::time::{Instant, sleep_until};
 
 /// The longest the sink loop sleeps: its heartbeat's period.
 const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// Failed sends are logged at the first failure of a streak, then at most
+/// once per this period (every failure is counted in the metrics).
+pub const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Whether to log this failure: the first of a streak, or the first after
+/// [`FAILURE_LOG_EVERY`] since the last one logged.
+fn log_failure_now(failures: u32, last_logged: Option<Instant>, now: Instant) -> bool {
+    failures == 1 || last_logged.is_none_or(|t| now.duration_since(t) >= FAILURE_LOG_EVERY)
+}
 use tracing::{error, info, warn};
 pub use writer::{Class, WriteError, Writer};
 
@@ -110,6 +130,17 @@ fn backoff(failures: u32, retry_after: Option<Duration>, class: Class) -> Durati
     base.mul_f64(jitter)
 }
 
+/// A stretch of time during which the outbox could not be written (disk
+/// full, I/O errors): what it cost, for the one line logged at its end.
+#[derive(Debug)]
+struct Unwritable {
+    since_ms: i64,
+    errors: u64,
+    held_batches: u64,
+    held_points: u64,
+    dropped_points: u64,
+}
+
 /// The queue: the outbox (if any) plus batches held in memory.
 struct Queue {
     outbox: Option<Outbox>,
@@ -120,6 +151,11 @@ struct Queue {
     max_mem_points: usize,
     max_outbox_bytes: u64,
     metrics: Arc<Metrics>,
+    /// Set while writes to the outbox fail.
+    unwritable: Option<Unwritable>,
+    /// Dropped points not yet added to the persistent counter (the disk
+    /// refused that write too).
+    unpersisted_dropped: u64,
 }
 
 impl Queue {
@@ -142,6 +178,112 @@ impl Queue {
         Metrics::set(&m.outbox_oldest_ms, oldest.max(0) as u64);
     }
 
+    /// Store a batch in the outbox, noting whether the disk took it.
+    fn store(&mut self, created_ms: i64, points: usize, raw_bytes: usize, body: &[u8]) -> bool {
+        let Some(o) = self.outbox.as_mut() else {
+            return false;
+        };
+        match blocking(|| o.push(created_ms, points, raw_bytes, body)) {
+            Ok(_) => {
+                self.writable();
+                true
+            }
+            Err(e) => {
+                self.unwritable(&e);
+                false
+            }
+        }
+    }
+
+    /// An outbox write failed: the first failure of a streak is logged
+    /// (and turns `/readyz` unready), the others only counted.
+    fn unwritable(&mut self, e: &crate::state::StateError) {
+        let now = crate::modbus::gateway::now_ms();
+        Metrics::inc(&self.metrics.outbox_write_errors);
+        match &mut self.unwritable {
+            Some(u) => u.errors += 1,
+            None => {
+                error!(
+                    error = %e,
+                    max_buffered_points = self.max_mem_points,
+                    "OUTBOX NOT WRITABLE: cannot write to the state database (disk full?); batches are held in memory (up to influxdb.max_buffered_points) and sent from there; logged again when it is writable"
+                );
+                self.unwritable = Some(Unwritable {
+                    since_ms: now,
+                    errors: 1,
+                    held_batches: 0,
+                    held_points: 0,
+                    dropped_points: 0,
+                });
+            }
+        }
+        self.metrics.outbox_unwritable(now, e);
+    }
+
+    /// An outbox write succeeded: end a streak of failures (one line with
+    /// its totals), persist the drops the disk refused to count, and delete
+    /// acknowledged batches whose delete failed.
+    fn writable(&mut self) {
+        if let Some(u) = self.unwritable.take() {
+            let now = crate::modbus::gateway::now_ms();
+            self.metrics.outbox_writable();
+            warn!(
+                after_s = (now - u.since_ms).max(0) / 1000,
+                write_errors = u.errors,
+                batches_held_in_memory = u.held_batches,
+                points_held_in_memory = u.held_points,
+                points_dropped = u.dropped_points,
+                "the outbox is writable again; batches held in memory go back to it"
+            );
+        }
+        let Some(o) = self.outbox.as_mut() else {
+            return;
+        };
+        if self.unpersisted_dropped > 0
+            && blocking(|| {
+                o.db()
+                    .add_counter("points_dropped", self.unpersisted_dropped as i64)
+            })
+            .is_ok()
+        {
+            self.unpersisted_dropped = 0;
+        }
+        if o.undeleted() > 0 {
+            let _ = blocking(|| o.retry_deletes());
+        }
+    }
+
+    /// Points lost for good: counted now, persisted when the disk allows.
+    fn dropped(&mut self, points: u64) {
+        Metrics::add(&self.metrics.points_dropped, points);
+        self.unpersisted_dropped += points;
+        if let Some(u) = &mut self.unwritable {
+            u.dropped_points += points;
+        }
+    }
+
+    /// `durability = "always"`: batches held in memory while the disk
+    /// failed go to the outbox once it takes writes again (oldest first;
+    /// never the one being sent, whose acknowledgement removes it from
+    /// memory).
+    fn return_held(&mut self, inflight: Option<Key>) {
+        if self.durability != Durability::Always {
+            return;
+        }
+        while let Some(idx) = self
+            .mem
+            .iter()
+            .position(|b| inflight != Some(Key::Mem(b.seq)))
+        {
+            let b = self.mem[idx].clone();
+            if !self.store(b.created_ms, b.points, b.raw_bytes, &b.body) {
+                return;
+            }
+            self.mem.remove(idx);
+            self.mem_points -= b.points;
+        }
+    }
+
     /// Queue a sealed batch.
     fn push(
         &mut self,
@@ -151,18 +293,16 @@ impl Queue {
         body: Bytes,
         inflight: Option<Key>,
     ) {
-        if self.durability == Durability::Always
-            && let Some(o) = self.outbox.as_mut()
-        {
-            match blocking(|| o.push(created_ms, points, raw_bytes, &body)) {
-                Ok(_) => {
-                    self.enforce_outbox_bound(inflight);
-                    return;
-                }
-                Err(e) => {
-                    // Keep the data in memory; the outbox may recover (disk full).
-                    error!(error = %e, points, "cannot write to the outbox; holding the batch in memory");
-                }
+        if self.durability == Durability::Always && self.outbox.is_some() {
+            if self.store(created_ms, points, raw_bytes, &body) {
+                self.return_held(inflight);
+                self.enforce_outbox_bound(inflight);
+                return;
+            }
+            // Keep the data in memory; the outbox may recover (disk full).
+            if let Some(u) = &mut self.unwritable {
+                u.held_batches += 1;
+                u.held_points += points as u64;
             }
         }
         let seq = self.next_seq;
@@ -188,23 +328,28 @@ impl Queue {
             };
             let b = self.mem.remove(idx).expect("len > 1");
             self.mem_points -= b.points;
-            let spilled = self
-                .outbox
-                .as_mut()
-                .map(|o| blocking(|| o.push(b.created_ms, b.points, b.raw_bytes, &b.body)));
-            match spilled {
-                Some(Ok(_)) => self.enforce_outbox_bound(inflight),
-                other => {
-                    if let Some(Err(e)) = other {
-                        error!(error = %e, "cannot spill to the outbox");
-                    }
-                    Metrics::add(&self.metrics.points_dropped, b.points as u64);
-                    error!(
-                        points = b.points,
-                        limit = self.max_mem_points,
-                        "in-memory buffer full and no outbox: dropped the oldest batch"
-                    );
-                }
+            if self.store(b.created_ms, b.points, b.raw_bytes, &b.body) {
+                self.enforce_outbox_bound(inflight);
+                continue;
+            }
+            let first = self
+                .unwritable
+                .as_ref()
+                .is_none_or(|u| u.dropped_points == 0);
+            self.dropped(b.points as u64);
+            match (&self.outbox, first) {
+                (None, _) => error!(
+                    points = b.points,
+                    limit = self.max_mem_points,
+                    "in-memory buffer full and no outbox: dropped the oldest batch"
+                ),
+                // Once per streak; its end logs the total.
+                (Some(_), true) => error!(
+                    points = b.points,
+                    limit = self.max_mem_points,
+                    "in-memory buffer full and the outbox cannot be written: dropping the oldest batches (counted in points_dropped)"
+                ),
+                (Some(_), false) => {}
             }
         }
     }
@@ -222,8 +367,16 @@ impl Queue {
         };
         match blocking(|| o.enforce_bound(self.max_outbox_bytes, keep)) {
             Ok((batches, points)) if batches > 0 => {
-                Metrics::add(&self.metrics.points_dropped, points);
-                let _ = o.db().add_counter("points_dropped", points as i64);
+                self.dropped(points);
+                let o = self.outbox.as_mut().expect("checked above");
+                if blocking(|| {
+                    o.db()
+                        .add_counter("points_dropped", self.unpersisted_dropped as i64)
+                })
+                .is_ok()
+                {
+                    self.unpersisted_dropped = 0;
+                }
                 error!(
                     batches,
                     points,
@@ -232,7 +385,7 @@ impl Queue {
                 );
             }
             Ok(_) => {}
-            Err(e) => error!(error = %e, "cannot enforce the outbox bound"),
+            Err(e) => self.unwritable(&e),
         }
     }
 
@@ -285,11 +438,17 @@ impl Queue {
                 self.remove_mem(seq);
             }
             Key::Db(id) => {
-                if let Some(o) = self.outbox.as_mut()
-                    && let Err(e) = blocking(|| o.delete(id))
-                {
-                    // It will be sent again: harmless, writes are idempotent.
-                    error!(error = %e, "cannot delete an acknowledged batch from the outbox");
+                let Some(o) = self.outbox.as_mut() else {
+                    return;
+                };
+                // A failed delete leaves the batch marked as delivered: it
+                // is not sent again, and deleted once the disk allows.
+                match blocking(|| o.ack(id)) {
+                    Err(e) => self.unwritable(&e),
+                    Ok(()) if o.undeleted() > 0 => {
+                        let _ = blocking(|| o.retry_deletes());
+                    }
+                    Ok(()) => {}
                 }
             }
         }
@@ -312,6 +471,11 @@ impl Queue {
         if let Some(o) = self.outbox.as_mut() {
             if let Err(e) = blocking(|| o.dead_letter(&stored, status, message, now)) {
                 error!(error = %e, "cannot move a rejected batch to the dead-letter table");
+                if let Key::Db(id) = t.key {
+                    // Never send it again: it would be rejected again, at once.
+                    let _ = blocking(|| o.ack(id));
+                }
+                self.unwritable(&e);
             }
         } else if let Key::Db(_) = t.key {
             unreachable!("a Db key implies an outbox");
@@ -366,14 +530,31 @@ impl Queue {
         let mut lost = 0;
         while let Some(b) = self.mem.pop_front() {
             self.mem_points -= b.points;
-            match self
-                .outbox
-                .as_mut()
-                .map(|o| blocking(|| o.push(b.created_ms, b.points, b.raw_bytes, &b.body)))
-            {
-                Some(Ok(_)) => kept += b.points,
-                _ => lost += b.points,
+            match self.store(b.created_ms, b.points, b.raw_bytes, &b.body) {
+                true => kept += b.points,
+                false => lost += b.points,
             }
+        }
+        if lost > 0 {
+            self.dropped(lost as u64);
+        }
+        if self.unpersisted_dropped > 0
+            && let Some(o) = self.outbox.as_mut()
+            && blocking(|| {
+                o.db()
+                    .add_counter("points_dropped", self.unpersisted_dropped as i64)
+            })
+            .is_ok()
+        {
+            self.unpersisted_dropped = 0;
+        }
+        if let Some(u) = &self.unwritable {
+            error!(
+                write_errors = u.errors,
+                points_dropped = u.dropped_points,
+                unpersisted_drops = self.unpersisted_dropped,
+                "stopping while the outbox cannot be written"
+            );
         }
         (kept, lost)
     }
@@ -409,14 +590,24 @@ impl Sink {
             crate::config::Api::V1 { .. } => line::Dialect::V1,
             crate::config::Api::V2 { .. } => line::Dialect::V2,
         };
-        if let Some(r) = self.writer.probe().await {
-            match r {
-                Ok(()) => info!(url = %self.cfg.url, "InfluxDB is ready"),
-                Err(e) => {
-                    warn!(url = %self.cfg.url, error = %e, "InfluxDB readiness probe failed; writing anyway (the outbox holds data until it accepts)")
+        // The readiness probe runs beside the sink, never in front of it: a
+        // server that accepts and never answers must not keep readings out
+        // of the outbox for the probe's timeout.
+        let probe = {
+            let (w, url) = (
+                self.writer.clone(),
+                crate::secret::redact_url(&self.cfg.url),
+            );
+            tokio::spawn(async move {
+                match w.probe().await {
+                    Some(Ok(())) => info!(url = %url, "InfluxDB is ready"),
+                    Some(Err(e)) => {
+                        warn!(url = %url, error = %e, "InfluxDB readiness probe failed; writing anyway (the outbox holds data until it accepts)")
+                    }
+                    None => {}
                 }
-            }
-        }
+            })
+        };
         let mut q = Queue {
             outbox: self.outbox.take(),
             mem: VecDeque::new(),
@@ -426,6 +617,8 @@ impl Sink {
             max_mem_points: self.cfg.max_buffered_points,
             max_outbox_bytes: self.cfg.max_outbox_bytes,
             metrics: self.metrics.clone(),
+            unwritable: None,
+            unpersisted_dropped: 0,
         };
         if let Some(o) = &q.outbox {
             let d = o.depth();
@@ -444,6 +637,7 @@ impl Sink {
         let mut current_points = 0usize;
         let mut inflight: Option<(Taken, Send)> = None;
         let mut failures = 0u32;
+        let mut logged_at: Option<Instant> = None;
         let mut retry_at: Option<Instant> = None;
         let mut flush_at = Instant::now() + self.cfg.flush_interval;
         let mut input_open = true;
@@ -539,20 +733,20 @@ impl Sink {
                 },
                 res = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
                     let (t, _) = inflight.take().expect("guarded");
-                    self.handle_result(&mut q, &t, res, &mut failures, &mut retry_at);
+                    self.handle_result(&mut q, &t, res, &mut failures, &mut retry_at, &mut logged_at);
                     q.publish_depth();
                 },
                 _ = sleep_until(wake) => {}
             }
         }
 
+        probe.abort();
         // Exit: whatever is not delivered stays in the outbox.
         let (kept_mem, lost) = q.persist_memory();
         if lost > 0 {
-            Metrics::add(&self.metrics.points_dropped, lost as u64);
             error!(
                 points = lost,
-                "no outbox to keep undelivered points: they are lost"
+                "no outbox (or it cannot be written) to keep undelivered points: they are lost"
             );
         }
         let d = q.outbox.as_ref().map(|o| o.depth()).unwrap_or_default();
@@ -574,6 +768,7 @@ impl Sink {
         res: Result<(), WriteError>,
         failures: &mut u32,
         retry_at: &mut Option<Instant>,
+        logged_at: &mut Option<Instant>,
     ) {
         let m = &self.metrics;
         let e = match res {
@@ -623,10 +818,18 @@ impl Sink {
                 Metrics::inc(&m.batches_retried);
                 Metrics::add(&m.points_retried, t.points as u64);
                 let wait = backoff(*failures, e.retry_after(), class);
-                *retry_at = Some(Instant::now() + wait);
-                // The first failure and then every 10th: an outage is
-                // visible without flooding the journal.
-                if *failures == 1 || failures.is_multiple_of(10) {
+                let now = Instant::now();
+                *retry_at = Some(now + wait);
+                if class == Class::Misconfigured {
+                    m.influx_refused(format!(
+                        "InfluxDB refuses our writes ({e}); {}",
+                        e.hint().unwrap_or("check the [influxdb] settings")
+                    ));
+                }
+                // The first failure, then once a minute: an outage or a
+                // wrong setting is visible without flooding the journal.
+                if log_failure_now(*failures, *logged_at, now) {
+                    *logged_at = Some(now);
                     let retry_in_ms = wait.as_millis() as u64;
                     let queued = q.batches();
                     if class == Class::Misconfigured {
@@ -673,6 +876,15 @@ pub async fn run_discard(rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_logged_first_then_once_a_minute() {
+        let t0 = Instant::now();
+        assert!(log_failure_now(1, Some(t0), t0), "first of a streak");
+        assert!(!log_failure_now(2, Some(t0), t0 + Duration::from_secs(30)));
+        assert!(log_failure_now(3, Some(t0), t0 + FAILURE_LOG_EVERY));
+        assert!(log_failure_now(5, None, t0));
+    }
 
     #[test]
     fn backoff_is_capped_and_honours_retry_after() {

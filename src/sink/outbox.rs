@@ -9,12 +9,20 @@
 //! as invalid moves to `dead_letter` with the server's message.
 //!
 //! The size bound counts stored (compressed) bytes. Running totals are kept
-//! in memory, loaded once at open, so enforcing the bound costs nothing per
-//! push. This type is synchronous and owned by the sink task alone.
+//! in memory, loaded at open, so enforcing the bound costs nothing per
+//! push. They change only after SQLite confirmed a statement (every
+//! statement runs to its end, so a commit that fails on a full disk is an
+//! error, never a dropped one), never go below zero, and are read again
+//! from the file after any error. A batch the server acknowledged whose
+//! delete failed is remembered as delivered: it is not counted, never
+//! sent again, and deleted once the disk allows.
+//!
+//! This type is synchronous and owned by the sink task alone.
 
 use crate::state::{StateDb, StateError};
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, params};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 
 /// A stored batch, ready to send.
@@ -38,7 +46,11 @@ pub struct Depth {
 
 pub struct Outbox {
     db: StateDb,
+    /// What SQLite confirmed, less `acked`: changed only after a statement
+    /// succeeded, re-derived from the file after any error.
     depth: Depth,
+    /// Batches the server acknowledged whose delete failed (disk full).
+    acked: BTreeSet<i64>,
 }
 
 pub fn gzip(raw: &[u8]) -> Vec<u8> {
@@ -81,46 +93,75 @@ impl Outbox {
         let mut o = Outbox {
             db,
             depth: Depth::default(),
+            acked: BTreeSet::new(),
         };
         o.depth = o.query_depth()?;
         Ok(o)
     }
 
     fn err(&self, e: rusqlite::Error) -> StateError {
-        StateError::Sqlite {
-            path: self.db.path.clone(),
-            source: e,
-        }
+        self.db.err(e)
     }
 
     pub fn db(&self) -> &StateDb {
         &self.db
     }
 
+    /// `WHERE` clause leaving out the acknowledged rows whose delete failed
+    /// (ids are integers we hold: nothing from outside goes into the SQL).
+    fn not_acked(&self, keyword: &str) -> String {
+        if self.acked.is_empty() {
+            return String::new();
+        }
+        let ids: Vec<String> = self.acked.iter().map(|id| id.to_string()).collect();
+        format!(" {keyword} id NOT IN ({})", ids.join(","))
+    }
+
     fn query_depth(&self) -> Result<Depth, StateError> {
+        let sql = format!(
+            "SELECT count(*), coalesce(sum(points), 0), coalesce(sum(length(body)), 0), min(created_ms) FROM outbox{}",
+            self.not_acked("WHERE")
+        );
         self.db
             .conn
-            .query_row(
-                "SELECT count(*), coalesce(sum(points), 0), coalesce(sum(length(body)), 0), min(created_ms) FROM outbox",
-                [],
-                |r| {
-                    Ok(Depth {
-                        batches: r.get::<_, i64>(0)? as u64,
-                        points: r.get::<_, i64>(1)? as u64,
-                        bytes: r.get::<_, i64>(2)? as u64,
-                        oldest_ms: r.get(3)?,
-                    })
-                },
-            )
+            .query_row(&sql, [], |r| {
+                Ok(Depth {
+                    batches: r.get::<_, i64>(0)? as u64,
+                    points: r.get::<_, i64>(1)? as u64,
+                    bytes: r.get::<_, i64>(2)? as u64,
+                    oldest_ms: r.get(3)?,
+                })
+            })
             .map_err(|e| self.err(e))
     }
 
+    /// After a failed statement: end any transaction SQLite left open and
+    /// take the depth from what the file holds, not from what we hoped.
+    fn recover(&mut self) {
+        if !self.db.conn.is_autocommit() {
+            // Fails harmlessly when SQLite already rolled back (disk full).
+            let _ = self.db.conn.execute_batch("ROLLBACK");
+        }
+        if let Ok(d) = self.query_depth() {
+            self.depth = d;
+        }
+    }
+
+    /// What waits to be sent: batches, points, bytes, oldest. Acknowledged
+    /// batches whose delete failed are not counted.
     pub fn depth(&self) -> Depth {
         self.depth
     }
 
+    /// Acknowledged batches still in the file because their delete failed
+    /// (they are never sent again and are deleted once the disk allows).
+    pub fn undeleted(&self) -> usize {
+        self.acked.len()
+    }
+
     /// Store a batch (already compressed) and return its id. Committed when
-    /// this returns: a crash after it loses nothing.
+    /// this returns: a crash after it loses nothing. On an error nothing was
+    /// stored and the depth is unchanged.
     pub fn push(
         &mut self,
         created_ms: i64,
@@ -128,19 +169,24 @@ impl Outbox {
         raw_bytes: usize,
         body: &[u8],
     ) -> Result<i64, StateError> {
-        self.db
+        let r = self
+            .db
             .conn
             .prepare_cached(
                 "INSERT INTO outbox(created_ms, points, raw_bytes, body) VALUES (?1, ?2, ?3, ?4)",
             )
             .and_then(|mut st| {
                 st.execute(params![created_ms, points as i64, raw_bytes as i64, body])
-            })
-            .map_err(|e| self.err(e))?;
+            });
+        if let Err(e) = r {
+            let e = self.err(e);
+            self.recover();
+            return Err(e);
+        }
         let id = self.db.conn.last_insert_rowid();
-        self.depth.batches += 1;
-        self.depth.points += points as u64;
-        self.depth.bytes += body.len() as u64;
+        self.depth.batches = self.depth.batches.saturating_add(1);
+        self.depth.points = self.depth.points.saturating_add(points as u64);
+        self.depth.bytes = self.depth.bytes.saturating_add(body.len() as u64);
         self.depth.oldest_ms = Some(
             self.depth
                 .oldest_ms
@@ -150,8 +196,10 @@ impl Outbox {
     }
 
     fn one(&self, order: &str) -> Result<Option<Stored>, StateError> {
-        let sql =
-            format!("SELECT id, created_ms, points, body FROM outbox ORDER BY id {order} LIMIT 1");
+        let sql = format!(
+            "SELECT id, created_ms, points, body FROM outbox{} ORDER BY id {order} LIMIT 1",
+            self.not_acked("WHERE")
+        );
         self.db
             .conn
             .prepare_cached(&sql)
@@ -169,45 +217,130 @@ impl Outbox {
             .map_err(|e| self.err(e))
     }
 
+    /// The oldest batch waiting to be sent.
     pub fn oldest(&self) -> Result<Option<Stored>, StateError> {
         self.one("ASC")
     }
 
+    /// The newest batch waiting to be sent.
     pub fn newest(&self) -> Result<Option<Stored>, StateError> {
         self.one("DESC")
     }
 
-    /// Remove a batch the server acknowledged.
-    pub fn delete(&mut self, id: i64) -> Result<(), StateError> {
-        let row: Option<(i64, i64)> = self
-            .db
-            .conn
-            .query_row(
-                "DELETE FROM outbox WHERE id = ?1 RETURNING points, length(body)",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
-        if let Some((points, bytes)) = row {
-            self.depth.batches -= 1;
-            self.depth.points -= points as u64;
-            self.depth.bytes -= bytes as u64;
-            if self.depth.batches == 0 {
-                self.depth.oldest_ms = None;
-            } else if self.depth.oldest_ms.is_some() {
-                self.depth.oldest_ms = self
-                    .db
-                    .conn
-                    .query_row("SELECT min(created_ms) FROM outbox", [], |r| r.get(0))
-                    .map_err(|e| self.err(e))?;
+    /// Remove a batch. The depth changes only once SQLite confirmed the
+    /// delete: `execute` steps the statement to its end, so a failed
+    /// commit (disk full) is an error here, not lost in a dropped
+    /// statement. Returns whether a row was deleted.
+    fn remove(&mut self, id: i64) -> Result<bool, StateError> {
+        let r = (|| {
+            let row: Option<(i64, i64)> = self
+                .db
+                .conn
+                .prepare_cached("SELECT points, length(body) FROM outbox WHERE id = ?1")?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let n = self
+                .db
+                .conn
+                .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                .execute([id])?;
+            Ok::<_, rusqlite::Error>(row.filter(|_| n == 1))
+        })();
+        let row = match r {
+            Ok(row) => row,
+            Err(e) => {
+                let e = self.err(e);
+                self.recover();
+                return Err(e);
             }
+        };
+        let Some((points, bytes)) = row else {
+            self.acked.remove(&id);
+            return Ok(false);
+        };
+        if self.acked.remove(&id) {
+            // Already left out of the depth when its delete first failed.
+            return Ok(true);
+        }
+        self.depth.batches = self.depth.batches.saturating_sub(1);
+        self.depth.points = self.depth.points.saturating_sub(points as u64);
+        self.depth.bytes = self.depth.bytes.saturating_sub(bytes as u64);
+        if self.depth.batches == 0 {
+            self.depth.oldest_ms = None;
+        } else if self.depth.oldest_ms.is_some() {
+            let sql = format!(
+                "SELECT min(created_ms) FROM outbox{}",
+                self.not_acked("WHERE")
+            );
+            match self.db.conn.query_row(&sql, [], |r| r.get(0)) {
+                Ok(t) => self.depth.oldest_ms = t,
+                Err(e) => {
+                    let e = self.err(e);
+                    self.recover();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Remove a batch (an operator's or a benchmark's delete).
+    pub fn delete(&mut self, id: i64) -> Result<(), StateError> {
+        self.remove(id).map(|_| ())
+    }
+
+    /// The server acknowledged batch `id`: delete it. When the delete
+    /// fails (disk full) the batch is remembered as delivered: it leaves
+    /// the depth, is never taken again, and is deleted by
+    /// [`Outbox::retry_deletes`] once the disk allows (a restart before
+    /// that sends it once more, which the server overwrites).
+    pub fn ack(&mut self, id: i64) -> Result<(), StateError> {
+        match self.remove(id) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.acked.insert(id);
+                self.recover();
+                Err(e)
+            }
+        }
+    }
+
+    /// Delete the acknowledged batches whose delete failed before.
+    pub fn retry_deletes(&mut self) -> Result<(), StateError> {
+        let ids: Vec<i64> = self.acked.iter().copied().collect();
+        for id in ids {
+            self.remove(id)?;
         }
         Ok(())
     }
 
+    /// Run `f` in one transaction; on any error roll back and re-derive
+    /// the depth.
+    fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        if let Err(e) = self.db.conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = self.err(e);
+            self.recover();
+            return Err(e);
+        }
+        let r = f(self).and_then(|v| {
+            self.db
+                .conn
+                .execute_batch("COMMIT")
+                .map(|_| v)
+                .map_err(|e| self.err(e))
+        });
+        if r.is_err() {
+            self.recover();
+        }
+        r
+    }
+
     /// Move a batch the server will never accept out of the queue, keeping
-    /// it (and why) for an operator.
+    /// it (and why) for an operator. Both in one transaction: a failure
+    /// leaves the batch queued and no dead letter behind.
     pub fn dead_letter(
         &mut self,
         b: &Stored,
@@ -215,14 +348,16 @@ impl Outbox {
         message: &str,
         now_ms: i64,
     ) -> Result<(), StateError> {
-        self.db
-            .conn
-            .execute(
-                "INSERT INTO dead_letter(created_ms, failed_ms, points, status, message, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![b.created_ms, now_ms, b.points as i64, status, message, &b.body[..]],
-            )
-            .map_err(|e| self.err(e))?;
-        self.delete(b.id)
+        self.transaction(|o| {
+            o.db
+                .conn
+                .execute(
+                    "INSERT INTO dead_letter(created_ms, failed_ms, points, status, message, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![b.created_ms, now_ms, b.points as i64, status, message, &b.body[..]],
+                )
+                .map_err(|e| o.err(e))?;
+            o.remove(b.id).map(|_| ())
+        })
     }
 
     /// Replace a batch by two halves (the server said 413: too large).
@@ -235,29 +370,13 @@ impl Outbox {
         else {
             return Ok(false);
         };
-        self.db
-            .conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| self.err(e))?;
-        let result = (|| {
+        self.transaction(|o| {
             for (part, points) in &parts {
                 let z = gzip(part);
-                self.push(b.created_ms, *points, part.len(), &z)?;
+                o.push(b.created_ms, *points, part.len(), &z)?;
             }
-            self.delete(b.id)
-        })();
-        match result {
-            Ok(()) => self
-                .db
-                .conn
-                .execute_batch("COMMIT")
-                .map_err(|e| self.err(e))?,
-            Err(e) => {
-                let _ = self.db.conn.execute_batch("ROLLBACK");
-                self.depth = self.query_depth()?;
-                return Err(e);
-            }
-        }
+            o.remove(b.id).map(|_| ())
+        })?;
         Ok(true)
     }
 
@@ -270,29 +389,24 @@ impl Outbox {
     ) -> Result<(u64, u64), StateError> {
         let (mut batches, mut points) = (0, 0);
         while self.depth.bytes > max_bytes && self.depth.batches > 1 {
-            let Some(old) = self.oldest()? else { break };
-            let victim = if Some(old.id) == keep {
-                // Never drop the batch being sent; take the next oldest.
-                match self
-                    .db
-                    .conn
-                    .query_row(
-                        "SELECT id, points FROM outbox WHERE id > ?1 ORDER BY id LIMIT 1",
-                        [old.id],
-                        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-                    )
-                    .optional()
-                    .map_err(|e| self.err(e))?
-                {
-                    Some((id, p)) => (id, p as u64),
-                    None => break,
-                }
-            } else {
-                (old.id, old.points as u64)
-            };
-            self.delete(victim.0)?;
-            batches += 1;
-            points += victim.1;
+            // Never drop the batch being sent; take the next oldest.
+            let sql = format!(
+                "SELECT id, points FROM outbox WHERE id != ?1{} ORDER BY id LIMIT 1",
+                self.not_acked("AND")
+            );
+            let victim = self
+                .db
+                .conn
+                .query_row(&sql, [keep.unwrap_or(-1)], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()
+                .map_err(|e| self.err(e))?;
+            let Some((id, p)) = victim else { break };
+            if self.remove(id)? {
+                batches += 1;
+                points += p as u64;
+            }
         }
         Ok((batches, points))
     }

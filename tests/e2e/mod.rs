@@ -192,6 +192,7 @@ impl Daemon {
         let opts = Options {
             status_every: Duration::from_secs(3600),
             grace,
+            ..Default::default()
         };
         let started_ms = now_ms();
         let task = tokio::spawn(pqwatch::app::run(cfg, stop.clone(), opts, handles.clone()));
