@@ -251,6 +251,8 @@ pub struct Meter {
     /// Reference for phase-to-neutral voltages of a three-phase meter
     /// (default: the system's standard phase voltage, 220 V for 220/380 V).
     pub nominal_voltage_ln: Option<f64>,
+    /// 50 (default) or 60 Hz: the reference of the frequency deviation.
+    pub nominal_frequency: Option<f64>,
     /// Part of the customer's billing metering: its load counts in the
     /// customer's total demand and suspension load (default true).
     pub billing: Option<bool>,

@@ -176,6 +176,8 @@ pub struct Meter {
     pub limits: crate::quality::limits::Limits,
     /// Counts in the customer's total demand and suspension load.
     pub billing: bool,
+    /// 50 or 60 Hz.
+    pub nominal_frequency: f64,
     /// (phase, field, nominal reference in V) the voltage rules judge.
     pub voltage_refs: Vec<(String, String, f64)>,
     /// Bounds of plausible values (`[plausibility]`, nominal voltage,
@@ -794,6 +796,13 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
                 _ => {}
             }
         }
+        let nominal_frequency = m.nominal_frequency.unwrap_or(50.0);
+        if nominal_frequency != 50.0 && nominal_frequency != 60.0 {
+            p.push(
+                &format!("{key}.nominal_frequency"),
+                format!("{nominal_frequency} is not 50 or 60 (Hz)"),
+            );
+        }
         if m.nominal_voltage_ln.is_some() && phases == 1 {
             p.push(
                 &format!("{key}.nominal_voltage_ln"),
@@ -823,6 +832,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             limits,
             voltage_refs,
             billing: m.billing.unwrap_or(true),
+            nominal_frequency,
             id: m.id,
             customer: m.customer,
             address: m.address,

@@ -18,6 +18,11 @@ struct RawPreset {
     harmonic_standard: String,
     voltage_window: String,
     harmonic_window: String,
+    frequency_standard: Option<String>,
+    /// Allowed deviation from the nominal frequency, Hz.
+    frequency_deviation: Option<f64>,
+    /// Share (%) of the minutes that must lie inside.
+    frequency_share: Option<f64>,
     #[serde(default)]
     voltage: Vec<RawBand>,
     #[serde(default)]
@@ -165,6 +170,18 @@ pub struct Limits {
     pub thd_current: Option<f64>,
     /// Voltage unbalance limit, %.
     pub unbalance: f64,
+    /// Frequency deviation, where the preset (or an override) sets one.
+    pub frequency: Option<FrequencyLimit>,
+}
+
+/// Allowed frequency deviation and the share of minutes it must hold for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrequencyLimit {
+    pub standard: String,
+    /// ± Hz around the nominal frequency.
+    pub deviation_hz: f64,
+    /// % of the monitored minutes (100: every one).
+    pub share: f64,
 }
 
 /// Per-customer or per-meter overrides (config `[meters.limits]`).
@@ -179,6 +196,8 @@ pub struct Overrides {
     pub harmonic_even: Option<f64>,
     pub thd_current: Option<f64>,
     pub unbalance: Option<f64>,
+    /// Allowed frequency deviation, Hz.
+    pub frequency_deviation: Option<f64>,
 }
 
 impl Overrides {
@@ -193,6 +212,7 @@ impl Overrides {
             harmonic_even: self.harmonic_even.or(base.harmonic_even),
             thd_current: self.thd_current.or(base.thd_current),
             unbalance: self.unbalance.or(base.unbalance),
+            frequency_deviation: self.frequency_deviation.or(base.frequency_deviation),
         }
     }
 }
@@ -289,7 +309,31 @@ impl Presets {
             harmonic_window: span(&p.harmonic_window),
             thd_current: o.thd_current,
             unbalance: o.unbalance.unwrap_or(2.0),
+            frequency: match (p.frequency_deviation, o.frequency_deviation) {
+                (_, Some(d)) => Some(FrequencyLimit {
+                    standard: p
+                        .frequency_standard
+                        .clone()
+                        .unwrap_or_else(|| "configured".into()),
+                    deviation_hz: d,
+                    share: p.frequency_share.unwrap_or(100.0),
+                }),
+                (Some(d), None) => Some(FrequencyLimit {
+                    standard: p.frequency_standard.clone().unwrap_or_default(),
+                    deviation_hz: d,
+                    share: p.frequency_share.unwrap_or(100.0),
+                }),
+                (None, None) => None,
+            },
         };
+        if let Some(f) = &l.frequency
+            && !(f.deviation_hz.is_finite() && f.deviation_hz > 0.0 && f.deviation_hz < 10.0)
+        {
+            return Err(format!(
+                "frequency deviation {} Hz must be between 0 and 10 Hz",
+                f.deviation_hz
+            ));
+        }
         if o.voltage_upper.is_some() || o.voltage_lower.is_some() {
             let b = l.voltage.get_or_insert(Band {
                 upper_pct: 10.0,

@@ -570,9 +570,13 @@ impl MeterRules {
                 margin: s.harmonics.margin * limit / 100.0,
                 ..s.harmonics
             };
-            // Phase voltages, and line voltages where a 3-wire meter has
-            // only those: both judged with the voltage limits of the class.
-            for (ph, suffix) in VOLTAGE_PHASES {
+            // Phase voltages, and line voltages where the meter is judged
+            // line-to-line (3-wire MV metering): with the class's limits.
+            let line_basis = s.voltage_refs.iter().any(|(ph, _, _)| ph.contains('_'));
+            for (ph, suffix) in VOLTAGE_PHASES
+                .into_iter()
+                .filter(|(ph, _)| line_basis || !ph.contains('_'))
+            {
                 if let Some(h) = &l.harmonics {
                     let src = format!("{} ({})", l.harmonic_standard, h.note);
                     v.extend(stat_check(
@@ -955,6 +959,12 @@ mod tests {
                 (Kind::HarmonicVoltage, "l2_l3", 5, 3.2)
             ]
         );
+        // A meter judged phase-to-neutral (4-wire) is judged on its phase
+        // THD only: its line-voltage THD is shown, not judged twice.
+        let mut phase = set();
+        phase.voltage_refs = vec![("l1".into(), "voltage_l1_n".into(), 5_774.0)];
+        let mut r = MeterRules::new(phase);
+        assert!(r.on_window(&w).is_empty());
     }
 
     #[test]

@@ -273,6 +273,9 @@ pub struct DayLedger {
     /// Phase → 10-minute means outside EN 50160's range 2 (N2), where the
     /// preset has one.
     pub range2: BTreeMap<String, u32>,
+    /// Frequency over the 1-minute means, against nominal ± the allowed
+    /// deviation (GB/T 15945, EN 50160), where the meter measures it.
+    pub frequency: Option<VoltageDay>,
 }
 
 /// Version byte in front of the stored encoding: 2 added `outage`,
@@ -308,6 +311,7 @@ impl DayLedger {
             && self.outage == 0
             && self.suspension_instant.is_none()
             && self.range2.is_empty()
+            && self.frequency.is_none()
     }
 
     pub fn merge(&mut self, o: &DayLedger) {
@@ -324,6 +328,9 @@ impl DayLedger {
             self.distortion.entry(k.clone()).or_default().merge(v);
         }
         self.outage += o.outage;
+        if let Some(f) = &o.frequency {
+            self.frequency.get_or_insert_with(Default::default).merge(f);
+        }
         for (k, n) in &o.range2 {
             *self.range2.entry(k.clone()).or_insert(0) += n;
         }
@@ -363,6 +370,7 @@ impl DayLedger {
                     outage: 0,
                     suspension_instant: None,
                     range2: BTreeMap::new(),
+                    frequency: None,
                 })
                 .map_err(|e| format!("ledger row: {e}")),
             Some((v, _)) => Err(format!("ledger row: unknown encoding {v}")),
@@ -381,6 +389,9 @@ pub struct LedgerSpec {
     pub thd_voltage: BTreeMap<String, f64>,
     pub harmonic_limits: BTreeMap<u16, f64>,
     pub thd_current: Option<f64>,
+    /// The voltage unbalance limit (%), GB/T 15543's normal limit: the
+    /// ledger keeps the unbalance's distribution like a distortion's.
+    pub unbalance: Option<f64>,
     /// Suspensions: [from_ms, to_ms).
     pub suspensions: Vec<(i64, i64)>,
     /// (field, interruption threshold in V) of every judged voltage: a
@@ -388,6 +399,8 @@ pub struct LedgerSpec {
     pub interruption: Vec<(String, f64)>,
     /// Phase → EN 50160 range 2 in V (lower, upper), where the preset has one.
     pub range2: BTreeMap<String, (f64, f64)>,
+    /// Frequency band in Hz (lower, upper), where the preset has one.
+    pub frequency: Option<(f64, f64)>,
 }
 
 impl LedgerSpec {
@@ -409,12 +422,18 @@ impl LedgerSpec {
         let h = m.limits.harmonics.as_ref();
         LedgerSpec {
             voltage,
+            // Line-voltage THD is judged where the voltages are (3-wire MV
+            // metering, judged line-to-line); elsewhere shown, not judged.
             thd_voltage: crate::quality::rules::VOLTAGE_PHASES
                 .iter()
+                .filter(|(ph, _)| {
+                    !ph.contains('_') || m.voltage_refs.iter().any(|(r, _, _)| r.contains('_'))
+                })
                 .filter_map(|(_, suffix)| h.map(|h| (format!("thd_voltage_{suffix}"), h.thd)))
                 .collect(),
             harmonic_limits: h.map(|h| h.orders.clone()).unwrap_or_default(),
             thd_current: m.limits.thd_current,
+            unbalance: Some(m.limits.unbalance),
             suspensions: c
                 .map(|c| c.suspensions.iter().map(|s| (s.from_ms, s.to_ms)).collect())
                 .unwrap_or_default(),
@@ -439,6 +458,12 @@ impl LedgerSpec {
                     .collect(),
                 None => BTreeMap::new(),
             },
+            frequency: m.limits.frequency.as_ref().map(|f| {
+                (
+                    m.nominal_frequency - f.deviation_hz,
+                    m.nominal_frequency + f.deviation_hz,
+                )
+            }),
         }
     }
 
@@ -459,6 +484,9 @@ impl LedgerSpec {
 
     /// The limit of a distortion field, and whether the ledger keeps it.
     fn distortion_limit(&self, field: &str) -> Option<Option<f64>> {
+        if field == "voltage_unbalance" {
+            return Some(self.unbalance);
+        }
         if let Some(l) = self.thd_voltage.get(field) {
             return Some(Some(*l));
         }
@@ -495,6 +523,11 @@ pub fn from_short_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
                 .or_default()
                 .add(s.mean, w.start_ms, *up, *lo);
         }
+    }
+    if let (Some((lo, up)), Some(s), false) = (spec.frequency, w.get("frequency"), outage) {
+        let mut f = VoltageDay::default();
+        f.add(s.mean, w.start_ms, up, lo);
+        d.frequency = Some(f);
     }
     for (field, s) in w.stats.iter().filter(|_| !outage) {
         if let Some(limit) = spec.distortion_limit(field) {
@@ -698,9 +731,11 @@ mod tests {
             thd_voltage: [("thd_voltage_l1_n".to_string(), 5.0)].into(),
             harmonic_limits: [(5, 4.0), (2, 2.0)].into(),
             thd_current: None,
+            unbalance: Some(2.0),
             suspensions: vec![(120_000, 240_000)],
             interruption: vec![("voltage_l1_n".into(), 22.0)],
             range2: BTreeMap::new(),
+            frequency: Some((49.8, 50.2)),
         }
     }
 
@@ -709,7 +744,8 @@ mod tests {
         let mut day = DayLedger::default();
         // Minute 0: 240 V (above 235.4), THD 5.5 (over 5), h5 3.0, h2 2.5
         // (over 2), THDi 30 (kept, no limit), 100 kW. Minute 2 (inside the
-        // suspension): 230 V, 80 kW. The unbalance is not a distortion field.
+        // suspension): 230 V, 80 kW. The unbalance is kept like a
+        // distortion (GB/T 15543 assesses its 95 % value and maximum).
         let m0 = window(
             0,
             &[
@@ -738,7 +774,8 @@ mod tests {
         assert_eq!(day.distortion["harmonic_voltage_l1_n_h2"].over, 1);
         assert_eq!(day.distortion["harmonic_voltage_l1_n_h5"].over, 0);
         assert_eq!(day.distortion["thd_current_l1"].limit, None);
-        assert!(!day.distortion.contains_key("voltage_unbalance"));
+        let u = &day.distortion["voltage_unbalance"];
+        assert_eq!((u.minutes, u.over, u.limit), (1, 0, Some(2.0)));
         // Active power peak is the highest sample (mean + 1 W here), in kW.
         let p = day.active_power.clone().unwrap();
         assert_eq!((p.value, p.at_ms, p.unit.as_str()), (100.001, 10_000, "kW"));

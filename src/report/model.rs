@@ -127,6 +127,38 @@ pub struct DistortionRow {
     pub verdict: Verdict,
 }
 
+/// Voltage unbalance over the period, GB/T 15543-2008: the 95 % value
+/// against the normal limit, the maximum against the short-time one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnbalanceRow {
+    pub minutes: u32,
+    pub cp95: Option<f64>,
+    pub max: Option<(f64, i64)>,
+    pub mean: Option<f64>,
+    /// Normal limit (2 % at the PCC; 1.3 % for one customer's share).
+    pub limit: f64,
+    /// Short-time limit: twice the normal one (4 %; 2.6 %).
+    pub short_limit: f64,
+    pub verdict: Verdict,
+}
+
+/// Frequency over the period (GB/T 15945, EN 50160): 1-minute means inside
+/// nominal ± the allowed deviation, for the share of minutes required.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrequencyRow {
+    pub standard: String,
+    pub nominal_hz: f64,
+    pub deviation_hz: f64,
+    /// Required share of minutes inside, %.
+    pub required_pct: f64,
+    pub monitored: u32,
+    pub outside: u32,
+    pub within_pct: Option<f64>,
+    pub max: Option<(f64, i64)>,
+    pub min: Option<(f64, i64)>,
+    pub verdict: Verdict,
+}
+
 /// One phase of one day, for the daily table, chart and CSV.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DayPhase {
@@ -223,6 +255,10 @@ pub struct MeterReport {
     /// Every individual order the meter provides, ascending by phase and order.
     pub harmonics: Vec<DistortionRow>,
     pub thd_current: Vec<DistortionRow>,
+    /// Where the meter measures the voltage unbalance.
+    pub unbalance: Option<UnbalanceRow>,
+    /// Where the meter measures the frequency and the preset limits it.
+    pub frequency: Option<FrequencyRow>,
     pub active_power_peak: Option<Peak>,
     pub demand_peak: Option<Peak>,
     pub daily: Vec<DayRow>,
@@ -291,6 +327,10 @@ pub struct DemandSection {
 pub struct Verdicts {
     pub voltage: Verdict,
     pub harmonics: Verdict,
+    /// None where no meter measures the unbalance.
+    pub unbalance: Option<Verdict>,
+    /// None where no meter's frequency is judged.
+    pub frequency: Option<Verdict>,
     pub suspension: Option<Verdict>,
     pub demand: Option<Verdict>,
     pub overall: Verdict,
@@ -518,7 +558,29 @@ fn meter_report(
     let mut thd = Vec::new();
     let mut harmonics = Vec::new();
     let mut thd_current = Vec::new();
+    let mut unbalance = None;
     for (field, d) in &total.distortion {
+        if field == "voltage_unbalance" {
+            let limit = m.limits.unbalance;
+            let cp95 = d.cp95();
+            let verdict = match (cp95, d.max) {
+                (None, _) => Verdict::NoData,
+                _ if !sufficient => Verdict::Insufficient,
+                (Some(c), _) if c > limit => Verdict::Fail,
+                (_, Some((x, _))) if x > 2.0 * limit => Verdict::Fail,
+                _ => Verdict::Pass,
+            };
+            unbalance = Some(UnbalanceRow {
+                minutes: d.minutes,
+                cp95,
+                max: d.max,
+                mean: d.mean(),
+                limit,
+                short_limit: 2.0 * limit,
+                verdict,
+            });
+            continue;
+        }
         let row = distortion_row(field, d);
         if field.starts_with("thd_voltage_") {
             thd.push(row);
@@ -528,6 +590,31 @@ fn meter_report(
             harmonics.push(row);
         }
     }
+    let frequency = match (&m.limits.frequency, &total.frequency) {
+        (Some(f), Some(d)) if d.monitored > 0 => {
+            let outside = d.above + d.below;
+            let within = d.qualification_rate();
+            let verdict = match within {
+                _ if !sufficient => Verdict::Insufficient,
+                Some(w) if w + 1e-9 >= f.share => Verdict::Pass,
+                Some(_) => Verdict::Fail,
+                None => Verdict::NoData,
+            };
+            Some(FrequencyRow {
+                standard: f.standard.clone(),
+                nominal_hz: m.nominal_frequency,
+                deviation_hz: f.deviation_hz,
+                required_pct: f.share,
+                monitored: d.monitored,
+                outside,
+                within_pct: within,
+                max: d.max,
+                min: d.min,
+                verdict,
+            })
+        }
+        _ => None,
+    };
     harmonics.sort_by(|a, b| (&a.phase, a.order).cmp(&(&b.phase, b.order)));
     let harmonic_verdict = match Verdict::combine(thd.iter().chain(&harmonics).map(|r| r.verdict)) {
         Verdict::NoData => Verdict::NoData,
@@ -618,6 +705,8 @@ fn meter_report(
         thd,
         harmonics,
         thd_current,
+        unbalance,
+        frequency,
         active_power_peak: total.active_power.clone(),
         demand_peak: total.demand.clone(),
         daily,
@@ -861,12 +950,28 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
 
     let voltage = Verdict::combine(meter_reports.iter().map(|m| m.voltage_verdict));
     let harmonics = Verdict::combine(meter_reports.iter().map(|m| m.harmonic_verdict));
+    let unbalance = {
+        let rows: Vec<Verdict> = meter_reports
+            .iter()
+            .filter_map(|m| m.unbalance.as_ref().map(|u| u.verdict))
+            .collect();
+        (!rows.is_empty()).then(|| Verdict::combine(rows))
+    };
+    let frequency = {
+        let rows: Vec<Verdict> = meter_reports
+            .iter()
+            .filter_map(|m| m.frequency.as_ref().map(|f| f.verdict))
+            .collect();
+        (!rows.is_empty()).then(|| Verdict::combine(rows))
+    };
     let suspension =
         (!suspensions.is_empty()).then(|| Verdict::combine(suspensions.iter().map(|s| s.verdict)));
     let demand_v = demand.as_ref().map(|d| d.verdict);
     let overall = Verdict::combine(
         [voltage, harmonics]
             .into_iter()
+            .chain(unbalance)
+            .chain(frequency)
             .chain(suspension)
             .chain(demand_v),
     );
@@ -891,6 +996,8 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
         verdicts: Verdicts {
             voltage,
             harmonics,
+            unbalance,
+            frequency,
             suspension,
             demand: demand_v,
             overall,
@@ -1572,5 +1679,139 @@ nominal_voltage = 380
         // (50 + 51 + 1 + 1) outside of 3 × 2015 intervals = 1.7 %.
         let pooled = mr.voltage_long.iter().map(|l| l.outside).sum::<u32>();
         assert_eq!(pooled, 103);
+    }
+
+    #[test]
+    fn unbalance_is_judged_on_its_95_percent_value_and_maximum() {
+        // GB/T 15543-2008: ε95 ≤ 2 %, maximum ≤ 4 % (short-time).
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::from_str(LV, dir.path()).unwrap();
+        let m = &cfg.meters[0];
+        let spec = LedgerSpec::from_config(m, cfg.customers.first(), cfg.rules.interruption_pct);
+        let tz = &cfg.timezone;
+        let period = Period::parse("2026-10-05").unwrap();
+        let start = period.start_ms(tz);
+        let judge = |eps: &dyn Fn(i64) -> f64| {
+            let mut day = DayLedger::default();
+            for i in 0..1440i64 {
+                let w = window(
+                    start + i * 60_000,
+                    60_000,
+                    &[
+                        ("voltage_l1_n", 220.0),
+                        ("voltage_l2_n", 220.0),
+                        ("voltage_l3_n", 220.0),
+                        ("voltage_unbalance", eps(i)),
+                    ],
+                );
+                day.merge(&ledger::from_short_window(&w, &spec));
+            }
+            let ledger = [(
+                "LV1".to_string(),
+                [(day_key(local_date(start, tz)), day)].into(),
+            )]
+            .into();
+            let r = lv_report(&cfg, &ledger);
+            // Second method: sort the minutes, drop the top ⌊0.05 n⌋.
+            let values: Vec<f64> = (0..1440).map(eps).collect();
+            let cp95 = ledger::cp95_sorted(&values).unwrap();
+            let max = values.iter().cloned().fold(f64::MIN, f64::max);
+            let u = r.meters[0].unbalance.clone().unwrap();
+            assert!((u.cp95.unwrap() - cp95).abs() < 0.006, "{u:?} vs {cp95}");
+            assert_eq!(u.max.unwrap().0, max);
+            assert_eq!((u.limit, u.short_limit), (2.0, 4.0));
+            (u.verdict, r.verdicts.unbalance, r.verdicts.overall)
+        };
+        // 0.5 … 1.94 % in steps of 0.01 (each value 10 times): CP95 1.87 %.
+        let ok = |i: i64| 0.5 + (i / 10) as f64 * 0.01;
+        assert_eq!(
+            judge(&ok),
+            (Verdict::Pass, Some(Verdict::Pass), Verdict::Pass)
+        );
+        // The same with 20 minutes at 4.5 %: CP95 still below 2 %, but the
+        // maximum is above the 4 % short-time limit.
+        let spike = |i: i64| if i < 20 { 4.5 } else { ok(i) };
+        assert_eq!(judge(&spike).0, Verdict::Fail);
+        // 100 minutes at 2.5 %: more than 5 % of the day above 2 %.
+        let high = |i: i64| if i < 100 { 2.5 } else { ok(i) };
+        let (v, section, overall) = judge(&high);
+        assert_eq!(
+            (v, section, overall),
+            (Verdict::Fail, Some(Verdict::Fail), Verdict::Fail)
+        );
+    }
+
+    #[test]
+    fn frequency_is_judged_against_nominal_plus_minus_the_allowed_deviation() {
+        // GB/T 15945: 50 Hz ± 0.2 Hz, every minute.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::from_str(LV, dir.path()).unwrap();
+        let m = &cfg.meters[0];
+        let spec = LedgerSpec::from_config(m, cfg.customers.first(), cfg.rules.interruption_pct);
+        let tz = &cfg.timezone;
+        let start = Period::parse("2026-10-05").unwrap().start_ms(tz);
+        let feed = |f: &dyn Fn(i64) -> f64| {
+            let mut day = DayLedger::default();
+            for i in 0..1440i64 {
+                let w = window(
+                    start + i * 60_000,
+                    60_000,
+                    &[("voltage_l1_n", 220.0), ("frequency", f(i))],
+                );
+                day.merge(&ledger::from_short_window(&w, &spec));
+            }
+            let ledger = [(
+                "LV1".to_string(),
+                [(day_key(local_date(start, tz)), day)].into(),
+            )]
+            .into();
+            lv_report(&cfg, &ledger)
+        };
+        let r = feed(&|i| 50.0 + ((i % 21) as f64 - 10.0) * 0.02); // 49.80 … 50.20
+        let f = r.meters[0].frequency.clone().unwrap();
+        assert_eq!(
+            (f.nominal_hz, f.deviation_hz, f.required_pct),
+            (50.0, 0.2, 100.0)
+        );
+        assert_eq!(
+            (f.monitored, f.outside),
+            (1440, 0),
+            "the band's edges are inside"
+        );
+        assert_eq!(f.verdict, Verdict::Pass);
+        assert_eq!(f.standard, "GB/T 15945-2008");
+        // Three minutes at 49.75 Hz: outside; by hand 1437 / 1440.
+        let r = feed(&|i| if i < 3 { 49.75 } else { 50.01 });
+        let f = r.meters[0].frequency.clone().unwrap();
+        assert_eq!(f.outside, 3);
+        assert!((f.within_pct.unwrap() - 100.0 * 1437.0 / 1440.0).abs() < 1e-9);
+        assert_eq!(f.min.unwrap().0, 49.75);
+        assert_eq!(
+            (f.verdict, r.verdicts.frequency),
+            (Verdict::Fail, Some(Verdict::Fail))
+        );
+        // A small system: ±0.5 Hz by override.
+        let text = LV.replace(
+            "id = \"C1\"",
+            "id = \"C1\"\nlimits = { frequency_deviation = 0.5 }",
+        );
+        let cfg2 = crate::config::from_str(&text, dir.path()).unwrap();
+        assert_eq!(
+            cfg2.meters[0]
+                .limits
+                .frequency
+                .as_ref()
+                .unwrap()
+                .deviation_hz,
+            0.5
+        );
+        // EN 50160: ±1 % (0.5 Hz) for 99.5 %.
+        let text = LV.replace(
+            "id = \"C1\"",
+            "id = \"C1\"\nlimits = { preset = \"en50160\" }",
+        );
+        let cfg3 = crate::config::from_str(&text, dir.path()).unwrap();
+        let fl = cfg3.meters[0].limits.frequency.clone().unwrap();
+        assert_eq!((fl.deviation_hz, fl.share), (0.5, 99.5));
     }
 }

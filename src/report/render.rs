@@ -713,6 +713,22 @@ fn header(ctx: &Ctx, b: &mut Vec<Block>) {
         Cell::verdict(ctx, r.verdicts.harmonics),
         Cell::new(harmonic_summary(ctx)),
     ]);
+    if let Some(v) = r.verdicts.unbalance {
+        rows.push(vec![
+            Cell::new(ctx.t("三相不平衡", "Unbalance"))
+                .strong()
+                .nowrap(),
+            Cell::verdict(ctx, v),
+            Cell::new(unbalance_summary(ctx)),
+        ]);
+    }
+    if let Some(v) = r.verdicts.frequency {
+        rows.push(vec![
+            Cell::new(ctx.t("频率偏差", "Frequency")).strong().nowrap(),
+            Cell::verdict(ctx, v),
+            Cell::new(frequency_summary(ctx)),
+        ]);
+    }
     if let Some(v) = r.verdicts.suspension {
         rows.push(vec![
             Cell::new(ctx.t("暂停用电", "Suspension")).strong().nowrap(),
@@ -803,6 +819,77 @@ fn voltage_summary(ctx: &Ctx) -> String {
         format!("合格率 {}；目标 ≥ {target}", parts.join("，"))
     } else {
         format!("qualification rate {}; target ≥ {target}", parts.join(", "))
+    }
+}
+
+/// "95 % value 1.34 % (limit 2 %), maximum 2.71 % (short-time 4 %)" of
+/// the meter closest to its limit.
+fn unbalance_summary(ctx: &Ctx) -> String {
+    let worst = ctx
+        .r
+        .meters
+        .iter()
+        .filter_map(|m| Some((m, m.unbalance.as_ref()?)))
+        .filter_map(|(m, u)| Some((u.cp95? / u.limit.max(1e-9), m, u)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let Some((_, m, u)) = worst else {
+        return ctx.t("无数据", "no data").into();
+    };
+    let max = pct(u.max.map(|x| x.0));
+    if ctx.zh {
+        format!(
+            "{} 95% 概率值 {}（限值 {}），最大值 {max}（短时限值 {}）",
+            clean(&m.id),
+            pct(u.cp95),
+            pct(Some(u.limit)),
+            pct(Some(u.short_limit))
+        )
+    } else {
+        format!(
+            "{} 95 % value {} (limit {}), maximum {max} (short-time {})",
+            clean(&m.id),
+            pct(u.cp95),
+            pct(Some(u.limit)),
+            pct(Some(u.short_limit))
+        )
+    }
+}
+
+/// "49.93–50.07 Hz, 100.00 % of minutes within ±0.2 Hz" of the meter with
+/// the lowest share.
+fn frequency_summary(ctx: &Ctx) -> String {
+    let worst = ctx
+        .r
+        .meters
+        .iter()
+        .filter_map(|m| m.frequency.as_ref())
+        .min_by(|a, b| {
+            a.within_pct
+                .unwrap_or(0.0)
+                .total_cmp(&b.within_pct.unwrap_or(0.0))
+        });
+    let Some(f) = worst else {
+        return ctx.t("无数据", "no data").into();
+    };
+    let range = match (f.min, f.max) {
+        (Some(lo), Some(hi)) => format!("{}–{} Hz", fixed(lo.0, 2), fixed(hi.0, 2)),
+        _ => DASH.into(),
+    };
+    let dev = trim_num(f.deviation_hz);
+    if ctx.zh {
+        format!(
+            "{range}；±{dev} Hz 内 {}（要求 ≥ {}，{}）",
+            rate(f.within_pct),
+            pct(Some(f.required_pct)),
+            clean(&f.standard)
+        )
+    } else {
+        format!(
+            "{range}; {} within ±{dev} Hz (≥ {} required, {})",
+            rate(f.within_pct),
+            pct(Some(f.required_pct)),
+            clean(&f.standard)
+        )
     }
 }
 
@@ -982,6 +1069,28 @@ fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             Cell::verdict(ctx, m.harmonic_verdict),
         ),
     ]);
+    if let Some(u) = &m.unbalance {
+        // One row: the 95 % value and maximum, the limits (GB/T 15543) and
+        // the verdict's tone (the summary names the verdict).
+        let cell = Cell::lines(vec![
+            format!("{} / {}", pct(u.cp95), pct(u.max.map(|x| x.0))),
+            format!(
+                "{} ≤ {} · {} ≤ {}",
+                ctx.t("95% 值", "95 %"),
+                pct(Some(u.limit)),
+                ctx.t("最大", "max"),
+                pct(Some(u.short_limit))
+            ),
+        ]);
+        rows.push((
+            ctx.t("不平衡度 95%/最大", "Unbalance 95%/max").into(),
+            if u.verdict == Verdict::Fail {
+                cell.tone(Tone::Fail)
+            } else {
+                cell
+            },
+        ));
+    }
     b.push(Block::Table(Table::fields(rows)));
 
     b.push(Block::H3(ctx.t("电压偏差", "Voltage").into()));
@@ -2582,16 +2691,17 @@ fn html_chart(h: &mut String, c: &Chart, band_every_day: bool) {
             .rposition(|(_, col)| !col.is_empty())
             .map_or(0, |i| i + 1);
         for (span, col) in &spans[..used] {
+            // An empty spacer cell has nothing to style, and colspan="1" is
+            // the default: a chart is ~28 KB of Gmail's 100, so bytes count.
             let style = if col.is_empty() {
                 String::new()
             } else {
-                format!("background:{col}")
+                format!(" style=\"background:{col}\"")
             };
-            // colspan="1" is the default: bytes saved for Gmail's budget.
             if *span == 1 {
-                let _ = write!(h, "<td style=\"{style}\"></td>");
+                let _ = write!(h, "<td{style}></td>");
             } else {
-                let _ = write!(h, "<td colspan=\"{span}\" style=\"{style}\"></td>");
+                let _ = write!(h, "<td colspan=\"{span}\"{style}></td>");
             }
         }
     };
@@ -2600,17 +2710,18 @@ fn html_chart(h: &mut String, c: &Chart, band_every_day: bool) {
     // The first row fixes the columns: the date column's width is set there.
     let _ = write!(
         h,
-        "<tr style=\"height:3px;\"><td width=\"44\" style=\"width:44px;padding:0;\"></td>"
+        "<tr style=\"height:3px\"><td width=\"44\" style=\"width:44px;padding:0\"></td>"
     );
     cells(h, &band_spans);
     h.push_str("</tr>");
     for (label, vals) in &c.days {
         for (i, v) in vals.iter().enumerate() {
-            h.push_str("<tr style=\"height:4px;\">");
+            // (Chart rows drop the last ";": a chart is ~28 KB of Gmail's 100.)
+            h.push_str("<tr style=\"height:4px\">");
             if i == 0 {
                 let _ = write!(
                     h,
-                    "<td rowspan=\"{rows}\" align=\"right\" nowrap style=\"padding-right:6px;font-size:11px;color:{MUTED};\">{}</td>",
+                    "<td rowspan=\"{rows}\" align=\"right\" nowrap style=\"padding-right:6px;font-size:11px;color:{MUTED}\">{}</td>",
                     esc(label)
                 );
             }
@@ -2624,7 +2735,7 @@ fn html_chart(h: &mut String, c: &Chart, band_every_day: bool) {
         }
         // Between days: the band again, or (lean) just a gap, and the band
         // once more under the last day.
-        h.push_str("<tr style=\"height:3px;\"><td style=\"\"></td>");
+        h.push_str("<tr style=\"height:3px\"><td></td>");
         if band_every_day || std::ptr::eq(label, &c.days[c.days.len() - 1].0) {
             cells(h, &band_spans);
         }
@@ -3234,6 +3345,30 @@ pub fn sample(language: Language) -> Report {
             thd,
             harmonics,
             thd_current,
+            unbalance: Some(super::model::UnbalanceRow {
+                minutes: (expected - 97) as u32,
+                cp95: Some(if s.long { 0.62 } else { 1.34 }),
+                max: Some((
+                    if s.long { 1.05 } else { 2.71 },
+                    day_start[9] + 11 * 3_600_000,
+                )),
+                mean: Some(if s.long { 0.41 } else { 0.88 }),
+                limit: 2.0,
+                short_limit: 4.0,
+                verdict: Verdict::Pass,
+            }),
+            frequency: Some(super::model::FrequencyRow {
+                standard: s.voltage_standard.replace("12325-2008", "15945-2008"),
+                nominal_hz: 50.0,
+                deviation_hz: if s.long { 0.5 } else { 0.2 },
+                required_pct: if s.long { 99.5 } else { 100.0 },
+                monitored: (expected - 97) as u32,
+                outside: 0,
+                within_pct: Some(100.0),
+                max: Some((50.07, day_start[3] + 9 * 3_600_000)),
+                min: Some((49.93, day_start[21] + 19 * 3_600_000)),
+                verdict: Verdict::Pass,
+            }),
             daily,
             voltage_verdict,
             harmonic_verdict,
@@ -3346,6 +3481,8 @@ pub fn sample(language: Language) -> Report {
         verdicts: Verdicts {
             voltage,
             harmonics,
+            unbalance: Some(Verdict::Pass),
+            frequency: Some(Verdict::Pass),
             suspension: Some(Verdict::Fail),
             demand: Some(Verdict::Pass),
             overall,
@@ -3756,9 +3893,11 @@ mod tests {
         ] {
             assert!(!h.contains(banned), "{banned}");
         }
-        // Every element in the body carries its own style.
+        // Every element in the body carries its own style, but for empty
+        // spacer cells (nothing in them to style).
         let body = &h[h.find("<body").unwrap()..];
         let mut rest = body;
+        let mut spacers = 0;
         while let Some(i) = rest.find('<') {
             rest = &rest[i + 1..];
             if rest.starts_with('/') || rest.starts_with('!') {
@@ -3766,8 +3905,13 @@ mod tests {
             }
             let tag_end = rest.find('>').unwrap();
             let tag = &rest[..tag_end];
+            if tag.starts_with("td") && rest[tag_end + 1..].starts_with("</td>") {
+                spacers += 1;
+                continue;
+            }
             assert!(tag.contains("style=\""), "<{tag}> without style");
         }
+        assert!(spacers > 0, "the charts have spacer cells");
     }
 
     /// Header lines of a formatted message (unfolded), lower-case names.
