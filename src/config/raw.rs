@@ -86,6 +86,10 @@ pub struct Customer {
     pub contracted_kva: Option<f64>,
     /// Contracted maximum demand, kW (max-demand billing).
     pub max_demand_kw: Option<f64>,
+    /// Minimum short-circuit capacity at the PCC, MVA (harmonic current limits).
+    pub short_circuit_mva: Option<f64>,
+    /// Maximum demand load current I_L at the PCC, A (IEEE 519 TDD).
+    pub max_demand_current_a: Option<f64>,
     #[serde(default)]
     pub suspensions: Vec<Suspension>,
     pub limits: Option<crate::quality::limits::Overrides>,

@@ -619,3 +619,39 @@ fn demand_settings_are_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn ieee519_tdd_limit_from_the_short_circuit_ratio() {
+    // 10 kV, Sk 100 MVA: Isc = 100e6 / (√3 × 10 000) = 5 773.5 A; I_L 200 A
+    // → Isc/IL 28.9: the 20–50 row, TDD 8 %.
+    let text = GOOD.replace(
+        "tags = { region = \"east\" }",
+        "tags = { region = \"east\" }\nshort_circuit_mva = 100\nmax_demand_current_a = 200\nlimits = { preset = \"ieee519\" }",
+    );
+    let c = load_text(&text, &[]).unwrap();
+    let cur = c.meters[0].limits.current.clone().unwrap();
+    let by_hand = 100e6 / (3f64.sqrt() * 10_000.0) / 200.0;
+    assert!((cur.ratio - by_hand).abs() < 1e-9, "{}", cur.ratio);
+    assert_eq!((cur.tdd, cur.odd[0]), (8.0, 7.0));
+    // The GB preset has no current table (GB/T 14549's limits are amperes).
+    let text = GOOD.replace(
+        "tags = { region = \"east\" }",
+        "tags = { region = \"east\" }\nshort_circuit_mva = 100\nmax_demand_current_a = 200",
+    );
+    assert!(
+        load_text(&text, &[]).unwrap().meters[0]
+            .limits
+            .current
+            .is_none()
+    );
+    let e = load_text(
+        &GOOD.replace("tags = { region = \"east\" }", "short_circuit_mva = -3"),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("customers[0].short_circuit_mva: must be positive"),
+        "{e}"
+    );
+}

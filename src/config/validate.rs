@@ -143,6 +143,10 @@ pub struct Customer {
     pub tags: BTreeMap<String, String>,
     pub contracted_kva: Option<f64>,
     pub max_demand_kw: Option<f64>,
+    /// Minimum short-circuit capacity at the PCC, MVA.
+    pub short_circuit_mva: Option<f64>,
+    /// Maximum demand load current I_L, A.
+    pub max_demand_current_a: Option<f64>,
     pub suspensions: Vec<super::sections::SuspensionPeriod>,
     pub limits: crate::quality::limits::Overrides,
     pub language: super::sections::Language,
@@ -584,6 +588,8 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
         for (k, v) in [
             ("contracted_kva", c.contracted_kva),
             ("max_demand_kw", c.max_demand_kw),
+            ("short_circuit_mva", c.short_circuit_mva),
+            ("max_demand_current_a", c.max_demand_current_a),
         ] {
             if let Some(v) = v
                 && !(v.is_finite() && v > 0.0)
@@ -619,6 +625,8 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             id: c.id,
             tags: c.tags,
             contracted_kva: c.contracted_kva,
+            short_circuit_mva: c.short_circuit_mva,
+            max_demand_current_a: c.max_demand_current_a,
             max_demand_kw: c.max_demand_kw,
             suspensions,
             limits: c.limits.unwrap_or_default(),
@@ -808,6 +816,14 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
                 &format!("{key}.nominal_voltage_ln"),
                 "applies to three-phase meters; a single-phase meter's nominal_voltage is its phase voltage",
             );
+        }
+        // IEEE 519: Isc = Sk / (√3 · U), the row by Isc / I_L.
+        let mut limits = limits;
+        if let (Some(c), Some(sk)) = (customer, customer.and_then(|c| c.short_circuit_mva))
+            && let Some(il) = c.max_demand_current_a
+        {
+            let isc = sk * 1e6 / (3f64.sqrt() * m.nominal_voltage);
+            limits.current = rules.presets.current_limits(&limits.preset, isc / il);
         }
         let voltage_refs = super::sections::voltage_refs(
             &super::sections::VoltageBasis {

@@ -68,6 +68,8 @@ pub(crate) fn kind_name(kind: Kind, order: u16, lang: Language) -> String {
         Kind::HarmonicVoltage => format!("harmonic voltage H{order}"),
         Kind::ThdCurrent if zh => "电流总谐波畸变率".into(),
         Kind::ThdCurrent => "current THD".into(),
+        Kind::TddCurrent if zh => "电流总需量畸变率 TDD".into(),
+        Kind::TddCurrent => "current TDD".into(),
         Kind::Unbalance if zh => "三相电压不平衡度".into(),
         Kind::Unbalance => "voltage unbalance".into(),
         Kind::SuspensionLoad if zh => "暂停期间超容用电".into(),

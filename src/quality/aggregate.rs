@@ -108,6 +108,7 @@ impl Acc {
 pub fn aggregated(field: &str) -> bool {
     field.starts_with("voltage_")
         || field.starts_with("thd_")
+        || field.starts_with("tdd_")
         || field.starts_with("harmonic_")
         || field == "active_power_total"
         || field == "apparent_power_total"

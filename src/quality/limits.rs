@@ -27,6 +27,20 @@ struct RawPreset {
     voltage: Vec<RawBand>,
     #[serde(default)]
     harmonics: Vec<RawHarmonics>,
+    /// IEEE 519 current distortion rows, by short-circuit ratio.
+    #[serde(default)]
+    current: Vec<RawCurrent>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCurrent {
+    /// The row applies while Isc / I_L is below this.
+    max_ratio: f64,
+    /// TDD limit, % of I_L.
+    tdd: f64,
+    /// Odd orders 3–11, 11–17, 17–23, 23–35, 35–50, % of I_L.
+    odd: [f64; 5],
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +186,22 @@ pub struct Limits {
     pub unbalance: f64,
     /// Frequency deviation, where the preset (or an override) sets one.
     pub frequency: Option<FrequencyLimit>,
+    /// IEEE 519 current distortion (TDD), where the preset has a current
+    /// table and the customer its short-circuit capacity and I_L.
+    pub current: Option<CurrentLimits>,
+}
+
+/// IEEE 519 current distortion limits of one customer: the Table 2 row its
+/// short-circuit ratio selects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CurrentLimits {
+    /// Isc / I_L at the PCC.
+    pub ratio: f64,
+    /// TDD limit, % of I_L.
+    pub tdd: f64,
+    /// Odd-order limits for 3–11, 11–17, 17–23, 23–35, 35–50, % of I_L.
+    pub odd: [f64; 5],
+    pub note: String,
 }
 
 /// Allowed frequency deviation and the share of minutes it must hold for.
@@ -231,6 +261,34 @@ impl Presets {
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.presets.keys().map(String::as_str)
+    }
+
+    /// The IEEE 519 current row for a short-circuit ratio Isc / I_L, where
+    /// the preset has a current table.
+    pub fn current_limits(&self, preset: &str, ratio: f64) -> Option<CurrentLimits> {
+        let p = self.presets.get(preset)?;
+        let row = p.current.iter().find(|r| ratio < r.max_ratio)?;
+        let lower = p
+            .current
+            .iter()
+            .rev()
+            .find(|r| r.max_ratio <= ratio)
+            .map_or(0.0, |r| r.max_ratio);
+        Some(CurrentLimits {
+            ratio,
+            tdd: row.tdd,
+            odd: row.odd,
+            note: if lower == 0.0 {
+                format!("Isc/IL {ratio:.0} < {}: TDD {} %", row.max_ratio, row.tdd)
+            } else if row.max_ratio >= 1e9 {
+                format!("Isc/IL {ratio:.0} > {lower}: TDD {} %", row.tdd)
+            } else {
+                format!(
+                    "Isc/IL {ratio:.0} in {lower}–{}: TDD {} %",
+                    row.max_ratio, row.tdd
+                )
+            },
+        })
     }
 
     /// Every (English, Chinese) note of the presets' rows.
@@ -309,6 +367,7 @@ impl Presets {
             harmonic_window: span(&p.harmonic_window),
             thd_current: o.thd_current,
             unbalance: o.unbalance.unwrap_or(2.0),
+            current: None,
             frequency: match (p.frequency_deviation, o.frequency_deviation) {
                 (_, Some(d)) => Some(FrequencyLimit {
                     standard: p
@@ -534,6 +593,28 @@ mod tests {
                 "{un}"
             );
         }
+    }
+
+    #[test]
+    fn ieee519_current_rows_by_short_circuit_ratio() {
+        let p = Presets::builtin();
+        // IEEE 519-2014 Table 2, by Isc/IL.
+        for (ratio, tdd, h3) in [
+            (10.0, 5.0, 4.0),
+            (20.0, 8.0, 7.0),
+            (35.0, 8.0, 7.0),
+            (75.0, 12.0, 10.0),
+            (500.0, 15.0, 12.0),
+            (2000.0, 20.0, 15.0),
+        ] {
+            let c = p.current_limits("ieee519", ratio).unwrap();
+            assert_eq!((c.tdd, c.odd[0]), (tdd, h3), "{ratio}");
+        }
+        assert_eq!(
+            p.current_limits("ieee519", 35.0).unwrap().note,
+            "Isc/IL 35 in 20–50: TDD 8 %"
+        );
+        assert!(p.current_limits("gb", 35.0).is_none());
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub enum Kind {
     ThdVoltage,
     HarmonicVoltage,
     ThdCurrent,
+    /// IEEE 519 total demand distortion of the current, % of I_L.
+    TddCurrent,
     Unbalance,
     SuspensionLoad,
     DemandExceeded,
@@ -48,6 +50,7 @@ impl Kind {
             Kind::ThdVoltage => "thd_voltage",
             Kind::HarmonicVoltage => "harmonic_voltage",
             Kind::ThdCurrent => "thd_current",
+            Kind::TddCurrent => "tdd_current",
             Kind::Unbalance => "voltage_unbalance",
             Kind::SuspensionLoad => "suspension_load",
             Kind::DemandExceeded => "demand_exceeded",
@@ -58,12 +61,13 @@ impl Kind {
         Kind::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::VoltageHigh,
         Kind::VoltageLow,
         Kind::ThdVoltage,
         Kind::HarmonicVoltage,
         Kind::ThdCurrent,
+        Kind::TddCurrent,
         Kind::Unbalance,
         Kind::SuspensionLoad,
         Kind::DemandExceeded,
@@ -603,6 +607,20 @@ impl MeterRules {
                         ));
                     }
                 }
+                if let Some(c) = &l.current
+                    && !ph.contains('_')
+                {
+                    v.extend(stat_check(
+                        Kind::TddCurrent,
+                        ph,
+                        0,
+                        &format!("tdd_current_{ph}"),
+                        c.tdd,
+                        "%",
+                        format!("{} ({})", l.harmonic_standard, c.note),
+                        rel(c.tdd),
+                    ));
+                }
                 if let Some(ti) = l.thd_current
                     && !ph.contains('_')
                 {
@@ -965,6 +983,28 @@ mod tests {
         phase.voltage_refs = vec![("l1".into(), "voltage_l1_n".into(), 5_774.0)];
         let mut r = MeterRules::new(phase);
         assert!(r.on_window(&w).is_empty());
+    }
+
+    #[test]
+    fn tdd_is_judged_against_the_ieee519_row_of_the_short_circuit_ratio() {
+        let mut set = set();
+        set.limits.current = Presets::builtin().current_limits("ieee519", 35.0);
+        let mut r = MeterRules::new(set);
+        let ev = r.on_window(&window(
+            0,
+            10 * MIN,
+            &[("tdd_current_l1", 9.0), ("tdd_current_l2", 7.0)],
+        ));
+        let got: Vec<_> = ev
+            .iter()
+            .map(|e| (e.kind, e.phase.as_str(), e.limit))
+            .collect();
+        assert_eq!(got, vec![(Kind::TddCurrent, "l1", 8.0)]);
+        assert!(
+            ev[0].source.contains("Isc/IL 35 in 20–50"),
+            "{}",
+            ev[0].source
+        );
     }
 
     #[test]

@@ -389,6 +389,9 @@ pub struct LedgerSpec {
     pub thd_voltage: BTreeMap<String, f64>,
     pub harmonic_limits: BTreeMap<u16, f64>,
     pub thd_current: Option<f64>,
+    /// IEEE 519 TDD limit (% of I_L), where the customer's short-circuit
+    /// ratio selects one.
+    pub tdd: Option<f64>,
     /// The voltage unbalance limit (%), GB/T 15543's normal limit: the
     /// ledger keeps the unbalance's distribution like a distortion's.
     pub unbalance: Option<f64>,
@@ -434,6 +437,7 @@ impl LedgerSpec {
             harmonic_limits: h.map(|h| h.orders.clone()).unwrap_or_default(),
             thd_current: m.limits.thd_current,
             unbalance: Some(m.limits.unbalance),
+            tdd: m.limits.current.as_ref().map(|c| c.tdd),
             suspensions: c
                 .map(|c| c.suspensions.iter().map(|s| (s.from_ms, s.to_ms)).collect())
                 .unwrap_or_default(),
@@ -495,6 +499,9 @@ impl LedgerSpec {
         }
         if field.starts_with("thd_current_l") {
             return Some(self.thd_current);
+        }
+        if field.starts_with("tdd_current_l") {
+            return Some(self.tdd);
         }
         let order = field
             .strip_prefix("harmonic_voltage_")
@@ -732,6 +739,7 @@ mod tests {
             harmonic_limits: [(5, 4.0), (2, 2.0)].into(),
             thd_current: None,
             unbalance: Some(2.0),
+            tdd: None,
             suspensions: vec![(120_000, 240_000)],
             interruption: vec![("voltage_l1_n".into(), 22.0)],
             range2: BTreeMap::new(),

@@ -255,6 +255,9 @@ pub struct MeterReport {
     /// Every individual order the meter provides, ascending by phase and order.
     pub harmonics: Vec<DistortionRow>,
     pub thd_current: Vec<DistortionRow>,
+    /// IEEE 519 TDD per phase, judged where the customer's short-circuit
+    /// ratio selects a limit (`short_circuit_mva`, `max_demand_current_a`).
+    pub tdd_current: Vec<DistortionRow>,
     /// Where the meter measures the voltage unbalance.
     pub unbalance: Option<UnbalanceRow>,
     /// Where the meter measures the frequency and the preset limits it.
@@ -404,6 +407,7 @@ fn phase_order(field: &str) -> (String, u16) {
         .strip_prefix("harmonic_voltage_")
         .or_else(|| field.strip_prefix("thd_voltage_"))
         .or_else(|| field.strip_prefix("thd_current_"))
+        .or_else(|| field.strip_prefix("tdd_current_"))
         .unwrap_or(field);
     let (ph, order) = match rest.rsplit_once("_h") {
         Some((ph, n)) if n.parse::<u16>().is_ok() => (ph, n.parse().unwrap_or(0)),
@@ -558,6 +562,7 @@ fn meter_report(
     let mut thd = Vec::new();
     let mut harmonics = Vec::new();
     let mut thd_current = Vec::new();
+    let mut tdd_current = Vec::new();
     let mut unbalance = None;
     for (field, d) in &total.distortion {
         if field == "voltage_unbalance" {
@@ -586,6 +591,8 @@ fn meter_report(
             thd.push(row);
         } else if field.starts_with("thd_current_") {
             thd_current.push(row);
+        } else if field.starts_with("tdd_current_") {
+            tdd_current.push(row);
         } else {
             harmonics.push(row);
         }
@@ -616,7 +623,12 @@ fn meter_report(
         _ => None,
     };
     harmonics.sort_by(|a, b| (&a.phase, a.order).cmp(&(&b.phase, b.order)));
-    let harmonic_verdict = match Verdict::combine(thd.iter().chain(&harmonics).map(|r| r.verdict)) {
+    let harmonic_verdict = match Verdict::combine(
+        thd.iter()
+            .chain(&harmonics)
+            .chain(&tdd_current)
+            .map(|r| r.verdict),
+    ) {
         Verdict::NoData => Verdict::NoData,
         _ if !sufficient => Verdict::Insufficient,
         v => v,
@@ -705,6 +717,7 @@ fn meter_report(
         thd,
         harmonics,
         thd_current,
+        tdd_current,
         unbalance,
         frequency,
         active_power_peak: total.active_power.clone(),

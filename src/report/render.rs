@@ -1554,9 +1554,19 @@ fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             ));
         }
     }
+    if !m.tdd_current.is_empty() {
+        b.push(Block::Caption(
+            ctx.t(
+                "电流总需量畸变率 TDD（IEEE 519，% I_L）",
+                "Current TDD (IEEE 519, % of I_L)",
+            )
+            .into(),
+        ));
+        b.push(Block::Table(distortion_table(ctx, &m.tdd_current, false)));
+    }
 }
 
-/// THDu or THDi per phase (phases as columns).
+/// THDu, THDi or TDD per phase (phases as columns).
 fn distortion_table(ctx: &Ctx, rows: &[DistortionRow], voltage: bool) -> Table {
     let mut head = vec![String::new()];
     head.extend(rows.iter().map(|r| ctx.phase(&r.phase)));
@@ -3345,6 +3355,7 @@ pub fn sample(language: Language) -> Report {
             thd,
             harmonics,
             thd_current,
+            tdd_current: Vec::new(),
             unbalance: Some(super::model::UnbalanceRow {
                 minutes: (expected - 97) as u32,
                 cp95: Some(if s.long { 0.62 } else { 1.34 }),
