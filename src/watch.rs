@@ -574,6 +574,15 @@ impl Watch {
         if mw.meta.is_none() {
             mw.meta = Some(r.meter.clone());
         }
+        if mw.ledger_spec.samples
+            && let Some(l) = &mut self.ledger
+        {
+            l.add(
+                &r.meter.id,
+                r.ts_ms,
+                ledger::from_samples(&r.values, &mw.ledger_spec),
+            );
+        }
         let mut closed = Vec::new();
         for (agg, name) in mw.aggs.iter_mut() {
             if let Some(w) = agg.push(r.ts_ms, &r.values) {

@@ -276,6 +276,10 @@ pub struct DayLedger {
     /// Frequency over the 1-minute means, against nominal ± the allowed
     /// deviation (GB/T 15945, EN 50160), where the meter measures it.
     pub frequency: Option<VoltageDay>,
+    /// Distortion field → histogram of the polled samples themselves, for
+    /// meters polled every 3 s or faster: GB/T 14549 assesses 3-second
+    /// values, so their CP95 is taken from these where present.
+    pub samples: BTreeMap<String, Hist>,
 }
 
 /// Version byte in front of the stored encoding: 2 added `outage`,
@@ -312,6 +316,7 @@ impl DayLedger {
             && self.suspension_instant.is_none()
             && self.range2.is_empty()
             && self.frequency.is_none()
+            && self.samples.is_empty()
     }
 
     pub fn merge(&mut self, o: &DayLedger) {
@@ -330,6 +335,9 @@ impl DayLedger {
         self.outage += o.outage;
         if let Some(f) = &o.frequency {
             self.frequency.get_or_insert_with(Default::default).merge(f);
+        }
+        for (k, h) in &o.samples {
+            self.samples.entry(k.clone()).or_default().merge(h);
         }
         for (k, n) in &o.range2 {
             *self.range2.entry(k.clone()).or_insert(0) += n;
@@ -371,6 +379,7 @@ impl DayLedger {
                     suspension_instant: None,
                     range2: BTreeMap::new(),
                     frequency: None,
+                    samples: BTreeMap::new(),
                 })
                 .map_err(|e| format!("ledger row: {e}")),
             Some((v, _)) => Err(format!("ledger row: unknown encoding {v}")),
@@ -404,6 +413,9 @@ pub struct LedgerSpec {
     pub range2: BTreeMap<String, (f64, f64)>,
     /// Frequency band in Hz (lower, upper), where the preset has one.
     pub frequency: Option<(f64, f64)>,
+    /// The meter is polled every 3 s or faster: its samples are kept for
+    /// the 3-second CP95 of GB/T 14549.
+    pub samples: bool,
 }
 
 impl LedgerSpec {
@@ -462,6 +474,7 @@ impl LedgerSpec {
                     .collect(),
                 None => BTreeMap::new(),
             },
+            samples: m.interval <= std::time::Duration::from_secs(3),
             frequency: m.limits.frequency.as_ref().map(|f| {
                 (
                     m.nominal_frequency - f.deviation_hz,
@@ -560,6 +573,33 @@ pub fn from_short_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
             at_ms: s.max_ms,
             unit: unit.into(),
         });
+    }
+    d
+}
+
+/// The ledger contribution of one poll of a meter polled every 3 s or
+/// faster: its distortion values into the sample histograms (none while
+/// the supply is interrupted).
+pub fn from_samples(values: &[(std::sync::Arc<str>, f64)], spec: &LedgerSpec) -> DayLedger {
+    let mut d = DayLedger::default();
+    if !spec.samples {
+        return d;
+    }
+    let mut seen = false;
+    let mut live = false;
+    for (field, threshold) in &spec.interruption {
+        if let Some((_, v)) = values.iter().find(|(k, _)| &**k == field.as_str()) {
+            seen = true;
+            live |= *v >= *threshold;
+        }
+    }
+    if seen && !live {
+        return d;
+    }
+    for (field, v) in values {
+        if spec.distortion_limit(field).is_some() {
+            d.samples.entry(field.to_string()).or_default().add(*v);
+        }
     }
     d
 }
@@ -744,6 +784,7 @@ mod tests {
             interruption: vec![("voltage_l1_n".into(), 22.0)],
             range2: BTreeMap::new(),
             frequency: Some((49.8, 50.2)),
+            samples: false,
         }
     }
 

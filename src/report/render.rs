@@ -1443,6 +1443,19 @@ fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             ctx.t("电压总谐波畸变率 THDu", "Voltage THD (THDu)").into(),
         ));
         b.push(Block::Table(distortion_table(ctx, &m.thd, true)));
+        // Fast-polled meters: the CP95 is GB/T 14549's own (3-s values).
+        if let Some(n) = m.thd.iter().map(|r| r.samples).max().filter(|n| *n > 0) {
+            b.push(Block::Note(
+                if ctx.zh {
+                    format!("CP95 按 {n} 个 3 秒及更短的采样值计算（GB/T 14549 的 3 秒值）。")
+                } else {
+                    format!(
+                        "CP95 of {n} polled values of 3 s or less (GB/T 14549's 3-second values)."
+                    )
+                },
+                Tone::Plain,
+            ));
+        }
     }
 
     let orders = &m.harmonics;
@@ -3015,9 +3028,10 @@ pub fn sample(language: Language) -> Report {
             profile: "janitza-umg96rm",
             nominal: 400.0,
             refs: ["l1", "l2", "l3"],
-            reference: 400.0 / 3f64.sqrt(),
+            // IEC 60038: the phases of 230/400 V are judged against 230 V.
+            reference: 230.0,
             band: (-10.0, 10.0),
-            band_note: "EN 50160: ±10 % (10-min means, 95 % of the week)",
+            band_note: "LV: ±10 % for 95 % of each week's 10-minute means; +10 / -15 % for all",
             voltage_standard: "EN 50160:2010",
             harmonic_standard: "EN 50160:2010",
             long: true,
@@ -3274,6 +3288,7 @@ pub fn sample(language: Language) -> Report {
                 },
                 limit,
                 verdict,
+                samples: 0,
             }
         };
         let phases_n = ["l1", "l2", "l3"];
@@ -3698,7 +3713,7 @@ mod tests {
         let r = render(&sample(Language::En));
         assert!(r.text.contains("95.00 %"));
         assert!(r.text.contains("9.300"), "the 10 kV band in kV");
-        assert!(r.text.contains("254.0"), "the 0.4 kV band in V");
+        assert!(r.text.contains("253.0"), "the 0.4 kV band in V: 230 V + 10 %");
     }
 
     #[test]
