@@ -3713,7 +3713,10 @@ mod tests {
         let r = render(&sample(Language::En));
         assert!(r.text.contains("95.00 %"));
         assert!(r.text.contains("9.300"), "the 10 kV band in kV");
-        assert!(r.text.contains("253.0"), "the 0.4 kV band in V: 230 V + 10 %");
+        assert!(
+            r.text.contains("253.0"),
+            "the 0.4 kV band in V: 230 V + 10 %"
+        );
     }
 
     #[test]
