@@ -609,10 +609,11 @@ impl Watch {
         }
     }
 
-    async fn on_window(&mut self, meter: &str, w: Window, measurement: &'static str) {
+    async fn on_window(&mut self, meter: &str, mut w: Window, measurement: &'static str) {
         let Some(mw) = self.meters.get_mut(meter) else {
             return;
         };
+        crate::quality::aggregate::with_harmonic_amperes(&mut w);
         let Some(meta) = mw.meta.clone() else { return };
         let mut fields: Vec<(String, f64)> = Vec::with_capacity(w.stats.len() * 3 + 3);
         for (k, s) in &w.stats {

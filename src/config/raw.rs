@@ -90,6 +90,8 @@ pub struct Customer {
     pub short_circuit_mva: Option<f64>,
     /// Maximum demand load current I_L at the PCC, A (IEEE 519 TDD).
     pub max_demand_current_a: Option<f64>,
+    /// Supply capacity of the PCC, MVA (GB/T 14549 share by contracted capacity).
+    pub supply_capacity_mva: Option<f64>,
     #[serde(default)]
     pub suspensions: Vec<Suspension>,
     pub limits: Option<crate::quality::limits::Overrides>,

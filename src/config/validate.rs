@@ -147,6 +147,8 @@ pub struct Customer {
     pub short_circuit_mva: Option<f64>,
     /// Maximum demand load current I_L, A.
     pub max_demand_current_a: Option<f64>,
+    /// Supply capacity of the PCC, MVA.
+    pub supply_capacity_mva: Option<f64>,
     pub suspensions: Vec<super::sections::SuspensionPeriod>,
     pub limits: crate::quality::limits::Overrides,
     pub language: super::sections::Language,
@@ -590,6 +592,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             ("max_demand_kw", c.max_demand_kw),
             ("short_circuit_mva", c.short_circuit_mva),
             ("max_demand_current_a", c.max_demand_current_a),
+            ("supply_capacity_mva", c.supply_capacity_mva),
         ] {
             if let Some(v) = v
                 && !(v.is_finite() && v > 0.0)
@@ -627,6 +630,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             contracted_kva: c.contracted_kva,
             short_circuit_mva: c.short_circuit_mva,
             max_demand_current_a: c.max_demand_current_a,
+            supply_capacity_mva: c.supply_capacity_mva,
             max_demand_kw: c.max_demand_kw,
             suspensions,
             limits: c.limits.unwrap_or_default(),
@@ -824,6 +828,19 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
         {
             let isc = sk * 1e6 / (3f64.sqrt() * m.nominal_voltage);
             limits.current = rules.presets.current_limits(&limits.preset, isc / il);
+        }
+        // GB/T 14549: Table 2 scaled to Sk and shared by Si/St.
+        if let Some(c) = customer
+            && let Some(sk) = c.short_circuit_mva
+        {
+            let share = c
+                .contracted_kva
+                .zip(c.supply_capacity_mva)
+                .map(|(si, st)| (si / 1000.0, st));
+            limits.harmonic_current =
+                rules
+                    .presets
+                    .harmonic_current_limits(&limits.preset, m.nominal_voltage, sk, share);
         }
         let voltage_refs = super::sections::voltage_refs(
             &super::sections::VoltageBasis {

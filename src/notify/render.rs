@@ -70,6 +70,8 @@ pub(crate) fn kind_name(kind: Kind, order: u16, lang: Language) -> String {
         Kind::ThdCurrent => "current THD".into(),
         Kind::TddCurrent if zh => "电流总需量畸变率 TDD".into(),
         Kind::TddCurrent => "current TDD".into(),
+        Kind::HarmonicCurrent if zh => format!("{order}次谐波电流"),
+        Kind::HarmonicCurrent => format!("harmonic current H{order}"),
         Kind::Unbalance if zh => "三相电压不平衡度".into(),
         Kind::Unbalance => "voltage unbalance".into(),
         Kind::SuspensionLoad if zh => "暂停期间超容用电".into(),

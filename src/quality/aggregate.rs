@@ -116,6 +116,46 @@ pub fn aggregated(field: &str) -> bool {
         || (field.starts_with("current_l") && field.len() == "current_l1".len())
 }
 
+/// Harmonic currents in amperes, from a window's means: meters give each
+/// order in % of the fundamental, and GB/T 14549 limits are in A. The
+/// fundamental is I1 = I / √(1 + THDi²) of the window's mean r.m.s.
+/// current and THDi (exact for the means of a steady window; an
+/// approximation where the load moves within it). Adds `current_l1_h5`
+/// (A, the `current_*` family) beside `harmonic_current_l1_h5` (%), as a
+/// mean-only statistic.
+pub fn with_harmonic_amperes(w: &mut Window) {
+    let mut add = Vec::new();
+    for ph in ["l1", "l2", "l3"] {
+        let (Some(i), Some(thd)) = (
+            w.get(&format!("current_{ph}")),
+            w.get(&format!("thd_current_{ph}")),
+        ) else {
+            continue;
+        };
+        let i1 = i.mean / (1.0 + (thd.mean / 100.0).powi(2)).sqrt();
+        let prefix = format!("harmonic_current_{ph}_h");
+        for (field, st) in &w.stats {
+            if let Some(n) = field.strip_prefix(prefix.as_str())
+                && n.parse::<u16>().is_ok()
+            {
+                let a = st.mean / 100.0 * i1;
+                add.push((
+                    Arc::from(format!("current_{ph}_h{n}").as_str()),
+                    Stat {
+                        n: st.n,
+                        mean: a,
+                        min: a,
+                        max: a,
+                        min_ms: w.start_ms,
+                        max_ms: w.start_ms,
+                    },
+                ));
+            }
+        }
+    }
+    w.stats.extend(add);
+}
+
 /// Accumulates one meter's polls into consecutive windows of one length.
 #[derive(Debug, Clone)]
 pub struct Aggregator {
@@ -234,6 +274,45 @@ impl Aggregator {
             complete: polls as f64 >= self.min_fraction * expected as f64,
             stats,
         })
+    }
+}
+
+#[cfg(test)]
+mod harmonic_amperes {
+    use super::*;
+
+    #[test]
+    fn amperes_from_percent_of_the_fundamental() {
+        let stat = |v: f64| Stat {
+            n: 12,
+            mean: v,
+            min: v,
+            max: v,
+            min_ms: 0,
+            max_ms: 0,
+        };
+        let mut w = Window {
+            start_ms: 0,
+            len_ms: 600_000,
+            polls: 120,
+            expected: 120,
+            complete: true,
+            stats: [
+                ("current_l1", 100.0),
+                ("thd_current_l1", 30.0),
+                ("harmonic_current_l1_h5", 25.0),
+                ("harmonic_current_l1_h7", 10.0),
+            ]
+            .into_iter()
+            .map(|(k, v)| (Arc::from(k), stat(v)))
+            .collect(),
+        };
+        with_harmonic_amperes(&mut w);
+        // I1 = 100 / √1.09 = 95.783 A; h5 = 25 % of it.
+        let i1 = 100.0 / 1.09f64.sqrt();
+        assert!((w.get("current_l1_h5").unwrap().mean - 0.25 * i1).abs() < 1e-9);
+        assert!((w.get("current_l1_h7").unwrap().mean - 0.10 * i1).abs() < 1e-9);
+        assert!(w.get("current_l2_h5").is_none(), "no L2 data");
     }
 }
 

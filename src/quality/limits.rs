@@ -30,6 +30,20 @@ struct RawPreset {
     /// IEEE 519 current distortion rows, by short-circuit ratio.
     #[serde(default)]
     current: Vec<RawCurrent>,
+    /// GB/T 14549 Table 2 rows: harmonic currents in A by voltage class.
+    #[serde(default)]
+    harmonic_current: Vec<RawHarmonicCurrent>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHarmonicCurrent {
+    max_nominal_kv: f64,
+    nominal_kv: f64,
+    /// Reference short-circuit capacity of the row, MVA.
+    base_mva: f64,
+    /// Allowed current (A) for orders 2..=25.
+    amps: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,6 +203,9 @@ pub struct Limits {
     /// IEEE 519 current distortion (TDD), where the preset has a current
     /// table and the customer its short-circuit capacity and I_L.
     pub current: Option<CurrentLimits>,
+    /// GB/T 14549 harmonic currents (A), where the preset has Table 2 and
+    /// the customer its short-circuit capacity.
+    pub harmonic_current: Option<HarmonicCurrentLimits>,
 }
 
 /// IEEE 519 current distortion limits of one customer: the Table 2 row its
@@ -202,6 +219,26 @@ pub struct CurrentLimits {
     /// Odd-order limits for 3–11, 11–17, 17–23, 23–35, 35–50, % of I_L.
     pub odd: [f64; 5],
     pub note: String,
+}
+
+/// GB/T 14549 harmonic current limits of one customer at its PCC, in A.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HarmonicCurrentLimits {
+    /// Order → allowed current (A), scaled and shared.
+    pub amps: BTreeMap<u16, f64>,
+    pub note: String,
+}
+
+/// GB/T 14549 Appendix C: the exponent of a customer's share by order.
+pub fn share_alpha(order: u16) -> f64 {
+    match order {
+        3 => 1.1,
+        5 => 1.2,
+        7 => 1.4,
+        11 => 1.8,
+        13 => 1.9,
+        _ => 2.0,
+    }
 }
 
 /// Allowed frequency deviation and the share of minutes it must hold for.
@@ -291,6 +328,48 @@ impl Presets {
         })
     }
 
+    /// GB/T 14549 Table 2 for a meter of `nominal_voltage` (V): each order's
+    /// current scaled to the minimum short-circuit capacity `sk_mva` and,
+    /// with the customer's capacity `si_mva` of the supply capacity
+    /// `st_mva`, shared as Ih · (Si/St)^(1/α).
+    pub fn harmonic_current_limits(
+        &self,
+        preset: &str,
+        nominal_voltage: f64,
+        sk_mva: f64,
+        share: Option<(f64, f64)>,
+    ) -> Option<HarmonicCurrentLimits> {
+        let p = self.presets.get(preset)?;
+        let kv = nominal_voltage / 1000.0;
+        let row = p
+            .harmonic_current
+            .iter()
+            .find(|r| kv <= r.max_nominal_kv + 1e-9)?;
+        let scale = sk_mva / row.base_mva;
+        let ratio = share.map(|(si, st)| (si / st).clamp(0.0, 1.0));
+        let amps = row
+            .amps
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let n = i as u16 + 2;
+                let shared = ratio.map_or(1.0, |r| r.powf(1.0 / share_alpha(n)));
+                (n, a * scale * shared)
+            })
+            .collect();
+        let note = match share {
+            Some((si, st)) => format!(
+                "{} kV Table 2 at {} MVA, scaled to Sk {sk_mva} MVA, shared Si/St = {si}/{st} MVA",
+                row.nominal_kv, row.base_mva
+            ),
+            None => format!(
+                "{} kV Table 2 at {} MVA, scaled to Sk {sk_mva} MVA (no supply capacity: not shared)",
+                row.nominal_kv, row.base_mva
+            ),
+        };
+        Some(HarmonicCurrentLimits { amps, note })
+    }
+
     /// Every (English, Chinese) note of the presets' rows.
     fn notes(&self) -> impl Iterator<Item = (&str, &str)> {
         self.presets.values().flat_map(|p| {
@@ -368,6 +447,7 @@ impl Presets {
             thd_current: o.thd_current,
             unbalance: o.unbalance.unwrap_or(2.0),
             current: None,
+            harmonic_current: None,
             frequency: match (p.frequency_deviation, o.frequency_deviation) {
                 (_, Some(d)) => Some(FrequencyLimit {
                     standard: p
@@ -593,6 +673,41 @@ mod tests {
                 "{un}"
             );
         }
+    }
+
+    #[test]
+    fn gb14549_table_2_scaled_and_shared_by_hand() {
+        let p = Presets::builtin();
+        // 0.38 kV at the 10 MVA reference: Table 2 as in our reference.
+        let t = p.harmonic_current_limits("gb", 380.0, 10.0, None).unwrap();
+        for (n, a) in [
+            (2, 78.0),
+            (3, 62.0),
+            (5, 62.0),
+            (7, 44.0),
+            (11, 28.0),
+            (13, 24.0),
+            (25, 12.0),
+        ] {
+            assert_eq!(t.amps[&n], a, "h{n}");
+        }
+        // 10 kV, Sk 150 MVA (reference 100): × 1.5; a 2 MVA customer of a
+        // 20 MVA supply: h5 = 20 × 1.5 × 0.1^(1/1.2) = 4.4 A (by hand:
+        // 0.1^(0.8333) = 0.14678).
+        let t = p
+            .harmonic_current_limits("gb", 10_000.0, 150.0, Some((2.0, 20.0)))
+            .unwrap();
+        assert!(
+            (t.amps[&5] - 20.0 * 1.5 * 0.146_78).abs() < 1e-4,
+            "{}",
+            t.amps[&5]
+        );
+        assert!((t.amps[&2] - 26.0 * 1.5 * 0.1f64.sqrt()).abs() < 1e-9);
+        assert!(t.note.contains("Si/St = 2/20"), "{}", t.note);
+        assert!(
+            p.harmonic_current_limits("ieee519", 380.0, 10.0, None)
+                .is_none()
+        );
     }
 
     #[test]

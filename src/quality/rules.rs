@@ -37,6 +37,8 @@ pub enum Kind {
     ThdCurrent,
     /// IEEE 519 total demand distortion of the current, % of I_L.
     TddCurrent,
+    /// GB/T 14549 Table 2: one harmonic order's current, A.
+    HarmonicCurrent,
     Unbalance,
     SuspensionLoad,
     DemandExceeded,
@@ -51,6 +53,7 @@ impl Kind {
             Kind::HarmonicVoltage => "harmonic_voltage",
             Kind::ThdCurrent => "thd_current",
             Kind::TddCurrent => "tdd_current",
+            Kind::HarmonicCurrent => "harmonic_current",
             Kind::Unbalance => "voltage_unbalance",
             Kind::SuspensionLoad => "suspension_load",
             Kind::DemandExceeded => "demand_exceeded",
@@ -61,13 +64,14 @@ impl Kind {
         Kind::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::VoltageHigh,
         Kind::VoltageLow,
         Kind::ThdVoltage,
         Kind::HarmonicVoltage,
         Kind::ThdCurrent,
         Kind::TddCurrent,
+        Kind::HarmonicCurrent,
         Kind::Unbalance,
         Kind::SuspensionLoad,
         Kind::DemandExceeded,
@@ -602,6 +606,23 @@ impl MeterRules {
                             &field,
                             lim,
                             "%",
+                            src.clone(),
+                            rel(lim),
+                        ));
+                    }
+                }
+                if let Some(hc) = &l.harmonic_current
+                    && !ph.contains('_')
+                {
+                    let src = format!("{} ({})", l.harmonic_standard, hc.note);
+                    for (&n, &lim) in &hc.amps {
+                        v.extend(stat_check(
+                            Kind::HarmonicCurrent,
+                            ph,
+                            n,
+                            &format!("current_{ph}_h{n}"),
+                            lim,
+                            "A",
                             src.clone(),
                             rel(lim),
                         ));

@@ -401,6 +401,10 @@ pub struct LedgerSpec {
     /// IEEE 519 TDD limit (% of I_L), where the customer's short-circuit
     /// ratio selects one.
     pub tdd: Option<f64>,
+    /// GB/T 14549 harmonic current limits (A) by order, where the customer
+    /// gives its short-circuit capacity; harmonic currents in A are kept
+    /// (without a limit: shown, not judged) either way.
+    pub harmonic_current: BTreeMap<u16, f64>,
     /// The voltage unbalance limit (%), GB/T 15543's normal limit: the
     /// ledger keeps the unbalance's distribution like a distortion's.
     pub unbalance: Option<f64>,
@@ -450,6 +454,12 @@ impl LedgerSpec {
             thd_current: m.limits.thd_current,
             unbalance: Some(m.limits.unbalance),
             tdd: m.limits.current.as_ref().map(|c| c.tdd),
+            harmonic_current: m
+                .limits
+                .harmonic_current
+                .as_ref()
+                .map(|h| h.amps.clone())
+                .unwrap_or_default(),
             suspensions: c
                 .map(|c| c.suspensions.iter().map(|s| (s.from_ms, s.to_ms)).collect())
                 .unwrap_or_default(),
@@ -515,6 +525,14 @@ impl LedgerSpec {
         }
         if field.starts_with("tdd_current_l") {
             return Some(self.tdd);
+        }
+        // "current_l1_h5": a harmonic current in A.
+        if let Some(n) = field
+            .strip_prefix("current_l")
+            .and_then(|r| r.split_once("_h"))
+            .and_then(|(_, n)| n.parse::<u16>().ok())
+        {
+            return Some(self.harmonic_current.get(&n).copied());
         }
         let order = field
             .strip_prefix("harmonic_voltage_")
@@ -780,6 +798,7 @@ mod tests {
             thd_current: None,
             unbalance: Some(2.0),
             tdd: None,
+            harmonic_current: BTreeMap::new(),
             suspensions: vec![(120_000, 240_000)],
             interruption: vec![("voltage_l1_n".into(), 22.0)],
             range2: BTreeMap::new(),

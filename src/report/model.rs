@@ -261,6 +261,9 @@ pub struct MeterReport {
     /// IEEE 519 TDD per phase, judged where the customer's short-circuit
     /// ratio selects a limit (`short_circuit_mva`, `max_demand_current_a`).
     pub tdd_current: Vec<DistortionRow>,
+    /// Harmonic currents in A (GB/T 14549 Table 2 scaled to the PCC and
+    /// shared), judged where the customer gives `short_circuit_mva`.
+    pub harmonic_currents: Vec<DistortionRow>,
     /// Where the meter measures the voltage unbalance.
     pub unbalance: Option<UnbalanceRow>,
     /// Where the meter measures the frequency and the preset limits it.
@@ -411,6 +414,7 @@ fn phase_order(field: &str) -> (String, u16) {
         .or_else(|| field.strip_prefix("thd_voltage_"))
         .or_else(|| field.strip_prefix("thd_current_"))
         .or_else(|| field.strip_prefix("tdd_current_"))
+        .or_else(|| field.strip_prefix("current_"))
         .unwrap_or(field);
     let (ph, order) = match rest.rsplit_once("_h") {
         Some((ph, n)) if n.parse::<u16>().is_ok() => (ph, n.parse().unwrap_or(0)),
@@ -574,6 +578,7 @@ fn meter_report(
     let mut harmonics = Vec::new();
     let mut thd_current = Vec::new();
     let mut tdd_current = Vec::new();
+    let mut harmonic_currents = Vec::new();
     let mut unbalance = None;
     for (field, d) in &total.distortion {
         if field == "voltage_unbalance" {
@@ -604,6 +609,8 @@ fn meter_report(
             thd_current.push(row);
         } else if field.starts_with("tdd_current_") {
             tdd_current.push(row);
+        } else if field.starts_with("current_") {
+            harmonic_currents.push(row);
         } else {
             harmonics.push(row);
         }
@@ -634,10 +641,12 @@ fn meter_report(
         _ => None,
     };
     harmonics.sort_by(|a, b| (&a.phase, a.order).cmp(&(&b.phase, b.order)));
+    harmonic_currents.sort_by(|a, b| (&a.phase, a.order).cmp(&(&b.phase, b.order)));
     let harmonic_verdict = match Verdict::combine(
         thd.iter()
             .chain(&harmonics)
             .chain(&tdd_current)
+            .chain(&harmonic_currents)
             .map(|r| r.verdict),
     ) {
         Verdict::NoData => Verdict::NoData,
@@ -729,6 +738,7 @@ fn meter_report(
         harmonics,
         thd_current,
         tdd_current,
+        harmonic_currents,
         unbalance,
         frequency,
         active_power_peak: total.active_power.clone(),
@@ -1911,5 +1921,66 @@ nominal_voltage = 380
         let values: Vec<(std::sync::Arc<str>, f64)> =
             vec![(std::sync::Arc::from("thd_voltage_l1_n"), 6.0)];
         assert!(ledger::from_samples(&values, &spec5).is_empty());
+    }
+
+    #[test]
+    fn harmonic_currents_in_amperes_against_gb14549_table_2_scaled_and_shared() {
+        // 0.38 kV, Sk 10 MVA (the table's reference), a 500 kVA customer of
+        // a 5 MVA supply: h5 limit 62 A × (0.5/5)^(1/1.2) = 9.10 A.
+        let dir = tempfile::tempdir().unwrap();
+        let text = LV.replace(
+            "id = \"C1\"",
+            "id = \"C1\"\ncontracted_kva = 500\nshort_circuit_mva = 10\nsupply_capacity_mva = 5",
+        );
+        let cfg = crate::config::from_str(&text, dir.path()).unwrap();
+        let m = &cfg.meters[0];
+        let limit = 62.0 * 0.1f64.powf(1.0 / 1.2);
+        let hc = m.limits.harmonic_current.clone().unwrap();
+        assert!((hc.amps[&5] - limit).abs() < 1e-9 && (limit - 9.10).abs() < 0.01);
+        let spec = LedgerSpec::from_config(m, cfg.customers.first(), cfg.rules.interruption_pct);
+        let tz = &cfg.timezone;
+        let start = Period::parse("2026-10-05").unwrap().start_ms(tz);
+        let run = |h5_pct: f64| {
+            let mut day = DayLedger::default();
+            for i in 0..1440i64 {
+                let mut w = window(
+                    start + i * 60_000,
+                    60_000,
+                    &[
+                        ("voltage_l1_n", 220.0),
+                        ("current_l1", 100.0),
+                        ("thd_current_l1", 30.0),
+                        ("harmonic_current_l1_h5", h5_pct),
+                    ],
+                );
+                crate::quality::aggregate::with_harmonic_amperes(&mut w);
+                day.merge(&ledger::from_short_window(&w, &spec));
+            }
+            let ledger = [(
+                "LV1".to_string(),
+                [(day_key(local_date(start, tz)), day)].into(),
+            )]
+            .into();
+            lv_report(&cfg, &ledger)
+        };
+        // By hand: I1 = 100 / √(1 + 0.3²) = 95.78 A; 10 % of it = 9.58 A.
+        let i1 = 100.0 / (1.0f64 + 0.09).sqrt();
+        let r = run(10.0);
+        let row = r.meters[0]
+            .harmonic_currents
+            .iter()
+            .find(|h| h.order == 5 && h.phase == "l1")
+            .unwrap()
+            .clone();
+        assert!((row.cp95.unwrap() - crate::report::ledger::quantize(0.10 * i1)).abs() < 1e-9);
+        assert!((row.limit.unwrap() - limit).abs() < 1e-9);
+        assert_eq!(row.verdict, Verdict::Fail);
+        assert_eq!(r.meters[0].harmonic_verdict, Verdict::Fail);
+        // 9 % → 8.62 A: within.
+        let r = run(9.0);
+        assert_eq!(r.meters[0].harmonic_currents[0].verdict, Verdict::Pass);
+        // Without the short-circuit capacity: shown in A, not judged.
+        let cfg2 = crate::config::from_str(LV, dir.path()).unwrap();
+        assert!(cfg2.meters[0].limits.harmonic_current.is_none());
     }
 }

@@ -1567,6 +1567,58 @@ fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             ));
         }
     }
+    let judged: Vec<&DistortionRow> = m
+        .harmonic_currents
+        .iter()
+        .filter(|r| r.limit.is_some() && r.cp95.is_some())
+        .collect();
+    if !judged.is_empty() {
+        let failing: Vec<&&DistortionRow> = judged
+            .iter()
+            .filter(|r| r.verdict == Verdict::Fail)
+            .collect();
+        let (n, k) = (judged.len(), failing.len());
+        b.push(Block::P(if ctx.zh {
+            format!("谐波电流（GB/T 14549 表 2，按公共连接点短路容量换算并按协议容量分摊）：共评估 {n} 项，{k} 项 CP95 超限。")
+        } else {
+            format!("Harmonic currents (GB/T 14549 Table 2, scaled to the PCC's short-circuit capacity and shared by contracted capacity): {n} assessed, {k} with CP95 above the limit.")
+        }));
+        if !failing.is_empty() {
+            let rows = failing
+                .iter()
+                .map(|o| {
+                    vec![
+                        Cell::new(ctx.phase(&o.phase)),
+                        Cell::new(if ctx.zh {
+                            format!("{} 次", o.order)
+                        } else {
+                            format!("H{}", o.order)
+                        }),
+                        Cell::new(pct_num(o.cp95)).strong().tone(Tone::Fail),
+                        Cell::new(pct_num(o.limit)),
+                        Cell::new(pct_num(o.max.map(|x| x.0))),
+                    ]
+                })
+                .collect();
+            b.push(Block::Table(Table::data(
+                vec![
+                    ctx.t("相别", "Phase").into(),
+                    ctx.t("次数", "Order").into(),
+                    ctx.t("CP95（A）", "CP95 (A)").into(),
+                    ctx.t("限值（A）", "Limit (A)").into(),
+                    ctx.t("最大值（A）", "Max (A)").into(),
+                ],
+                vec![
+                    Align::Left,
+                    Align::Left,
+                    Align::Right,
+                    Align::Right,
+                    Align::Right,
+                ],
+                rows,
+            )));
+        }
+    }
     if !m.tdd_current.is_empty() {
         b.push(Block::Caption(
             ctx.t(
@@ -3371,6 +3423,7 @@ pub fn sample(language: Language) -> Report {
             harmonics,
             thd_current,
             tdd_current: Vec::new(),
+            harmonic_currents: Vec::new(),
             unbalance: Some(super::model::UnbalanceRow {
                 minutes: (expected - 97) as u32,
                 cp95: Some(if s.long { 0.62 } else { 1.34 }),
