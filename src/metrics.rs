@@ -46,6 +46,9 @@ pub struct Metrics {
     pub counters_backwards: AtomicU64,
     /// Gateway tasks that ended unexpectedly (a panic) and were restarted.
     pub gateway_restarts: AtomicU64,
+    /// HTTP connections closed because they were too slow to send a
+    /// request, idle too long, or the oldest waiting at the bound.
+    pub http_connections_dropped: AtomicU64,
     pub points_written: AtomicU64,
     pub batches_written: AtomicU64,
     pub batches_failed: AtomicU64,

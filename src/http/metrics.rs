@@ -317,6 +317,11 @@ pub fn families(m: &Metrics, extra: &Extra) -> Vec<Family> {
             "Energy counters seen going backwards (stored as read, flagged).",
             &m.counters_backwards,
         ),
+        counter(
+            "pqwatch_http_connections_dropped_total",
+            "HTTP connections closed for sending a request too slowly, idling, or waiting longest at the connection bound.",
+            &m.http_connections_dropped,
+        ),
     ]);
 
     // The outbox and InfluxDB.
