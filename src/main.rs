@@ -675,7 +675,7 @@ fn report(
             dir.display()
         );
     }
-    let now = pqwatch::modbus::gateway::now_ms();
+    let now = pqwatch::clock::now_ms();
     let period = period.unwrap_or_else(|| {
         let kind = c.report.as_ref().map_or(PeriodKind::Month, |s| s.period);
         Period::last_complete_before(
@@ -818,7 +818,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let outbox = pqwatch::sink::outbox::Outbox::new(db)?;
     let d = outbox.depth();
     let (dead_batches, dead_points) = outbox.dead_letters()?;
-    let now = pqwatch::modbus::gateway::now_ms();
+    let now = pqwatch::clock::now_ms();
     let age_s = d.oldest_ms.map(|t| (now - t).max(0) / 1000);
     if json {
         let v = serde_json::json!({

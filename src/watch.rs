@@ -545,7 +545,7 @@ impl Watch {
                     }
                 }
                 _ = tick.tick() => {
-                    let now = crate::modbus::gateway::now_ms();
+                    let now = crate::clock::now_ms();
                     Metrics::set(&self.metrics.watch_heartbeat_ms, now as u64);
                     self.close_due(now - CLOSE_GRACE_MS).await;
                     if let Some(l) = &mut self.ledger {
@@ -555,7 +555,7 @@ impl Watch {
             }
         }
         if let Some(l) = &mut self.ledger {
-            l.flush(crate::modbus::gateway::now_ms());
+            l.flush(crate::clock::now_ms());
             if !l.pending.is_empty() {
                 error!(
                     meter_days = l.pending.len(),
@@ -775,7 +775,7 @@ impl Watch {
     }
 
     async fn on_event(&mut self, meta: &Arc<MeterMeta>, e: Event) {
-        let now = crate::modbus::gateway::now_ms();
+        let now = crate::clock::now_ms();
         let change = match self.store.upsert(&e, now) {
             Ok(c) => c,
             Err(err) => {

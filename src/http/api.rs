@@ -223,7 +223,7 @@ fn meter_json(
         "status": meter_status(last, interval_ms, now_ms),
         "last_reading_ms": last,
         "last_reading": last.map(|t| local(t, &cfg.timezone)),
-        "age_s": last.map(|t| (now_ms - t) as f64 / 1000.0),
+        "age_s": last.map(|t| (now_ms - t).max(0) as f64 / 1000.0),
         "values": values,
         "polls": {
             "ok": n(|s| &s.polls_ok),

@@ -254,7 +254,7 @@ async fn readyz(State(ctx): State<Ctx>) -> Response {
     let writes = api::Writes::from_metrics(
         &ctx.0.metrics,
         cfg.influx.as_ref().map(|i| i.max_outbox_bytes),
-        crate::modbus::gateway::now_ms(),
+        crate::clock::now_ms(),
     );
     let (ready, body) = api::readiness(vec![
         ("config", (true, json!({ "ok": true, "detail": "loaded" }))),
@@ -262,7 +262,7 @@ async fn readyz(State(ctx): State<Ctx>) -> Response {
         ("influxdb", api::influx_check(&writes)),
         (
             "outbox",
-            api::outbox_check(&ctx.0.metrics, crate::modbus::gateway::now_ms()),
+            api::outbox_check(&ctx.0.metrics, crate::clock::now_ms()),
         ),
     ]);
     let code = if ready {
@@ -291,7 +291,7 @@ async fn metrics_text(State(ctx): State<Ctx>) -> Response {
         }
     };
     let extra = metrics::Extra {
-        now_ms: crate::modbus::gateway::now_ms(),
+        now_ms: crate::clock::now_ms(),
         open_events,
         max_outbox_bytes: cfg.influx.as_ref().map(|i| i.max_outbox_bytes),
         version: env!("CARGO_PKG_VERSION"),
@@ -313,7 +313,7 @@ const METERS_PER_CHUNK: usize = 100;
 
 async fn meters(State(ctx): State<Ctx>) -> Response {
     let cfg = ctx.config();
-    let now_ms = crate::modbus::gateway::now_ms();
+    let now_ms = crate::clock::now_ms();
     let n = cfg.meters.len();
     // Built chunk by chunk as hyper sends them; each chunk copies its
     // meters' latest readings (two reference counts each) under the lock

@@ -198,7 +198,7 @@ impl Queue {
     /// An outbox write failed: the first failure of a streak is logged
     /// (and turns `/readyz` unready), the others only counted.
     fn unwritable(&mut self, e: &crate::state::StateError) {
-        let now = crate::modbus::gateway::now_ms();
+        let now = crate::clock::now_ms();
         Metrics::inc(&self.metrics.outbox_write_errors);
         match &mut self.unwritable {
             Some(u) => u.errors += 1,
@@ -225,7 +225,7 @@ impl Queue {
     /// acknowledged batches whose delete failed.
     fn writable(&mut self) {
         if let Some(u) = self.unwritable.take() {
-            let now = crate::modbus::gateway::now_ms();
+            let now = crate::clock::now_ms();
             self.metrics.outbox_writable();
             warn!(
                 after_s = (now - u.since_ms).max(0) / 1000,
@@ -455,7 +455,7 @@ impl Queue {
     }
 
     fn reject(&mut self, t: &Taken, status: u16, message: &str) {
-        let now = crate::modbus::gateway::now_ms();
+        let now = crate::clock::now_ms();
         let stored = Stored {
             id: match t.key {
                 Key::Db(id) => id,
@@ -657,7 +657,7 @@ impl Sink {
             }
             Metrics::set(
                 &self.metrics.sink_heartbeat_ms,
-                crate::modbus::gateway::now_ms() as u64,
+                crate::clock::now_ms() as u64,
             );
             // Seal when full, when the flush timer fires, or at shutdown.
             if current_points >= self.cfg.batch_size
@@ -666,13 +666,7 @@ impl Sink {
                 let raw = std::mem::replace(&mut current, String::with_capacity(64 * 1024));
                 let body = Bytes::from(gzip(raw.as_bytes()));
                 let key = inflight.as_ref().map(|(t, _)| t.key);
-                q.push(
-                    crate::modbus::gateway::now_ms(),
-                    current_points,
-                    raw.len(),
-                    body,
-                    key,
-                );
+                q.push(crate::clock::now_ms(), current_points, raw.len(), body, key);
                 current_points = 0;
                 q.publish_depth();
             }
@@ -777,7 +771,7 @@ impl Sink {
                     info!(after_failures = *failures, "InfluxDB writes succeed again");
                 }
                 *failures = 0;
-                m.influx_ok(crate::modbus::gateway::now_ms());
+                m.influx_ok(crate::clock::now_ms());
                 Metrics::add(&m.points_written, t.points as u64);
                 Metrics::inc(&m.batches_written);
                 q.ack(t.key);
@@ -788,7 +782,7 @@ impl Sink {
         Metrics::inc(&m.batches_failed);
         if !e.retryable() {
             // The server answered: it is reachable, the batch was bad.
-            m.influx_error(crate::modbus::gateway::now_ms(), &e, *failures as u64);
+            m.influx_error(crate::clock::now_ms(), &e, *failures as u64);
         }
         match e.class() {
             Class::Reject => {
@@ -814,7 +808,7 @@ impl Sink {
             }
             class @ (Class::Retry | Class::Misconfigured) => {
                 *failures += 1;
-                m.influx_error(crate::modbus::gateway::now_ms(), &e, *failures as u64);
+                m.influx_error(crate::clock::now_ms(), &e, *failures as u64);
                 Metrics::inc(&m.batches_retried);
                 Metrics::add(&m.points_retried, t.points as u64);
                 let wait = backoff(*failures, e.retry_after(), class);
@@ -852,10 +846,7 @@ pub async fn run_discard(rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
     let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
     let mut batch = Vec::new();
     loop {
-        Metrics::set(
-            &metrics.sink_heartbeat_ms,
-            crate::modbus::gateway::now_ms() as u64,
-        );
+        Metrics::set(&metrics.sink_heartbeat_ms, crate::clock::now_ms() as u64);
         tokio::select! {
             n = rx.next(&mut batch, crate::app::GATHER_MAX) => if n == 0 {
                 break;
