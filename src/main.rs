@@ -753,6 +753,7 @@ fn events(cfg: &Config, open: bool, limit: usize, json: bool) -> anyhow::Result<
                     "duration_s": e.duration_ms() / 1000,
                     "value": e.value, "peak": e.peak, "peak_time": local(e.peak_ms),
                     "limit": e.limit, "unit": e.unit, "source": e.source,
+                    "close_reason": store.close_reason(&e.id).ok().flatten(),
                 })
             })
             .collect();

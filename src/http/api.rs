@@ -296,7 +296,7 @@ pub fn query_events(
 ) -> Result<Value, StateError> {
     let mut sql = String::from(
         "SELECT id, meter, customer, kind, phase, harmonic, open, start_ms, end_ms,
-                value, peak, peak_ms, limit_value, unit, source
+                value, peak, peak_ms, limit_value, unit, source, close_reason
          FROM events WHERE 1",
     );
     match q.state {
@@ -335,6 +335,7 @@ pub fn query_events(
                 "limit": r.get::<_, f64>("limit_value")?,
                 "unit": r.get::<_, String>("unit")?,
                 "source": r.get::<_, String>("source")?,
+                "close_reason": r.get::<_, Option<String>>("close_reason")?,
             }))
         })
         .map_err(|e| db.err(e))?;
