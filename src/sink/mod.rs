@@ -10,8 +10,10 @@
 //! outbox only at shutdown or when the memory bound is reached.
 //!
 //! Sending: one request in flight. When a backlog exists, requests alternate
-//! between the newest batch and the oldest, so live data keeps flowing while
-//! the backlog drains as fast as the server accepts. A batch leaves the
+//! between the newest batch and the oldest ones, merged into one request
+//! up to [`REPLAY_MAX_POINTS`], so live data keeps flowing while the
+//! backlog drains at the server's pace in points, however long each
+//! request takes. A batch leaves the
 //! queue only when the server acknowledged it. Failures are classified in
 //! one place ([`writer::WriteError::class`]): retried with capped, jittered
 //! exponential backoff honouring `Retry-After`; 413 splits the batch; 400/422
@@ -59,6 +61,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+
+/// Replaying a backlog, one request carries the oldest batches merged (gzip
+/// members concatenated, which InfluxDB and VictoriaMetrics read as one
+/// stream) up to these bounds: a server that takes seconds per request is
+/// then drained at its pace in points, not held to one batch per round trip.
+pub const REPLAY_MAX_POINTS: usize = 50_000;
+pub const REPLAY_MAX_BYTES: usize = 4 << 20;
+const REPLAY_MAX_BATCHES: usize = 64;
 
 /// The longest the sink loop sleeps: its heartbeat's period.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -266,14 +276,14 @@ impl Queue {
     /// failed go to the outbox once it takes writes again (oldest first;
     /// never the one being sent, whose acknowledgement removes it from
     /// memory).
-    fn return_held(&mut self, inflight: Option<Key>) {
+    fn return_held(&mut self, inflight: &[Key]) {
         if self.durability != Durability::Always {
             return;
         }
         while let Some(idx) = self
             .mem
             .iter()
-            .position(|b| inflight != Some(Key::Mem(b.seq)))
+            .position(|b| !inflight.contains(&Key::Mem(b.seq)))
         {
             let b = self.mem[idx].clone();
             if !self.store(b.created_ms, b.points, b.raw_bytes, &b.body) {
@@ -291,7 +301,7 @@ impl Queue {
         points: usize,
         raw_bytes: usize,
         body: Bytes,
-        inflight: Option<Key>,
+        inflight: &[Key],
     ) {
         if self.durability == Durability::Always && self.outbox.is_some() {
             if self.store(created_ms, points, raw_bytes, &body) {
@@ -320,10 +330,10 @@ impl Queue {
 
     /// Over the memory bound: move the oldest idle batches to the outbox, or
     /// drop them when there is none.
-    fn enforce_mem_bound(&mut self, inflight: Option<Key>) {
+    fn enforce_mem_bound(&mut self, inflight: &[Key]) {
         while self.mem_points > self.max_mem_points && self.mem.len() > 1 {
             let idx = match self.mem.front() {
-                Some(b) if inflight == Some(Key::Mem(b.seq)) => 1,
+                Some(b) if inflight.contains(&Key::Mem(b.seq)) => 1,
                 _ => 0,
             };
             let b = self.mem.remove(idx).expect("len > 1");
@@ -354,18 +364,21 @@ impl Queue {
         }
     }
 
-    fn enforce_outbox_bound(&mut self, inflight: Option<Key>) {
+    fn enforce_outbox_bound(&mut self, inflight: &[Key]) {
         let Some(o) = self.outbox.as_mut() else {
             return;
         };
         if o.depth().bytes <= self.max_outbox_bytes {
             return;
         }
-        let keep = match inflight {
-            Some(Key::Db(id)) => Some(id),
-            _ => None,
-        };
-        match blocking(|| o.enforce_bound(self.max_outbox_bytes, keep)) {
+        let keep: Vec<i64> = inflight
+            .iter()
+            .filter_map(|k| match k {
+                Key::Db(id) => Some(*id),
+                Key::Mem(_) => None,
+            })
+            .collect();
+        match blocking(|| o.enforce_bound(self.max_outbox_bytes, &keep)) {
             Ok((batches, points)) if batches > 0 => {
                 self.dropped(points);
                 let o = self.outbox.as_mut().expect("checked above");
@@ -423,6 +436,44 @@ impl Queue {
             }
             self.mem.front().map(from_mem)
         }
+    }
+
+    /// The oldest batches of the outbox, merged into one request up to
+    /// [`REPLAY_MAX_POINTS`] and [`REPLAY_MAX_BYTES`] (at least one batch;
+    /// empty when nothing waits). Memory batches go one by one.
+    fn take_oldest_group(&mut self) -> Vec<Taken> {
+        let Some(o) = self.outbox.as_ref() else {
+            return self.take(false).into_iter().collect();
+        };
+        let rows = match blocking(|| o.oldest_n(REPLAY_MAX_BATCHES)) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "cannot read the outbox");
+                Vec::new()
+            }
+        };
+        let mut out: Vec<Taken> = Vec::new();
+        let (mut points, mut bytes) = (0usize, 0usize);
+        for s in rows {
+            if !out.is_empty()
+                && (points + s.points > REPLAY_MAX_POINTS
+                    || bytes + s.body.len() > REPLAY_MAX_BYTES)
+            {
+                break;
+            }
+            points += s.points;
+            bytes += s.body.len();
+            out.push(Taken {
+                key: Key::Db(s.id),
+                created_ms: s.created_ms,
+                points: s.points,
+                body: s.body,
+            });
+        }
+        if out.is_empty() {
+            return self.take(false).into_iter().collect();
+        }
+        out
     }
 
     fn remove_mem(&mut self, seq: u64) -> Option<MemBatch> {
@@ -635,7 +686,10 @@ impl Sink {
 
         let mut current = String::with_capacity(64 * 1024);
         let mut current_points = 0usize;
-        let mut inflight: Option<(Taken, Send)> = None;
+        let mut inflight: Option<(Vec<Taken>, Send)> = None;
+        // Off once a merged request was refused as too large or invalid:
+        // batches then go one by one, where 413 and 400 are handled.
+        let mut merge = true;
         let mut failures = 0u32;
         let mut logged_at: Option<Instant> = None;
         let mut retry_at: Option<Instant> = None;
@@ -665,8 +719,17 @@ impl Sink {
             {
                 let raw = std::mem::replace(&mut current, String::with_capacity(64 * 1024));
                 let body = Bytes::from(gzip(raw.as_bytes()));
-                let key = inflight.as_ref().map(|(t, _)| t.key);
-                q.push(crate::clock::now_ms(), current_points, raw.len(), body, key);
+                let keys: Vec<Key> = inflight
+                    .as_ref()
+                    .map(|(g, _)| g.iter().map(|t| t.key).collect())
+                    .unwrap_or_default();
+                q.push(
+                    crate::clock::now_ms(),
+                    current_points,
+                    raw.len(),
+                    body,
+                    &keys,
+                );
                 current_points = 0;
                 q.publish_depth();
             }
@@ -678,11 +741,26 @@ impl Sink {
             if inflight.is_none() && retry_at.is_none_or(|t| Instant::now() >= t) {
                 retry_at = None;
                 let backlog = q.batches() > 1;
-                if let Some(t) = q.take(newest_next || !backlog) {
+                let newest = newest_next || !backlog;
+                let group: Vec<Taken> = if newest || !merge {
+                    q.take(newest).into_iter().collect()
+                } else {
+                    q.take_oldest_group()
+                };
+                if !group.is_empty() {
                     newest_next = !newest_next;
                     let w = self.writer.clone();
-                    let body = t.body.clone();
-                    inflight = Some((t, Box::pin(async move { w.write(body).await })));
+                    let body = match group.as_slice() {
+                        [one] => one.body.clone(),
+                        many => {
+                            let mut b = Vec::with_capacity(many.iter().map(|t| t.body.len()).sum());
+                            for t in many {
+                                b.extend_from_slice(&t.body);
+                            }
+                            Bytes::from(b)
+                        }
+                    };
+                    inflight = Some((group, Box::pin(async move { w.write(body).await })));
                 }
             }
 
@@ -726,8 +804,30 @@ impl Sink {
                     received.extend(gathered.drain(..));
                 },
                 res = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
-                    let (t, _) = inflight.take().expect("guarded");
-                    self.handle_result(&mut q, &t, res, &mut failures, &mut retry_at, &mut logged_at);
+                    let (group, _) = inflight.take().expect("guarded");
+                    match (group.as_slice(), res) {
+                        ([t], res) => self.handle_result(&mut q, t, res, &mut failures, &mut retry_at, &mut logged_at),
+                        (many, Ok(())) => {
+                            for t in many {
+                                self.handle_result(&mut q, t, Ok(()), &mut failures, &mut retry_at, &mut logged_at);
+                            }
+                        }
+                        (many, Err(e)) if matches!(e.class(), Class::Reject | Class::TooLarge) => {
+                            merge = false;
+                            Metrics::inc(&self.metrics.batches_failed);
+                            warn!(error = %e, batches = many.len(), "InfluxDB refused a request of merged batches; sending them one by one from now on");
+                        }
+                        (many, Err(e)) => {
+                            // Counted as one failed send of all its points.
+                            let all = Taken {
+                                key: many[0].key,
+                                created_ms: many[0].created_ms,
+                                points: many.iter().map(|t| t.points).sum(),
+                                body: Bytes::new(),
+                            };
+                            self.handle_result(&mut q, &all, Err(e), &mut failures, &mut retry_at, &mut logged_at);
+                        }
+                    }
                     q.publish_depth();
                 },
                 _ = sleep_until(wake) => {}
