@@ -272,6 +272,8 @@ pub async fn run_with_reload(
         }
         _ => None,
     };
+    // Wall-clock steps: logged once each with their size, and counted.
+    let clock = tokio::spawn(crate::clock::watch(metrics.clone(), shutdown.clone()));
     let status = {
         let metrics = metrics.clone();
         let every = opts.status_every;
@@ -356,6 +358,7 @@ pub async fn run_with_reload(
         Err(_) => error!("sink did not finish within its grace period; exiting anyway"),
     }
     status.abort();
+    clock.abort();
     if let Some(mut h) = http
         && tokio::time::timeout(Duration::from_secs(2), &mut h)
             .await
@@ -594,7 +597,7 @@ async fn run_watchdog(
             last_ms: Metrics::get(&metrics.watch_heartbeat_ms),
             max_age: TASK_MAX_AGE,
         });
-        let now = crate::modbus::gateway::now_ms().max(0) as u64;
+        let now = crate::clock::now_ms().max(0) as u64;
         let stuck = stalled(&beats, now, started);
         if stuck.is_empty() {
             sd.notify("WATCHDOG=1");
@@ -647,7 +650,7 @@ pub fn log_status(m: &Metrics) {
         outbox_bytes = g(&m.outbox_bytes),
         outbox_oldest_age_s = match g(&m.outbox_oldest_ms) {
             0 => 0,
-            t => (crate::modbus::gateway::now_ms() as u64).saturating_sub(t) / 1000,
+            t => (crate::clock::now_ms() as u64).saturating_sub(t) / 1000,
         },
         points_not_stored = g(&m.points_discarded),
         events_opened = g(&m.events_opened),

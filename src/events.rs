@@ -5,7 +5,8 @@
 //! start-up and handed back to the rules, so a restart neither loses an
 //! open event nor opens a duplicate. [`Change`] tells callers (the
 //! notifier, the InfluxDB writer) whether a change opened, updated or
-//! closed an event.
+//! closed an event. An event a reload closed (its meter or customer
+//! removed, its rule no longer judged) keeps why in `close_reason`.
 
 use crate::quality::rules::{Event, Kind, State};
 use crate::state::{StateDb, StateError};
@@ -23,6 +24,29 @@ pub enum Change {
 pub struct EventChange {
     pub change: Change,
     pub event: Event,
+}
+
+/// Why an open event was closed by a reload rather than by its rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Its meter is no longer in the config.
+    MeterRemoved,
+    /// Its customer is no longer in the config (the total's events, `*`).
+    CustomerRemoved,
+    /// Its meter stays, but the new limits no longer judge this kind,
+    /// phase or harmonic order (or the contract or suspension it was
+    /// judged against is gone).
+    LimitsChanged,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::MeterRemoved => "meter_removed",
+            CloseReason::CustomerRemoved => "customer_removed",
+            CloseReason::LimitsChanged => "limits_changed",
+        }
+    }
 }
 
 pub struct EventStore {
@@ -110,6 +134,42 @@ impl EventStore {
 
     /// Store an event's latest state; says whether it opened, changed or closed.
     pub fn upsert(&self, e: &Event, now_ms: i64) -> Result<Change, StateError> {
+        self.upsert_with(e, None, now_ms)
+    }
+
+    /// Close an open event its rule did not close, keeping why
+    /// ([`CloseReason`]).
+    pub fn close(&self, e: &Event, reason: CloseReason, now_ms: i64) -> Result<Change, StateError> {
+        debug_assert_eq!(e.state, State::Closed);
+        self.upsert_with(e, Some(reason), now_ms)
+    }
+
+    /// Why an event closed, when it was not its rule ([`EventStore::close`]).
+    pub fn close_reason(&self, id: &str) -> Result<Option<String>, StateError> {
+        self.db
+            .conn
+            .query_row("SELECT close_reason FROM events WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map(Option::flatten)
+            .map_err(|x| self.err(x))
+    }
+
+    /// The open events of one meter (`*` for customers' totals).
+    pub fn open_events_of(&self, meter: &str, customer: &str) -> Result<Vec<Event>, StateError> {
+        self.query(
+            "SELECT * FROM events WHERE open = 1 AND meter = ?1 AND customer = ?2 ORDER BY start_ms",
+            [meter, customer],
+        )
+    }
+
+    fn upsert_with(
+        &self,
+        e: &Event,
+        reason: Option<CloseReason>,
+        now_ms: i64,
+    ) -> Result<Change, StateError> {
         let prev: Option<i64> = self
             .db
             .conn
@@ -123,10 +183,11 @@ impl EventStore {
             .conn
             .execute(
                 "INSERT INTO events(id, meter, customer, kind, phase, harmonic, open, start_ms, end_ms,
-                                    value, peak, peak_ms, limit_value, unit, source, updated_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                                    value, peak, peak_ms, limit_value, unit, source, updated_ms,
+                                    close_reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
                  ON CONFLICT(id) DO UPDATE SET open = ?7, end_ms = ?9, value = ?10, peak = ?11,
-                     peak_ms = ?12, updated_ms = ?16",
+                     peak_ms = ?12, updated_ms = ?16, close_reason = ?17",
                 params![
                     e.id,
                     e.meter,
@@ -143,7 +204,8 @@ impl EventStore {
                     e.limit,
                     e.unit,
                     e.source,
-                    now_ms
+                    now_ms,
+                    reason.map(CloseReason::as_str)
                 ],
             )
             .map_err(|x| self.err(x))?;

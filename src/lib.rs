@@ -14,6 +14,7 @@
 //! Module map:
 //! - [`config`]: files + conf.d + environment → validated, typed [`config::Config`].
 //! - [`profile`]: device register maps as data (built-in TOML, user directory).
+//! - [`clock`]: wall-clock ms, poll alignment, monotonic waits, clock steps (a leaf).
 //! - [`schema`]: canonical field names and units.
 //! - [`modbus`]: read planning and decoding (pure), gateway tasks (I/O).
 //! - [`reading`]: what flows from pollers to the sink and the watch.
@@ -32,6 +33,7 @@
 //! - [`systemd`]: readiness and watchdog notifications (sd_notify).
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod events;
 pub mod gather;

@@ -675,7 +675,7 @@ fn report(
             dir.display()
         );
     }
-    let now = pqwatch::modbus::gateway::now_ms();
+    let now = pqwatch::clock::now_ms();
     let period = period.unwrap_or_else(|| {
         let kind = c.report.as_ref().map_or(PeriodKind::Month, |s| s.period);
         Period::last_complete_before(
@@ -753,6 +753,7 @@ fn events(cfg: &Config, open: bool, limit: usize, json: bool) -> anyhow::Result<
                     "duration_s": e.duration_ms() / 1000,
                     "value": e.value, "peak": e.peak, "peak_time": local(e.peak_ms),
                     "limit": e.limit, "unit": e.unit, "source": e.source,
+                    "close_reason": store.close_reason(&e.id).ok().flatten(),
                 })
             })
             .collect();
@@ -818,7 +819,7 @@ fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let outbox = pqwatch::sink::outbox::Outbox::new(db)?;
     let d = outbox.depth();
     let (dead_batches, dead_points) = outbox.dead_letters()?;
-    let now = pqwatch::modbus::gateway::now_ms();
+    let now = pqwatch::clock::now_ms();
     let age_s = d.oldest_ms.map(|t| (now - t).max(0) / 1000);
     if json {
         let v = serde_json::json!({

@@ -46,6 +46,11 @@ pub struct Metrics {
     pub counters_backwards: AtomicU64,
     /// Gateway tasks that ended unexpectedly (a panic) and were restarted.
     pub gateway_restarts: AtomicU64,
+    /// Wall-clock steps (either way, more than 1 s) seen (`clock`).
+    pub clock_steps: AtomicU64,
+    /// HTTP connections closed because they were too slow to send a
+    /// request, idle too long, or the oldest waiting at the bound.
+    pub http_connections_dropped: AtomicU64,
     pub points_written: AtomicU64,
     pub batches_written: AtomicU64,
     pub batches_failed: AtomicU64,
@@ -208,7 +213,7 @@ pub struct MeterStats {
 /// which the daemon does as it starts.
 pub fn process_start_ms() -> u64 {
     static START: OnceLock<u64> = OnceLock::new();
-    *START.get_or_init(|| crate::modbus::gateway::now_ms().max(0) as u64)
+    *START.get_or_init(|| crate::clock::now_ms().max(0) as u64)
 }
 
 impl Metrics {

@@ -124,6 +124,11 @@ const MIGRATIONS: &[&str] = &[
     // this index every report read every customer's events (24 % of the
     // time of 1,000 monthly reports, BENCHMARKS.md).
     "CREATE INDEX events_customer ON events(customer, start_ms);",
+    // 6 → 7: why an event closed when its rule did not close it: a reload
+    // removed its meter or customer (`meter_removed`, `customer_removed`)
+    // or changed the limits so it is no longer judged (`limits_changed`).
+    // NULL for events the rules closed (the supply came back in range).
+    "ALTER TABLE events ADD COLUMN close_reason TEXT;",
 ];
 
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

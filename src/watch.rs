@@ -31,12 +31,13 @@
 //! only routes their input and output.
 
 use crate::config::Config;
-use crate::events::{Change, EventChange, EventStore};
+use crate::events::{Change, CloseReason, EventChange, EventStore};
 use crate::metrics::Metrics;
 use crate::quality::aggregate::{Aggregator, Window};
 use crate::quality::demand::{CustomerSum, Demand, Minute, Sliding};
 use crate::quality::rules::{
     CUSTOMER_TOTAL, Event, Kind, LoadRules, LoadSet, MeterRules, RuleSet, State, Suspension,
+    VOLTAGE_PHASES,
 };
 use crate::reading::{MeterMeta, Point, Reading, Record};
 use crate::report::ledger::{self, DayLedger, LedgerSpec};
@@ -70,6 +71,9 @@ pub fn window_name(len_ms: i64) -> String {
 
 struct MeterWatch {
     meta: Option<Arc<MeterMeta>>,
+    /// Its config entry: the tags of its points when it is removed before
+    /// a reading came (its events still close as `pq_event`).
+    config: Arc<crate::config::Meter>,
     aggs: Vec<(Aggregator, &'static str)>,
     rules: MeterRules,
     /// The meter's own demand (judged against the contract too: one line
@@ -96,7 +100,7 @@ struct CustomerWatch {
 }
 
 /// A meter's windows and rules, from config (no open events yet).
-fn meter_watch(cfg: &Config, m: &crate::config::Meter) -> MeterWatch {
+fn meter_watch(cfg: &Config, m: &Arc<crate::config::Meter>) -> MeterWatch {
     let r = &cfg.rules;
     let short = r.short_window.as_millis() as i64;
     let long = r.long_window.as_millis() as i64;
@@ -112,6 +116,7 @@ fn meter_watch(cfg: &Config, m: &crate::config::Meter) -> MeterWatch {
     load.suspensions.clear();
     MeterWatch {
         meta: None,
+        config: m.clone(),
         aggs: vec![
             (Aggregator::new(short, interval, c), names[0]),
             (Aggregator::new(long, interval, c), names[1]),
@@ -200,6 +205,51 @@ fn customer_watch(cfg: &Config, c: &crate::config::Customer) -> CustomerWatch {
         suspension: (susp != demand).then(|| Sliding::new(short, susp, slide.min(susp))),
         load: LoadRules::new(load_set(cfg, Some(c), CUSTOMER_TOTAL, &c.id)),
         peaks: HashMap::new(),
+    }
+}
+
+/// The meta of a meter's points, from its config entry (as its gateway
+/// builds it).
+fn meta_of(m: &crate::config::Meter) -> Arc<MeterMeta> {
+    Arc::new(MeterMeta::new(&m.id, &m.customer, &m.tags))
+}
+
+/// Whether the meter rules of `set` still judge what the open event `e`
+/// is about: its kind has limits, its phase is among the judged ones, its
+/// harmonic order has a limit.
+fn still_judged(set: &RuleSet, e: &Event) -> bool {
+    let l = &set.limits;
+    match e.kind {
+        Kind::VoltageHigh | Kind::VoltageLow => {
+            l.voltage.is_some() && set.voltage_refs.iter().any(|(p, _, _)| *p == e.phase)
+        }
+        Kind::ThdVoltage => {
+            l.harmonics.is_some() && VOLTAGE_PHASES.iter().any(|(p, _)| *p == e.phase)
+        }
+        Kind::HarmonicVoltage => l
+            .harmonics
+            .as_ref()
+            .is_some_and(|h| h.orders.contains_key(&e.order)),
+        Kind::ThdCurrent => l.thd_current.is_some(),
+        Kind::Unbalance => true,
+        Kind::DemandExceeded | Kind::SuspensionLoad => true,
+    }
+}
+
+/// Whether the load rules of `set` still judge the open event `e`: a
+/// contracted maximum demand for an exceedance, a declared suspension
+/// over the event's time (and a contracted capacity) for a suspension load.
+fn load_still_judged(set: &LoadSet, e: &Event) -> bool {
+    match e.kind {
+        Kind::DemandExceeded => set.max_demand_kw.is_some(),
+        Kind::SuspensionLoad => {
+            set.contracted_kva.is_some()
+                && set
+                    .suspensions
+                    .iter()
+                    .any(|s| s.from_ms <= e.end_ms && e.start_ms < s.to_ms)
+        }
+        _ => true,
     }
 }
 
@@ -423,17 +473,38 @@ impl Watch {
     /// Apply a reloaded config. Meters keep their open events (and, when
     /// their interval and the windows are unchanged, the windows they are
     /// filling); limits, suspensions, contracts and ledger settings are the
-    /// new ones from the next window on. Removed meters are dropped (their
-    /// open events stay open in the store and continue if they come back);
-    /// added meters start afresh. Customers keep their total's open events,
-    /// demand minutes and suspension peaks.
-    pub fn reconfigure(&mut self, cfg: &Config) {
+    /// new ones from the next window on. Open events the new config no
+    /// longer judges are closed, with why ([`CloseReason`]): those of a
+    /// removed meter (`meter_removed`) or customer (its total's,
+    /// `customer_removed`), and those whose kind, phase or order the new
+    /// limits do not judge, or whose contract or suspension is gone
+    /// (`limits_changed`). Each close is stored, written as `pq_event` and
+    /// mailed like any other. An added meter continues what the store still
+    /// holds open for it (a close that could not be stored), so re-adding a
+    /// meter never opens a duplicate. Customers keep their total's open
+    /// events, demand minutes and suspension peaks.
+    pub async fn reconfigure(&mut self, cfg: &Config) {
+        let mut closing: Vec<(Arc<MeterMeta>, Event, CloseReason)> = Vec::new();
         let mut meters = HashMap::new();
         for m in &cfg.meters {
             let mut mw = meter_watch(cfg, m);
             if let Some(old) = self.meters.remove(&m.id) {
-                mw.rules.restore(old.rules.open_events().cloned());
-                mw.load.restore(old.load.open_events().cloned());
+                let meta = old.meta.clone().unwrap_or_else(|| meta_of(&old.config));
+                let (keep, gone): (Vec<Event>, Vec<Event>) = old
+                    .rules
+                    .open_events()
+                    .cloned()
+                    .partition(|e| still_judged(&mw.rules.set, e));
+                mw.rules.restore(keep);
+                let (keep_load, gone_load): (Vec<Event>, Vec<Event>) = old
+                    .load
+                    .open_events()
+                    .cloned()
+                    .partition(|e| load_still_judged(&mw.load.set, e));
+                mw.load.restore(keep_load);
+                for e in gone.into_iter().chain(gone_load) {
+                    closing.push((meta.clone(), e, CloseReason::LimitsChanged));
+                }
                 let same_windows = old.aggs.len() == mw.aggs.len()
                     && old
                         .aggs
@@ -448,14 +519,44 @@ impl Watch {
                     }
                 }
                 mw.meta = old.meta;
+            } else {
+                // Added (or back): what the store still holds open for it.
+                match self.store.open_events_of(&m.id, &m.customer) {
+                    Ok(open) if !open.is_empty() => {
+                        info!(meter = %m.id, open = open.len(), "continuing open events");
+                        let (load, quality): (Vec<Event>, Vec<Event>) =
+                            open.into_iter().partition(|e| is_load_kind(e.kind));
+                        mw.rules.restore(quality);
+                        mw.load.restore(load);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        error!(meter = %m.id, error = %e, "cannot read the meter's open events")
+                    }
+                }
             }
             meters.insert(m.id.clone(), mw);
+        }
+        let removed = self.meters.len();
+        for (_, old) in self.meters.drain() {
+            let meta = old.meta.clone().unwrap_or_else(|| meta_of(&old.config));
+            for e in old.rules.open_events().chain(old.load.open_events()) {
+                closing.push((meta.clone(), e.clone(), CloseReason::MeterRemoved));
+            }
         }
         let mut customers = HashMap::new();
         for c in &cfg.customers {
             let mut cw = customer_watch(cfg, c);
             if let Some(old) = self.customers.remove(&c.id) {
-                cw.load.restore(old.load.open_events().cloned());
+                let (keep, gone): (Vec<Event>, Vec<Event>) = old
+                    .load
+                    .open_events()
+                    .cloned()
+                    .partition(|e| load_still_judged(&cw.load.set, e));
+                cw.load.restore(keep);
+                for e in gone {
+                    closing.push((old.meta.clone(), e, CloseReason::LimitsChanged));
+                }
                 cw.peaks = old.peaks;
                 if old.demand.period_ms() == cw.demand.period_ms() {
                     cw.demand = old.demand;
@@ -463,14 +564,24 @@ impl Watch {
             }
             customers.insert(c.id.clone(), cw);
         }
-        let removed = self.meters.len();
+        for (_, old) in self.customers.drain() {
+            for e in old.load.open_events() {
+                closing.push((old.meta.clone(), e.clone(), CloseReason::CustomerRemoved));
+            }
+        }
         self.meters = meters;
         self.customers = customers;
         self.rules_enabled = cfg.rules.enabled;
         info!(
             meters = self.meters.len(),
-            removed, "watch: config reloaded"
+            removed,
+            events_closed = closing.len(),
+            "watch: config reloaded"
         );
+        for (meta, mut e, reason) in closing {
+            e.state = State::Closed;
+            self.on_close(&meta, e, reason).await;
+        }
     }
 
     /// Feed the report ledger too; the peaks of the suspensions in force
@@ -541,11 +652,11 @@ impl Watch {
                 Ok(()) = configs.changed() => {
                     let cfg = configs.borrow_and_update().clone();
                     if let Some(cfg) = cfg {
-                        self.reconfigure(&cfg);
+                        self.reconfigure(&cfg).await;
                     }
                 }
                 _ = tick.tick() => {
-                    let now = crate::modbus::gateway::now_ms();
+                    let now = crate::clock::now_ms();
                     Metrics::set(&self.metrics.watch_heartbeat_ms, now as u64);
                     self.close_due(now - CLOSE_GRACE_MS).await;
                     if let Some(l) = &mut self.ledger {
@@ -555,7 +666,7 @@ impl Watch {
             }
         }
         if let Some(l) = &mut self.ledger {
-            l.flush(crate::modbus::gateway::now_ms());
+            l.flush(crate::clock::now_ms());
             if !l.pending.is_empty() {
                 error!(
                     meter_days = l.pending.len(),
@@ -784,9 +895,26 @@ impl Watch {
         out
     }
 
+    /// Close an open event a reload no longer judges (see
+    /// [`reconfigure`](Self::reconfigure)).
+    async fn on_close(&mut self, meta: &Arc<MeterMeta>, e: Event, reason: CloseReason) {
+        info!(meter = %e.meter, customer = %e.customer, kind = e.kind.as_str(), phase = %e.phase, order = e.order, reason = reason.as_str(), "event closed by the reload");
+        self.emit(meta, e, Some(reason)).await
+    }
+
     async fn on_event(&mut self, meta: &Arc<MeterMeta>, e: Event) {
-        let now = crate::modbus::gateway::now_ms();
-        let change = match self.store.upsert(&e, now) {
+        self.emit(meta, e, None).await
+    }
+
+    /// Store an event change, write it as `pq_event`, hand it to the
+    /// notifier.
+    async fn emit(&mut self, meta: &Arc<MeterMeta>, e: Event, reason: Option<CloseReason>) {
+        let now = crate::clock::now_ms();
+        let stored = match reason {
+            Some(r) => self.store.close(&e, r, now),
+            None => self.store.upsert(&e, now),
+        };
+        let change = match stored {
             Ok(c) => c,
             Err(err) => {
                 // Still alert and write: losing the notification would be worse.

@@ -223,7 +223,7 @@ fn meter_json(
         "status": meter_status(last, interval_ms, now_ms),
         "last_reading_ms": last,
         "last_reading": last.map(|t| local(t, &cfg.timezone)),
-        "age_s": last.map(|t| (now_ms - t) as f64 / 1000.0),
+        "age_s": last.map(|t| (now_ms - t).max(0) as f64 / 1000.0),
         "values": values,
         "polls": {
             "ok": n(|s| &s.polls_ok),
@@ -296,7 +296,7 @@ pub fn query_events(
 ) -> Result<Value, StateError> {
     let mut sql = String::from(
         "SELECT id, meter, customer, kind, phase, harmonic, open, start_ms, end_ms,
-                value, peak, peak_ms, limit_value, unit, source
+                value, peak, peak_ms, limit_value, unit, source, close_reason
          FROM events WHERE 1",
     );
     match q.state {
@@ -335,6 +335,7 @@ pub fn query_events(
                 "limit": r.get::<_, f64>("limit_value")?,
                 "unit": r.get::<_, String>("unit")?,
                 "source": r.get::<_, String>("source")?,
+                "close_reason": r.get::<_, Option<String>>("close_reason")?,
             }))
         })
         .map_err(|e| db.err(e))?;

@@ -317,6 +317,16 @@ pub fn families(m: &Metrics, extra: &Extra) -> Vec<Family> {
             "Energy counters seen going backwards (stored as read, flagged).",
             &m.counters_backwards,
         ),
+        counter(
+            "pqwatch_clock_steps_total",
+            "Wall-clock steps (either way, more than 1 s) seen; poll schedules were re-anchored on each.",
+            &m.clock_steps,
+        ),
+        counter(
+            "pqwatch_http_connections_dropped_total",
+            "HTTP connections closed for sending a request too slowly, idling, or waiting longest at the connection bound.",
+            &m.http_connections_dropped,
+        ),
     ]);
 
     // The outbox and InfluxDB.

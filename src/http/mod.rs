@@ -18,8 +18,11 @@
 //! from [`Metrics`]; readings from the tee's latest-reading map. InfluxDB
 //! is never contacted: readiness judges it from what the sink recorded.
 //!
-//! Bounds: at most [`MAX_CONNECTIONS`] connections at once (more wait in
-//! the kernel's backlog); a connection idle for [`IDLE_TIMEOUT`] is
+//! Bounds ([`serve`]: strangers who trickle bytes cannot starve a
+//! scrape): a request's headers must arrive within
+//! [`serve::HEADER_TIMEOUT`]; at most [`serve::MAX_CONNECTIONS`]
+//! connections, and at the bound the one waiting longest for a request is
+//! closed to make room; a connection idle for [`serve::IDLE_TIMEOUT`] is
 //! closed; a request gets [`REQUEST_TIMEOUT`] to be answered (503
 //! otherwise); `/api/events` returns at most [`api::MAX_EVENTS`] events.
 //! The server stops accepting when its cancel token fires and lets
@@ -27,6 +30,7 @@
 
 pub mod api;
 pub mod metrics;
+pub mod serve;
 
 use crate::app::Latest;
 use crate::config::Config;
@@ -41,21 +45,15 @@ use axum::routing::get;
 use futures::StreamExt as _;
 use serde_json::json;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-/// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 64;
-/// A connection with no traffic for this long is closed (keep-alive
-/// between scrapes, or a client that stopped sending).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub use serve::{HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS};
+
 /// The longest a request may take to be answered.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -133,16 +131,10 @@ pub fn spawn(
         bearer_token = ctx.0.token.is_some(),
         "HTTP endpoint: /metrics /healthz /readyz /api/meters /api/events"
     );
+    let metrics = ctx.0.metrics.clone();
     let app = router(ctx);
-    let listener = Bounded {
-        inner: listener,
-        permits: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
-    };
     tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
-        if let Err(e) = serve.await {
-            warn!(error = %e, "HTTP endpoint stopped");
-        }
+        serve::serve(listener, app, metrics, stop).await;
         debug!("HTTP endpoint stopped");
     })
 }
@@ -262,7 +254,7 @@ async fn readyz(State(ctx): State<Ctx>) -> Response {
     let writes = api::Writes::from_metrics(
         &ctx.0.metrics,
         cfg.influx.as_ref().map(|i| i.max_outbox_bytes),
-        crate::modbus::gateway::now_ms(),
+        crate::clock::now_ms(),
     );
     let (ready, body) = api::readiness(vec![
         ("config", (true, json!({ "ok": true, "detail": "loaded" }))),
@@ -270,7 +262,7 @@ async fn readyz(State(ctx): State<Ctx>) -> Response {
         ("influxdb", api::influx_check(&writes)),
         (
             "outbox",
-            api::outbox_check(&ctx.0.metrics, crate::modbus::gateway::now_ms()),
+            api::outbox_check(&ctx.0.metrics, crate::clock::now_ms()),
         ),
     ]);
     let code = if ready {
@@ -299,7 +291,7 @@ async fn metrics_text(State(ctx): State<Ctx>) -> Response {
         }
     };
     let extra = metrics::Extra {
-        now_ms: crate::modbus::gateway::now_ms(),
+        now_ms: crate::clock::now_ms(),
         open_events,
         max_outbox_bytes: cfg.influx.as_ref().map(|i| i.max_outbox_bytes),
         version: env!("CARGO_PKG_VERSION"),
@@ -321,7 +313,7 @@ const METERS_PER_CHUNK: usize = 100;
 
 async fn meters(State(ctx): State<Ctx>) -> Response {
     let cfg = ctx.config();
-    let now_ms = crate::modbus::gateway::now_ms();
+    let now_ms = crate::clock::now_ms();
     let n = cfg.meters.len();
     // Built chunk by chunk as hyper sends them; each chunk copies its
     // meters' latest readings (two reference counts each) under the lock
@@ -392,112 +384,6 @@ async fn events(
             )
                 .into_response()
         }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The listener: a bounded number of connections, each closed when idle.
-// ---------------------------------------------------------------------------
-
-struct Bounded {
-    inner: TcpListener,
-    permits: Arc<Semaphore>,
-}
-
-impl axum::serve::Listener for Bounded {
-    type Io = IdleTimeout;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        loop {
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
-                    let io = IdleTimeout {
-                        stream,
-                        idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
-                        _permit: permit,
-                    };
-                    return (io, addr);
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: wait, don't spin.
-                    warn!(error = %e, "HTTP endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
-/// A connection that fails with `TimedOut` once no byte moved for
-/// [`IDLE_TIMEOUT`] while it waited for I/O. A handler at work is not
-/// I/O-bound, so only waiting on the peer counts.
-struct IdleTimeout {
-    stream: TcpStream,
-    idle: Pin<Box<tokio::time::Sleep>>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl IdleTimeout {
-    fn progress<T>(
-        &mut self,
-        cx: &mut Context<'_>,
-        r: Poll<std::io::Result<T>>,
-    ) -> Poll<std::io::Result<T>> {
-        match r {
-            Poll::Ready(r) => {
-                self.idle
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + IDLE_TIMEOUT);
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.idle.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
-                Poll::Pending => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl AsyncRead for IdleTimeout {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let r = Pin::new(&mut self.stream).poll_read(cx, buf);
-        self.progress(cx, r)
-    }
-}
-
-impl AsyncWrite for IdleTimeout {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.stream).poll_write(cx, buf);
-        self.progress(cx, r)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let r = Pin::new(&mut self.stream).poll_flush(cx);
-        self.progress(cx, r)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

@@ -6,7 +6,10 @@
 //! gateway never touches another. Within a gateway:
 //!
 //! - Poll instants are aligned to wall-clock multiples of each meter's
-//!   interval; the reading is stamped with that instant.
+//!   interval; the reading is stamped with that instant. Waits run on the
+//!   monotonic clock, and a wall-clock step (`crate::clock`) re-anchors
+//!   the schedule to the new time at the next wake: a clock set back never
+//!   stops polling, a clock set forward skips nothing.
 //! - If polling overruns so that a meter's next instant has already passed,
 //!   the missed cycles are skipped and counted, never queued.
 //! - Every request runs under the meter's timeout. A timeout or transport
@@ -29,6 +32,7 @@
 //! beats its heartbeat each time it wakes for a cycle and after each poll
 //! (`metrics` module docs).
 
+use crate::clock::{catch_up, next_aligned, now_ms};
 use crate::config::{GatewaySettings, Meter};
 use crate::metrics::{GatewayStats, MeterStats, Metrics};
 use crate::modbus::plan::ReadRequest;
@@ -36,7 +40,7 @@ use crate::profile::FunctionCode;
 use crate::reading::{MeterMeta, Reading};
 use rand::RngExt as _;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout};
 use tokio_modbus::client::Client as _;
@@ -127,28 +131,6 @@ struct MeterState {
     plausible: crate::modbus::plausible::Tracker,
 }
 
-/// Unix time now in milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// The first multiple of `interval_ms` strictly after `t`.
-pub fn next_aligned(t: i64, interval_ms: i64) -> i64 {
-    (t.div_euclid(interval_ms) + 1) * interval_ms
-}
-
-/// Skip forward over missed instants: returns (instant to poll, cycles skipped).
-pub fn catch_up(scheduled: i64, now: i64, interval_ms: i64) -> (i64, u64) {
-    if now < scheduled + interval_ms {
-        return (scheduled, 0);
-    }
-    let missed = (now - scheduled) / interval_ms;
-    (scheduled + missed * interval_ms, missed as u64)
-}
-
 pub struct Gateway {
     pub settings: GatewaySettings,
     pub meters: Vec<Arc<Meter>>,
@@ -233,18 +215,29 @@ impl Gateway {
             })
             .collect();
         let mut conn = Conn::default();
+        let mut clock = crate::clock::Detector::new();
         debug!(meters = states.len(), "gateway task started");
 
         loop {
+            // A step during the polls before: the wait below must not
+            // span it (`clock::watch` logs and counts it, once per process).
+            if let Some(step) = clock.check() {
+                re_anchor(&mut states, now_ms(), step);
+            }
             let Some(due_ms) = states.iter().map(|s| s.next_ms).min() else {
                 return;
             };
-            let wait = Duration::from_millis((due_ms - now_ms()).max(0) as u64);
+            // A monotonic wait: a wall-clock step while it runs does not
+            // lengthen it; the step is seen when it ends.
+            let wait = crate::clock::until(due_ms, now_ms());
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(wait) => {}
             }
             Metrics::set(&gs.heartbeat_ms, now_ms() as u64);
+            if let Some(step) = clock.check() {
+                re_anchor(&mut states, now_ms(), step);
+            }
             // Poll every meter that is due, in config order.
             for st in states.iter_mut() {
                 if cancel.is_cancelled() {
@@ -608,6 +601,19 @@ impl Gateway {
     }
 }
 
+/// After a wall-clock step of `step_ms`: every meter is due at the latest
+/// aligned instant of the new time (polled now, stamped with it: no gap,
+/// nothing counted as skipped, nothing waited for), and backoffs keep the
+/// time they had left.
+fn re_anchor(states: &mut [MeterState], now: i64, step_ms: i64) {
+    for st in states {
+        st.next_ms = now - now.rem_euclid(st.interval_ms);
+        if st.backoff_until_ms > 0 {
+            st.backoff_until_ms += step_ms;
+        }
+    }
+}
+
 /// 250 ms doubling to `cap`, with ±25 % jitter so many pqwatch instances
 /// (or gateways) do not reconnect in lockstep.
 fn reconnect_backoff(failures: u32, cap: Duration) -> Duration {
@@ -619,22 +625,6 @@ fn reconnect_backoff(failures: u32, cap: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn alignment_to_wall_clock() {
-        assert_eq!(next_aligned(12_345, 5_000), 15_000);
-        assert_eq!(next_aligned(15_000, 5_000), 20_000, "strictly after");
-        assert_eq!(next_aligned(0, 1_000), 1_000);
-    }
-
-    #[test]
-    fn overruns_skip_cycles_instead_of_queueing() {
-        // On time or late by less than one interval: poll the scheduled instant.
-        assert_eq!(catch_up(10_000, 10_000, 1_000), (10_000, 0));
-        assert_eq!(catch_up(10_000, 10_999, 1_000), (10_000, 0));
-        // 3.5 intervals late: skip 3, poll the latest instant that has passed.
-        assert_eq!(catch_up(10_000, 13_500, 1_000), (13_000, 3));
-    }
 
     #[test]
     fn reconnect_backoff_is_capped() {

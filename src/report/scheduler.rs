@@ -240,7 +240,7 @@ impl Scheduler {
         }
         info!(customers = with.len(), "report scheduler started");
         loop {
-            let now = crate::modbus::gateway::now_ms();
+            let now = crate::clock::now_ms();
             self.check(now);
             let sleep = self.next_check(now);
             tokio::select! {

@@ -131,7 +131,7 @@ impl Port {
         if count == 0 || count > 125 || start as u32 + count as u32 > 65536 {
             return Err(ExceptionCode::IllegalDataValue);
         }
-        let now_ms = crate::modbus::gateway::now_ms();
+        let now_ms = crate::clock::now_ms();
         let values = {
             let mut cache = u.cache.lock().expect("cache lock");
             match &*cache {

@@ -10,8 +10,10 @@
 //! outbox only at shutdown or when the memory bound is reached.
 //!
 //! Sending: one request in flight. When a backlog exists, requests alternate
-//! between the newest batch and the oldest, so live data keeps flowing while
-//! the backlog drains as fast as the server accepts. A batch leaves the
+//! between the newest batch and the oldest ones, merged into one request
+//! up to [`REPLAY_MAX_POINTS`], so live data keeps flowing while the
+//! backlog drains at the server's pace in points, however long each
+//! request takes. A batch leaves the
 //! queue only when the server acknowledged it. Failures are classified in
 //! one place ([`writer::WriteError::class`]): retried with capped, jittered
 //! exponential backoff honouring `Retry-After`; 413 splits the batch; 400/422
@@ -59,6 +61,14 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+
+/// Replaying a backlog, one request carries the oldest batches merged (gzip
+/// members concatenated, which InfluxDB and VictoriaMetrics read as one
+/// stream) up to these bounds: a server that takes seconds per request is
+/// then drained at its pace in points, not held to one batch per round trip.
+pub const REPLAY_MAX_POINTS: usize = 50_000;
+pub const REPLAY_MAX_BYTES: usize = 4 << 20;
+const REPLAY_MAX_BATCHES: usize = 64;
 
 /// The longest the sink loop sleeps: its heartbeat's period.
 const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -198,7 +208,7 @@ impl Queue {
     /// An outbox write failed: the first failure of a streak is logged
     /// (and turns `/readyz` unready), the others only counted.
     fn unwritable(&mut self, e: &crate::state::StateError) {
-        let now = crate::modbus::gateway::now_ms();
+        let now = crate::clock::now_ms();
         Metrics::inc(&self.metrics.outbox_write_errors);
         match &mut self.unwritable {
             Some(u) => u.errors += 1,
@@ -225,7 +235,7 @@ impl Queue {
     /// acknowledged batches whose delete failed.
     fn writable(&mut self) {
         if let Some(u) = self.unwritable.take() {
-            let now = crate::modbus::gateway::now_ms();
+            let now = crate::clock::now_ms();
             self.metrics.outbox_writable();
             warn!(
                 after_s = (now - u.since_ms).max(0) / 1000,
@@ -266,14 +276,14 @@ impl Queue {
     /// failed go to the outbox once it takes writes again (oldest first;
     /// never the one being sent, whose acknowledgement removes it from
     /// memory).
-    fn return_held(&mut self, inflight: Option<Key>) {
+    fn return_held(&mut self, inflight: &[Key]) {
         if self.durability != Durability::Always {
             return;
         }
         while let Some(idx) = self
             .mem
             .iter()
-            .position(|b| inflight != Some(Key::Mem(b.seq)))
+            .position(|b| !inflight.contains(&Key::Mem(b.seq)))
         {
             let b = self.mem[idx].clone();
             if !self.store(b.created_ms, b.points, b.raw_bytes, &b.body) {
@@ -291,7 +301,7 @@ impl Queue {
         points: usize,
         raw_bytes: usize,
         body: Bytes,
-        inflight: Option<Key>,
+        inflight: &[Key],
     ) {
         if self.durability == Durability::Always && self.outbox.is_some() {
             if self.store(created_ms, points, raw_bytes, &body) {
@@ -320,10 +330,10 @@ impl Queue {
 
     /// Over the memory bound: move the oldest idle batches to the outbox, or
     /// drop them when there is none.
-    fn enforce_mem_bound(&mut self, inflight: Option<Key>) {
+    fn enforce_mem_bound(&mut self, inflight: &[Key]) {
         while self.mem_points > self.max_mem_points && self.mem.len() > 1 {
             let idx = match self.mem.front() {
-                Some(b) if inflight == Some(Key::Mem(b.seq)) => 1,
+                Some(b) if inflight.contains(&Key::Mem(b.seq)) => 1,
                 _ => 0,
             };
             let b = self.mem.remove(idx).expect("len > 1");
@@ -354,18 +364,21 @@ impl Queue {
         }
     }
 
-    fn enforce_outbox_bound(&mut self, inflight: Option<Key>) {
+    fn enforce_outbox_bound(&mut self, inflight: &[Key]) {
         let Some(o) = self.outbox.as_mut() else {
             return;
         };
         if o.depth().bytes <= self.max_outbox_bytes {
             return;
         }
-        let keep = match inflight {
-            Some(Key::Db(id)) => Some(id),
-            _ => None,
-        };
-        match blocking(|| o.enforce_bound(self.max_outbox_bytes, keep)) {
+        let keep: Vec<i64> = inflight
+            .iter()
+            .filter_map(|k| match k {
+                Key::Db(id) => Some(*id),
+                Key::Mem(_) => None,
+            })
+            .collect();
+        match blocking(|| o.enforce_bound(self.max_outbox_bytes, &keep)) {
             Ok((batches, points)) if batches > 0 => {
                 self.dropped(points);
                 let o = self.outbox.as_mut().expect("checked above");
@@ -425,6 +438,44 @@ impl Queue {
         }
     }
 
+    /// The oldest batches of the outbox, merged into one request up to
+    /// [`REPLAY_MAX_POINTS`] and [`REPLAY_MAX_BYTES`] (at least one batch;
+    /// empty when nothing waits). Memory batches go one by one.
+    fn take_oldest_group(&mut self) -> Vec<Taken> {
+        let Some(o) = self.outbox.as_ref() else {
+            return self.take(false).into_iter().collect();
+        };
+        let rows = match blocking(|| o.oldest_n(REPLAY_MAX_BATCHES)) {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "cannot read the outbox");
+                Vec::new()
+            }
+        };
+        let mut out: Vec<Taken> = Vec::new();
+        let (mut points, mut bytes) = (0usize, 0usize);
+        for s in rows {
+            if !out.is_empty()
+                && (points + s.points > REPLAY_MAX_POINTS
+                    || bytes + s.body.len() > REPLAY_MAX_BYTES)
+            {
+                break;
+            }
+            points += s.points;
+            bytes += s.body.len();
+            out.push(Taken {
+                key: Key::Db(s.id),
+                created_ms: s.created_ms,
+                points: s.points,
+                body: s.body,
+            });
+        }
+        if out.is_empty() {
+            return self.take(false).into_iter().collect();
+        }
+        out
+    }
+
     fn remove_mem(&mut self, seq: u64) -> Option<MemBatch> {
         let idx = self.mem.iter().position(|b| b.seq == seq)?;
         let b = self.mem.remove(idx)?;
@@ -455,7 +506,7 @@ impl Queue {
     }
 
     fn reject(&mut self, t: &Taken, status: u16, message: &str) {
-        let now = crate::modbus::gateway::now_ms();
+        let now = crate::clock::now_ms();
         let stored = Stored {
             id: match t.key {
                 Key::Db(id) => id,
@@ -635,7 +686,10 @@ impl Sink {
 
         let mut current = String::with_capacity(64 * 1024);
         let mut current_points = 0usize;
-        let mut inflight: Option<(Taken, Send)> = None;
+        let mut inflight: Option<(Vec<Taken>, Send)> = None;
+        // Off once a merged request was refused as too large or invalid:
+        // batches then go one by one, where 413 and 400 are handled.
+        let mut merge = true;
         let mut failures = 0u32;
         let mut logged_at: Option<Instant> = None;
         let mut retry_at: Option<Instant> = None;
@@ -657,7 +711,7 @@ impl Sink {
             }
             Metrics::set(
                 &self.metrics.sink_heartbeat_ms,
-                crate::modbus::gateway::now_ms() as u64,
+                crate::clock::now_ms() as u64,
             );
             // Seal when full, when the flush timer fires, or at shutdown.
             if current_points >= self.cfg.batch_size
@@ -665,13 +719,16 @@ impl Sink {
             {
                 let raw = std::mem::replace(&mut current, String::with_capacity(64 * 1024));
                 let body = Bytes::from(gzip(raw.as_bytes()));
-                let key = inflight.as_ref().map(|(t, _)| t.key);
+                let keys: Vec<Key> = inflight
+                    .as_ref()
+                    .map(|(g, _)| g.iter().map(|t| t.key).collect())
+                    .unwrap_or_default();
                 q.push(
-                    crate::modbus::gateway::now_ms(),
+                    crate::clock::now_ms(),
                     current_points,
                     raw.len(),
                     body,
-                    key,
+                    &keys,
                 );
                 current_points = 0;
                 q.publish_depth();
@@ -684,11 +741,26 @@ impl Sink {
             if inflight.is_none() && retry_at.is_none_or(|t| Instant::now() >= t) {
                 retry_at = None;
                 let backlog = q.batches() > 1;
-                if let Some(t) = q.take(newest_next || !backlog) {
+                let newest = newest_next || !backlog;
+                let group: Vec<Taken> = if newest || !merge {
+                    q.take(newest).into_iter().collect()
+                } else {
+                    q.take_oldest_group()
+                };
+                if !group.is_empty() {
                     newest_next = !newest_next;
                     let w = self.writer.clone();
-                    let body = t.body.clone();
-                    inflight = Some((t, Box::pin(async move { w.write(body).await })));
+                    let body = match group.as_slice() {
+                        [one] => one.body.clone(),
+                        many => {
+                            let mut b = Vec::with_capacity(many.iter().map(|t| t.body.len()).sum());
+                            for t in many {
+                                b.extend_from_slice(&t.body);
+                            }
+                            Bytes::from(b)
+                        }
+                    };
+                    inflight = Some((group, Box::pin(async move { w.write(body).await })));
                 }
             }
 
@@ -732,8 +804,30 @@ impl Sink {
                     received.extend(gathered.drain(..));
                 },
                 res = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
-                    let (t, _) = inflight.take().expect("guarded");
-                    self.handle_result(&mut q, &t, res, &mut failures, &mut retry_at, &mut logged_at);
+                    let (group, _) = inflight.take().expect("guarded");
+                    match (group.as_slice(), res) {
+                        ([t], res) => self.handle_result(&mut q, t, res, &mut failures, &mut retry_at, &mut logged_at),
+                        (many, Ok(())) => {
+                            for t in many {
+                                self.handle_result(&mut q, t, Ok(()), &mut failures, &mut retry_at, &mut logged_at);
+                            }
+                        }
+                        (many, Err(e)) if matches!(e.class(), Class::Reject | Class::TooLarge) => {
+                            merge = false;
+                            Metrics::inc(&self.metrics.batches_failed);
+                            warn!(error = %e, batches = many.len(), "InfluxDB refused a request of merged batches; sending them one by one from now on");
+                        }
+                        (many, Err(e)) => {
+                            // Counted as one failed send of all its points.
+                            let all = Taken {
+                                key: many[0].key,
+                                created_ms: many[0].created_ms,
+                                points: many.iter().map(|t| t.points).sum(),
+                                body: Bytes::new(),
+                            };
+                            self.handle_result(&mut q, &all, Err(e), &mut failures, &mut retry_at, &mut logged_at);
+                        }
+                    }
                     q.publish_depth();
                 },
                 _ = sleep_until(wake) => {}
@@ -777,7 +871,7 @@ impl Sink {
                     info!(after_failures = *failures, "InfluxDB writes succeed again");
                 }
                 *failures = 0;
-                m.influx_ok(crate::modbus::gateway::now_ms());
+                m.influx_ok(crate::clock::now_ms());
                 Metrics::add(&m.points_written, t.points as u64);
                 Metrics::inc(&m.batches_written);
                 q.ack(t.key);
@@ -788,7 +882,7 @@ impl Sink {
         Metrics::inc(&m.batches_failed);
         if !e.retryable() {
             // The server answered: it is reachable, the batch was bad.
-            m.influx_error(crate::modbus::gateway::now_ms(), &e, *failures as u64);
+            m.influx_error(crate::clock::now_ms(), &e, *failures as u64);
         }
         match e.class() {
             Class::Reject => {
@@ -814,7 +908,7 @@ impl Sink {
             }
             class @ (Class::Retry | Class::Misconfigured) => {
                 *failures += 1;
-                m.influx_error(crate::modbus::gateway::now_ms(), &e, *failures as u64);
+                m.influx_error(crate::clock::now_ms(), &e, *failures as u64);
                 Metrics::inc(&m.batches_retried);
                 Metrics::add(&m.points_retried, t.points as u64);
                 let wait = backoff(*failures, e.retry_after(), class);
@@ -852,10 +946,7 @@ pub async fn run_discard(rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
     let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
     let mut batch = Vec::new();
     loop {
-        Metrics::set(
-            &metrics.sink_heartbeat_ms,
-            crate::modbus::gateway::now_ms() as u64,
-        );
+        Metrics::set(&metrics.sink_heartbeat_ms, crate::clock::now_ms() as u64);
         tokio::select! {
             n = rx.next(&mut batch, crate::app::GATHER_MAX) => if n == 0 {
                 break;

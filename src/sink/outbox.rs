@@ -64,7 +64,8 @@ pub fn gzip(raw: &[u8]) -> Vec<u8> {
 
 pub fn gunzip(z: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(z.len() * 6);
-    flate2::read::GzDecoder::new(z).read_to_end(&mut out)?;
+    // Every member: merged requests concatenate stored batches.
+    flate2::read::MultiGzDecoder::new(z).read_to_end(&mut out)?;
     Ok(out)
 }
 
@@ -213,6 +214,29 @@ impl Outbox {
                     })
                 })
                 .optional()
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// Up to `n` of the oldest batches waiting to be sent, oldest first.
+    pub fn oldest_n(&self, n: usize) -> Result<Vec<Stored>, StateError> {
+        let sql = format!(
+            "SELECT id, created_ms, points, body FROM outbox{} ORDER BY id ASC LIMIT ?1",
+            self.not_acked("WHERE")
+        );
+        self.db
+            .conn
+            .prepare_cached(&sql)
+            .and_then(|mut st| {
+                st.query_map([n as i64], |r| {
+                    Ok(Stored {
+                        id: r.get(0)?,
+                        created_ms: r.get(1)?,
+                        points: r.get::<_, i64>(2)? as usize,
+                        body: Bytes::from(r.get::<_, Vec<u8>>(3)?),
+                    })
+                })?
+                .collect()
             })
             .map_err(|e| self.err(e))
     }
@@ -385,21 +409,30 @@ impl Outbox {
     pub fn enforce_bound(
         &mut self,
         max_bytes: u64,
-        keep: Option<i64>,
+        keep: &[i64],
     ) -> Result<(u64, u64), StateError> {
         let (mut batches, mut points) = (0, 0);
-        while self.depth.bytes > max_bytes && self.depth.batches > 1 {
-            // Never drop the batch being sent; take the next oldest.
+        // Never drop a batch being sent; take the next oldest (ids are
+        // integers we hold: nothing from outside goes into the SQL).
+        let kept = match keep {
+            [] => String::new(),
+            ids => format!(
+                " AND id NOT IN ({})",
+                ids.iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        };
+        while self.depth.bytes > max_bytes && self.depth.batches > keep.len().max(1) as u64 {
             let sql = format!(
-                "SELECT id, points FROM outbox WHERE id != ?1{} ORDER BY id LIMIT 1",
+                "SELECT id, points FROM outbox WHERE 1{kept}{} ORDER BY id LIMIT 1",
                 self.not_acked("AND")
             );
             let victim = self
                 .db
                 .conn
-                .query_row(&sql, [keep.unwrap_or(-1)], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                })
+                .query_row(&sql, [], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
                 .optional()
                 .map_err(|e| self.err(e))?;
             let Some((id, p)) = victim else { break };
@@ -510,7 +543,7 @@ mod tests {
         let (_d, mut o) = outbox();
         let ids: Vec<i64> = (0..10).map(|k| push(&mut o, k, 50)).collect();
         let one = o.depth().bytes / 10;
-        let (batches, points) = o.enforce_bound(one * 4, Some(ids[0])).unwrap();
+        let (batches, points) = o.enforce_bound(one * 4, &[ids[0]]).unwrap();
         assert!(o.depth().bytes <= one * 4 + one, "{:?}", o.depth());
         assert_eq!(points, batches * 50);
         assert!(batches >= 5);
