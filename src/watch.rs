@@ -231,6 +231,11 @@ fn still_judged(set: &RuleSet, e: &Event) -> bool {
             .as_ref()
             .is_some_and(|h| h.orders.contains_key(&e.order)),
         Kind::ThdCurrent => l.thd_current.is_some(),
+        Kind::TddCurrent => l.current.is_some(),
+        Kind::HarmonicCurrent => l
+            .harmonic_current
+            .as_ref()
+            .is_some_and(|h| h.amps.contains_key(&e.order)),
         Kind::Unbalance => true,
         Kind::DemandExceeded | Kind::SuspensionLoad => true,
     }
