@@ -227,14 +227,22 @@ fn logged(state: &Path, period: &str) -> Option<pqwatch::report::store::Logged> 
     SendLog::get(&db, "C1", period).ok().flatten()
 }
 
-fn ledger_rows(state: &Path, day: &str) -> i64 {
+/// Monitored minutes (short windows) of M1's phase L1 stored for `day`:
+/// what the report will count (ledger rows alone also hold the 1-s
+/// meter's sample histograms and demand values).
+fn ledger_minutes(state: &Path, day: &str) -> u32 {
     let Ok(db) = StateDb::open_readonly(state) else {
         return 0;
     };
-    db.conn
-        .query_row("SELECT count(*) FROM ledger WHERE day = ?1", [day], |r| {
-            r.get(0)
-        })
+    let next = day
+        .parse::<jiff::civil::Date>()
+        .ok()
+        .and_then(|d| d.tomorrow().ok())
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    pqwatch::report::store::read(&db, &["M1"], day, &next)
+        .ok()
+        .and_then(|(l, _)| l.get("M1")?.get(day)?.voltage.get("l1").map(|v| v.monitored))
         .unwrap_or(0)
 }
 
@@ -413,10 +421,10 @@ async fn a_period_that_ended_while_the_daemon_was_down_is_reported_when_it_comes
     // 23:59:05 → stopped well before midnight, with October minutes stored.
     let (d, _) = start_daemon(&s, oct31_2359() + 5_000, "run1.log");
     wait_for(
-        "ledger rows for 2026-10-31",
+        "ledger minutes for 2026-10-31",
         Duration::from_secs(40),
         &d,
-        || ledger_rows(&s.state, "2026-10-31") >= 3,
+        || ledger_minutes(&s.state, "2026-10-31") >= 3,
     )
     .await;
     stop_daemon(d);
