@@ -8,7 +8,9 @@
 //!                                          │                                  ├─▶ event store (SQLite)
 //!                                          ├─▶ pq_* points ─▶ sink            ├─▶ pq_event ─▶ sink
 //!                                          │                                  └─▶ notifier ─▶ mail queue ─▶ SMTP
-//!                                          └─▶ ledger (SQLite) ─▶ report scheduler ─▶ mail queue ───┘
+//!                                          ├─▶ ledger (SQLite) ─▶ report scheduler ─▶ mail queue ───┘
+//!                                          └─▶ 1-min load ─▶ demand (sliding 15 min; each meter and
+//!                                              the customer's total) ─▶ load rules ─▶ events
 //! ```
 //!
 //! Module map:
@@ -21,7 +23,7 @@
 //! - [`gather`]: receiving readings in batches (fewer task wake-ups).
 //! - [`sink`]: line protocol (pure), the durable outbox, InfluxDB writers.
 //! - [`state`]: the SQLite state database (outbox, events, mail queue).
-//! - [`quality`]: aggregation, limit presets and rules (pure).
+//! - [`quality`]: aggregation, demand, limit presets and rules (pure).
 //! - [`watch`]: the task that runs aggregation and rules on live readings.
 //! - [`events`]: the event store.
 //! - [`notify`]: operator e-mail (digests, rendering, queue, SMTP).
