@@ -242,7 +242,13 @@ fn ledger_minutes(state: &Path, day: &str) -> u32 {
         .unwrap_or_default();
     pqwatch::report::store::read(&db, &["M1"], day, &next)
         .ok()
-        .and_then(|(l, _)| l.get("M1")?.get(day)?.voltage.get("l1").map(|v| v.monitored))
+        .and_then(|(l, _)| {
+            l.get("M1")?
+                .get(day)?
+                .voltage
+                .get("l1")
+                .map(|v| v.monitored)
+        })
         .unwrap_or(0)
 }
 

@@ -633,6 +633,22 @@ fn ieee519_tdd_limit_from_the_short_circuit_ratio() {
     let by_hand = 100e6 / (3f64.sqrt() * 10_000.0) / 200.0;
     assert!((cur.ratio - by_hand).abs() < 1e-9, "{}", cur.ratio);
     assert_eq!((cur.tdd, cur.odd[0]), (8.0, 7.0));
+    // Individual orders in A of I_L: h5 7 % × 200 A = 14 A; h2 (2022) 7 A.
+    let h = c.meters[0].limits.harmonic_current.clone().unwrap();
+    assert!((h.amps[&5] - 14.0).abs() < 1e-9 && (h.amps[&2] - 7.0).abs() < 1e-9);
+    let e = load_text(
+        &text.replace(
+            "preset = \"ieee519\"",
+            "preset = \"ieee519\", ieee519_edition = \"2019\"",
+        ),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("limits.ieee519_edition: \"2019\" is not \"2014\" or \"2022\""),
+        "{e}"
+    );
     // The GB preset has no current table (GB/T 14549's limits are amperes).
     let text = GOOD.replace(
         "tags = { region = \"east\" }",

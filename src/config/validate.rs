@@ -828,6 +828,20 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
         {
             let isc = sk * 1e6 / (3f64.sqrt() * m.nominal_voltage);
             limits.current = rules.presets.current_limits(&limits.preset, isc / il);
+            let edition = overrides.ieee519_edition.as_deref();
+            if !matches!(edition, None | Some("2014") | Some("2022")) {
+                p.push(
+                    &format!("{key}.limits.ieee519_edition"),
+                    format!(
+                        "\"{}\" is not \"2014\" or \"2022\"",
+                        edition.unwrap_or_default()
+                    ),
+                );
+            }
+            // IEEE 519's individual orders, in A of I_L.
+            if let Some(cl) = &limits.current {
+                limits.harmonic_current = Some(cl.order_amps(il, edition == Some("2014")));
+            }
         }
         // GB/T 14549: Table 2 scaled to Sk and shared by Si/St.
         if let Some(c) = customer
@@ -837,10 +851,14 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
                 .contracted_kva
                 .zip(c.supply_capacity_mva)
                 .map(|(si, st)| (si / 1000.0, st));
-            limits.harmonic_current =
+            // (The IEEE 519 preset has no Table 2: its order limits stay.)
+            if let Some(h) =
                 rules
                     .presets
-                    .harmonic_current_limits(&limits.preset, m.nominal_voltage, sk, share);
+                    .harmonic_current_limits(&limits.preset, m.nominal_voltage, sk, share)
+            {
+                limits.harmonic_current = Some(h);
+            }
         }
         let voltage_refs = super::sections::voltage_refs(
             &super::sections::VoltageBasis {

@@ -221,6 +221,44 @@ pub struct CurrentLimits {
     pub note: String,
 }
 
+impl CurrentLimits {
+    /// IEEE 519 Table 2 as individual-order limits in A for a maximum
+    /// demand current `il_a`: odd orders by band (3–11 means h < 11, and so
+    /// on up to 50), even orders per the edition: 2014 at 25 % of the odd
+    /// band's limit, 2022 at 50 % for h ≤ 6 and 100 % above.
+    pub fn order_amps(&self, il_a: f64, edition_2014: bool) -> HarmonicCurrentLimits {
+        let band = |h: u16| match h {
+            0..11 => self.odd[0],
+            11..17 => self.odd[1],
+            17..23 => self.odd[2],
+            23..35 => self.odd[3],
+            _ => self.odd[4],
+        };
+        let amps = (2..=50u16)
+            .map(|h| {
+                let pct = if h % 2 == 1 {
+                    band(h)
+                } else if edition_2014 {
+                    band(h) * 0.25
+                } else if h <= 6 {
+                    band(h) * 0.5
+                } else {
+                    band(h)
+                };
+                (h, pct * il_a / 100.0)
+            })
+            .collect();
+        HarmonicCurrentLimits {
+            amps,
+            note: format!(
+                "{}; orders in % of I_L {il_a} A, even orders per IEEE 519-{}",
+                self.note,
+                if edition_2014 { "2014" } else { "2022" }
+            ),
+        }
+    }
+}
+
 /// GB/T 14549 harmonic current limits of one customer at its PCC, in A.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HarmonicCurrentLimits {
@@ -265,6 +303,9 @@ pub struct Overrides {
     pub unbalance: Option<f64>,
     /// Allowed frequency deviation, Hz.
     pub frequency_deviation: Option<f64>,
+    /// IEEE 519 edition whose even-order rule applies: "2014" (25 % of
+    /// the odd limit) or "2022" (default: h ≤ 6 at 50 %, h > 6 at 100 %).
+    pub ieee519_edition: Option<String>,
 }
 
 impl Overrides {
@@ -280,6 +321,10 @@ impl Overrides {
             thd_current: self.thd_current.or(base.thd_current),
             unbalance: self.unbalance.or(base.unbalance),
             frequency_deviation: self.frequency_deviation.or(base.frequency_deviation),
+            ieee519_edition: self
+                .ieee519_edition
+                .clone()
+                .or(base.ieee519_edition.clone()),
         }
     }
 }
@@ -708,6 +753,31 @@ mod tests {
             p.harmonic_current_limits("ieee519", 380.0, 10.0, None)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn ieee519_order_limits_in_amperes_with_both_even_rules() {
+        let c = Presets::builtin().current_limits("ieee519", 35.0).unwrap();
+        // Isc/IL 20–50: 7.0, 3.5, 2.5, 1.0, 0.5 % of I_L = 200 A.
+        let t = c.order_amps(200.0, false);
+        for (h, a) in [
+            (3, 14.0),
+            (5, 14.0),
+            (11, 7.0),
+            (13, 7.0),
+            (17, 5.0),
+            (25, 2.0),
+            (35, 1.0),
+            (49, 1.0),
+        ] {
+            assert!((t.amps[&h] - a).abs() < 1e-9, "h{h}: {}", t.amps[&h]);
+        }
+        // 2022: h ≤ 6 at 50 %, above at 100 %; 2014: every even at 25 %.
+        assert!((t.amps[&2] - 7.0).abs() < 1e-9 && (t.amps[&8] - 14.0).abs() < 1e-9);
+        let t14 = c.order_amps(200.0, true);
+        assert!((t14.amps[&2] - 3.5).abs() < 1e-9 && (t14.amps[&8] - 3.5).abs() < 1e-9);
+        assert!((t14.amps[&12] - 1.75).abs() < 1e-9);
+        assert!(t14.note.contains("IEEE 519-2014"), "{}", t14.note);
     }
 
     #[test]
