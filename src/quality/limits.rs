@@ -493,8 +493,11 @@ impl Presets {
             unbalance: o.unbalance.unwrap_or(2.0),
             current: None,
             harmonic_current: None,
-            frequency: match (p.frequency_deviation, o.frequency_deviation) {
-                (_, Some(d)) => Some(FrequencyLimit {
+            // An override without a preset figure keeps the preset's share.
+            frequency: o
+                .frequency_deviation
+                .or(p.frequency_deviation)
+                .map(|d| FrequencyLimit {
                     standard: p
                         .frequency_standard
                         .clone()
@@ -502,13 +505,6 @@ impl Presets {
                     deviation_hz: d,
                     share: p.frequency_share.unwrap_or(100.0),
                 }),
-                (Some(d), None) => Some(FrequencyLimit {
-                    standard: p.frequency_standard.clone().unwrap_or_default(),
-                    deviation_hz: d,
-                    share: p.frequency_share.unwrap_or(100.0),
-                }),
-                (None, None) => None,
-            },
         };
         if let Some(f) = &l.frequency
             && !(f.deviation_hz.is_finite() && f.deviation_hz > 0.0 && f.deviation_hz < 10.0)

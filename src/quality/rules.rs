@@ -157,17 +157,23 @@ pub struct RuleSet {
 impl RuleSet {
     /// Whether a window shows a supply interruption on every judged voltage.
     pub fn interrupted(&self, w: &Window) -> bool {
-        interrupted(&self.voltage_refs, self.interruption_pct, w)
+        interrupted(self.voltage_refs.iter().map(|(_, field, reference)| {
+            (
+                w.get(field).map(|s| s.mean),
+                reference * self.interruption_pct / 100.0,
+            )
+        }))
     }
 }
 
-/// Every judged voltage present in `w` below `pct` % of its reference (and
-/// at least one present).
-pub fn interrupted(refs: &[(String, String, f64)], pct: f64, w: &Window) -> bool {
+/// A supply interruption: every (value, threshold) pair with a value has
+/// it below its threshold, and at least one has a value. The one test the
+/// rules and the ledger (windows and polled samples) share.
+pub fn interrupted(pairs: impl IntoIterator<Item = (Option<f64>, f64)>) -> bool {
     let mut seen = false;
-    for (_, field, reference) in refs {
-        if let Some(st) = w.get(field) {
-            if st.mean >= reference * pct / 100.0 {
+    for (value, threshold) in pairs {
+        if let Some(v) = value {
+            if v >= threshold {
                 return false;
             }
             seen = true;

@@ -497,16 +497,11 @@ impl LedgerSpec {
     /// Every judged voltage present in the window below its interruption
     /// threshold (and at least one present).
     fn interrupted(&self, w: &Window) -> bool {
-        let mut seen = false;
-        for (field, threshold) in &self.interruption {
-            if let Some(s) = w.get(field) {
-                if s.mean >= *threshold {
-                    return false;
-                }
-                seen = true;
-            }
-        }
-        seen
+        crate::quality::rules::interrupted(
+            self.interruption
+                .iter()
+                .map(|(field, threshold)| (w.get(field).map(|s| s.mean), *threshold)),
+        )
     }
 
     /// The limit of a distortion field, and whether the ledger keeps it.
@@ -603,15 +598,12 @@ pub fn from_samples(values: &[(std::sync::Arc<str>, f64)], spec: &LedgerSpec) ->
     if !spec.samples {
         return d;
     }
-    let mut seen = false;
-    let mut live = false;
-    for (field, threshold) in &spec.interruption {
-        if let Some((_, v)) = values.iter().find(|(k, _)| &**k == field.as_str()) {
-            seen = true;
-            live |= *v >= *threshold;
-        }
-    }
-    if seen && !live {
+    let value = |field: &str| values.iter().find(|(k, _)| &**k == field).map(|(_, v)| *v);
+    if crate::quality::rules::interrupted(
+        spec.interruption
+            .iter()
+            .map(|(field, threshold)| (value(field), *threshold)),
+    ) {
         return d;
     }
     for (field, v) in values {

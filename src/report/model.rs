@@ -984,20 +984,13 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
 
     let voltage = Verdict::combine(meter_reports.iter().map(|m| m.voltage_verdict));
     let harmonics = Verdict::combine(meter_reports.iter().map(|m| m.harmonic_verdict));
-    let unbalance = {
-        let rows: Vec<Verdict> = meter_reports
-            .iter()
-            .filter_map(|m| m.unbalance.as_ref().map(|u| u.verdict))
-            .collect();
+    // Sections only some meters have: None where no meter has one.
+    let section = |of: &dyn Fn(&MeterReport) -> Option<Verdict>| {
+        let rows: Vec<Verdict> = meter_reports.iter().filter_map(of).collect();
         (!rows.is_empty()).then(|| Verdict::combine(rows))
     };
-    let frequency = {
-        let rows: Vec<Verdict> = meter_reports
-            .iter()
-            .filter_map(|m| m.frequency.as_ref().map(|f| f.verdict))
-            .collect();
-        (!rows.is_empty()).then(|| Verdict::combine(rows))
-    };
+    let unbalance = section(&|m| m.unbalance.as_ref().map(|u| u.verdict));
+    let frequency = section(&|m| m.frequency.as_ref().map(|f| f.verdict));
     let suspension =
         (!suspensions.is_empty()).then(|| Verdict::combine(suspensions.iter().map(|s| s.verdict)));
     let demand_v = demand.as_ref().map(|d| d.verdict);

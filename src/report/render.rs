@@ -1512,42 +1512,7 @@ fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
         }
         b.push(Block::P(line));
         if !failing.is_empty() {
-            let rows = failing
-                .iter()
-                .map(|o| {
-                    vec![
-                        Cell::new(ctx.phase(&o.phase)),
-                        Cell::new(if ctx.zh {
-                            format!("{} 次", o.order)
-                        } else {
-                            format!("H{}", o.order)
-                        }),
-                        Cell::new(pct_num(o.cp95)).strong().tone(Tone::Fail),
-                        Cell::new(pct_num(o.limit)),
-                        Cell::new(pct_num(o.max.map(|x| x.0))),
-                        Cell::new(o.over.to_string()),
-                    ]
-                })
-                .collect();
-            b.push(Block::Table(Table::data(
-                vec![
-                    ctx.t("相别", "Phase").into(),
-                    ctx.t("次数", "Order").into(),
-                    ctx.t("CP95（%）", "CP95 (%)").into(),
-                    ctx.t("限值（%）", "Limit (%)").into(),
-                    ctx.t("最大值（%）", "Max (%)").into(),
-                    ctx.t("超限分钟", "Over (min)").into(),
-                ],
-                vec![
-                    Align::Left,
-                    Align::Left,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                ],
-                rows,
-            )));
+            b.push(Block::Table(failing_orders(ctx, &failing, "%")));
         }
     }
 
@@ -1584,39 +1549,8 @@ fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             format!("Harmonic currents (GB/T 14549 Table 2, scaled to the PCC's short-circuit capacity and shared by contracted capacity): {n} assessed, {k} with CP95 above the limit.")
         }));
         if !failing.is_empty() {
-            let rows = failing
-                .iter()
-                .map(|o| {
-                    vec![
-                        Cell::new(ctx.phase(&o.phase)),
-                        Cell::new(if ctx.zh {
-                            format!("{} 次", o.order)
-                        } else {
-                            format!("H{}", o.order)
-                        }),
-                        Cell::new(pct_num(o.cp95)).strong().tone(Tone::Fail),
-                        Cell::new(pct_num(o.limit)),
-                        Cell::new(pct_num(o.max.map(|x| x.0))),
-                    ]
-                })
-                .collect();
-            b.push(Block::Table(Table::data(
-                vec![
-                    ctx.t("相别", "Phase").into(),
-                    ctx.t("次数", "Order").into(),
-                    ctx.t("CP95（A）", "CP95 (A)").into(),
-                    ctx.t("限值（A）", "Limit (A)").into(),
-                    ctx.t("最大值（A）", "Max (A)").into(),
-                ],
-                vec![
-                    Align::Left,
-                    Align::Left,
-                    Align::Right,
-                    Align::Right,
-                    Align::Right,
-                ],
-                rows,
-            )));
+            let failing: Vec<&DistortionRow> = failing.into_iter().copied().collect();
+            b.push(Block::Table(failing_orders(ctx, &failing, "A")));
         }
     }
     if !m.tdd_current.is_empty() {
@@ -1629,6 +1563,58 @@ fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
         ));
         b.push(Block::Table(distortion_table(ctx, &m.tdd_current, false)));
     }
+}
+
+/// The harmonic orders above their limit: phase, order, CP95, limit and
+/// maximum in `unit` ("%" of the fundamental for voltages, with the minutes
+/// over the limit; "A" for currents, whose minute means carry no count).
+fn failing_orders(ctx: &Ctx, failing: &[&DistortionRow], unit: &str) -> Table {
+    let minutes = unit == "%";
+    let rows = failing
+        .iter()
+        .map(|o| {
+            let mut row = vec![
+                Cell::new(ctx.phase(&o.phase)),
+                Cell::new(if ctx.zh {
+                    format!("{} 次", o.order)
+                } else {
+                    format!("H{}", o.order)
+                }),
+                Cell::new(pct_num(o.cp95)).strong().tone(Tone::Fail),
+                Cell::new(pct_num(o.limit)),
+                Cell::new(pct_num(o.max.map(|x| x.0))),
+            ];
+            if minutes {
+                row.push(Cell::new(o.over.to_string()));
+            }
+            row
+        })
+        .collect();
+    let mut head: Vec<String> = vec![
+        ctx.t("相别", "Phase").into(),
+        ctx.t("次数", "Order").into(),
+        if ctx.zh {
+            format!("CP95（{unit}）")
+        } else {
+            format!("CP95 ({unit})")
+        },
+        if ctx.zh {
+            format!("限值（{unit}）")
+        } else {
+            format!("Limit ({unit})")
+        },
+        if ctx.zh {
+            format!("最大值（{unit}）")
+        } else {
+            format!("Max ({unit})")
+        },
+    ];
+    if minutes {
+        head.push(ctx.t("超限分钟", "Over (min)").into());
+    }
+    let mut align = vec![Align::Left, Align::Left];
+    align.extend(std::iter::repeat_n(Align::Right, head.len() - 2));
+    Table::data(head, align, rows)
 }
 
 /// THDu, THDi or TDD per phase (phases as columns).
