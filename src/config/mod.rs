@@ -13,6 +13,7 @@
 //! entries that came from a conf.d file, that file; the caller prints them
 //! all and exits 78 (EX_CONFIG). Nothing here opens a socket.
 
+mod lenient;
 mod raw;
 pub mod sections;
 mod validate;

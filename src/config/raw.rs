@@ -13,6 +13,7 @@ pub struct Daemon {
     pub state_dir: Option<String>,
     pub profile_dir: Option<String>,
     pub timezone: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub shutdown_grace: Option<String>,
 }
 
@@ -38,7 +39,9 @@ pub struct Influx {
     pub password: Option<String>,
     pub password_file: Option<String>,
     pub batch_size: Option<u64>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub flush_interval: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub timeout: Option<String>,
     pub gzip: Option<bool>,
     pub max_buffered_points: Option<u64>,
@@ -58,10 +61,15 @@ pub enum ByteSize {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Polling {
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub interval: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub timeout: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub connect_timeout: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub reconnect_max: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub delay_between_requests: Option<String>,
 }
 
@@ -69,8 +77,11 @@ pub struct Polling {
 #[serde(deny_unknown_fields)]
 pub struct Gateway {
     pub address: String,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub timeout: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub connect_timeout: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub delay_between_requests: Option<String>,
 }
 
@@ -129,6 +140,7 @@ pub struct Reports {
     /// "pooled" (default: the phases' minutes summed) or "worst_phase".
     pub phase_rule: Option<String>,
     /// How far back a missed report is still sent.
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub catch_up: Option<String>,
     /// Days of ledger kept.
     pub keep_days: Option<u32>,
@@ -156,17 +168,26 @@ pub struct Suspension {
 pub struct Rules {
     pub enabled: Option<bool>,
     pub preset: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub short_window: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub long_window: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub demand_window: Option<String>,
     pub min_window_completeness: Option<f64>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub voltage_min_duration: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub voltage_clear_after: Option<String>,
     pub voltage_hysteresis: Option<f64>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub harmonic_min_duration: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub harmonic_clear_after: Option<String>,
     pub harmonic_hysteresis: Option<f64>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub suspension_min_duration: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub suspension_clear_after: Option<String>,
     pub suspension_factor: Option<f64>,
     pub suspension_noise_floor_kw: Option<f64>,
@@ -174,9 +195,11 @@ pub struct Rules {
     /// "sliding" (default) or "block".
     pub demand_mode: Option<String>,
     /// Slide of the sliding demand (default "1m").
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub demand_slide: Option<String>,
     /// Averaging window of the load a suspension is judged on (default:
     /// the demand window).
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub suspension_window: Option<String>,
     /// Supply interruption: every judged voltage below this % of its
     /// reference (default 10).
@@ -197,6 +220,7 @@ pub struct Smtp {
     pub password: Option<String>,
     pub password_file: Option<String>,
     pub from: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub timeout: Option<String>,
     /// With no host: write messages as .eml files here.
     pub eml_dir: Option<String>,
@@ -206,7 +230,9 @@ pub struct Smtp {
 #[serde(deny_unknown_fields)]
 pub struct Alerts {
     pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub min_delay: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub max_delay: Option<String>,
     pub max_per_meter_per_hour: Option<u32>,
     pub resolved: Option<bool>,
@@ -235,7 +261,9 @@ pub struct Meter {
     pub address: String,
     pub unit: i64,
     pub profile: String,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub interval: Option<String>,
+    #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub timeout: Option<String>,
     pub pt_ratio: Option<RatioValue>,
     pub ct_ratio: Option<RatioValue>,

@@ -133,7 +133,7 @@ tags = { meter = "x", "Bad Key" = "v" }
         "meters[0].profile: unknown profile \"janitza-umg96\" (did you mean \"janitza-umg96rm\"?)",
         "meters[0].nominal_voltage: 10 V is implausible",
         "meters[0].pt_ratio: must be a positive number",
-        "meters[1].untis: unknown field `untis`",
+        "meters[1].untis: unknown key (did you mean \"unit\"?)",
         "meters[2].fields: \"frequncy\" is not a field of profile eastron-sdm630 (did you mean \"frequency\"?)",
         "meters[2].tags.meter: is reserved",
         "meters[2].tags.Bad Key: tag keys must be lowercase snake_case",
@@ -383,7 +383,7 @@ report = { peroid = "week" }
         "reports.bcc[0]: \"archive\" is not an e-mail address",
         "customers[0].recipients[1]: \"not an address\" is not an e-mail address",
         "customers[0].report.schedule: expected 5 fields",
-        "customers[1].report.peroid: unknown field `peroid`",
+        "customers[1].report.peroid: unknown key (did you mean \"period\"?)",
     ] {
         assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
     }
@@ -670,4 +670,90 @@ fn ieee519_tdd_limit_from_the_short_circuit_ratio() {
         e.contains("customers[0].short_circuit_mva: must be positive"),
         "{e}"
     );
+}
+
+/// Issue 14 item 11: a structural mistake (a missing key, an unknown key)
+/// no longer hides the entry's other mistakes, type errors are in the
+/// user's words, and a typo is reported under the key that holds it.
+#[test]
+fn structural_mistakes_do_not_hide_the_others() {
+    let bad = r#"
+[daemon]
+profile_dir = "/nonexistent"
+
+[polling]
+interval = 5
+nominal_voltage = 400
+
+[[customers]]
+id = "C1"
+limits = { preset = "gbb" }
+max_demand_kw = "300"
+
+[[meters]]
+id = "M1"
+customer = "C2"
+address = "10.0.0.5"
+unit = 300
+profile = "janitza-umg96"
+untis = 3
+
+[[meters]]
+id = "M2"
+customer = "C1"
+address = "10.0.0.5:502"
+unit = 2
+profile = "eastron-sdm630"
+nominal_voltage = 400
+
+[[meters]]
+id = "M3"
+customer = "C1"
+address = "10.0.0.5:502"
+unit = 3
+profile = "eastron-sdm630"
+nominal_voltage = 400
+timeout = 2
+phases = "3"
+limits = { ieee519_edition = "2019" }
+"#;
+    let e = load_text(bad, &[]).unwrap_err();
+    let all = e.problems.join("\n");
+    for needle in [
+        "polling.interval: 5 is not a duration; write \"5s\"",
+        "polling.nominal_voltage: unknown key here; it belongs under [[meters]]",
+        "customers[0].limits.preset: unknown limits preset \"gbb\" (did you mean \"gb\"?)",
+        "customers[0].max_demand_kw: \"300\" is not a number; write it without quotes, e.g. 300",
+        "meters[0].nominal_voltage: missing",
+        "meters[0].untis: unknown key (did you mean \"unit\"?)",
+        "meters[0].customer: unknown customer \"C2\"",
+        "meters[0].address: \"10.0.0.5\" is not host:port",
+        "meters[0].profile: unknown profile \"janitza-umg96\"",
+        "meters[2].timeout: 2 is not a duration; write \"2s\"",
+        "meters[2].phases: \"3\" is not a whole number; write it without quotes",
+        "meters[2].limits.ieee519_edition: \"2019\" is not \"2014\" or \"2022\"",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    // The unit is out of range for its type (u8 is not the raw type: the
+    // rule's own words apply).
+    assert!(
+        all.contains("meters[0].unit: 300 is not a Modbus unit id"),
+        "{all}"
+    );
+    // The customer's typo is its own, reported once, not under its meters.
+    assert_eq!(all.matches("\"gbb\"").count(), 1, "{all}");
+    assert!(!all.contains("meters[1].limits"), "{all}");
+    // The placeholder of the missing key draws no second complaint.
+    assert_eq!(all.matches("meters[0].nominal_voltage").count(), 1, "{all}");
+    // No message speaks Rust.
+    for rust in [
+        "invalid type",
+        "expected f64",
+        "expected u8",
+        "expected a string",
+        "`",
+    ] {
+        assert!(!all.contains(rust), "{rust:?} in:\n{all}");
+    }
 }

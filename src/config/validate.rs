@@ -209,11 +209,29 @@ impl Meter {
 pub(super) struct Problems<'a> {
     pub(super) list: Vec<String>,
     tree: &'a Tree,
+    /// Keys filled with a placeholder because they are missing: the user
+    /// has been told, so checks of the placeholder stay quiet.
+    muted: Vec<String>,
 }
 
 impl Problems<'_> {
     pub(super) fn push(&mut self, key: &str, msg: impl std::fmt::Display) {
-        self.list.push(format!("{key}: {msg}{}", self.origin(key)));
+        if self.is_muted(key) {
+            return;
+        }
+        let line = format!("{key}: {msg}{}", self.origin(key));
+        // One mistake inherited by many entries is reported once.
+        if !self.list.contains(&line) {
+            self.list.push(line);
+        }
+    }
+
+    /// Whether `key` (or a key it is part of) was missing and filled in.
+    pub(super) fn is_muted(&self, key: &str) -> bool {
+        self.muted.iter().any(|m| {
+            key.strip_prefix(m.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+        })
     }
 
     /// " (in conf.d/x.toml)" for entries that came from a conf.d file.
@@ -232,20 +250,46 @@ impl Problems<'_> {
     }
 }
 
+/// One section or entry, deserialised leniently: its every mistake is
+/// reported and what is left is checked like a correct entry.
 pub(super) fn typed<T: DeserializeOwned>(v: &Value, key: &str, p: &mut Problems) -> Option<T> {
-    match serde_path_to_error::deserialize::<_, T>(v) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            let path = e.path().to_string();
-            let full = if path == "." || path.is_empty() {
-                key.to_string()
-            } else {
-                format!("{key}.{path}")
-            };
-            p.push(&full, e.into_inner());
-            None
-        }
+    let r = super::lenient::deserialize::<T>(v, key, homes());
+    for (k, msg) in r.problems {
+        p.push(&k, msg);
     }
+    p.muted.extend(r.filled);
+    r.value
+}
+
+/// Where each key of the config lives, for "it belongs under …" hints.
+fn homes() -> super::lenient::Elsewhere<'static> {
+    use super::lenient::fields_of;
+    use std::sync::OnceLock;
+    static HOMES: OnceLock<Vec<(&'static str, &'static [&'static str])>> = OnceLock::new();
+    HOMES.get_or_init(|| {
+        vec![
+            ("[daemon]", fields_of::<raw::Daemon>()),
+            ("[influxdb]", fields_of::<raw::Influx>()),
+            ("[polling]", fields_of::<raw::Polling>()),
+            ("[[gateways]]", fields_of::<raw::Gateway>()),
+            ("[[customers]]", fields_of::<raw::Customer>()),
+            ("[[customers.suspensions]]", fields_of::<raw::Suspension>()),
+            ("[customers.report]", fields_of::<raw::CustomerReport>()),
+            ("[[meters]]", fields_of::<raw::Meter>()),
+            (
+                "a limits table ([meters.limits], [customers.limits])",
+                fields_of::<crate::quality::limits::Overrides>(),
+            ),
+            ("[rules]", fields_of::<raw::Rules>()),
+            ("[smtp]", fields_of::<raw::Smtp>()),
+            ("[alerts]", fields_of::<raw::Alerts>()),
+            ("[[alerts.groups]]", fields_of::<raw::AlertGroup>()),
+            ("[reports]", fields_of::<raw::Reports>()),
+            ("[http]", fields_of::<raw::Http>()),
+            ("[cluster]", fields_of::<raw::Cluster>()),
+            ("[plausibility]", fields_of::<raw::Plausibility>()),
+        ]
+    })
 }
 
 pub(super) fn section<T: DeserializeOwned + Default>(key: &str, p: &mut Problems) -> T {
@@ -435,10 +479,46 @@ fn check_address(a: &str, key: &str, p: &mut Problems) {
     }
 }
 
+/// Checks of a limits table where it is written (a customer's or a
+/// meter's), so a typo is reported under the key that holds it.
+fn check_overrides(
+    o: &crate::quality::limits::Overrides,
+    rules: &super::sections::RulesCfg,
+    key: &str,
+    p: &mut Problems,
+) {
+    if let Some(name) = &o.preset
+        && !rules.presets.names().any(|n| n == name)
+    {
+        let hint = did_you_mean(name, rules.presets.names())
+            .map(|s| format!(" (did you mean \"{s}\"?)"))
+            .unwrap_or_else(|| {
+                format!(
+                    " (known: {})",
+                    rules.presets.names().collect::<Vec<_>>().join(", ")
+                )
+            });
+        p.push(
+            &format!("{key}.preset"),
+            format!("unknown limits preset \"{name}\"{hint}"),
+        );
+    }
+    if let Some(e) = &o.ieee519_edition
+        && e != "2014"
+        && e != "2022"
+    {
+        p.push(
+            &format!("{key}.ieee519_edition"),
+            format!("\"{e}\" is not \"2014\" or \"2022\""),
+        );
+    }
+}
+
 pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
     let mut p = Problems {
         list: Vec::new(),
         tree,
+        muted: Vec::new(),
     };
     for k in tree.root.keys() {
         if !SECTIONS.contains(&k.as_str()) {
@@ -575,9 +655,14 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
     // [[customers]]
     let mut customers = Vec::new();
     let mut customer_ids = BTreeSet::new();
+    // Each customer's key path ("customers[2]"), for problems found later.
+    let mut customer_keys: std::collections::HashMap<String, String> = Default::default();
     for (key, c) in entries::<raw::Customer>("customers", &mut p) {
         check_id(&c.id, &format!("{key}.id"), v1, &mut p);
         check_tags(&c.tags, &key, v1, &mut p);
+        customer_keys
+            .entry(c.id.clone())
+            .or_insert_with(|| key.clone());
         if !customer_ids.insert(c.id.clone()) {
             p.push(
                 &format!("{key}.id"),
@@ -613,6 +698,9 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
                 &format!("{key}.alert_group"),
                 format!("no [[alerts.groups]] named \"{g}\""),
             );
+        }
+        if let Some(o) = &c.limits {
+            check_overrides(o, &rules, &format!("{key}.limits"), &mut p);
         }
         let (recipients, report) = super::sections::customer_report(
             &c.recipients,
@@ -789,11 +877,37 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             .clone()
             .unwrap_or_default()
             .over(&customer_limits.over(&rules.defaults));
+        if let Some(o) = &m.limits {
+            check_overrides(o, &rules, &format!("{key}.limits"), &mut p);
+        }
+        // A mistake in the customer's or [rules]' limits is reported there
+        // (once, by check_overrides), not under each of its meters.
+        let limits_key = if m.limits.is_some() {
+            format!("{key}.limits")
+        } else if let Some(ck) = customer_keys.get(m.customer.as_str())
+            && customer.is_some_and(|c| c.limits != Default::default())
+        {
+            format!("{ck}.limits")
+        } else {
+            "rules".to_string()
+        };
         let limits = match rules.presets.resolve(m.nominal_voltage, phases, &overrides) {
             Ok(l) => l,
             Err(e) => {
-                p.push(&format!("{key}.limits"), e);
-                continue;
+                if !e.starts_with("unknown limits preset")
+                    && !p.is_muted(&format!("{key}.nominal_voltage"))
+                {
+                    p.push(&limits_key, e);
+                }
+                // The meter's other settings are still checked, on the
+                // default preset (the config is refused anyway).
+                match rules
+                    .presets
+                    .resolve(m.nominal_voltage, phases, &Default::default())
+                {
+                    Ok(l) => l,
+                    Err(_) => continue,
+                }
             }
         };
         for (name, v) in [
@@ -829,15 +943,6 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
             let isc = sk * 1e6 / (3f64.sqrt() * m.nominal_voltage);
             limits.current = rules.presets.current_limits(&limits.preset, isc / il);
             let edition = overrides.ieee519_edition.as_deref();
-            if !matches!(edition, None | Some("2014") | Some("2022")) {
-                p.push(
-                    &format!("{key}.limits.ieee519_edition"),
-                    format!(
-                        "\"{}\" is not \"2014\" or \"2022\"",
-                        edition.unwrap_or_default()
-                    ),
-                );
-            }
             // IEEE 519's individual orders, in A of I_L.
             if let Some(cl) = &limits.current {
                 limits.harmonic_current = Some(cl.order_amps(il, edition == Some("2014")));
@@ -913,7 +1018,26 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
     }
 
     if !p.list.is_empty() {
-        return Err(ConfigError { problems: p.list });
+        // Each entry's problems together (its shape is checked before the
+        // rules that span entries), entries in the order they are checked.
+        let mut list = p.list;
+        let entry = |line: &str| -> Option<(String, usize)> {
+            let (arr, rest) = line.split_once('[')?;
+            let i = rest.split(']').next()?.parse().ok()?;
+            (!arr.contains([' ', ':', '.'])).then(|| (arr.to_string(), i))
+        };
+        let mut first_seen: Vec<Option<(String, usize)>> = Vec::new();
+        for l in &list {
+            let e = entry(l);
+            if !first_seen.contains(&e) {
+                first_seen.push(e);
+            }
+        }
+        list.sort_by_key(|l| {
+            let e = entry(l);
+            first_seen.iter().position(|f| *f == e)
+        });
+        return Err(ConfigError { problems: list });
     }
     Ok(Config {
         daemon,
