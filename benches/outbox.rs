@@ -24,6 +24,13 @@
 //!   series are compared sample by sample.
 //! * `hour`: the same for the full hour (51.84 M points), `PQWATCH_BENCH_HOUR_RUNS`
 //!   times (default 3; 1 against a schema without the created_ms index).
+//! * `wan`: the `drain` backlog drained through [`Link`], a loopback proxy
+//!   adding `PQWATCH_BENCH_WAN_MS` (30) ms to every request, with 1, 2 and
+//!   the default `max_in_flight` requests outstanding.
+//! * `slow`: live data (`PQWATCH_BENCH_SLOW_METERS` (100) meters × 72
+//!   fields every 5 s, for `PQWATCH_BENCH_SLOW_SECS` (160) s) through a
+//!   link adding 2.5 s to every request: the outbox depth and its oldest
+//!   batch's age over time, with 1 and the default `max_in_flight`.
 //! * `diag`: where the time goes: the `min(created_ms)` scan every
 //!   `Outbox::delete` runs; the SQLite side of a drain alone; the HTTP +
 //!   VictoriaMetrics side alone (`Writer::write`, 1/2/4 in flight, 5000 and
@@ -39,7 +46,8 @@
 //! PQWATCH_BENCH_FEED_INTERVALS (60 = 5 min), PQWATCH_BENCH_DRAIN_MINUTES
 //! (15), PQWATCH_BENCH_HOUR_RUNS (3 with schema v4's index on
 //! outbox(created_ms), else 1), PQWATCH_BENCH_HTTP_BATCHES (400),
-//! PQWATCH_BENCH_SECTIONS (commit,feed,drain,hour,diag), PQWATCH_BENCH_LOG
+//! PQWATCH_BENCH_SECTIONS (commit,feed,drain,hour,diag; wan and slow only
+//! when named), PQWATCH_BENCH_LOG
 //! (tracing filter, default warn).
 
 #[path = "../tests/common/mod.rs"]
@@ -373,6 +381,7 @@ fn influx(url: String) -> Influx {
         max_buffered_points: 50_000_000,
         durability: Durability::Always,
         max_outbox_bytes: 1 << 40,
+        max_in_flight: 1,
     }
 }
 
@@ -611,6 +620,19 @@ struct DrainRun {
     stored: u64,
 }
 
+/// How the sink reaches VictoriaMetrics in a drain.
+#[derive(Clone, Copy)]
+struct Via {
+    /// Latency added to every byte the sink sends ([`Link`]); zero: direct.
+    delay: Duration,
+    max_in_flight: usize,
+}
+
+const DIRECT: Via = Via {
+    delay: Duration::ZERO,
+    max_in_flight: 1,
+};
+
 fn drain_once(
     rt: &tokio::runtime::Runtime,
     pre: &Prefilled,
@@ -618,17 +640,33 @@ fn drain_once(
     intervals: usize,
     what_if_index: bool,
 ) -> anyhow::Result<DrainRun> {
+    drain_via(rt, pre, fleet, intervals, what_if_index, DIRECT)
+}
+
+fn drain_via(
+    rt: &tokio::runtime::Runtime,
+    pre: &Prefilled,
+    fleet: &Fleet,
+    intervals: usize,
+    what_if_index: bool,
+    via: Via,
+) -> anyhow::Result<DrainRun> {
     let dir = copy_outbox(pre, what_if_index)?;
     let vm = VictoriaMetrics::start()?;
     rt.block_on(async {
+        let link = match via.delay.is_zero() {
+            true => None,
+            false => Some(Link::start(&vm.url(), via.delay).await?),
+        };
+        let mut cfg = influx(link.as_ref().map_or(vm.url(), |l| l.url.clone()));
+        cfg.max_in_flight = via.max_in_flight;
         let t_open = Instant::now();
         let o = Outbox::new(StateDb::open(dir.path())?)?;
         let open_secs = t_open.elapsed().as_secs_f64();
         let total = pre.points;
         ensure!(o.depth().points == total);
         let metrics = Arc::new(Metrics::default());
-        let mut sink =
-            Sink::new(influx(vm.url()), metrics.clone(), Some(o)).map_err(|e| anyhow!(e))?;
+        let mut sink = Sink::new(cfg, metrics.clone(), Some(o)).map_err(|e| anyhow!(e))?;
         sink.grace = Duration::from_secs(3600);
         // Input stays open (a live daemon with no new readings).
         let (tx, rx) = mpsc::channel::<Reading>(CHANNEL);
@@ -675,6 +713,170 @@ fn drain_once(
             stored,
         })
     })
+}
+
+/// A TCP proxy on loopback that delivers every byte the client sends
+/// `delay` after it arrived (a delay line, not a queue: bytes arriving
+/// together leave together), so each request reaches the server `delay`
+/// late, as over a WAN link with that one-way latency towards the
+/// server. Answers come back at once. One task pair per connection.
+struct Link {
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Link {
+    async fn start(target_url: &str, delay: Duration) -> anyhow::Result<Link> {
+        let target = target_url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", l.local_addr()?);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = l.accept().await {
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let (tx, mut rx) = mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+                    let up_read = tokio::spawn(async move {
+                        use tokio::io::AsyncReadExt as _;
+                        let mut buf = vec![0u8; 256 * 1024];
+                        loop {
+                            match cr.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => {
+                                    let due = tokio::time::Instant::now() + delay;
+                                    if tx.send((due, buf[..n].to_vec())).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                    let up_write = tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt as _;
+                        while let Some((due, bytes)) = rx.recv().await {
+                            tokio::time::sleep_until(due).await;
+                            if sw.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = sw.shutdown().await;
+                    });
+                    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    up_read.abort();
+                    up_write.abort();
+                });
+            }
+        });
+        Ok(Link { url, task })
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A live fleet written through a slow link: readings of `meters` ×
+/// `fields` every 5 s fed in real time for `secs`, the outbox depth and
+/// its oldest batch's age sampled every second.
+struct SlowRun {
+    /// (second, batches queued, age of the oldest queued batch in s)
+    samples: Vec<(u64, u64, f64)>,
+    drained_secs: f64,
+    points: u64,
+    stored: u64,
+    failed: u64,
+}
+
+fn slow_server_once(
+    rt: &tokio::runtime::Runtime,
+    fleet: &Fleet,
+    secs: u64,
+    delay: Duration,
+    via: Via,
+) -> anyhow::Result<SlowRun> {
+    let dir = tempfile::tempdir()?;
+    let vm = VictoriaMetrics::start()?;
+    rt.block_on(async {
+        let link = Link::start(&vm.url(), delay).await?;
+        let mut cfg = influx(link.url.clone());
+        cfg.max_in_flight = via.max_in_flight;
+        let metrics = Arc::new(Metrics::default());
+        let o = Outbox::new(StateDb::open(dir.path())?)?;
+        let mut sink = Sink::new(cfg, metrics.clone(), Some(o)).map_err(|e| anyhow!(e))?;
+        sink.grace = Duration::from_secs(600);
+        let (tx, rx) = mpsc::channel::<Reading>(CHANNEL);
+        let task = tokio::spawn(sink.run(rx));
+        let t0 = tokio::time::Instant::now();
+        let intervals = (secs / 5) as usize;
+        let per_interval = fleet.meters();
+        let mut samples = Vec::new();
+        let mut next_sample = 1u64;
+        let mut points = 0u64;
+        for k in 0..intervals {
+            let due = t0 + Duration::from_secs(5 * k as u64);
+            while next_sample * 1000 <= (5 * k as u64) * 1000 {
+                tokio::time::sleep_until(t0 + Duration::from_secs(next_sample)).await;
+                samples.push(sample(&metrics, next_sample));
+                next_sample += 1;
+            }
+            tokio::time::sleep_until(due).await;
+            for m in 0..per_interval {
+                let r = fleet.reading(k * per_interval + m);
+                points += r.values.len() as u64;
+                tx.send(r).await.map_err(|_| anyhow!("sink gone"))?;
+            }
+        }
+        while next_sample <= secs {
+            tokio::time::sleep_until(t0 + Duration::from_secs(next_sample)).await;
+            samples.push(sample(&metrics, next_sample));
+            next_sample += 1;
+        }
+        let t_end = Instant::now();
+        // Drain what is left (input still open), then stop.
+        let limit = t_end + Duration::from_secs(900);
+        while Metrics::get(&metrics.points_written) < points
+            || Metrics::get(&metrics.outbox_batches) > 0
+        {
+            ensure!(
+                Instant::now() < limit,
+                "slow server: not drained after 900 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let drained_secs = t_end.elapsed().as_secs_f64();
+        drop(tx);
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .context("sink did not stop")??;
+        let stored = vm_count(&vm, intervals, points).await?;
+        Ok(SlowRun {
+            samples,
+            drained_secs,
+            points,
+            stored,
+            failed: Metrics::get(&metrics.batches_failed),
+        })
+    })
+}
+
+fn sample(m: &Metrics, second: u64) -> (u64, u64, f64) {
+    let oldest = Metrics::get(&m.outbox_oldest_ms);
+    let age = match oldest {
+        0 => 0.0,
+        t => (pqwatch::clock::now_ms() as f64 - t as f64).max(0.0) / 1000.0,
+    };
+    (second, Metrics::get(&m.outbox_batches), age)
 }
 
 // ---------------------------------------------------------------------------
@@ -1022,7 +1224,7 @@ fn main() -> anyhow::Result<()> {
         )
     };
     let hour_points = (meters * 720 * 72) as f64;
-    let pre = if on("drain") || on("diag") {
+    let pre = if on("drain") || on("diag") || on("wan") {
         say!(
             "\n### Backlog drain, fraction: {meters} meters x 72 fields x {drain_intervals} intervals = {drain_minutes} min of backlog"
         );
@@ -1083,6 +1285,82 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+
+    // -- 3b. Drain through a WAN link -------------------------------------
+    if on("wan") {
+        let pre = pre
+            .as_ref()
+            .context("the wan section needs the drain prefill (add drain or diag)")?;
+        let delay = Duration::from_millis(env_usize("PQWATCH_BENCH_WAN_MS", 30) as u64);
+        say!(
+            "\n### Backlog drain through a link adding {} ms to every request ({} points, {} batches; merged replay up to {} points per request)",
+            delay.as_millis(),
+            human(pre.points as f64),
+            human(pre.batches as f64),
+            human(pqwatch::sink::REPLAY_MAX_POINTS as f64)
+        );
+        for max_in_flight in [1, 2, pqwatch::config::DEFAULT_MAX_IN_FLIGHT] {
+            let mut rates = vec![];
+            for r in 0..reps {
+                let via = Via {
+                    delay,
+                    max_in_flight,
+                };
+                let d = drain_via(&rt, pre, &fleet72, drain_intervals, false, via)?;
+                say!(
+                    "max_in_flight {max_in_flight}, {}",
+                    drain_line(r + 1, &d, pre)
+                );
+                ensure!(d.stored == pre.points);
+                rates.push(pre.points as f64 / d.secs);
+            }
+            say!(
+                "drain through the {} ms link, max_in_flight {max_in_flight}: {}",
+                delay.as_millis(),
+                fmt_stats(&rates, "points/s")
+            );
+        }
+    }
+
+    // -- 3c. A slow server with live data ---------------------------------
+    if on("slow") {
+        let secs = env_usize("PQWATCH_BENCH_SLOW_SECS", 160) as u64;
+        let delay = Duration::from_millis(2500);
+        let slow_meters = env_usize("PQWATCH_BENCH_SLOW_METERS", 100);
+        let fleet = Fleet::new(slow_meters, &sdm_fields);
+        say!(
+            "\n### A server taking 2.5 s per write, live data: {slow_meters} meters x 72 fields every 5 s for {secs} s (batch_size {BATCH}, flush_interval 1 s)"
+        );
+        for max_in_flight in [1, pqwatch::config::DEFAULT_MAX_IN_FLIGHT] {
+            let via = Via {
+                delay,
+                max_in_flight,
+            };
+            let r = slow_server_once(&rt, &fleet, secs, delay, via)?;
+            let pick = |s: u64| r.samples.iter().find(|x| x.0 == s).copied();
+            let worst_age = r.samples.iter().map(|x| x.2).fold(0.0, f64::max);
+            let worst_depth = r.samples.iter().map(|x| x.1).max().unwrap_or(0);
+            say!(
+                "max_in_flight {max_in_flight}: queued batches / oldest age at 40 s {:?}, 80 s {:?}, 120 s {:?}, {secs} s {:?}; worst {} batches, {:.1} s; drained {:.1} s after the feed; {} points, VM count {}{}; failed sends {}",
+                pick(40).map(|x| (x.1, x.2)),
+                pick(80).map(|x| (x.1, x.2)),
+                pick(120).map(|x| (x.1, x.2)),
+                pick(secs).map(|x| (x.1, x.2)),
+                worst_depth,
+                worst_age,
+                r.drained_secs,
+                human(r.points as f64),
+                r.stored,
+                if r.stored == r.points {
+                    " OK"
+                } else {
+                    " MISMATCH"
+                },
+                r.failed
+            );
+            ensure!(r.stored == r.points);
+        }
+    }
 
     // -- 4. Diagnostics (each once: the ~10 min budget) ---------------------
     if on("diag") {

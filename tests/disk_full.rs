@@ -248,6 +248,8 @@ async fn full_disk_never_resends_an_acknowledged_batch_and_counts_every_loss() {
         max_buffered_points: 20,
         durability: Durability::Always,
         max_outbox_bytes: 1 << 30,
+        // The default: acknowledgements arrive out of order while the disk fails.
+        max_in_flight: pqwatch::config::DEFAULT_MAX_IN_FLIGHT,
     };
     let mut sink = Sink::new(
         cfg,

@@ -17,6 +17,7 @@ use pqwatch::sink::outbox::Outbox;
 use pqwatch::state::StateDb;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -31,21 +32,32 @@ struct Stub {
     url: String,
     accepted: Arc<Mutex<Vec<String>>>,
     requests: Arc<Mutex<usize>>,
+    /// Most requests being answered at once.
+    peak: Arc<AtomicUsize>,
 }
 
 async fn stub(decide: Box<Decide>) -> Stub {
+    slow_stub(decide, Duration::ZERO).await
+}
+
+/// [`stub`] that takes `delay` over each answer (one task per connection,
+/// so concurrent requests wait side by side).
+async fn slow_stub(decide: Box<Decide>, delay: Duration) -> Stub {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let requests = Arc::new(Mutex::new(0usize));
     let decide: Arc<Decide> = Arc::from(decide);
-    let (acc, req) = (accepted.clone(), requests.clone());
+    let peak = Arc::new(AtomicUsize::new(0));
+    let now = Arc::new(AtomicUsize::new(0));
+    let (acc, req, pk) = (accepted.clone(), requests.clone(), peak.clone());
     tokio::spawn(async move {
         loop {
             let Ok((sock, _)) = listener.accept().await else {
                 return;
             };
             let (acc, req, decide) = (acc.clone(), req.clone(), decide.clone());
+            let (pk, now) = (pk.clone(), now.clone());
             tokio::spawn(async move {
                 let mut r = BufReader::new(sock);
                 loop {
@@ -72,6 +84,10 @@ async fn stub(decide: Box<Decide>) -> Stub {
                         *g += 1;
                         *g
                     };
+                    let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    pk.fetch_max(at_once, Ordering::SeqCst);
+                    tokio::time::sleep(delay).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
                     let (status, extra) = decide(n, &body);
                     if status == 204 {
                         acc.lock().unwrap().push(body);
@@ -92,6 +108,7 @@ async fn stub(decide: Box<Decide>) -> Stub {
         url,
         accepted,
         requests,
+        peak,
     }
 }
 
@@ -119,6 +136,7 @@ fn influx(url: &str, batch_size: usize, durability: Durability) -> Influx {
         max_buffered_points: 100_000,
         durability,
         max_outbox_bytes: 1 << 30,
+        max_in_flight: 1,
     }
 }
 
@@ -379,4 +397,59 @@ async fn memory_durability_keeps_undelivered_data_for_the_next_start() {
     feed(sink, [], &s, 30).await;
     assert_eq!(accepted_ts(&s), (1..=30).collect::<Vec<_>>());
     assert_eq!(outbox(dir.path()).depth().batches, 0);
+}
+
+/// 400 one-point batches in a fresh outbox, written while the server was
+/// down: more than REPLAY_MAX_BATCHES, so a replay needs several requests.
+async fn backlog_of_400(dir: &Path) {
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let mut sink = Sink::new(
+        influx(&dead, 1, Durability::Always),
+        Arc::new(Metrics::default()),
+        Some(outbox(dir)),
+    )
+    .unwrap();
+    sink.grace = Duration::from_millis(100);
+    let (tx, rx) = mpsc::channel(1024);
+    let task = tokio::spawn(sink.run(rx));
+    let m = meta();
+    for ts in 1..=400 {
+        tx.send(reading(&m, ts)).await.unwrap();
+    }
+    drop(tx);
+    task.await.unwrap();
+    assert_eq!(outbox(dir).depth().batches, 400);
+}
+
+/// A backlog drains through up to `max_in_flight` requests at once, each
+/// batch in one request only: every point arrives exactly once, live data
+/// among it, and the outbox empties.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_drains_through_several_requests_at_once_exactly_once() {
+    for max_in_flight in [1usize, 3] {
+        let dir = tempfile::tempdir().unwrap();
+        backlog_of_400(dir.path()).await;
+        let s = slow_stub(script(vec![]), Duration::from_millis(150)).await;
+        let mut cfg = influx(&s.url, 1, Durability::Always);
+        cfg.max_in_flight = max_in_flight;
+        let sink = Sink::new(cfg, Arc::new(Metrics::default()), Some(outbox(dir.path()))).unwrap();
+        // Live readings arrive while the backlog drains.
+        let live: Vec<i64> = (1001..=1020).collect();
+        feed(sink, live.clone(), &s, 400 + live.len()).await;
+        let mut want: Vec<i64> = (1..=400).collect();
+        want.extend(&live);
+        assert_eq!(accepted_ts(&s), want, "every point exactly once");
+        assert_eq!(outbox(dir.path()).depth().batches, 0);
+        let peak = s.peak.load(Ordering::SeqCst);
+        match max_in_flight {
+            1 => assert_eq!(peak, 1, "one request at a time"),
+            n => assert!(
+                (2..=n).contains(&peak),
+                "{peak} requests at once, limit {n}"
+            ),
+        }
+    }
 }

@@ -19,8 +19,8 @@ pub mod sections;
 mod validate;
 
 pub use validate::{
-    Api, Config, Customer, Daemon, Durability, GatewaySettings, Influx, Meter, Polling, SECTIONS,
-    parse_size, validate_tree,
+    Api, Config, Customer, DEFAULT_MAX_IN_FLIGHT, Daemon, Durability, GatewaySettings, Influx,
+    Meter, Polling, SECTIONS, parse_size, validate_tree,
 };
 
 use serde_json::Value;

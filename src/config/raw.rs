@@ -47,6 +47,7 @@ pub struct Influx {
     pub max_buffered_points: Option<u64>,
     pub durability: Option<String>,
     pub max_outbox_bytes: Option<ByteSize>,
+    pub max_in_flight: Option<u64>,
     pub enabled: Option<bool>,
 }
 

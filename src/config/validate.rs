@@ -116,6 +116,8 @@ pub struct Influx {
     pub durability: Durability,
     /// Bound of the outbox on disk (compressed bytes).
     pub max_outbox_bytes: u64,
+    /// Write requests outstanding at once (1 while writes fail).
+    pub max_in_flight: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -1212,7 +1214,15 @@ fn influx(p: &mut Problems) -> Option<Influx> {
     if max_outbox_bytes < 1 << 20 {
         p.push("influxdb.max_outbox_bytes", "must be at least 1MiB");
     }
+    let max_in_flight = r.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT as u64);
+    if !(1..=16).contains(&max_in_flight) {
+        p.push(
+            "influxdb.max_in_flight",
+            format!("{max_in_flight} is not between 1 and 16 requests"),
+        );
+    }
     Some(Influx {
+        max_in_flight: max_in_flight.clamp(1, 16) as usize,
         url,
         api,
         batch_size: batch_size as usize,
@@ -1234,6 +1244,11 @@ fn influx(p: &mut Problems) -> Option<Influx> {
         max_outbox_bytes,
     })
 }
+
+/// Requests outstanding at once while a backlog drains: enough to hide a
+/// WAN round trip behind the server's own work (BENCHMARKS.md, "drain
+/// through a 30 ms link"), few enough not to crowd a small InfluxDB.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
 
 /// 16 GiB: at the measured ~11.5 compressed bytes per point, about 1.5 G
 /// points (29 hours of 1,000 meters × 72 fields every 5 s; BENCHMARKS.md).

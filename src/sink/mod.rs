@@ -9,11 +9,13 @@
 //! `durability = "memory"` sealed batches stay in memory and reach the
 //! outbox only at shutdown or when the memory bound is reached.
 //!
-//! Sending: one request in flight. When a backlog exists, requests alternate
-//! between the newest batch and the oldest ones, merged into one request
-//! up to [`REPLAY_MAX_POINTS`], so live data keeps flowing while the
-//! backlog drains at the server's pace in points, however long each
-//! request takes. A batch leaves the
+//! Sending: up to `max_in_flight` requests outstanding (one while writes
+//! fail). When a backlog exists, starts alternate between the newest batch
+//! and the oldest ones, merged into one request up to
+//! [`REPLAY_MAX_POINTS`], so live data keeps flowing while the backlog
+//! drains at the server's pace in points, however long each request takes,
+//! and a WAN round trip is hidden behind the requests in flight. A batch
+//! is in at most one request at a time; it leaves the
 //! queue only when the server acknowledged it. Failures are classified in
 //! one place ([`writer::WriteError::class`]): retried with capped, jittered
 //! exponential backoff honouring `Retry-After`; 413 splits the batch; 400/422
@@ -55,8 +57,6 @@ use bytes::Bytes;
 use outbox::{Outbox, Stored, gzip, halves};
 use rand::RngExt as _;
 use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -111,7 +111,13 @@ struct Taken {
     body: Bytes,
 }
 
-type Send = Pin<Box<dyn Future<Output = Result<(), WriteError>> + std::marker::Send>>;
+/// The keys of every batch being sent.
+fn busy(inflight: &[(tokio::task::Id, Vec<Taken>)]) -> Vec<Key> {
+    inflight
+        .iter()
+        .flat_map(|(_, g)| g.iter().map(|t| t.key))
+        .collect()
+}
 
 /// Run a synchronous SQLite call from the sink task without stalling the
 /// runtime's other tasks (on a multi-thread runtime).
@@ -402,76 +408,80 @@ impl Queue {
         }
     }
 
-    /// The next batch to send: the newest or the oldest.
-    fn take(&mut self, newest: bool) -> Option<Taken> {
+    /// The next batch to send, the newest or the oldest, of those not
+    /// already being sent (`busy`).
+    fn take(&mut self, newest: bool, busy: &[Key]) -> Option<Taken> {
         let from_mem = |b: &MemBatch| Taken {
             key: Key::Mem(b.seq),
             created_ms: b.created_ms,
             points: b.points,
             body: b.body.clone(),
         };
-        let from_db = |s: Stored| Taken {
-            key: Key::Db(s.id),
-            created_ms: s.created_ms,
-            points: s.points,
-            body: s.body,
-        };
-        let db = |o: &Outbox, newest: bool| {
-            let r = blocking(|| if newest { o.newest() } else { o.oldest() });
-            r.unwrap_or_else(|e| {
-                error!(error = %e, "cannot read the outbox");
-                None
-            })
-        };
+        let idle_mem = |b: &&MemBatch| !busy.contains(&Key::Mem(b.seq));
         // Memory holds the most recent batches; the outbox older ones (from
         // this run in "always" mode, from earlier runs in both modes).
         if newest {
-            if let Some(b) = self.mem.back() {
+            if let Some(b) = self.mem.iter().rev().find(idle_mem) {
                 return Some(from_mem(b));
             }
-            self.outbox.as_ref().and_then(|o| db(o, true)).map(from_db)
+            self.idle_db(true, 1, busy).into_iter().next()
         } else {
-            if let Some(s) = self.outbox.as_ref().and_then(|o| db(o, false)) {
-                return Some(from_db(s));
+            if let Some(t) = self.idle_db(false, 1, busy).into_iter().next() {
+                return Some(t);
             }
-            self.mem.front().map(from_mem)
+            self.mem.iter().find(idle_mem).map(from_mem)
         }
     }
 
-    /// The oldest batches of the outbox, merged into one request up to
-    /// [`REPLAY_MAX_POINTS`] and [`REPLAY_MAX_BYTES`] (at least one batch;
-    /// empty when nothing waits). Memory batches go one by one.
-    fn take_oldest_group(&mut self) -> Vec<Taken> {
+    /// Up to `n` outbox batches not being sent, from the oldest or newest.
+    fn idle_db(&self, newest: bool, n: usize, busy: &[Key]) -> Vec<Taken> {
         let Some(o) = self.outbox.as_ref() else {
-            return self.take(false).into_iter().collect();
+            return Vec::new();
         };
-        let rows = match blocking(|| o.oldest_n(REPLAY_MAX_BATCHES)) {
-            Ok(r) => r,
-            Err(e) => {
-                error!(error = %e, "cannot read the outbox");
-                Vec::new()
+        // Busy batches are among the first rows at most once each.
+        let want = n + busy.len();
+        let rows = blocking(|| {
+            if newest {
+                o.newest_n(want)
+            } else {
+                o.oldest_n(want)
             }
-        };
-        let mut out: Vec<Taken> = Vec::new();
-        let (mut points, mut bytes) = (0usize, 0usize);
-        for s in rows {
-            if !out.is_empty()
-                && (points + s.points > REPLAY_MAX_POINTS
-                    || bytes + s.body.len() > REPLAY_MAX_BYTES)
-            {
-                break;
-            }
-            points += s.points;
-            bytes += s.body.len();
-            out.push(Taken {
+        })
+        .unwrap_or_else(|e| {
+            error!(error = %e, "cannot read the outbox");
+            Vec::new()
+        });
+        rows.into_iter()
+            .filter(|s| !busy.contains(&Key::Db(s.id)))
+            .take(n)
+            .map(|s| Taken {
                 key: Key::Db(s.id),
                 created_ms: s.created_ms,
                 points: s.points,
                 body: s.body,
-            });
+            })
+            .collect()
+    }
+
+    /// The oldest idle batches of the outbox, merged into one request up
+    /// to [`REPLAY_MAX_POINTS`] and [`REPLAY_MAX_BYTES`] (at least one
+    /// batch; empty when nothing waits). Memory batches go one by one.
+    fn take_oldest_group(&mut self, busy: &[Key]) -> Vec<Taken> {
+        let mut out: Vec<Taken> = Vec::new();
+        let (mut points, mut bytes) = (0usize, 0usize);
+        for t in self.idle_db(false, REPLAY_MAX_BATCHES, busy) {
+            if !out.is_empty()
+                && (points + t.points > REPLAY_MAX_POINTS
+                    || bytes + t.body.len() > REPLAY_MAX_BYTES)
+            {
+                break;
+            }
+            points += t.points;
+            bytes += t.body.len();
+            out.push(t);
         }
         if out.is_empty() {
-            return self.take(false).into_iter().collect();
+            return self.take(false, busy).into_iter().collect();
         }
         out
     }
@@ -686,7 +696,11 @@ impl Sink {
 
         let mut current = String::with_capacity(64 * 1024);
         let mut current_points = 0usize;
-        let mut inflight: Option<(Vec<Taken>, Send)> = None;
+        // Requests outstanding, each with the batches it carries; at most
+        // `max_in_flight` (one while writes fail, so a struggling server
+        // is probed, not flooded).
+        let mut inflight: Vec<(tokio::task::Id, Vec<Taken>)> = Vec::new();
+        let mut sends: tokio::task::JoinSet<Result<(), WriteError>> = tokio::task::JoinSet::new();
         // Off once a merged request was refused as too large or invalid:
         // batches then go one by one, where 413 and 400 are handled.
         let mut merge = true;
@@ -719,10 +733,7 @@ impl Sink {
             {
                 let raw = std::mem::replace(&mut current, String::with_capacity(64 * 1024));
                 let body = Bytes::from(gzip(raw.as_bytes()));
-                let keys: Vec<Key> = inflight
-                    .as_ref()
-                    .map(|(g, _)| g.iter().map(|t| t.key).collect())
-                    .unwrap_or_default();
+                let keys = busy(&inflight);
                 q.push(
                     crate::clock::now_ms(),
                     current_points,
@@ -737,34 +748,47 @@ impl Sink {
                 flush_at = Instant::now() + self.cfg.flush_interval;
             }
 
-            // Start a send when idle, the backoff has passed and work waits.
-            if inflight.is_none() && retry_at.is_none_or(|t| Instant::now() >= t) {
+            // Start sends while a slot is free, the backoff has passed and
+            // work waits. Starts alternate between the newest batch and the
+            // oldest group, so live data is never starved by a backlog.
+            let limit = if failures > 0 {
+                1
+            } else {
+                self.cfg.max_in_flight
+            };
+            while inflight.len() < limit && retry_at.is_none_or(|t| Instant::now() >= t) {
                 retry_at = None;
-                let backlog = q.batches() > 1;
-                let newest = newest_next || !backlog;
-                let group: Vec<Taken> = if newest || !merge {
-                    q.take(newest).into_iter().collect()
-                } else {
-                    q.take_oldest_group()
-                };
-                if !group.is_empty() {
-                    newest_next = !newest_next;
-                    let w = self.writer.clone();
-                    let body = match group.as_slice() {
-                        [one] => one.body.clone(),
-                        many => {
-                            let mut b = Vec::with_capacity(many.iter().map(|t| t.body.len()).sum());
-                            for t in many {
-                                b.extend_from_slice(&t.body);
-                            }
-                            Bytes::from(b)
-                        }
-                    };
-                    inflight = Some((group, Box::pin(async move { w.write(body).await })));
+                let keys = busy(&inflight);
+                let idle = q.batches().saturating_sub(keys.len() as u64);
+                if idle == 0 {
+                    break;
                 }
+                let newest = newest_next || idle == 1;
+                let group: Vec<Taken> = if newest || !merge {
+                    q.take(newest, &keys).into_iter().collect()
+                } else {
+                    q.take_oldest_group(&keys)
+                };
+                if group.is_empty() {
+                    break;
+                }
+                newest_next = !newest;
+                let w = self.writer.clone();
+                let body = match group.as_slice() {
+                    [one] => one.body.clone(),
+                    many => {
+                        let mut b = Vec::with_capacity(many.iter().map(|t| t.body.len()).sum());
+                        for t in many {
+                            b.extend_from_slice(&t.body);
+                        }
+                        Bytes::from(b)
+                    }
+                };
+                let id = sends.spawn(async move { w.write(body).await }).id();
+                inflight.push((id, group));
             }
 
-            if !input_open && current_points == 0 && inflight.is_none() {
+            if !input_open && current_points == 0 && inflight.is_empty() {
                 if q.batches() == 0 {
                     break; // everything delivered
                 }
@@ -803,8 +827,21 @@ impl Sink {
                     }
                     received.extend(gathered.drain(..));
                 },
-                res = async { inflight.as_mut().expect("guarded").1.as_mut().await }, if inflight.is_some() => {
-                    let (group, _) = inflight.take().expect("guarded");
+                Some(joined) = sends.join_next_with_id(), if !sends.is_empty() => {
+                    let (id, res) = match joined {
+                        Ok((id, res)) => (id, res),
+                        // A panicked send: its batches stay queued and go again.
+                        Err(e) => {
+                            error!(error = %e, "an InfluxDB write task failed; its batches stay queued");
+                            let id = e.id();
+                            inflight.retain(|(i, _)| *i != id);
+                            continue;
+                        }
+                    };
+                    let Some(pos) = inflight.iter().position(|(i, _)| *i == id) else {
+                        continue;
+                    };
+                    let (_, group) = inflight.swap_remove(pos);
                     match (group.as_slice(), res) {
                         ([t], res) => self.handle_result(&mut q, t, res, &mut failures, &mut retry_at, &mut logged_at),
                         (many, Ok(())) => {
@@ -835,6 +872,10 @@ impl Sink {
         }
 
         probe.abort();
+        // Requests still out at the deadline are abandoned; their batches
+        // stay queued (a server that stored them meanwhile is sent them
+        // again at the next start: the same timestamps overwrite).
+        sends.abort_all();
         // Exit: whatever is not delivered stays in the outbox.
         let (kept_mem, lost) = q.persist_memory();
         if lost > 0 {

@@ -220,8 +220,17 @@ impl Outbox {
 
     /// Up to `n` of the oldest batches waiting to be sent, oldest first.
     pub fn oldest_n(&self, n: usize) -> Result<Vec<Stored>, StateError> {
+        self.first_n("ASC", n)
+    }
+
+    /// Up to `n` of the newest batches waiting to be sent, newest first.
+    pub fn newest_n(&self, n: usize) -> Result<Vec<Stored>, StateError> {
+        self.first_n("DESC", n)
+    }
+
+    fn first_n(&self, order: &str, n: usize) -> Result<Vec<Stored>, StateError> {
         let sql = format!(
-            "SELECT id, created_ms, points, body FROM outbox{} ORDER BY id ASC LIMIT ?1",
+            "SELECT id, created_ms, points, body FROM outbox{} ORDER BY id {order} LIMIT ?1",
             self.not_acked("WHERE")
         );
         self.db
