@@ -326,6 +326,20 @@ async fn full_disk_never_resends_an_acknowledged_batch_and_counts_every_loss() {
         Metrics::get(&metrics.outbox_unwritable_since_ms) == 0
     })
     .await;
+    // The first stored batch ends the streak; the held ones follow it into
+    // the outbox one commit each, so the depth is polled, not read once.
+    wait_until(
+        "held batches back in the outbox",
+        Duration::from_secs(10),
+        || {
+            Outbox::new(StateDb::open_readonly(fs.path()).unwrap())
+                .unwrap()
+                .depth()
+                .points
+                >= 20
+        },
+    )
+    .await;
     {
         let ro = StateDb::open_readonly(fs.path()).unwrap();
         let o = Outbox::new(StateDb::open_readonly(fs.path()).unwrap()).unwrap();

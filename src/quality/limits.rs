@@ -18,6 +18,8 @@ struct RawPreset {
     harmonic_standard: String,
     voltage_window: String,
     harmonic_window: String,
+    /// "cp95", "weekly95" or "ieee519" ([`Assessment`]).
+    harmonic_assessment: String,
     frequency_standard: Option<String>,
     /// Allowed deviation from the nominal frequency, Hz.
     frequency_deviation: Option<f64>,
@@ -173,6 +175,35 @@ pub enum Span {
     Long,
 }
 
+/// How a period's harmonic figures (voltage and current) are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assessment {
+    /// GB/T 14549 §6.2: the CP95 of the shortest values over the period.
+    Cp95,
+    /// EN 50160 §4.2.4: each ISO week, 95 % of the 10-minute means within.
+    Weekly95,
+    /// IEEE 519-2014 §5.1/5.2: weekly 95th percentile of 10-minute values
+    /// ≤ the limit (currents: 99th ≤ 1.5 ×), daily 99th percentile of very
+    /// short (3 s) values ≤ 1.5 × (voltages) or 2 × (currents).
+    Ieee519,
+}
+
+impl Assessment {
+    /// Whether the ledger keeps the 10-minute distribution it needs.
+    pub fn weekly(self) -> bool {
+        self != Assessment::Cp95
+    }
+}
+
+fn assessment(s: &str) -> Assessment {
+    match s {
+        "cp95" => Assessment::Cp95,
+        "weekly95" => Assessment::Weekly95,
+        "ieee519" => Assessment::Ieee519,
+        other => panic!("preset harmonic_assessment \"{other}\" is not cp95, weekly95 or ieee519"),
+    }
+}
+
 fn span(s: &str) -> Span {
     match s {
         "1m" => Span::Short,
@@ -193,6 +224,8 @@ pub struct Limits {
     pub voltage_window: Span,
     pub harmonics: Option<HarmonicLimits>,
     pub harmonic_window: Span,
+    /// How the report judges the period's harmonic figures.
+    pub harmonic_assessment: Assessment,
     /// THDi limit, %, if configured (no preset sets one: it depends on the
     /// customer's short-circuit ratio).
     pub thd_current: Option<f64>,
@@ -489,6 +522,7 @@ impl Presets {
             voltage_window: span(&p.voltage_window),
             harmonics: harm,
             harmonic_window: span(&p.harmonic_window),
+            harmonic_assessment: assessment(&p.harmonic_assessment),
             thd_current: o.thd_current,
             unbalance: o.unbalance.unwrap_or(2.0),
             current: None,

@@ -61,11 +61,18 @@ impl Hist {
 
     /// The largest value after dropping the top ⌊0.05·n⌋ (GB/T 14549 CP95).
     pub fn cp95(&self) -> Option<f64> {
+        self.percentile(95)
+    }
+
+    /// The p-th percentile as the standards use it: the largest value
+    /// after dropping the top ⌊(100 − p)·n/100⌋, so "the p-th percentile is
+    /// within the limit" means at most that many values exceed it.
+    pub fn percentile(&self, p: u64) -> Option<f64> {
         let n = self.count();
         if n == 0 {
             return None;
         }
-        let keep = n - n * 5 / 100; // values kept, ≥ 1
+        let keep = n - n * (100 - p.min(100)) / 100; // values kept, ≥ 1
         let mut seen = 0u64;
         for (b, c) in &self.bins {
             seen += *c as u64;
@@ -79,12 +86,17 @@ impl Hist {
 
 /// CP95 of a list of values, by sorting (the reference method).
 pub fn cp95_sorted(values: &[f64]) -> Option<f64> {
+    percentile_sorted(values, 95)
+}
+
+/// [`Hist::percentile`] by sorting (the reference method).
+pub fn percentile_sorted(values: &[f64], p: usize) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
     let mut v = values.to_vec();
     v.sort_by(|a, b| a.total_cmp(b));
-    let keep = v.len() - v.len() * 5 / 100;
+    let keep = v.len() - v.len() * (100 - p.min(100)) / 100;
     Some(v[keep - 1])
 }
 
@@ -280,11 +292,15 @@ pub struct DayLedger {
     /// meters polled every 3 s or faster: GB/T 14549 assesses 3-second
     /// values, so their CP95 is taken from these where present.
     pub samples: BTreeMap<String, Hist>,
+    /// Distortion field → histogram of its 10-minute means, where the
+    /// preset judges weekly percentiles of them (EN 50160, IEEE 519).
+    pub distortion_long: BTreeMap<String, Hist>,
 }
 
 /// Version byte in front of the stored encoding: 2 added `outage`,
-/// `suspension_instant` and `range2` (1 is still read).
-const ENCODING: u8 = 2;
+/// `suspension_instant` and `range2`; 3 `distortion_long` (1 and 2 are
+/// still read).
+const ENCODING: u8 = 3;
 
 /// The stored shape of encoding 1 (a prefix of today's fields).
 #[derive(Deserialize)]
@@ -317,6 +333,7 @@ impl DayLedger {
             && self.range2.is_empty()
             && self.frequency.is_none()
             && self.samples.is_empty()
+            && self.distortion_long.is_empty()
     }
 
     pub fn merge(&mut self, o: &DayLedger) {
@@ -338,6 +355,9 @@ impl DayLedger {
         }
         for (k, h) in &o.samples {
             self.samples.entry(k.clone()).or_default().merge(h);
+        }
+        for (k, h) in &o.distortion_long {
+            self.distortion_long.entry(k.clone()).or_default().merge(h);
         }
         for (k, n) in &o.range2 {
             *self.range2.entry(k.clone()).or_insert(0) += n;
@@ -366,6 +386,14 @@ impl DayLedger {
             Some((&ENCODING, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| format!("ledger row: {e}"))
             }
+            // Encoding 2 is encoding 3 without its last field; postcard
+            // writes fields in order, so an empty map (length 0) appended
+            // makes it a complete encoding-3 row.
+            Some((2, rest)) => {
+                let mut b = rest.to_vec();
+                b.push(0);
+                postcard::from_bytes(&b).map_err(|e| format!("ledger row: {e}"))
+            }
             Some((1, rest)) => postcard::from_bytes::<DayLedgerV1>(rest)
                 .map(|v| DayLedger {
                     window_ms: v.window_ms,
@@ -380,6 +408,7 @@ impl DayLedger {
                     range2: BTreeMap::new(),
                     frequency: None,
                     samples: BTreeMap::new(),
+                    distortion_long: BTreeMap::new(),
                 })
                 .map_err(|e| format!("ledger row: {e}")),
             Some((v, _)) => Err(format!("ledger row: unknown encoding {v}")),
@@ -420,6 +449,9 @@ pub struct LedgerSpec {
     /// The meter is polled every 3 s or faster: its samples are kept for
     /// the 3-second CP95 of GB/T 14549.
     pub samples: bool,
+    /// The preset judges weekly percentiles of 10-minute distortion means
+    /// (EN 50160, IEEE 519): the ledger keeps their histograms.
+    pub distortion_long: bool,
 }
 
 impl LedgerSpec {
@@ -485,6 +517,7 @@ impl LedgerSpec {
                 None => BTreeMap::new(),
             },
             samples: m.interval <= std::time::Duration::from_secs(3),
+            distortion_long: m.limits.harmonic_assessment.weekly(),
             frequency: m.limits.frequency.as_ref().map(|f| {
                 (
                     m.nominal_frequency - f.deviation_hz,
@@ -620,6 +653,16 @@ pub fn from_long_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
     // Interruptions are flagged intervals: EN 50160 leaves them out.
     if spec.interrupted(w) {
         return d;
+    }
+    if spec.distortion_long {
+        for (field, s) in w.stats.iter() {
+            if spec.distortion_limit(field).is_some() && &**field != "voltage_unbalance" {
+                d.distortion_long
+                    .entry(field.to_string())
+                    .or_default()
+                    .add(s.mean);
+            }
+        }
     }
     for (phase, field, lo, up) in &spec.voltage {
         if let Some(s) = w.get(field) {
@@ -796,6 +839,7 @@ mod tests {
             range2: BTreeMap::new(),
             frequency: Some((49.8, 50.2)),
             samples: false,
+            distortion_long: false,
         }
     }
 

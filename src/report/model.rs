@@ -128,6 +128,113 @@ pub struct DistortionRow {
     /// Polled samples the CP95 is of (meters polled every 3 s or faster);
     /// 0: the CP95 is of the 1-minute means.
     pub samples: u64,
+    /// The weekly and daily percentiles the verdict is on, where the
+    /// preset assesses so (EN 50160, IEEE 519); `None`: the verdict is on
+    /// the CP95 (GB/T 14549).
+    pub assessed: Option<Assessed>,
+}
+
+/// One distortion figure under EN 50160's or IEEE 519's statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessed {
+    pub kind: crate::quality::limits::Assessment,
+    /// Weeks (ISO, the part inside the period) with 10-minute values.
+    pub weeks: u32,
+    /// The worst week's 95th percentile of 10-minute means, and the week
+    /// ("2026-W41"); judged against the limit.
+    pub weekly_p95: Option<(f64, String)>,
+    /// IEEE 519 currents: the worst week's 99th percentile of 10-minute
+    /// means; judged against 1.5 × the limit.
+    pub weekly_p99: Option<(f64, String)>,
+    /// IEEE 519: the worst day's 99th percentile of very short values,
+    /// judged against `daily_factor` × the limit (1.5 voltages, 2 currents).
+    pub daily_p99: Option<(f64, jiff::civil::Date)>,
+    pub daily_factor: f64,
+    /// The daily values are polled samples of 3 s or less; otherwise the
+    /// 1-minute means, the shortest values pqwatch has.
+    pub daily_on_samples: bool,
+}
+
+/// Whether a distortion field is a current's (IEEE 519 §5.2) rather than
+/// a voltage's (§5.1).
+fn is_current(field: &str) -> bool {
+    field.starts_with("tdd_current_")
+        || field.starts_with("thd_current_")
+        || field.starts_with("current_")
+}
+
+/// EN 50160 §4.2.4 / IEEE 519-2014 §5: the weekly percentiles of the
+/// 10-minute means and (IEEE 519) the daily 99th percentile of very short
+/// values of one field over the period, with the verdict they give.
+fn assess(
+    kind: crate::quality::limits::Assessment,
+    field: &str,
+    limit: Option<f64>,
+    days: &BTreeMap<String, DayLedger>,
+    period: &Period,
+) -> (Assessed, Verdict) {
+    use crate::quality::limits::Assessment;
+    let current = is_current(field);
+    let ieee = kind == Assessment::Ieee519;
+    let mut weeks: BTreeMap<(i16, i8), super::ledger::Hist> = BTreeMap::new();
+    let mut a = Assessed {
+        kind,
+        weeks: 0,
+        weekly_p95: None,
+        weekly_p99: None,
+        daily_p99: None,
+        daily_factor: if current { 2.0 } else { 1.5 },
+        daily_on_samples: false,
+    };
+    let worse = |slot: &mut Option<(f64, String)>, v: f64, label: String| {
+        if slot.as_ref().is_none_or(|(w, _)| v > *w) {
+            *slot = Some((v, label));
+        }
+    };
+    for date in period.days() {
+        let Some(day) = days.get(&super::schedule::day_key(date)) else {
+            continue;
+        };
+        let iw = date.iso_week_date();
+        if let Some(h) = day.distortion_long.get(field) {
+            weeks.entry((iw.year(), iw.week())).or_default().merge(h);
+        }
+        if ieee {
+            let samples = day.samples.get(field).filter(|h| h.count() > 0);
+            let short = samples.or_else(|| day.distortion.get(field).map(|d| &d.hist));
+            if let Some(p) = short.and_then(|h| h.percentile(99)) {
+                a.daily_on_samples |= samples.is_some();
+                if a.daily_p99.is_none_or(|(w, _)| p > w) {
+                    a.daily_p99 = Some((p, date));
+                }
+            }
+        }
+    }
+    for ((year, week), h) in &weeks {
+        let label = format!("{year}-W{week:02}");
+        if let Some(p) = h.percentile(95) {
+            a.weeks += 1;
+            worse(&mut a.weekly_p95, p, label.clone());
+        }
+        if ieee
+            && current
+            && let Some(p) = h.percentile(99)
+        {
+            worse(&mut a.weekly_p99, p, label);
+        }
+    }
+    let verdict = match (limit, &a.weekly_p95) {
+        (_, None) => Verdict::NoData,
+        // Shown, not judged: no limit applies.
+        (None, Some(_)) => Verdict::NoData,
+        (Some(l), Some((p95, _))) => {
+            let fail = *p95 > l
+                || a.weekly_p99.as_ref().is_some_and(|(p, _)| *p > 1.5 * l)
+                || a.daily_p99.is_some_and(|(p, _)| p > a.daily_factor * l);
+            if fail { Verdict::Fail } else { Verdict::Pass }
+        }
+    };
+    (a, verdict)
 }
 
 /// Voltage unbalance over the period, GB/T 15543-2008: the 95 % value
@@ -427,18 +534,20 @@ fn distortion_row(
     field: &str,
     d: &DistortionDay,
     samples: Option<&super::ledger::Hist>,
+    assessed: Option<(Assessed, Verdict)>,
 ) -> DistortionRow {
     let (phase, order) = phase_order(field);
     // GB/T 14549 assesses 3-second values: the polled samples' CP95 where
     // the meter was polled that fast, else the 1-minute means'.
     let on_samples = samples.filter(|h| h.count() > 0);
     let cp95 = on_samples.map_or_else(|| d.cp95(), |h| h.cp95());
-    let verdict = match (cp95, d.limit) {
-        (None, _) => Verdict::NoData,
-        (Some(c), Some(l)) if c > l => Verdict::Fail,
-        (Some(_), Some(_)) => Verdict::Pass,
+    let verdict = match (cp95, d.limit, &assessed) {
+        (None, _, _) => Verdict::NoData,
+        (Some(_), _, Some((_, v))) => *v,
+        (Some(c), Some(l), None) if c > l => Verdict::Fail,
+        (Some(_), Some(_), None) => Verdict::Pass,
         // Shown, not judged: no limit applies.
-        (Some(_), None) => Verdict::NoData,
+        (Some(_), None, None) => Verdict::NoData,
     };
     DistortionRow {
         field: field.to_string(),
@@ -453,6 +562,7 @@ fn distortion_row(
         limit: d.limit,
         verdict,
         samples: on_samples.map_or(0, |h| h.count()),
+        assessed: assessed.map(|(a, _)| a),
     }
 }
 
@@ -602,7 +712,11 @@ fn meter_report(
             });
             continue;
         }
-        let row = distortion_row(field, d, total.samples.get(field));
+        let kind = m.limits.harmonic_assessment;
+        let assessed = kind
+            .weekly()
+            .then(|| assess(kind, field, d.limit, days, period));
+        let row = distortion_row(field, d, total.samples.get(field), assessed);
         if field.starts_with("thd_voltage_") {
             thd.push(row);
         } else if field.starts_with("thd_current_") {
@@ -1975,5 +2089,186 @@ nominal_voltage = 380
         // Without the short-circuit capacity: shown in A, not judged.
         let cfg2 = crate::config::from_str(LV, dir.path()).unwrap();
         assert!(cfg2.meters[0].limits.harmonic_current.is_none());
+    }
+
+    /// A fortnight of a 400 V meter's THDu, one value per 10 minutes (and
+    /// the same value for each of its minutes): `thd(k)` for interval k.
+    fn fortnight(
+        cfg: &Config,
+        thd: &dyn Fn(i64) -> f64,
+        samples: Option<&dyn Fn(i64) -> Vec<f64>>,
+    ) -> (Report, Period) {
+        let m = &cfg.meters[0];
+        let spec = LedgerSpec::from_config(m, cfg.customers.first(), cfg.rules.interruption_pct);
+        let tz = &cfg.timezone;
+        let period = Period::parse("2026-10-05..2026-10-18").unwrap();
+        let start = period.start_ms(tz);
+        let mut ledger: BTreeMap<String, BTreeMap<String, DayLedger>> = BTreeMap::new();
+        for k in 0..2016i64 {
+            let t = start + k * 600_000;
+            let day = ledger
+                .entry("LV1".into())
+                .or_default()
+                .entry(day_key(local_date(t, tz)))
+                .or_default();
+            let fields = [("voltage_l1_n", 230.0), ("thd_voltage_l1_n", thd(k))];
+            day.merge(&ledger::from_long_window(
+                &window(t, 600_000, &fields),
+                &spec,
+            ));
+            for i in 0..10 {
+                day.merge(&ledger::from_short_window(
+                    &window(t + i * 60_000, 60_000, &fields),
+                    &spec,
+                ));
+            }
+            if let Some(f) = samples {
+                for v in f(k) {
+                    let values: Vec<(std::sync::Arc<str>, f64)> = vec![
+                        (std::sync::Arc::from("voltage_l1_n"), 230.0),
+                        (std::sync::Arc::from("thd_voltage_l1_n"), v),
+                    ];
+                    day.merge(&ledger::from_samples(&values, &spec));
+                }
+            }
+        }
+        let r = build(
+            cfg,
+            &cfg.customers[0],
+            95.0,
+            &Inputs {
+                period: &period,
+                now_ms: period.end_ms(tz) + 1,
+                ledger: &ledger,
+                events: &[],
+                unreadable_rows: 0,
+            },
+        );
+        (r, period)
+    }
+
+    fn lv400(preset: &str, extra: &str) -> String {
+        LV.replace(
+            "id = \"C1\"",
+            &format!("id = \"C1\"\nlimits = {{ preset = \"{preset}\" }}"),
+        )
+        .replace(
+            "nominal_voltage = 380",
+            &format!("nominal_voltage = 400{extra}"),
+        )
+    }
+
+    #[test]
+    fn en50160_harmonics_are_judged_per_week_on_10_minute_values() {
+        // EN 50160 §4.2.4: each week, 95 % of the 10-min THDu means ≤ 8 %.
+        // Week 41 has 51 intervals at 9 % (more than ⌊0.05 × 1008⌋ = 50):
+        // it fails, although over the pooled fortnight 51 of 2016 is well
+        // under 5 % and the period's CP95 passes.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::from_str(&lv400("en50160", ""), dir.path()).unwrap();
+        let hot = |k: i64| (200..251).contains(&k);
+        let thd = |k: i64| if hot(k) { 9.0 } else { 3.0 };
+        let (r, _) = fortnight(&cfg, &thd, None);
+        let row = &r.meters[0].thd[0];
+        let a = row.assessed.as_ref().expect("weekly assessment");
+        // Second method: sort each week's 1008 values, drop the top 50.
+        let week = |w: i64| -> Vec<f64> { (w * 1008..(w + 1) * 1008).map(thd).collect() };
+        let p41 = ledger::percentile_sorted(&week(0), 95).unwrap();
+        let p42 = ledger::percentile_sorted(&week(1), 95).unwrap();
+        assert_eq!((p41, p42), (9.0, 3.0));
+        assert_eq!(a.weekly_p95, Some((p41, "2026-W41".to_string())));
+        assert_eq!(a.weeks, 2);
+        assert!(a.daily_p99.is_none(), "EN 50160 has no daily statistic");
+        assert_eq!(row.verdict, Verdict::Fail);
+        // The pooled CP95 (GB/T 14549's method) would have passed.
+        let pooled: Vec<f64> = (0..2016).map(thd).collect();
+        assert_eq!(ledger::cp95_sorted(&pooled), Some(3.0));
+        assert!(row.cp95.unwrap() < 8.0);
+        // 50 hot intervals: exactly the 5 % allowed, a pass.
+        let thd50 = |k: i64| if (200..250).contains(&k) { 9.0 } else { 3.0 };
+        let (r, _) = fortnight(&cfg, &thd50, None);
+        assert_eq!(r.meters[0].thd[0].verdict, Verdict::Pass);
+    }
+
+    #[test]
+    fn ieee519_judges_weekly_95th_and_daily_99th_percentiles() {
+        // IEEE 519-2014 §5.1 at ≤ 1 kV: THD 8 %; the weekly 95th percentile
+        // of 10-min values ≤ 8 % and the daily 99th percentile of 3-s
+        // values ≤ 1.5 × 8 = 12 %.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg =
+            crate::config::from_str(&lv400("ieee519", "\ninterval = \"3s\""), dir.path()).unwrap();
+        assert_eq!(
+            cfg.meters[0].limits.harmonic_assessment,
+            crate::quality::limits::Assessment::Ieee519
+        );
+        // Every 10-min mean 4 %, so the weekly figure passes; on 2026-10-07
+        // (intervals 288..432) 2 of every 100 3-s samples spike to 13 %:
+        // more than the 1 % the daily 99th percentile drops.
+        let spiky = |k: i64| (288..432).contains(&k);
+        let samples = |k: i64| -> Vec<f64> {
+            (0..200)
+                .map(|i| if spiky(k) && i % 50 == 0 { 13.0 } else { 4.0 })
+                .collect()
+        };
+        let (r, _) = fortnight(&cfg, &|_| 4.0, Some(&samples));
+        let row = &r.meters[0].thd[0];
+        let a = row.assessed.as_ref().unwrap();
+        assert_eq!(a.weekly_p95.as_ref().map(|x| x.0), Some(4.0));
+        assert!(a.daily_on_samples);
+        assert_eq!(a.daily_factor, 1.5);
+        // Second method: the day's 144 × 200 samples, sorted, top 1 % dropped.
+        let day: Vec<f64> = (288..432).flat_map(samples).collect();
+        let p99 = ledger::percentile_sorted(&day, 99).unwrap();
+        assert_eq!(p99, 13.0, "2 % of the day above: the 99th is a spike");
+        let jiff_day = jiff::civil::date(2026, 10, 7);
+        assert_eq!(a.daily_p99, Some((p99, jiff_day)));
+        assert_eq!(row.verdict, Verdict::Fail, "13 % > 12 %");
+        // Spikes of 11 % stay within 1.5 × the limit.
+        let mild = |k: i64| -> Vec<f64> {
+            (0..200)
+                .map(|i| if spiky(k) && i % 50 == 0 { 11.0 } else { 4.0 })
+                .collect()
+        };
+        let (r, _) = fortnight(&cfg, &|_| 4.0, Some(&mild));
+        assert_eq!(r.meters[0].thd[0].verdict, Verdict::Pass);
+        // The weekly 95th percentile alone fails it as well: 60 of week
+        // 42's 1008 10-min means at 9 %.
+        let (r, _) = fortnight(
+            &cfg,
+            &|k| if (1100..1160).contains(&k) { 9.0 } else { 4.0 },
+            None,
+        );
+        let a = r.meters[0].thd[0].assessed.clone().unwrap();
+        assert_eq!(a.weekly_p95, Some((9.0, "2026-W42".to_string())));
+        assert!(
+            !a.daily_on_samples,
+            "no samples: the 1-min means are the shortest values"
+        );
+        assert_eq!(r.meters[0].thd[0].verdict, Verdict::Fail);
+        // GB/T 14549's preset keeps its CP95 and no weekly figures.
+        let gb = crate::config::from_str(&lv400("gb", ""), dir.path()).unwrap();
+        let (r, _) = fortnight(&gb, &|_| 4.0, None);
+        assert!(r.meters[0].thd[0].assessed.is_none());
+    }
+
+    #[test]
+    fn an_encoding_2_ledger_row_is_still_read() {
+        // Encoding 2 is encoding 3 without `distortion_long`: a row written
+        // by the previous release decodes with that map empty.
+        let mut d = DayLedger {
+            outage: 3,
+            ..Default::default()
+        };
+        d.samples
+            .entry("thd_voltage_l1_n".into())
+            .or_default()
+            .add(2.5);
+        let v3 = d.encode();
+        assert_eq!(v3[0], 3);
+        assert_eq!(*v3.last().unwrap(), 0, "an empty map is its length, 0");
+        let mut v2 = v3[..v3.len() - 1].to_vec();
+        v2[0] = 2;
+        assert_eq!(DayLedger::decode(&v2).unwrap(), d);
     }
 }

@@ -1543,10 +1543,12 @@ fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             .filter(|r| r.verdict == Verdict::Fail)
             .collect();
         let (n, k) = (judged.len(), failing.len());
-        b.push(Block::P(if ctx.zh {
-            format!("谐波电流（GB/T 14549 表 2，按公共连接点短路容量换算并按协议容量分摊）：共评估 {n} 项，{k} 项 CP95 超限。")
-        } else {
-            format!("Harmonic currents (GB/T 14549 Table 2, scaled to the PCC's short-circuit capacity and shared by contracted capacity): {n} assessed, {k} with CP95 above the limit.")
+        let ieee = judged.iter().any(|r| r.assessed.is_some());
+        b.push(Block::P(match (ieee, ctx.zh) {
+            (false, true) => format!("谐波电流（GB/T 14549 表 2，按公共连接点短路容量换算并按协议容量分摊）：共评估 {n} 项，{k} 项 CP95 超限。"),
+            (false, false) => format!("Harmonic currents (GB/T 14549 Table 2, scaled to the PCC's short-circuit capacity and shared by contracted capacity): {n} assessed, {k} with CP95 above the limit."),
+            (true, true) => format!("谐波电流（IEEE 519 表 2，按 Isc/I_L 所在档的各次限值，以 I_L 的百分数换算为安培）：共评估 {n} 项，{k} 项超限（周 95 % 值、周 99 % 值或日 99 % 值）。"),
+            (true, false) => format!("Harmonic currents (IEEE 519 Table 2 individual orders of the Isc/I_L row, in A of I_L): {n} assessed, {k} above a limit (weekly 95th or 99th, or daily 99th percentile)."),
         }));
         if !failing.is_empty() {
             let failing: Vec<&DistortionRow> = failing.into_iter().copied().collect();
@@ -1570,9 +1572,22 @@ fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
 /// over the limit; "A" for currents, whose minute means carry no count).
 fn failing_orders(ctx: &Ctx, failing: &[&DistortionRow], unit: &str) -> Table {
     let minutes = unit == "%";
+    // EN 50160 / IEEE 519: the percentiles the verdict is on, after the CP95.
+    let weekly = failing.iter().any(|o| o.assessed.is_some());
+    let daily = failing
+        .iter()
+        .any(|o| o.assessed.as_ref().is_some_and(|a| a.daily_p99.is_some()));
     let rows = failing
         .iter()
         .map(|o| {
+            let a = o.assessed.as_ref();
+            let over = |v: Option<f64>, factor: f64| {
+                let c = Cell::new(pct_num(v)).strong();
+                match (v, o.limit) {
+                    (Some(v), Some(l)) if v > factor * l => c.tone(Tone::Fail),
+                    _ => c,
+                }
+            };
             let mut row = vec![
                 Cell::new(ctx.phase(&o.phase)),
                 Cell::new(if ctx.zh {
@@ -1580,10 +1595,28 @@ fn failing_orders(ctx: &Ctx, failing: &[&DistortionRow], unit: &str) -> Table {
                 } else {
                     format!("H{}", o.order)
                 }),
-                Cell::new(pct_num(o.cp95)).strong().tone(Tone::Fail),
+                if weekly {
+                    Cell::new(pct_num(o.cp95))
+                } else {
+                    Cell::new(pct_num(o.cp95)).strong().tone(Tone::Fail)
+                },
+            ];
+            if weekly {
+                row.push(over(
+                    a.and_then(|a| a.weekly_p95.as_ref().map(|x| x.0)),
+                    1.0,
+                ));
+            }
+            if daily {
+                row.push(over(
+                    a.and_then(|a| a.daily_p99.map(|x| x.0)),
+                    a.map_or(1.0, |a| a.daily_factor),
+                ));
+            }
+            row.extend([
                 Cell::new(pct_num(o.limit)),
                 Cell::new(pct_num(o.max.map(|x| x.0))),
-            ];
+            ]);
             if minutes {
                 row.push(Cell::new(o.over.to_string()));
             }
@@ -1598,6 +1631,22 @@ fn failing_orders(ctx: &Ctx, failing: &[&DistortionRow], unit: &str) -> Table {
         } else {
             format!("CP95 ({unit})")
         },
+    ];
+    if weekly {
+        head.push(if ctx.zh {
+            format!("周 95 % 值（{unit}）")
+        } else {
+            format!("Weekly P95 ({unit})")
+        });
+    }
+    if daily {
+        head.push(if ctx.zh {
+            format!("日 99 % 值（{unit}）")
+        } else {
+            format!("Daily P99 ({unit})")
+        });
+    }
+    head.extend([
         if ctx.zh {
             format!("限值（{unit}）")
         } else {
@@ -1608,7 +1657,7 @@ fn failing_orders(ctx: &Ctx, failing: &[&DistortionRow], unit: &str) -> Table {
         } else {
             format!("Max ({unit})")
         },
-    ];
+    ]);
     if minutes {
         head.push(ctx.t("超限分钟", "Over (min)").into());
     }
@@ -1617,23 +1666,109 @@ fn failing_orders(ctx: &Ctx, failing: &[&DistortionRow], unit: &str) -> Table {
     Table::data(head, align, rows)
 }
 
+/// The weekly and daily percentiles of rows under EN 50160's or IEEE 519's
+/// assessment, one table line each, a figure above its limit in red.
+fn assessed_lines(ctx: &Ctx, rows: &[DistortionRow]) -> Vec<(String, Vec<Cell>)> {
+    let fig = |v: Option<f64>, limit: Option<f64>, factor: f64| {
+        let c = Cell::new(pct_num(v)).strong();
+        match (v, limit) {
+            (Some(v), Some(l)) if v > factor * l => c.tone(Tone::Fail),
+            _ => c,
+        }
+    };
+    let mut out = vec![(
+        ctx.t(
+            "周 95 % 值（10 分钟值，最差周）",
+            "Weekly 95th percentile (10-min, worst week)",
+        )
+        .to_string(),
+        rows.iter()
+            .map(|r| {
+                let a = r.assessed.as_ref();
+                fig(
+                    a.and_then(|a| a.weekly_p95.as_ref().map(|x| x.0)),
+                    r.limit,
+                    1.0,
+                )
+            })
+            .collect(),
+    )];
+    if rows
+        .iter()
+        .any(|r| r.assessed.as_ref().is_some_and(|a| a.weekly_p99.is_some()))
+    {
+        out.push((
+            ctx.t(
+                "周 99 % 值（限值 × 1.5）",
+                "Weekly 99th percentile (limit × 1.5)",
+            )
+            .to_string(),
+            rows.iter()
+                .map(|r| {
+                    let a = r.assessed.as_ref();
+                    fig(
+                        a.and_then(|a| a.weekly_p99.as_ref().map(|x| x.0)),
+                        r.limit,
+                        1.5,
+                    )
+                })
+                .collect(),
+        ));
+    }
+    if let Some(a) = rows
+        .iter()
+        .filter_map(|r| r.assessed.as_ref())
+        .find(|a| a.daily_p99.is_some())
+    {
+        let (basis_zh, basis_en) = if a.daily_on_samples {
+            ("3 秒及更短的采样值", "3-s samples")
+        } else {
+            ("1 分钟值", "1-min means")
+        };
+        let factor = a.daily_factor;
+        out.push((
+            if ctx.zh {
+                format!("日 99 % 值（{basis_zh}，最差日；限值 × {factor}）")
+            } else {
+                format!("Daily 99th percentile ({basis_en}, worst day; limit × {factor})")
+            },
+            rows.iter()
+                .map(|r| {
+                    let a = r.assessed.as_ref();
+                    fig(
+                        a.and_then(|a| a.daily_p99.map(|x| x.0)),
+                        r.limit,
+                        a.map_or(1.0, |a| a.daily_factor),
+                    )
+                })
+                .collect(),
+        ));
+    }
+    out
+}
+
 /// THDu, THDi or TDD per phase (phases as columns).
 fn distortion_table(ctx: &Ctx, rows: &[DistortionRow], voltage: bool) -> Table {
     let mut head = vec![String::new()];
     head.extend(rows.iter().map(|r| ctx.phase(&r.phase)));
     let cells = |f: &dyn Fn(&DistortionRow) -> Cell| rows.iter().map(f).collect::<Vec<Cell>>();
-    let mut lines = vec![
-        (
-            ctx.t("CP95（%）", "CP95 (%)").to_string(),
-            cells(&|r| {
-                let c = Cell::new(pct_num(r.cp95)).strong();
-                if r.verdict == Verdict::Fail {
-                    c.tone(Tone::Fail)
-                } else {
-                    c
-                }
-            }),
-        ),
+    let assessed = rows.iter().any(|r| r.assessed.is_some());
+    let mut lines = vec![(
+        ctx.t("CP95（%）", "CP95 (%)").to_string(),
+        cells(&|r| {
+            let c = Cell::new(pct_num(r.cp95)).strong();
+            // Under a weekly assessment the CP95 is information only.
+            if r.verdict == Verdict::Fail && r.assessed.is_none() {
+                c.tone(Tone::Fail)
+            } else {
+                c
+            }
+        }),
+    )];
+    if assessed {
+        lines.extend(assessed_lines(ctx, rows));
+    }
+    lines.extend([
         (
             ctx.t("限值（%）", "Limit (%)").to_string(),
             cells(&|r| Cell::new(pct_num(r.limit))),
@@ -1649,7 +1784,7 @@ fn distortion_table(ctx: &Ctx, rows: &[DistortionRow], voltage: bool) -> Table {
             ctx.t("平均值（%）", "Mean (%)").to_string(),
             cells(&|r| Cell::new(pct_num(r.mean))),
         ),
-    ];
+    ]);
     let judged = voltage || rows.iter().any(|r| r.limit.is_some());
     if judged {
         lines.push((
@@ -3327,6 +3462,7 @@ pub fn sample(language: Language) -> Report {
                 limit,
                 verdict,
                 samples: 0,
+                assessed: None,
             }
         };
         let phases_n = ["l1", "l2", "l3"];

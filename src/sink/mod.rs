@@ -338,11 +338,15 @@ impl Queue {
     /// drop them when there is none.
     fn enforce_mem_bound(&mut self, inflight: &[Key]) {
         while self.mem_points > self.max_mem_points && self.mem.len() > 1 {
-            let idx = match self.mem.front() {
-                Some(b) if inflight.contains(&Key::Mem(b.seq)) => 1,
-                _ => 0,
+            // The oldest batch not being sent (several may be in flight).
+            let Some(idx) = self
+                .mem
+                .iter()
+                .position(|b| !inflight.contains(&Key::Mem(b.seq)))
+            else {
+                return;
             };
-            let b = self.mem.remove(idx).expect("len > 1");
+            let b = self.mem.remove(idx).expect("found above");
             self.mem_points -= b.points;
             if self.store(b.created_ms, b.points, b.raw_bytes, &b.body) {
                 self.enforce_outbox_bound(inflight);
