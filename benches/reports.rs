@@ -145,6 +145,7 @@ fn main() -> anyhow::Result<()> {
                     kva: Some(330.0),
                     max_load: 400.0,
                     max_load_ms: start,
+                    from_energy: false,
                 }));
             }
             per_day.push(day);

@@ -34,7 +34,7 @@ use crate::config::Config;
 use crate::events::{Change, CloseReason, EventChange, EventStore};
 use crate::metrics::Metrics;
 use crate::quality::aggregate::{Aggregator, Window};
-use crate::quality::demand::{CustomerSum, Demand, Minute, Sliding};
+use crate::quality::demand::{CustomerSum, Demand, EnergyBasis, Minute, Sliding};
 use crate::quality::rules::{
     CUSTOMER_TOTAL, Event, Kind, LoadRules, LoadSet, MeterRules, RuleSet, State, Suspension,
     VOLTAGE_PHASES,
@@ -80,6 +80,12 @@ struct MeterWatch {
     /// above the customer's limit is an exceedance on its own).
     load: LoadRules,
     demand: Sliding,
+    /// The kW basis from the energy counter, where the meter has one.
+    energy: EnergyBasis,
+    /// The energy counter of the latest reading that had it: (ts, kWh).
+    /// Windows do not aggregate counters; a closing minute takes its last
+    /// poll's value from here.
+    counter: Option<(i64, f64)>,
     ledger_spec: LedgerSpec,
     interval_ms: i64,
     billing: bool,
@@ -128,6 +134,8 @@ fn meter_watch(cfg: &Config, m: &Arc<crate::config::Meter>) -> MeterWatch {
         rules: MeterRules::new(set),
         load: LoadRules::new(load),
         demand: Sliding::new(short, demand, r.demand_slide.as_millis() as i64),
+        energy: EnergyBasis::default(),
+        counter: None,
         ledger_spec: LedgerSpec::from_config(m, customer, r.interruption_pct),
         interval_ms: interval,
         billing: m.billing,
@@ -258,16 +266,28 @@ fn load_still_judged(set: &LoadSet, e: &Event) -> bool {
     }
 }
 
-/// A complete short window's minute of load, where it has active power.
-fn minute_of(w: &Window) -> Option<Minute> {
+/// The counter demand is computed from where the meter has one (kWh,
+/// primary side).
+pub(crate) const ENERGY_FIELD: &str = "energy_active_import_total";
+
+/// A complete short window's minute of load, where it has active power:
+/// kW from the energy counter's increment where it can be trusted, else
+/// the polled mean.
+fn minute_of(w: &Window, energy: &mut EnergyBasis, counter: Option<(i64, f64)>) -> Option<Minute> {
     let p = w.get("active_power_total")?;
     let (l, _) = w.load()?;
+    // The counter at the minute's last poll that read it.
+    let last = counter
+        .filter(|(ts, _)| w.start_ms <= *ts && *ts < w.start_ms + w.len_ms)
+        .map(|(_, kwh)| kwh);
+    let counted = last.and_then(|kwh| energy.kw(w.start_ms, w.len_ms, kwh, p.max / 1000.0));
     Some(Minute {
         start_ms: w.start_ms,
-        kw: p.mean / 1000.0,
+        kw: counted.unwrap_or(p.mean / 1000.0),
         kva: w.get("apparent_power_total").map(|s| s.mean / 1000.0),
         max_load: l.max / 1000.0,
         max_load_ms: l.max_ms,
+        from_energy: counted.is_some(),
     })
 }
 
@@ -709,6 +729,16 @@ impl Watch {
         for (w, name) in closed {
             self.on_window(&id, w, name).await;
         }
+        // After the windows this reading closed: it belongs to the next.
+        if let Some(kwh) = r
+            .values
+            .iter()
+            .find(|(k, _)| &**k == ENERGY_FIELD)
+            .map(|(_, v)| *v)
+            && let Some(mw) = self.meters.get_mut(&id)
+        {
+            mw.counter = Some((r.ts_ms, kwh));
+        }
     }
 
     async fn close_due(&mut self, now_ms: i64) {
@@ -751,7 +781,7 @@ impl Watch {
             }))
             .await;
         let minute = (w.len_ms == mw.rules.set.short_ms && w.complete)
-            .then(|| minute_of(&w))
+            .then(|| minute_of(&w, &mut mw.energy, mw.counter))
             .flatten();
         if let Some(l) = &mut self.ledger
             && w.complete
@@ -984,6 +1014,8 @@ async fn send_demand(sink: &mpsc::Sender<Record>, meta: &Arc<MeterMeta>, d: &Dem
         ("kw".into(), d.kw),
         ("max_load".into(), d.max_load),
         ("period_s".into(), ((d.end_ms - d.start_ms) / 1000) as f64),
+        // 1: kW from the energy counter's increments; 0: from polled power.
+        ("from_energy".into(), if d.from_energy { 1.0 } else { 0.0 }),
     ];
     if let Some(k) = d.kva {
         fields.push(("kva".into(), k));
@@ -1031,6 +1063,20 @@ mod tests {
         minutes: i64,
         load: &dyn Fn(&str, i64, i64) -> (f64, f64),
     ) -> (Vec<Point>, Vec<Event>) {
+        run_watch_with(cfg, dir, minutes, load, &|_, _| Vec::new()).await
+    }
+
+    /// More fields of a reading: `extra(meter, poll)`.
+    type Extra = dyn Fn(&str, i64) -> Vec<(&'static str, f64)>;
+
+    /// [`run_watch`] with more fields per reading: `extra(meter, poll)`.
+    async fn run_watch_with(
+        cfg: &Config,
+        dir: &std::path::Path,
+        minutes: i64,
+        load: &dyn Fn(&str, i64, i64) -> (f64, f64),
+        extra: &Extra,
+    ) -> (Vec<Point>, Vec<Event>) {
         let store = EventStore::new(StateDb::open(dir).unwrap());
         let (sink_tx, mut sink_rx) = mpsc::channel(1 << 20);
         let watch = Watch::new(cfg, store, sink_tx, None, Arc::new(Metrics::default()))
@@ -1052,11 +1098,16 @@ mod tests {
             let ts = start + k * 5_000;
             for meta in &metas {
                 let (kw, kva) = load(&meta.id, k / 12, k % 12);
-                let values: Vec<(Arc<str>, f64)> = vec![
+                let mut values: Vec<(Arc<str>, f64)> = vec![
                     (Arc::from("voltage_l1_n"), 230.0),
                     (Arc::from("active_power_total"), kw * 1000.0),
                     (Arc::from("apparent_power_total"), kva * 1000.0),
                 ];
+                values.extend(
+                    extra(&meta.id, k)
+                        .into_iter()
+                        .map(|(f, v)| (Arc::from(f), v)),
+                );
                 tx.send(Reading {
                     meter: meta.clone(),
                     ts_ms: ts,
@@ -1185,6 +1236,84 @@ nominal_voltage = 400
         assert_eq!((a[0].start_ms, a[0].end_ms), (t0 + 61 * MIN, t0 + 89 * MIN));
         assert!(of("B").is_empty());
         assert!((star[1].peak - 330.0).abs() < 1e-6);
+    }
+
+    #[tokio::test]
+    async fn demand_is_computed_from_the_energy_counter_where_the_meter_has_one() {
+        // Line A's load bursts between polls: every poll reads 100 kW, but
+        // its import counter rises at 160 kW (2.667 kWh a minute), as a
+        // meter integrating the bursts records. Line B is off, its counter
+        // still. Contract: 140 kW × 1.05 = 147 kW.
+        let (dir, cfg) = config("[[customers]]\nid = \"C1\"\nmax_demand_kw = 140\n");
+        let load = |m: &str, _: i64, _: i64| if m == "A" { (100.0, 110.0) } else { (0.0, 0.0) };
+        // kWh at poll k (every 5 s); minutes 40..45: the counter is missing.
+        let counter = |m: &str, k: i64| -> Vec<(&'static str, f64)> {
+            match (m, k / 12) {
+                (_, 40..45) => Vec::new(),
+                ("A", _) => vec![(ENERGY_FIELD, 5000.0 + 160.0 * (k * 5) as f64 / 3600.0)],
+                _ => vec![(ENERGY_FIELD, 7.0)],
+            }
+        };
+        let (points, events) = run_watch_with(&cfg, dir.path(), 70, &load, &counter).await;
+        let t0 = t0(&cfg);
+        let demand = |meter: &str| -> Vec<(i64, f64, f64)> {
+            points
+                .iter()
+                .filter(|p| p.measurement == "pq_demand" && p.meter.id == meter)
+                .map(|p| {
+                    let f = |n: &str| p.fields.iter().find(|f| f.0 == n).unwrap().1;
+                    ((p.ts_ms - t0) / MIN, f("kw"), f("from_energy"))
+                })
+                .collect()
+        };
+        // Second method: the counter's increment over each period ending
+        // at minute e (from the last poll of minute e−16 to that of e−1),
+        // × 60 / 15; minute 0 has no minute before it, so the first
+        // period on the counter ends at 16.
+        let kwh = |k: i64| 5000.0 + 160.0 * (k * 5) as f64 / 3600.0;
+        for (end, kw, from_energy) in demand("A") {
+            let on_counter = (16..=40).contains(&end) || end >= 61;
+            assert_eq!(from_energy == 1.0, on_counter, "minute {end}");
+            let want = if on_counter {
+                (kwh(12 * end - 1) - kwh(12 * (end - 15) - 1)) * 60.0 / 15.0
+            } else {
+                // Periods holding a polled minute (0, which has no minute
+                // before it, and 40..=45: no counter, then no counter
+                // before): the polls' 100 kW there, the counter's 160 else.
+                let polled = (end - 15..end)
+                    .filter(|m| *m == 0 || (40..=45).contains(m))
+                    .count() as f64;
+                (polled * 100.0 + (15.0 - polled) * 160.0) / 15.0
+            };
+            assert!((kw - want).abs() < 1e-6, "minute {end}: {kw} vs {want}");
+        }
+        // The customer's total is on the counters too, and exceeds 147 kW
+        // where polled power (100 kW) never would.
+        let star = demand("*");
+        assert!(
+            star.iter()
+                .any(|d| d.2 == 1.0 && (d.1 - 160.0).abs() < 1e-6)
+        );
+        let exceeded: Vec<&Event> = events
+            .iter()
+            .filter(|e| e.kind == Kind::DemandExceeded && e.meter == "*")
+            .collect();
+        assert!(!exceeded.is_empty(), "{events:#?}");
+        assert!(
+            (exceeded[0].peak - 160.0).abs() < 1e-6,
+            "{}",
+            exceeded[0].peak
+        );
+        // Without the counter the same load is 100 kW and passes.
+        let dir2 = tempfile::tempdir().unwrap();
+        let (points, events) = run_watch(&cfg, dir2.path(), 30, &load).await;
+        assert!(events.iter().all(|e| e.kind != Kind::DemandExceeded));
+        assert!(
+            points
+                .iter()
+                .filter(|p| p.measurement == "pq_demand")
+                .all(|p| p.fields.iter().any(|f| f.0 == "from_energy" && f.1 == 0.0))
+        );
     }
 
     #[tokio::test]

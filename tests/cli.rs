@@ -130,6 +130,78 @@ fn check_lists_every_mistake_with_its_key_and_file() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Issue 14 item 11, as an operator meets it: one entry with a missing key,
+/// an unknown key, an unknown profile and customer, a bad address and an
+/// out-of-range unit; type errors; a key under the wrong header; a typo in
+/// a customer's limits. `pqwatch check` reports every one at once, in the
+/// user's words, each under the key that holds it, and exits 78.
+const ENTANGLED: &str = r#"
+[daemon]
+profile_dir = "/nonexistent"
+
+[polling]
+interval = 5
+nominal_voltage = 400
+
+[[customers]]
+id = "C1"
+limits = { preset = "gbb" }
+max_demand_kw = "300"
+
+[[meters]]
+id = "M1"
+customer = "C2"
+address = "10.0.0.5"
+unit = 300
+profile = "janitza-umg96"
+untis = 3
+
+[[meters]]
+id = "M2"
+customer = "C1"
+address = "10.0.0.5:502"
+unit = 2
+profile = "eastron-sdm630"
+nominal_voltage = 400
+timeout = 2
+phases = "3"
+"#;
+
+#[test]
+fn check_reports_mistakes_behind_a_structural_one_in_the_users_words() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let main = write_file(dir.path(), "entangled.toml", ENTANGLED)?;
+    let out = pqwatch(&["check", "-c", main.to_str().unwrap()]);
+    assert_eq!(out.code, Some(EX_CONFIG), "{out}");
+    for needle in [
+        "polling.interval: 5 is not a duration; write \"5s\"",
+        "polling.nominal_voltage: unknown key here; it belongs under [[meters]]",
+        "customers[0].limits.preset: unknown limits preset \"gbb\" (did you mean \"gb\"?)",
+        "customers[0].max_demand_kw: \"300\" is not a number; write it without quotes, e.g. 300",
+        "meters[0].nominal_voltage: missing",
+        "meters[0].untis: unknown key (did you mean \"unit\"?)",
+        "meters[0].customer: unknown customer \"C2\"",
+        "meters[0].address: \"10.0.0.5\" is not host:port",
+        "meters[0].unit: 300 is not a Modbus unit id",
+        "meters[0].profile: unknown profile \"janitza-umg96\"",
+        "meters[1].timeout: 2 is not a duration; write \"2s\"",
+        "meters[1].phases: \"3\" is not a whole number",
+    ] {
+        assert!(out.stderr.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    // The customer's typo once, not again under its meter; nothing in Rust.
+    assert_eq!(out.stderr.matches("\"gbb\"").count(), 1, "{out}");
+    for rust in [
+        "invalid type",
+        "expected f64",
+        "expected u8",
+        "expected a string",
+    ] {
+        assert!(!out.stderr.contains(rust), "{rust:?} in:\n{out}");
+    }
+    Ok(())
+}
+
 /// Meters, customers and gateways of a config file (plus its conf.d),
 /// counted with a plain TOML parser.
 fn count(path: &Path) -> (usize, usize, usize, Vec<String>) {

@@ -12,11 +12,15 @@
 //! sliding values end at every whole minute and block values at :00, :15,
 //! :30 and :45.
 //!
-//! The basis is the polled power (the mean of the 1-minute means of total
-//! active and apparent power), not the meter's energy registers: the
-//! meter's own demand register integrates energy between the slide
-//! instants, which a 5-second poll approximates to within the load's
-//! variation inside one poll interval (docs/rules.md says so).
+//! The basis of the kW demand is the meter's active-energy import counter
+//! where it has one ([`EnergyBasis`]: a minute's kW is the counter's
+//! increment over it, so a period's demand is its increment over the
+//! period × 60 / 15, as the meter's own demand register integrates energy,
+//! load between polls included). Without a counter, or for a minute whose
+//! increment cannot be trusted (a gap, a reset, a jump), it is the polled
+//! power: the mean of the minute's polls, which approximates the energy to
+//! within the load's variation between polls. The kVA basis (suspensions)
+//! is the polled apparent power. docs/rules.md says so.
 //!
 //! [`CustomerSum`] adds the minutes of a customer's billing meters into
 //! the customer's total, which the contract's maximum demand and a
@@ -38,6 +42,8 @@ pub struct Minute {
     /// of the instantaneous total, exact for one meter).
     pub max_load: f64,
     pub max_load_ms: i64,
+    /// `kw` is from the energy counter ([`EnergyBasis`]), not polled power.
+    pub from_energy: bool,
 }
 
 impl Minute {
@@ -60,6 +66,8 @@ pub struct Demand {
     /// Highest polled load inside the period, for information.
     pub max_load: f64,
     pub max_load_ms: i64,
+    /// Every minute's kW came from the energy counter.
+    pub from_energy: bool,
 }
 
 impl Demand {
@@ -142,7 +150,53 @@ impl Sliding {
             kva,
             max_load,
             max_load_ms,
+            from_energy: self.minutes.iter().all(|m| m.from_energy),
         })
+    }
+}
+
+/// The active-energy import counter as the kW basis of one meter's
+/// minutes: a minute's kW is the counter's increment from the previous
+/// minute's last poll to this minute's last poll, per minute (ΔkWh × 60 for
+/// 1-minute steps). Summed over a demand period the increments telescope,
+/// so the period's demand is the counter's increment over it (shifted by
+/// at most one poll interval) × 60 / 15: what the meter's demand register
+/// integrates, bursts between polls included, and exact whatever the
+/// counter's resolution.
+#[derive(Debug, Clone, Default)]
+pub struct EnergyBasis {
+    /// The last minute seen: its start and the counter at its last poll.
+    last: Option<(i64, f64)>,
+}
+
+/// An increment implying more than this many times the minute's highest
+/// polled power (plus [`JUMP_MARGIN_KW`]) is a counter jump (a meter
+/// exchange, a register glitch), not load: bursts between polls raise the
+/// mean above the polled samples, but not by this much.
+const JUMP_FACTOR: f64 = 3.0;
+const JUMP_MARGIN_KW: f64 = 10.0;
+
+impl EnergyBasis {
+    /// The kW of the minute starting at `start_ms` (of `step_ms`) whose
+    /// last poll read `kwh`, or `None` where the increment cannot be
+    /// trusted: no reading of the minute before (start-up, a gap), the
+    /// counter went backwards (reset, meter exchange) or jumped beyond
+    /// what the polled power allows (`polled_max_kw`). The polled power
+    /// is then the basis of that minute.
+    pub fn kw(&mut self, start_ms: i64, step_ms: i64, kwh: f64, polled_max_kw: f64) -> Option<f64> {
+        if !kwh.is_finite() {
+            self.last = None;
+            return None;
+        }
+        let (t, e) = self.last.replace((start_ms, kwh))?;
+        if t != start_ms - step_ms || kwh < e {
+            return None;
+        }
+        let kw = (kwh - e) * 3_600_000.0 / step_ms.max(1) as f64;
+        if kw > JUMP_FACTOR * polled_max_kw.max(0.0) + JUMP_MARGIN_KW {
+            return None;
+        }
+        Some(kw)
     }
 }
 
@@ -186,6 +240,7 @@ impl CustomerSum {
                     kva: Some(0.0),
                     max_load: 0.0,
                     max_load_ms: m.max_load_ms,
+                    from_energy: true,
                 },
             )
         });
@@ -196,6 +251,7 @@ impl CustomerSum {
         sum.kw += m.kw;
         sum.kva = sum.kva.zip(m.kva).map(|(a, b)| a + b);
         sum.max_load += m.max_load;
+        sum.from_energy &= m.from_energy;
         sum.max_load_ms = sum.max_load_ms.max(m.max_load_ms);
         let done = (seen.len() >= self.meters).then_some(*sum);
         if done.is_some() {
@@ -219,7 +275,35 @@ mod tests {
             kva: Some(kw * 1.25),
             max_load: kw * 1.25,
             max_load_ms: k * MIN + 5_000,
+            from_energy: false,
         }
+    }
+
+    #[test]
+    fn the_energy_counter_gives_each_minute_its_increment_and_refuses_jumps() {
+        let mut e = EnergyBasis::default();
+        // The first minute has no reading before it.
+        assert_eq!(e.kw(0, MIN, 1000.0, 100.0), None);
+        // 2.5 kWh in a minute: 150 kW, although the polls saw at most 100.
+        assert_eq!(e.kw(MIN, MIN, 1002.5, 100.0), Some(150.0));
+        // A gap: minute 3 follows minute 1.
+        assert_eq!(e.kw(3 * MIN, MIN, 1007.5, 100.0), None);
+        assert_eq!(e.kw(4 * MIN, MIN, 1009.0, 100.0), Some(90.0));
+        // A reset (meter exchange): backwards, then from the new count on.
+        assert_eq!(e.kw(5 * MIN, MIN, 3.0, 100.0), None);
+        assert_eq!(e.kw(6 * MIN, MIN, 4.0, 100.0), Some(60.0));
+        // A jump beyond 3 × the polled power + 10 kW: 400 kW at 100 kW polled.
+        assert_eq!(e.kw(7 * MIN, MIN, 4.0 + 400.0 / 60.0, 100.0), None);
+        // 300 kW (under 3 × 100 + 10) is still load.
+        let base = 4.0 + 400.0 / 60.0;
+        let kw = e.kw(8 * MIN, MIN, base + 300.0 / 60.0, 100.0).unwrap();
+        assert!((kw - 300.0).abs() < 1e-6, "{kw}");
+        assert_eq!(e.kw(9 * MIN, MIN, f64::NAN, 100.0), None);
+        assert_eq!(
+            e.kw(10 * MIN, MIN, 20.0, 100.0),
+            None,
+            "NaN broke the chain"
+        );
     }
 
     #[test]

@@ -840,6 +840,7 @@ mod tests {
             kva: Some(kw * 1.25),
             max_load: kw * 2.0,
             max_load_ms: end * MIN - 1000,
+            from_energy: false,
         }
     }
 

@@ -1291,6 +1291,7 @@ nominal_voltage = 10000
             kva: Some(kva),
             max_load: max,
             max_load_ms: start + 300_000,
+            from_energy: false,
         };
         // The customer's total demand peaked at 450 kW on Oct 3.
         feed_key(
