@@ -114,6 +114,8 @@ pub fn expected_unit(name: &str) -> Option<&'static str> {
     let families: &[(&str, &str)] = &[
         ("thd_", "%"),
         ("tdd_", "%"),
+        // Pst / Plt (IEC 61000-4-15) are unitless.
+        ("flicker_", ""),
         ("harmonic_", "%"),
         ("voltage_", "V"),
         ("current_", "A"),

@@ -35,6 +35,33 @@ struct RawPreset {
     /// GB/T 14549 Table 2 rows: harmonic currents in A by voltage class.
     #[serde(default)]
     harmonic_current: Vec<RawHarmonicCurrent>,
+    /// Long-term flicker (Plt) limits by voltage class.
+    #[serde(default)]
+    flicker: Vec<RawFlicker>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlicker {
+    max_nominal_kv: f64,
+    plt: f64,
+    /// % of the values (per week) that must be within: 100 every one.
+    share: f64,
+    standard: String,
+    note: Option<String>,
+    note_zh: Option<String>,
+}
+
+/// The long-term flicker limit of a meter's voltage class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlickerLimit {
+    pub standard: String,
+    /// Plt limit (unitless).
+    pub plt: f64,
+    /// Share of the values that must be within, %: 100 (GB/T 12326, every
+    /// value of the week) or 95 (EN 50160, of each week's 10-minute values).
+    pub share: f64,
+    pub note: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -239,6 +266,8 @@ pub struct Limits {
     /// GB/T 14549 harmonic currents (A), where the preset has Table 2 and
     /// the customer its short-circuit capacity.
     pub harmonic_current: Option<HarmonicCurrentLimits>,
+    /// Long-term flicker, where the preset has a row for the voltage.
+    pub flicker: Option<FlickerLimit>,
 }
 
 /// IEEE 519 current distortion limits of one customer: the Table 2 row its
@@ -437,7 +466,7 @@ impl Presets {
             .collect();
         let note = match share {
             Some((si, st)) => format!(
-                "{} kV Table 2 at {} MVA, scaled to Sk {sk_mva} MVA, shared Si/St = {si}/{st} MVA",
+                "{} kV Table 2 at {} MVA, scaled to Sk {sk_mva} MVA, shared by Si/St = {si}/{st} MVA",
                 row.nominal_kv, row.base_mva
             ),
             None => format!(
@@ -455,6 +484,7 @@ impl Presets {
                 .iter()
                 .map(|b| (&b.note, &b.note_zh))
                 .chain(p.harmonics.iter().map(|h| (&h.note, &h.note_zh)))
+                .chain(p.flicker.iter().map(|f| (&f.note, &f.note_zh)))
                 .filter_map(|(en, zh)| Some((en.as_deref()?, zh.as_deref()?)))
         })
     }
@@ -527,6 +557,16 @@ impl Presets {
             unbalance: o.unbalance.unwrap_or(2.0),
             current: None,
             harmonic_current: None,
+            flicker: p
+                .flicker
+                .iter()
+                .find(|f| kv <= f.max_nominal_kv + 1e-9)
+                .map(|f| FlickerLimit {
+                    standard: f.standard.clone(),
+                    plt: f.plt,
+                    share: f.share,
+                    note: f.note.clone().unwrap_or_default(),
+                }),
             // An override without a preset figure keeps the preset's share.
             frequency: o
                 .frequency_deviation
@@ -611,6 +651,30 @@ pub fn source_zh(s: &str) -> String {
     for (en, zh) in notes {
         if out.contains(en.as_str()) {
             out = out.replace(en.as_str(), zh);
+        }
+    }
+    // Limits computed for one customer (IEEE 519's row by Isc/I_L, GB/T
+    // 14549 Table 2 scaled and shared): their phrases in order, the longer
+    // first where one holds another.
+    if out.contains("Isc/IL") || out.contains("Table 2") {
+        for (en, zh) in [
+            (
+                "; orders in % of I_L ",
+                "；各次谐波限值按 I_L 的百分数（I_L = ",
+            ),
+            (" A, even orders per IEEE 519-", " A），偶次按 IEEE 519-"),
+            ("Isc/IL ", "短路比 Isc/IL "),
+            (" in ", " 属于 "),
+            (": TDD ", "：TDD 限值 "),
+            (" kV Table 2 at ", " kV 表 2（基准短路容量 "),
+            (" MVA, scaled to Sk ", " MVA）按最小短路容量 "),
+            (" MVA, shared by Si/St = ", " MVA 换算，分摊比 Si/St = "),
+            (
+                " MVA (no supply capacity: not shared)",
+                " MVA 换算（未配置供电设备容量，不分摊）",
+            ),
+        ] {
+            out = out.replace(en, zh);
         }
     }
     for (en, zh) in [
@@ -703,6 +767,43 @@ mod tests {
             "暂停 1250 kVA，合同容量 2000 kVA：允许 750 kVA"
         );
         assert!(!source_zh("configured THDi limit").is_ascii());
+    }
+
+    #[test]
+    fn computed_limit_notes_read_in_chinese() {
+        // The notes built for one customer, as the config builds them.
+        let p = Presets::builtin();
+        let cl = p.current_limits("ieee519", 35.0).unwrap();
+        let hc = cl.order_amps(300.0, false);
+        let t2 = p
+            .harmonic_current_limits("gb", 380.0, 10.0, Some((0.5, 5.0)))
+            .unwrap();
+        let t2_alone = p.harmonic_current_limits("gb", 380.0, 10.0, None).unwrap();
+        assert_eq!(
+            source_zh(&format!("IEEE 519-2014/2022 ({})", cl.note)),
+            "IEEE 519-2014/2022 (短路比 Isc/IL 35 属于 20–50：TDD 限值 8 %)"
+        );
+        assert_eq!(
+            source_zh(&hc.note),
+            "短路比 Isc/IL 35 属于 20–50：TDD 限值 8 %；各次谐波限值按 I_L 的百分数（I_L = 300 A），偶次按 IEEE 519-2022"
+        );
+        assert_eq!(
+            source_zh(&format!("GB/T 14549-1993 ({})", t2.note)),
+            "GB/T 14549-1993 (0.38 kV 表 2（基准短路容量 10 MVA）按最小短路容量 10 MVA 换算，分摊比 Si/St = 0.5/5 MVA)"
+        );
+        assert_eq!(
+            source_zh(&t2_alone.note),
+            "0.38 kV 表 2（基准短路容量 10 MVA）按最小短路容量 10 MVA 换算（未配置供电设备容量，不分摊）"
+        );
+        // No English word is left in any of them.
+        for note in [&cl.note, &hc.note, &t2.note, &t2_alone.note] {
+            let zh = source_zh(note);
+            for word in [
+                "Table", "scaled", "shared", "orders", "even", " in ", "supply",
+            ] {
+                assert!(!zh.contains(word), "{word:?} in {zh}");
+            }
+        }
     }
 
     fn r(preset: &str, un: f64, phases: u8) -> Limits {

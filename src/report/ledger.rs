@@ -452,6 +452,9 @@ pub struct LedgerSpec {
     /// The preset judges weekly percentiles of 10-minute distortion means
     /// (EN 50160, IEEE 519): the ledger keeps their histograms.
     pub distortion_long: bool,
+    /// Long-term flicker (Plt) limit, where the preset has one; Plt and
+    /// Pst are kept like distortions wherever the meter provides them.
+    pub flicker: Option<f64>,
 }
 
 impl LedgerSpec {
@@ -517,7 +520,9 @@ impl LedgerSpec {
                 None => BTreeMap::new(),
             },
             samples: m.interval <= std::time::Duration::from_secs(3),
-            distortion_long: m.limits.harmonic_assessment.weekly(),
+            distortion_long: m.limits.harmonic_assessment.weekly()
+                || m.limits.flicker.as_ref().is_some_and(|f| f.share < 100.0),
+            flicker: m.limits.flicker.as_ref().map(|f| f.plt),
             frequency: m.limits.frequency.as_ref().map(|f| {
                 (
                     m.nominal_frequency - f.deviation_hz,
@@ -541,6 +546,13 @@ impl LedgerSpec {
     fn distortion_limit(&self, field: &str) -> Option<Option<f64>> {
         if field == "voltage_unbalance" {
             return Some(self.unbalance);
+        }
+        if field.starts_with("flicker_plt_") {
+            return Some(self.flicker);
+        }
+        if field.starts_with("flicker_pst_") {
+            // Shown, not judged: GB/T 12326 and EN 50160 limit Plt.
+            return Some(None);
         }
         if let Some(l) = self.thd_voltage.get(field) {
             return Some(Some(*l));
@@ -840,6 +852,7 @@ mod tests {
             frequency: Some((49.8, 50.2)),
             samples: false,
             distortion_long: false,
+            flicker: None,
         }
     }
 

@@ -375,6 +375,12 @@ pub struct MeterReport {
     pub unbalance: Option<UnbalanceRow>,
     /// Where the meter measures the frequency and the preset limits it.
     pub frequency: Option<FrequencyRow>,
+    /// Flicker where the meter computes it (IEC 61000-4-15): Plt per phase
+    /// judged against the preset's row (GB/T 12326: every value of the
+    /// period; EN 50160: 95 % of each week's 10-minute values), Pst shown.
+    pub flicker: Vec<DistortionRow>,
+    /// The flicker limit's standard and note, where one applies.
+    pub flicker_limit: Option<crate::quality::limits::FlickerLimit>,
     pub active_power_peak: Option<Peak>,
     pub demand_peak: Option<Peak>,
     pub daily: Vec<DayRow>,
@@ -447,6 +453,8 @@ pub struct Verdicts {
     pub unbalance: Option<Verdict>,
     /// None where no meter's frequency is judged.
     pub frequency: Option<Verdict>,
+    /// None where no meter's Plt is judged.
+    pub flicker: Option<Verdict>,
     pub suspension: Option<Verdict>,
     pub demand: Option<Verdict>,
     pub overall: Verdict,
@@ -564,6 +572,39 @@ fn distortion_row(
         samples: on_samples.map_or(0, |h| h.count()),
         assessed: assessed.map(|(a, _)| a),
     }
+}
+
+/// One phase's Pst or Plt over the period. Plt is judged: GB/T 12326-2008
+/// §4 on every value (the period's maximum 1-minute mean within the
+/// limit), EN 50160 on 95 % of each week's 10-minute means; Pst is shown.
+fn flicker_row(
+    field: &str,
+    d: &DistortionDay,
+    m: &Meter,
+    days: &BTreeMap<String, DayLedger>,
+    period: &Period,
+    sufficient: bool,
+) -> DistortionRow {
+    use crate::quality::limits::Assessment;
+    let weekly = m.limits.flicker.as_ref().filter(|f| f.share < 100.0);
+    let assessed = weekly.map(|_| assess(Assessment::Weekly95, field, d.limit, days, period));
+    let mut row = distortion_row(field, d, None, assessed);
+    let (phase, _) = phase_order(field);
+    row.phase = phase
+        .trim_start_matches("flicker_plt_")
+        .trim_start_matches("flicker_pst_")
+        .to_string();
+    if weekly.is_none() {
+        row.verdict = match (row.max, d.limit) {
+            (None, _) | (_, None) => Verdict::NoData,
+            (Some((x, _)), Some(l)) if x > l => Verdict::Fail,
+            _ => Verdict::Pass,
+        };
+    }
+    if row.verdict != Verdict::NoData && !sufficient {
+        row.verdict = Verdict::Insufficient;
+    }
+    row
 }
 
 /// Whole windows between two instants.
@@ -689,6 +730,7 @@ fn meter_report(
     let mut thd_current = Vec::new();
     let mut tdd_current = Vec::new();
     let mut harmonic_currents = Vec::new();
+    let mut flicker = Vec::new();
     let mut unbalance = None;
     for (field, d) in &total.distortion {
         if field == "voltage_unbalance" {
@@ -710,6 +752,10 @@ fn meter_report(
                 short_limit: 2.0 * limit,
                 verdict,
             });
+            continue;
+        }
+        if field.starts_with("flicker_") {
+            flicker.push(flicker_row(field, d, m, days, period, sufficient));
             continue;
         }
         let kind = m.limits.harmonic_assessment;
@@ -855,6 +901,8 @@ fn meter_report(
         harmonic_currents,
         unbalance,
         frequency,
+        flicker,
+        flicker_limit: m.limits.flicker.clone(),
         active_power_peak: total.active_power.clone(),
         demand_peak: total.demand.clone(),
         daily,
@@ -1105,6 +1153,15 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
     };
     let unbalance = section(&|m| m.unbalance.as_ref().map(|u| u.verdict));
     let frequency = section(&|m| m.frequency.as_ref().map(|f| f.verdict));
+    let flicker = section(&|m| {
+        let judged: Vec<Verdict> = m
+            .flicker
+            .iter()
+            .filter(|r| r.limit.is_some())
+            .map(|r| r.verdict)
+            .collect();
+        (!judged.is_empty()).then(|| Verdict::combine(judged))
+    });
     let suspension =
         (!suspensions.is_empty()).then(|| Verdict::combine(suspensions.iter().map(|s| s.verdict)));
     let demand_v = demand.as_ref().map(|d| d.verdict);
@@ -1113,6 +1170,7 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
             .into_iter()
             .chain(unbalance)
             .chain(frequency)
+            .chain(flicker)
             .chain(suspension)
             .chain(demand_v),
     );
@@ -1139,6 +1197,7 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
             harmonics,
             unbalance,
             frequency,
+            flicker,
             suspension,
             demand: demand_v,
             overall,
@@ -2099,6 +2158,16 @@ nominal_voltage = 380
         thd: &dyn Fn(i64) -> f64,
         samples: Option<&dyn Fn(i64) -> Vec<f64>>,
     ) -> (Report, Period) {
+        fortnight_of(cfg, "thd_voltage_l1_n", thd, samples)
+    }
+
+    /// [`fortnight`] of any field.
+    fn fortnight_of(
+        cfg: &Config,
+        field: &str,
+        thd: &dyn Fn(i64) -> f64,
+        samples: Option<&dyn Fn(i64) -> Vec<f64>>,
+    ) -> (Report, Period) {
         let m = &cfg.meters[0];
         let spec = LedgerSpec::from_config(m, cfg.customers.first(), cfg.rules.interruption_pct);
         let tz = &cfg.timezone;
@@ -2112,7 +2181,7 @@ nominal_voltage = 380
                 .or_default()
                 .entry(day_key(local_date(t, tz)))
                 .or_default();
-            let fields = [("voltage_l1_n", 230.0), ("thd_voltage_l1_n", thd(k))];
+            let fields = [("voltage_l1_n", 230.0), (field, thd(k))];
             day.merge(&ledger::from_long_window(
                 &window(t, 600_000, &fields),
                 &spec,
@@ -2127,7 +2196,7 @@ nominal_voltage = 380
                 for v in f(k) {
                     let values: Vec<(std::sync::Arc<str>, f64)> = vec![
                         (std::sync::Arc::from("voltage_l1_n"), 230.0),
-                        (std::sync::Arc::from("thd_voltage_l1_n"), v),
+                        (std::sync::Arc::from(field), v),
                     ];
                     day.merge(&ledger::from_samples(&values, &spec));
                 }
@@ -2251,6 +2320,64 @@ nominal_voltage = 380
         let gb = crate::config::from_str(&lv400("gb", ""), dir.path()).unwrap();
         let (r, _) = fortnight(&gb, &|_| 4.0, None);
         assert!(r.meters[0].thd[0].assessed.is_none());
+    }
+
+    #[test]
+    fn flicker_plt_is_judged_on_every_value_by_gb_and_weekly_by_en50160() {
+        let dir = tempfile::tempdir().unwrap();
+        // GB/T 12326-2008 at 400 V: every Plt of the period ≤ 1.0. One
+        // 10-minute stretch at 1.05 fails it.
+        let gb = crate::config::from_str(&lv400("gb", ""), dir.path()).unwrap();
+        assert_eq!(gb.meters[0].limits.flicker.as_ref().unwrap().plt, 1.0);
+        let plt = |k: i64| if k == 700 { 1.05 } else { 0.6 };
+        let (r, _) = fortnight_of(&gb, "flicker_plt_l1_n", &plt, None);
+        let row = r.meters[0]
+            .flicker
+            .iter()
+            .find(|f| f.field == "flicker_plt_l1_n")
+            .unwrap();
+        assert_eq!((row.phase.as_str(), row.limit), ("l1", Some(1.0)));
+        // Second method: the largest value written.
+        let max = (0..2016).map(plt).fold(f64::MIN, f64::max);
+        assert_eq!(row.max.map(|x| x.0), Some(max));
+        assert_eq!(row.verdict, Verdict::Fail);
+        assert_eq!(r.verdicts.flicker, Some(Verdict::Fail));
+        assert_eq!(r.verdicts.overall, Verdict::Fail);
+        // The report says so, in the customer's language and in English.
+        let mut r = r;
+        for (lang, words) in [
+            (
+                Language::ZhCn,
+                ["闪变", "长时间闪变 Plt 最大 1.05", "GB/T 12326-2008"],
+            ),
+            (Language::En, ["Flicker", "Plt max 1.05", "GB/T 12326-2008"]),
+        ] {
+            r.language = lang;
+            let text = super::super::render::render(&r).text;
+            for w in words {
+                assert!(text.contains(w), "{w:?} missing in:\n{text}");
+            }
+        }
+        // EN 50160: 95 % of each week's 10-minute Plt ≤ 1; one value at
+        // 1.05 is within the 5 % (50 of 1008), 51 in week 41 are not.
+        let en = crate::config::from_str(&lv400("en50160", ""), dir.path()).unwrap();
+        let (r, _) = fortnight_of(&en, "flicker_plt_l1_n", &plt, None);
+        assert_eq!(r.meters[0].flicker[0].verdict, Verdict::Pass);
+        let many = |k: i64| if (100..151).contains(&k) { 1.2 } else { 0.6 };
+        let (r, _) = fortnight_of(&en, "flicker_plt_l1_n", &many, None);
+        let a = r.meters[0].flicker[0].assessed.clone().unwrap();
+        let week41: Vec<f64> = (0..1008).map(many).collect();
+        let p95 = ledger::percentile_sorted(&week41, 95).unwrap();
+        assert_eq!(a.weekly_p95, Some((p95, "2026-W41".to_string())));
+        assert_eq!(p95, 1.2);
+        assert_eq!(r.meters[0].flicker[0].verdict, Verdict::Fail);
+        // Pst is shown, never judged; no flicker data, no flicker verdict.
+        let (r, _) = fortnight_of(&gb, "flicker_pst_l1_n", &|_| 3.0, None);
+        assert_eq!(r.meters[0].flicker[0].limit, None);
+        assert_eq!(r.meters[0].flicker[0].verdict, Verdict::NoData);
+        assert_eq!(r.verdicts.flicker, None);
+        let (r, _) = fortnight(&gb, &|_| 2.0, None);
+        assert!(r.meters[0].flicker.is_empty() && r.verdicts.flicker.is_none());
     }
 
     #[test]

@@ -729,6 +729,13 @@ fn header(ctx: &Ctx, b: &mut Vec<Block>) {
             Cell::new(frequency_summary(ctx)),
         ]);
     }
+    if let Some(v) = r.verdicts.flicker {
+        rows.push(vec![
+            Cell::new(ctx.t("闪变", "Flicker")).strong().nowrap(),
+            Cell::verdict(ctx, v),
+            Cell::new(flicker_summary(ctx)),
+        ]);
+    }
     if let Some(v) = r.verdicts.suspension {
         rows.push(vec![
             Cell::new(ctx.t("暂停用电", "Suspension")).strong().nowrap(),
@@ -824,6 +831,55 @@ fn voltage_summary(ctx: &Ctx) -> String {
 
 /// "95 % value 1.34 % (limit 2 %), maximum 2.71 % (short-time 4 %)" of
 /// the meter closest to its limit.
+/// The worst judged Plt of any meter against its limit, and the basis.
+fn flicker_summary(ctx: &Ctx) -> String {
+    let worst = ctx
+        .r
+        .meters
+        .iter()
+        .flat_map(|m| m.flicker.iter().map(move |r| (m, r)))
+        .filter(|(_, r)| r.limit.is_some())
+        .filter_map(|(m, r)| Some((flicker_figure(r)?, m, r)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let Some((x, m, r)) = worst else {
+        return String::new();
+    };
+    let limit = r.limit.unwrap_or_default();
+    let weekly = r.assessed.is_some();
+    let std = m
+        .flicker_limit
+        .as_ref()
+        .map(|f| f.standard.clone())
+        .unwrap_or_default();
+    match (ctx.zh, weekly) {
+        (true, false) => format!(
+            "长时间闪变 Plt 最大 {x:.2}（{}，限值 {limit}，{std} 所有值）",
+            ctx.phase(&r.phase)
+        ),
+        (true, true) => format!(
+            "长时间闪变 Plt 周 95 % 值最大 {x:.2}（{}，限值 {limit}，{std}）",
+            ctx.phase(&r.phase)
+        ),
+        (false, false) => format!(
+            "long-term flicker Plt max {x:.2} ({}, limit {limit}, {std}: every value)",
+            ctx.phase(&r.phase)
+        ),
+        (false, true) => format!(
+            "long-term flicker Plt, worst weekly 95th percentile {x:.2} ({}, limit {limit}, {std})",
+            ctx.phase(&r.phase)
+        ),
+    }
+}
+
+/// What a Plt row is judged on: the worst week's 95 % value (EN 50160) or
+/// the maximum (GB/T 12326).
+fn flicker_figure(r: &DistortionRow) -> Option<f64> {
+    match &r.assessed {
+        Some(a) => a.weekly_p95.as_ref().map(|x| x.0),
+        None => r.max.map(|x| x.0),
+    }
+}
+
 fn unbalance_summary(ctx: &Ctx) -> String {
     let worst = ctx
         .r
@@ -1089,6 +1145,39 @@ fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             } else {
                 cell
             },
+        ));
+    }
+    let plt: Vec<&DistortionRow> = m
+        .flicker
+        .iter()
+        .filter(|r| r.field.starts_with("flicker_plt_"))
+        .collect();
+    if !plt.is_empty() {
+        // One row: each phase's judged Plt figure; the limit and basis.
+        let figures: Vec<String> = plt
+            .iter()
+            .map(|r| format!("{} {}", ctx.phase(&r.phase), pct_num(flicker_figure(r))))
+            .collect();
+        let basis = match (
+            m.flicker_limit.as_ref(),
+            plt.iter().any(|r| r.assessed.is_some()),
+        ) {
+            (Some(f), false) => format!("{} ≤ {} ({})", ctx.t("最大", "max"), f.plt, f.standard),
+            (Some(f), true) => format!(
+                "{} ≤ {} ({})",
+                ctx.t("周 95% 值", "weekly 95 %"),
+                f.plt,
+                f.standard
+            ),
+            (None, _) => ctx
+                .t("无适用限值，不判定", "no limit applies: not judged")
+                .into(),
+        };
+        let cell = Cell::lines(vec![figures.join(" · "), basis]);
+        let fail = plt.iter().any(|r| r.verdict == Verdict::Fail);
+        rows.push((
+            ctx.t("长时间闪变 Plt", "Flicker Plt").into(),
+            if fail { cell.tone(Tone::Fail) } else { cell },
         ));
     }
     b.push(Block::Table(Table::fields(rows)));
@@ -3570,6 +3659,9 @@ pub fn sample(language: Language) -> Report {
                 min: Some((49.93, day_start[21] + 19 * 3_600_000)),
                 verdict: Verdict::Pass,
             }),
+            // No sample meter computes flicker (the profiled meters do not).
+            flicker: Vec::new(),
+            flicker_limit: None,
             daily,
             voltage_verdict,
             harmonic_verdict,
@@ -3684,6 +3776,7 @@ pub fn sample(language: Language) -> Report {
             harmonics,
             unbalance: Some(Verdict::Pass),
             frequency: Some(Verdict::Pass),
+            flicker: None,
             suspension: Some(Verdict::Fail),
             demand: Some(Verdict::Pass),
             overall,
