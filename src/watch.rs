@@ -80,8 +80,9 @@ struct MeterWatch {
     /// above the customer's limit is an exceedance on its own).
     load: LoadRules,
     demand: Sliding,
-    /// The kW basis from the energy counter, where the meter has one.
-    energy: EnergyBasis,
+    /// The kW basis from the energy counter, where the meter has one and
+    /// `[rules] demand_basis` is "energy" (else `None`).
+    energy: Option<EnergyBasis>,
     /// The energy counter of the latest reading that had it: (ts, kWh).
     /// Windows do not aggregate counters; a closing minute takes its last
     /// poll's value from here.
@@ -134,7 +135,7 @@ fn meter_watch(cfg: &Config, m: &Arc<crate::config::Meter>) -> MeterWatch {
         rules: MeterRules::new(set),
         load: LoadRules::new(load),
         demand: Sliding::new(short, demand, r.demand_slide.as_millis() as i64),
-        energy: EnergyBasis::default(),
+        energy: r.demand_from_energy.then(EnergyBasis::default),
         counter: None,
         ledger_spec: LedgerSpec::from_config(m, customer, r.interruption_pct),
         interval_ms: interval,
@@ -273,14 +274,21 @@ pub(crate) const ENERGY_FIELD: &str = "energy_active_import_total";
 /// A complete short window's minute of load, where it has active power:
 /// kW from the energy counter's increment where it can be trusted, else
 /// the polled mean.
-fn minute_of(w: &Window, energy: &mut EnergyBasis, counter: Option<(i64, f64)>) -> Option<Minute> {
+fn minute_of(
+    w: &Window,
+    energy: Option<&mut EnergyBasis>,
+    counter: Option<(i64, f64)>,
+) -> Option<Minute> {
     let p = w.get("active_power_total")?;
     let (l, _) = w.load()?;
     // The counter at the minute's last poll that read it.
     let last = counter
         .filter(|(ts, _)| w.start_ms <= *ts && *ts < w.start_ms + w.len_ms)
         .map(|(_, kwh)| kwh);
-    let counted = last.and_then(|kwh| energy.kw(w.start_ms, w.len_ms, kwh, p.max / 1000.0));
+    let counted = match (energy, last) {
+        (Some(e), Some(kwh)) => e.kw(w.start_ms, w.len_ms, kwh, p.max / 1000.0),
+        _ => None,
+    };
     Some(Minute {
         start_ms: w.start_ms,
         kw: counted.unwrap_or(p.mean / 1000.0),
@@ -781,7 +789,7 @@ impl Watch {
             }))
             .await;
         let minute = (w.len_ms == mw.rules.set.short_ms && w.complete)
-            .then(|| minute_of(&w, &mut mw.energy, mw.counter))
+            .then(|| minute_of(&w, mw.energy.as_mut(), mw.counter))
             .flatten();
         if let Some(l) = &mut self.ledger
             && w.complete
@@ -1303,6 +1311,20 @@ nominal_voltage = 400
             (exceeded[0].peak - 160.0).abs() < 1e-6,
             "{}",
             exceeded[0].peak
+        );
+        // With `demand_basis = "power"` the counter is ignored: 100 kW.
+        let (dir3, cfg3) = config(
+            "[rules]\ndemand_basis = \"power\"\n[[customers]]\nid = \"C1\"\nmax_demand_kw = 140\n",
+        );
+        let (points, _) = run_watch_with(&cfg3, dir3.path(), 20, &load, &counter).await;
+        assert!(
+            points
+                .iter()
+                .filter(|p| p.measurement == "pq_demand" && p.meter.id == "A")
+                .all(|p| p
+                    .fields
+                    .iter()
+                    .any(|f| f.0 == "kw" && (f.1 - 100.0).abs() < 1e-9))
         );
         // Without the counter the same load is 100 kW and passes.
         let dir2 = tempfile::tempdir().unwrap();

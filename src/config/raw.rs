@@ -195,6 +195,7 @@ pub struct Rules {
     pub demand_factor: Option<f64>,
     /// "sliding" (default) or "block".
     pub demand_mode: Option<String>,
+    pub demand_basis: Option<String>,
     /// Slide of the sliding demand (default "1m").
     #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub demand_slide: Option<String>,

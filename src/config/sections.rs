@@ -233,6 +233,9 @@ pub struct RulesCfg {
     pub suspension_window: Duration,
     /// Interruption threshold, % of the voltage reference.
     pub interruption_pct: f64,
+    /// kW demand from the energy counter where the meter has one (true,
+    /// the default), or always from polled power.
+    pub demand_from_energy: bool,
 }
 
 pub(super) fn rules(p: &mut Problems) -> RulesCfg {
@@ -336,6 +339,17 @@ pub(super) fn rules(p: &mut Problems) -> RulesCfg {
             demand_window
         }
     };
+    let demand_from_energy = match r.demand_basis.as_deref() {
+        None | Some("energy") => true,
+        Some("power") => false,
+        Some(other) => {
+            p.push(
+                "rules.demand_basis",
+                format!("\"{other}\" is not \"energy\" or \"power\""),
+            );
+            true
+        }
+    };
     let suspension_window = match &r.suspension_window {
         None => demand_window,
         Some(_) => {
@@ -378,6 +392,7 @@ pub(super) fn rules(p: &mut Problems) -> RulesCfg {
         demand_slide,
         suspension_window,
         interruption_pct,
+        demand_from_energy,
     }
 }
 

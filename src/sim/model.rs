@@ -26,6 +26,52 @@ pub struct MeterModel {
     pub seed: u64,
 }
 
+/// Every energy counter of the model from the active import counter (kWh):
+/// reactive at 0.4 of it, apparent from the two (so each only grows),
+/// tariffs 70/30, phases a third each.
+fn set_energies(set: &mut impl FnMut(String, f64), e_imp: f64) {
+    let e_q = e_imp * 0.4;
+    let e_s = (e_imp * e_imp + e_q * e_q).sqrt();
+    set("energy_active_import_total".into(), e_imp);
+    set("energy_active_export_total".into(), 0.0);
+    set("energy_reactive_import_total".into(), e_q);
+    set("energy_reactive_export_total".into(), 0.0);
+    set("energy_apparent_total".into(), e_s);
+    set("energy_active_total".into(), e_imp);
+    set("energy_reactive_total".into(), e_q);
+    for (name, total) in [
+        ("energy_active_import", e_imp),
+        ("energy_active_export", 0.0),
+        ("energy_reactive_import", e_q),
+        ("energy_reactive_export", 0.0),
+        ("energy_apparent", e_s),
+    ] {
+        set(format!("{name}_t1"), total * 0.7);
+        set(format!("{name}_t2"), total * 0.3);
+        for ph in 1..=3 {
+            set(format!("{name}_l{ph}"), total / 3.0);
+        }
+    }
+    for ph in 1..=3 {
+        set(format!("energy_active_total_l{ph}"), e_imp / 3.0);
+        set(format!("energy_reactive_total_l{ph}"), e_q / 3.0);
+        set(format!("energy_active_l{ph}"), e_imp / 3.0);
+        set(format!("energy_reactive_l{ph}"), e_q / 3.0);
+    }
+}
+
+/// Replace a model's energy counters by `e_imp` (kWh), e.g. the served
+/// load integrated over time (`sim`'s server does so, so that counters
+/// and power agree whatever a scenario sets).
+pub fn with_active_energy(values: &mut HashMap<String, f64>, e_imp: f64) {
+    set_energies(
+        &mut |k: String, v: f64| {
+            values.insert(k, v);
+        },
+        e_imp,
+    );
+}
+
 /// Typical harmonic voltage spectrum, % of fundamental (orders 2..=25).
 fn voltage_spectrum(n: u32) -> f64 {
     match n {
@@ -188,35 +234,7 @@ impl MeterModel {
         let hours = t_ms as f64 / 3.6e6;
         let base = 1000.0 + (self.seed % 100_000) as f64;
         let e_imp = base + self.rated_kw * 0.6 * (hours - 490_000.0).max(0.0);
-        let e_q = e_imp * 0.4;
-        // From the two counters, not the instantaneous PF, so it only grows.
-        let e_s = (e_imp * e_imp + e_q * e_q).sqrt();
-        set("energy_active_import_total".into(), e_imp);
-        set("energy_active_export_total".into(), 0.0);
-        set("energy_reactive_import_total".into(), e_q);
-        set("energy_reactive_export_total".into(), 0.0);
-        set("energy_apparent_total".into(), e_s);
-        set("energy_active_total".into(), e_imp);
-        set("energy_reactive_total".into(), e_q);
-        for (name, total) in [
-            ("energy_active_import", e_imp),
-            ("energy_active_export", 0.0),
-            ("energy_reactive_import", e_q),
-            ("energy_reactive_export", 0.0),
-            ("energy_apparent", e_s),
-        ] {
-            set(format!("{name}_t1"), total * 0.7);
-            set(format!("{name}_t2"), total * 0.3);
-            for ph in 1..=3 {
-                set(format!("{name}_l{ph}"), total / 3.0);
-            }
-        }
-        for ph in 1..=3 {
-            set(format!("energy_active_total_l{ph}"), e_imp / 3.0);
-            set(format!("energy_reactive_total_l{ph}"), e_q / 3.0);
-            set(format!("energy_active_l{ph}"), e_imp / 3.0);
-            set(format!("energy_reactive_l{ph}"), e_q / 3.0);
-        }
+        set_energies(&mut set, e_imp);
 
         // Harmonics: a fixed spectrum scaled so that THD is what the
         // scenario (or a small drift) says; THD = √Σ hₙ².
