@@ -189,3 +189,188 @@ async fn a_customer_on_two_lines_exceeds_on_its_sliding_total_only() -> anyhow::
     }
     Ok(())
 }
+
+/// Scenario 1 of the verdicts issue, end to end: a 0.38 kV customer whose
+/// L1 goes through an outage and values on either side of the 220 V and
+/// the old 219.39 V bands. pqwatch polls the simulator, and its report
+/// CSV (`pqwatch report --format csv`, the binary) must give the minutes
+/// a second method derives from the windows pqwatch wrote to
+/// VictoriaMetrics, classified on GB/T 156's 220 V phase voltage
+/// (±7 %: 204.6 … 235.4 V), outage minutes (every phase below 10 % of
+/// 220 V) out of monitored time.
+const OUTAGE_SCENARIO: &str = r#"
+[[event]]
+meter = "LV1"
+at = "3s"
+duration = "8s"
+kind = "voltage"
+factor = 0.0
+
+[[event]]
+meter = "LV1"
+at = "13s"
+duration = "4s"
+kind = "value"
+field = "voltage_l1_n"
+value = 235.6
+
+[[event]]
+meter = "LV1"
+at = "17s"
+duration = "4s"
+kind = "value"
+field = "voltage_l1_n"
+value = 235.1
+
+[[event]]
+meter = "LV1"
+at = "21s"
+duration = "4s"
+kind = "value"
+field = "voltage_l1_n"
+value = 204.3
+
+[[event]]
+meter = "LV1"
+at = "25s"
+duration = "4s"
+kind = "value"
+field = "voltage_l1_n"
+value = 203.9
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_380_v_customer_with_an_outage_is_judged_on_220_v_in_the_report_csv() -> anyhow::Result<()>
+{
+    e2e::init_tracing();
+    let vm = VictoriaMetrics::start()?;
+    let port = free_port();
+    let state = tempfile::tempdir()?;
+    let text = format!(
+        r#"{}
+[rules]
+short_window = "1s"
+long_window = "10s"
+
+[[customers]]
+id = "LV"
+
+[[meters]]
+id = "LV1"
+customer = "LV"
+address = "127.0.0.1:{port}"
+unit = 1
+profile = "eastron-sdm630"
+nominal_voltage = 380
+"#,
+        e2e::fast_daemon(&vm.url())
+            .replace(
+                "[daemon]\n",
+                &format!(
+                    "[daemon]\nstate_dir = \"{}\"\ntimezone = \"UTC\"\n",
+                    state.path().display()
+                ),
+            )
+            .replace("interval = \"500ms\"", "interval = \"250ms\"")
+            .replace("timeout = \"300ms\"", "timeout = \"200ms\"")
+    );
+    let file = state.path().join("pqwatch.toml");
+    std::fs::write(&file, &text)?;
+    let cfg = pqwatch::config::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sim = Sim::start(&cfg, OUTAGE_SCENARIO).await;
+    let daemon = Daemon::start(cfg.clone());
+    daemon.run_until(33_000).await;
+    let stopped = daemon.stop().await;
+    sim.stop().await;
+
+    // Second method: pqwatch's own 1-s windows as written, re-classified.
+    let mean = |phase: &str| {
+        let vm = &vm;
+        let q = format!("{{__name__=\"pq_1s_voltage_{phase}_n_mean\",meter=\"LV1\"}}");
+        async move {
+            let s = vm.export(&q).await?;
+            anyhow::Ok(s.first().map(|s| s.points()).unwrap_or_default())
+        }
+    };
+    let (l1, l2, l3) = (mean("l1").await?, mean("l2").await?, mean("l3").await?);
+    let complete: BTreeMap<i64, f64> = vm
+        .export("{__name__=\"pq_1s_complete\",meter=\"LV1\"}")
+        .await?
+        .first()
+        .map(|s| s.points().into_iter().collect())
+        .unwrap_or_default();
+    let by_ts = |v: &[(i64, f64)]| v.iter().copied().collect::<BTreeMap<i64, f64>>();
+    let (m2, m3) = (by_ts(&l2), by_ts(&l3));
+    let (mut monitored, mut above, mut below, mut outage, mut gap) = (0u32, 0u32, 0u32, 0u32, 0u32);
+    let (up, lo) = (220.0 * 1.07, 220.0 * 0.93);
+    let (old_up, old_lo) = (380.0 / 3f64.sqrt() * 1.07, 380.0 / 3f64.sqrt() * 0.93);
+    for (ts, v1) in &l1 {
+        if complete.get(ts) != Some(&1.0) {
+            continue;
+        }
+        let (Some(v2), Some(v3)) = (m2.get(ts), m3.get(ts)) else {
+            continue;
+        };
+        if [*v1, *v2, *v3].iter().all(|v| *v < 22.0) {
+            outage += 1;
+            continue;
+        }
+        monitored += 1;
+        if *v1 > up {
+            above += 1;
+        } else if *v1 < lo {
+            below += 1;
+        }
+        // Judged differently on the old 219.39 V reference.
+        if (*v1 > old_up) != (*v1 > up) || (*v1 < old_lo) != (*v1 < lo) {
+            gap += 1;
+        }
+    }
+    assert!(outage >= 6, "the 8-s outage: {outage} windows");
+    assert!(above >= 3 && below >= 6, "above {above}, below {below}");
+    assert!(gap >= 6, "{gap} windows tell 220 V from 219.39 V");
+
+    // pqwatch's CSV, from the binary.
+    let mut totals = (0u32, 0u32, 0u32, 0u32);
+    let utc = jiff::tz::TimeZone::UTC;
+    let from = pqwatch::report::schedule::local_date(stopped.started_ms, &utc);
+    let to = pqwatch::report::schedule::local_date(stopped.stopped_ms, &utc);
+    let out = e2e::run_to_end(
+        e2e::pqwatch_cmd(&[
+            "report",
+            "-c",
+            file.to_str().unwrap(),
+            "--customer",
+            "LV",
+            "--from",
+            &from.to_string(),
+            "--to",
+            &to.to_string(),
+            "--format",
+            "csv",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code, Some(0), "{out}");
+    let mut lines = out.stdout.trim_start_matches('\u{feff}').lines();
+    let head: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        if f.get(col("meter")) != Some(&"LV1") || f.get(col("phase")) != Some(&"l1") {
+            continue;
+        }
+        let n = |name: &str| f[col(name)].parse::<u32>().unwrap_or(0);
+        totals.0 += n("monitored_min");
+        totals.1 += n("above_min");
+        totals.2 += n("below_min");
+        totals.3 += n("outage_min");
+    }
+    assert_eq!(
+        totals,
+        (monitored, above, below, outage),
+        "CSV (monitored, above, below, outage) vs the windows re-classified on 220 V\n{}",
+        out.stdout
+    );
+    Ok(())
+}

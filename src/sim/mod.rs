@@ -413,7 +413,12 @@ mod tests {
         for k in 1..=12 {
             last = unit.evaluate(t0 + k * 5_000, &[&load]);
         }
-        assert!((e(&last) - e(&a) - 2.0).abs() < 1e-9, "{} → {}", e(&a), e(&last));
+        assert!(
+            (e(&last) - e(&a) - 2.0).abs() < 1e-9,
+            "{} → {}",
+            e(&a),
+            e(&last)
+        );
         assert!((last["energy_active_total"] - e(&last)).abs() < 1e-12);
         let forced = Effect::Value {
             field: "energy_active_import_total".into(),
