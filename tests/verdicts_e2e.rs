@@ -374,3 +374,147 @@ nominal_voltage = 380
     );
     Ok(())
 }
+
+/// Scenario 3 of the verdicts issue, end to end: during a declared
+/// suspension (2000 kVA contracted, 1250 suspended: 750 kVA allowed) the
+/// load sits near 550 kVA and spikes to about 1,200 kVA for one or two
+/// polls. The suspension is judged on the customer's total averaged over
+/// the suspension window (10 s here, sliding by 2 s): it never exceeds 750,
+/// so no event; `pq_suspension` carries that basis' peak (checked against
+/// the sliding means of the windows pqwatch wrote, a second method) and
+/// the spike as `instant_peak`, information only.
+const SPIKE_SCENARIO: &str = r#"
+[[event]]
+meter = "S1"
+at = "0s"
+kind = "load"
+value = 500.0
+
+[[event]]
+meter = "S1"
+at = "14s"
+duration = "1500ms"
+kind = "load"
+value = 1100.0
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_high_sample_during_a_suspension_is_information_not_a_violation_end_to_end()
+-> anyhow::Result<()> {
+    e2e::init_tracing();
+    let vm = VictoriaMetrics::start()?;
+    let port = free_port();
+    let utc = jiff::tz::TimeZone::UTC;
+    let today = pqwatch::report::schedule::local_date(pqwatch::clock::now_ms(), &utc);
+    let (from, to) = (today.yesterday()?, today.tomorrow()?);
+    let cfg = e2e::config(&format!(
+        r#"{}
+[rules]
+short_window = "2s"
+long_window = "10s"
+demand_window = "10s"
+demand_slide = "2s"
+
+[[customers]]
+id = "SUSP"
+contracted_kva = 2000
+suspensions = [{{ from = "{from}", to = "{to}", kva = 1250 }}]
+
+[[meters]]
+id = "S1"
+customer = "SUSP"
+address = "127.0.0.1:{port}"
+unit = 1
+profile = "eastron-sdm630"
+nominal_voltage = 400
+"#,
+        e2e::fast_daemon(&vm.url())
+            .replace("[daemon]\n", "[daemon]\ntimezone = \"UTC\"\n")
+            .replace("interval = \"500ms\"", "interval = \"1s\"")
+            .replace("timeout = \"300ms\"", "timeout = \"500ms\"")
+    ));
+    let state_dir = cfg.daemon.state_dir.clone();
+    let sim = Sim::start(&cfg, SPIKE_SCENARIO).await;
+    let daemon = Daemon::start(cfg.clone());
+    daemon.run_until(36_000).await;
+    daemon.stop().await;
+    sim.stop().await;
+
+    // Second method: the 10-s sliding means of the complete 2-s windows'
+    // apparent power, and their largest sample, from what pqwatch wrote.
+    let series = |name: &str| {
+        let vm = &vm;
+        let q = format!("{{__name__=\"{name}\",meter=\"S1\"}}");
+        async move {
+            let s = vm.export(&q).await?;
+            anyhow::Ok(
+                s.first()
+                    .map(|s| s.points().into_iter().collect::<BTreeMap<i64, f64>>())
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let mean = series("pq_2s_apparent_power_total_mean").await?;
+    let max = series("pq_2s_apparent_power_total_max").await?;
+    let complete = series("pq_2s_complete").await?;
+    let kva = |w: f64| w / 1000.0;
+    let mut basis_peak = f64::MIN;
+    for (&start, _) in mean.range(..) {
+        let five: Option<Vec<f64>> = (0..5)
+            .map(|k| {
+                let t = start + k * 2_000;
+                (complete.get(&t) == Some(&1.0))
+                    .then(|| mean.get(&t).copied())
+                    .flatten()
+            })
+            .collect();
+        if let Some(v) = five {
+            basis_peak = basis_peak.max(kva(v.iter().sum::<f64>() / 5.0));
+        }
+    }
+    let sample_peak = max.values().copied().map(kva).fold(f64::MIN, f64::max);
+    assert!(
+        sample_peak > 1000.0,
+        "the spike was polled: {sample_peak} kVA"
+    );
+    assert!(
+        basis_peak > 500.0 && basis_peak < 750.0,
+        "the 10-s basis stays under 750 kVA: {basis_peak}"
+    );
+
+    let last = |name: &str| {
+        let vm = &vm;
+        let q = format!("{{__name__=\"{name}\",meter=\"*\",customer=\"SUSP\"}}");
+        async move {
+            let s = vm.export(&q).await?;
+            // One point per suspension, rewritten as peaks grow.
+            anyhow::Ok(
+                s.iter()
+                    .flat_map(|s| s.points())
+                    .map(|p| p.1)
+                    .fold(f64::MIN, f64::max),
+            )
+        }
+    };
+    let peak = last("pq_suspension_peak").await?;
+    let instant = last("pq_suspension_instant_peak").await?;
+    let allowed = last("pq_suspension_allowed").await?;
+    assert_eq!(allowed, 750.0);
+    assert!(
+        e2e::close(peak, basis_peak, 1e-6),
+        "pq_suspension peak {peak} vs the sliding means {basis_peak}"
+    );
+    assert!(
+        e2e::close(instant, sample_peak, 1e-6),
+        "instant_peak {instant} vs the largest sample {sample_peak}"
+    );
+    // No suspension-load event: one high sample is not evidence.
+    let events = StateDb::open_readonly(&state_dir)
+        .map(|db| EventStore::new(db).recent(false, 100).unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        events.iter().all(|e| e.kind != Kind::SuspensionLoad),
+        "{events:#?}"
+    );
+    Ok(())
+}
