@@ -281,7 +281,7 @@ pub(super) fn in_user_words(msg: &str) -> String {
     let shown = found_as_written(found);
     if kind == "value" {
         if let Some(range) = integer_range(expected) {
-            return format!("{shown} is out of range; write a whole number from {range}");
+            return format!("{shown} is out of range; write a whole number{range}");
         }
         return format!("{shown} is not {expected}");
     }
@@ -304,9 +304,12 @@ pub(super) fn in_user_words(msg: &str) -> String {
         }
         e => match integer_range(e) {
             Some(range) if found.starts_with("string ") => {
-                format!("{shown} is not a whole number; write it without quotes (from {range})")
+                let bare = shown.trim_matches('"');
+                format!(
+                    "{shown} is not a whole number; write it without quotes, e.g. {bare}{range}"
+                )
             }
-            Some(range) => format!("{shown} is not a whole number; write one from {range}"),
+            Some(range) => format!("{shown} is not a whole number; write one like 3{range}"),
             None => format!("{shown} is not {e}"),
         },
     }
@@ -329,13 +332,15 @@ fn found_as_written(found: &str) -> String {
     }
 }
 
+/// The range of an integer type as a suffix for the messages above ("" for
+/// signed types, whose range no config value comes near).
 fn integer_range(expected: &str) -> Option<&'static str> {
     Some(match expected {
-        "u8" => "0 to 255",
-        "u16" => "0 to 65535",
-        "u32" => "0 to 4294967295",
-        "u64" | "usize" => "0 upwards",
-        "i64" | "i32" | "isize" => "…",
+        "u8" => " (0 to 255)",
+        "u16" => " (0 to 65535)",
+        "u32" => " (0 to 4294967295)",
+        "u64" | "usize" => " (0 or more)",
+        "i64" | "i32" | "isize" => "",
         _ => return None,
     })
 }
@@ -451,7 +456,7 @@ mod tests {
         let all = got.join("\n");
         for needle in [
             "meters[0].id: 7 is not text; write it in quotes, e.g. \"7\"",
-            "meters[0].unit: 300 is out of range; write a whole number from 0 to 255",
+            "meters[0].unit: 300 is out of range; write a whole number (0 to 255)",
             "meters[0].untis: unknown key (did you mean \"unit\"?)",
             "meters[0].interval: 5 is not a duration; write \"5s\"",
             "meters[0].fields[1]: 3 is not text",
@@ -514,7 +519,11 @@ mod tests {
         );
         assert_eq!(
             in_user_words("invalid value: integer `70000`, expected u16"),
-            "70000 is out of range; write a whole number from 0 to 65535"
+            "70000 is out of range; write a whole number (0 to 65535)"
+        );
+        assert_eq!(
+            in_user_words("invalid type: string \"3\", expected i64"),
+            "\"3\" is not a whole number; write it without quotes, e.g. 3"
         );
         assert_eq!(in_user_words("my own words"), "my own words");
     }
