@@ -17,9 +17,9 @@
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::modbus::gateway::Gateway;
-use crate::reading::{Reading, Record};
+use crate::reading::{Latest, Reading, Record};
 use crate::sink::{Sink, run_discard};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -31,11 +31,6 @@ use tracing::{error, info, warn};
 /// machine is out of CPU, and waiting is better than dropping.
 const CHANNEL: usize = 8192;
 
-/// Most readings a consumer takes from its channel at once.
-pub const GATHER_MAX: usize = 1024;
-
-/// Latest reading of every meter, for status output (and the HTTP API).
-pub type Latest = Arc<Mutex<HashMap<String, Reading>>>;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -199,7 +194,7 @@ pub async fn run_with_reload(
     let tee = tokio::spawn(async move {
         let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
         let mut batch = Vec::new();
-        'tee: while rx.next(&mut batch, GATHER_MAX).await > 0 {
+        'tee: while rx.next(&mut batch, crate::gather::MAX).await > 0 {
             {
                 let mut latest = latest.lock().expect("latest lock");
                 for r in &batch {

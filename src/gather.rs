@@ -21,6 +21,9 @@ use tokio::time::{Instant, sleep_until};
 /// How long the consumers of readings rest between batches.
 pub const PERIOD: Duration = Duration::from_millis(20);
 
+/// Most items a consumer takes from its channel at once.
+pub const MAX: usize = 1024;
+
 /// A receiver that hands out what arrived in batches.
 #[derive(Debug)]
 pub struct Gather<T> {

@@ -1,8 +1,12 @@
 //! The unit of data flowing from pollers to sinks: one poll of one meter.
 
 use crate::sink::line;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// Latest reading of every meter, for status output and the HTTP API
+/// (written by the app's tee, read by `http`).
+pub type Latest = Arc<Mutex<HashMap<String, Reading>>>;
 
 /// What every reading of a meter shares; built once per meter.
 #[derive(Debug)]

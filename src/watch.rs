@@ -674,7 +674,7 @@ impl Watch {
         let mut batch = Vec::new();
         loop {
             tokio::select! {
-                n = rx.next(&mut batch, crate::app::GATHER_MAX) => {
+                n = rx.next(&mut batch, crate::gather::MAX) => {
                     if n == 0 {
                         break;
                     }

@@ -32,7 +32,7 @@ pub mod api;
 pub mod metrics;
 pub mod serve;
 
-use crate::app::Latest;
+use crate::reading::Latest;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::secret::Secret;

@@ -822,7 +822,7 @@ impl Sink {
             };
 
             tokio::select! {
-                n = rx.next(&mut gathered, crate::app::GATHER_MAX), if input_open && received.is_empty() => {
+                n = rx.next(&mut gathered, crate::gather::MAX), if input_open && received.is_empty() => {
                     if n == 0 {
                         input_open = false;
                         deadline = Some(Instant::now() + self.grace);
@@ -993,7 +993,7 @@ pub async fn run_discard(rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
     loop {
         Metrics::set(&metrics.sink_heartbeat_ms, crate::clock::now_ms() as u64);
         tokio::select! {
-            n = rx.next(&mut batch, crate::app::GATHER_MAX) => if n == 0 {
+            n = rx.next(&mut batch, crate::gather::MAX) => if n == 0 {
                 break;
             },
             _ = tick.tick() => continue,
