@@ -31,7 +31,6 @@ use tracing::{error, info, warn};
 /// machine is out of CPU, and waiting is better than dropping.
 const CHANNEL: usize = 8192;
 
-
 #[derive(Debug, Clone)]
 pub struct Options {
     /// How often to log a one-line status summary.

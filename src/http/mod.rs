@@ -32,9 +32,9 @@ pub mod api;
 pub mod metrics;
 pub mod serve;
 
-use crate::reading::Latest;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::reading::Latest;
 use crate::secret::Secret;
 use axum::Router;
 use axum::extract::{Query, Request, State};
