@@ -738,14 +738,12 @@ impl Watch {
             self.on_window(&id, w, name).await;
         }
         // After the windows this reading closed: it belongs to the next.
-        if let Some(kwh) = r
-            .values
-            .iter()
-            .find(|(k, _)| &**k == ENERGY_FIELD)
-            .map(|(_, v)| *v)
-            && let Some(mw) = self.meters.get_mut(&id)
+        // Only meters on the energy basis look for the counter.
+        if let Some(mw) = self.meters.get_mut(&id)
+            && mw.energy.is_some()
+            && let Some((_, kwh)) = r.values.iter().find(|(k, _)| &**k == ENERGY_FIELD)
         {
-            mw.counter = Some((r.ts_ms, kwh));
+            mw.counter = Some((r.ts_ms, *kwh));
         }
     }
 

@@ -269,34 +269,6 @@ fn oct31_2359() -> i64 {
         .as_millisecond()
 }
 
-/// A minimal RFC 4180 reader (quoted fields, doubled quotes).
-fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    for line in text.trim_start_matches('\u{feff}').split("\r\n") {
-        if line.is_empty() {
-            continue;
-        }
-        let mut row = Vec::new();
-        let mut cur = String::new();
-        let mut quoted = false;
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            match (c, quoted) {
-                ('"', true) if chars.peek() == Some(&'"') => {
-                    cur.push('"');
-                    chars.next();
-                }
-                ('"', _) => quoted = !quoted,
-                (',', false) => row.push(std::mem::take(&mut cur)),
-                (c, _) => cur.push(c),
-            }
-        }
-        row.push(cur);
-        rows.push(row);
-    }
-    rows
-}
-
 /// The figures of the October report, checked against the scripted supply.
 fn check_october_report(m: &Mail) {
     assert!(m.subject.contains("2026-10"), "subject: {}", m.subject);
@@ -316,7 +288,7 @@ fn check_october_report(m: &Mail) {
         .unwrap_or_else(|| panic!("no CSV attachment: {:?}", m.attachments));
     assert!(name.contains("2026-10"), "{name}");
     assert_eq!(ctype, "text/csv");
-    let rows = parse_csv(csv);
+    let rows = common::parse_csv(csv);
     let header = &rows[0];
     let col = |n: &str| {
         header

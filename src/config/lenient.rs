@@ -51,15 +51,7 @@ pub(super) fn deserialize<T: DeserializeOwned>(
             }
             Err(e) => e,
         };
-        let path: Vec<Step> = err
-            .path()
-            .iter()
-            .filter_map(|s| match s {
-                serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
-                serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
-                _ => None,
-            })
-            .collect();
+        let path = steps(err.path());
         let msg = err.into_inner().to_string();
         if let Some((field, known)) = unknown_field(&msg) {
             // serde_path_to_error's path ends at the unknown key itself.
@@ -110,6 +102,17 @@ pub(super) fn deserialize<T: DeserializeOwned>(
 enum Step {
     Key(String),
     Index(usize),
+}
+
+/// serde_path_to_error's path as keys and indices.
+fn steps(path: &serde_path_to_error::Path) -> Vec<Step> {
+    path.iter()
+        .filter_map(|s| match s {
+            serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
+            serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
+            _ => None,
+        })
+        .collect()
 }
 
 fn join(key: &str, path: &[Step], field: Option<&str>) -> String {
@@ -192,15 +195,7 @@ fn fill<T: DeserializeOwned>(v: &mut Value, parent: &[Step], field: &str) -> boo
         match serde_path_to_error::deserialize::<_, T>(&*v) {
             Ok(_) => return true,
             Err(e) => {
-                let p: Vec<Step> = e
-                    .path()
-                    .iter()
-                    .filter_map(|s| match s {
-                        serde_path_to_error::Segment::Seq { index } => Some(Step::Index(*index)),
-                        serde_path_to_error::Segment::Map { key } => Some(Step::Key(key.clone())),
-                        _ => None,
-                    })
-                    .collect();
+                let p = steps(e.path());
                 if p != at {
                     // The placeholder fits; the next problem is elsewhere.
                     return true;

@@ -1670,13 +1670,7 @@ fn failing_orders(ctx: &Ctx, failing: &[&DistortionRow], unit: &str) -> Table {
         .iter()
         .map(|o| {
             let a = o.assessed.as_ref();
-            let over = |v: Option<f64>, factor: f64| {
-                let c = Cell::new(pct_num(v)).strong();
-                match (v, o.limit) {
-                    (Some(v), Some(l)) if v > factor * l => c.tone(Tone::Fail),
-                    _ => c,
-                }
-            };
+            let over = |v: Option<f64>, factor: f64| over_limit(v, o.limit, factor);
             let mut row = vec![
                 Cell::new(ctx.phase(&o.phase)),
                 Cell::new(if ctx.zh {
@@ -1755,15 +1749,27 @@ fn failing_orders(ctx: &Ctx, failing: &[&DistortionRow], unit: &str) -> Table {
     Table::data(head, align, rows)
 }
 
+/// A percentile figure, in red when above `factor` × its limit.
+fn over_limit(v: Option<f64>, limit: Option<f64>, factor: f64) -> Cell {
+    let c = Cell::new(pct_num(v)).strong();
+    match (v, limit) {
+        (Some(v), Some(l)) if v > factor * l => c.tone(Tone::Fail),
+        _ => c,
+    }
+}
+
 /// The weekly and daily percentiles of rows under EN 50160's or IEEE 519's
 /// assessment, one table line each, a figure above its limit in red.
 fn assessed_lines(ctx: &Ctx, rows: &[DistortionRow]) -> Vec<(String, Vec<Cell>)> {
-    let fig = |v: Option<f64>, limit: Option<f64>, factor: f64| {
-        let c = Cell::new(pct_num(v)).strong();
-        match (v, limit) {
-            (Some(v), Some(l)) if v > factor * l => c.tone(Tone::Fail),
-            _ => c,
-        }
+    // One figure of every row, against its limit × the factor.
+    let line = |figure: &dyn Fn(&super::model::Assessed) -> Option<f64>,
+                factor: &dyn Fn(&super::model::Assessed) -> f64| {
+        rows.iter()
+            .map(|r| {
+                let a = r.assessed.as_ref();
+                over_limit(a.and_then(figure), r.limit, a.map_or(1.0, factor))
+            })
+            .collect::<Vec<Cell>>()
     };
     let mut out = vec![(
         ctx.t(
@@ -1771,37 +1777,24 @@ fn assessed_lines(ctx: &Ctx, rows: &[DistortionRow]) -> Vec<(String, Vec<Cell>)>
             "Weekly 95th percentile (10-min, worst week)",
         )
         .to_string(),
-        rows.iter()
-            .map(|r| {
-                let a = r.assessed.as_ref();
-                fig(
-                    a.and_then(|a| a.weekly_p95.as_ref().map(|x| x.0)),
-                    r.limit,
-                    1.0,
-                )
-            })
-            .collect(),
+        line(&|a| a.weekly_p95.as_ref().map(|x| x.0), &|_| 1.0),
     )];
     if rows
         .iter()
         .any(|r| r.assessed.as_ref().is_some_and(|a| a.weekly_p99.is_some()))
     {
         out.push((
-            ctx.t(
-                "周 99 % 值（限值 × 1.5）",
-                "Weekly 99th percentile (limit × 1.5)",
-            )
-            .to_string(),
-            rows.iter()
-                .map(|r| {
-                    let a = r.assessed.as_ref();
-                    fig(
-                        a.and_then(|a| a.weekly_p99.as_ref().map(|x| x.0)),
-                        r.limit,
-                        1.5,
-                    )
-                })
-                .collect(),
+            {
+                let f = super::model::WEEKLY_P99_FACTOR;
+                if ctx.zh {
+                    format!("周 99 % 值（限值 × {f}）")
+                } else {
+                    format!("Weekly 99th percentile (limit × {f})")
+                }
+            },
+            line(&|a| a.weekly_p99.as_ref().map(|x| x.0), &|_| {
+                super::model::WEEKLY_P99_FACTOR
+            }),
         ));
     }
     if let Some(a) = rows
@@ -1821,16 +1814,7 @@ fn assessed_lines(ctx: &Ctx, rows: &[DistortionRow]) -> Vec<(String, Vec<Cell>)>
             } else {
                 format!("Daily 99th percentile ({basis_en}, worst day; limit × {factor})")
             },
-            rows.iter()
-                .map(|r| {
-                    let a = r.assessed.as_ref();
-                    fig(
-                        a.and_then(|a| a.daily_p99.map(|x| x.0)),
-                        r.limit,
-                        a.map_or(1.0, |a| a.daily_factor),
-                    )
-                })
-                .collect(),
+            line(&|a| a.daily_p99.map(|x| x.0), &|a| a.daily_factor),
         ));
     }
     out

@@ -111,6 +111,16 @@ struct Taken {
     body: Bytes,
 }
 
+/// The outbox ids among `keys`.
+fn db_ids(keys: &[Key]) -> Vec<i64> {
+    keys.iter()
+        .filter_map(|k| match k {
+            Key::Db(id) => Some(*id),
+            Key::Mem(_) => None,
+        })
+        .collect()
+}
+
 /// The keys of every batch being sent.
 fn busy(inflight: &[(tokio::task::Id, Vec<Taken>)]) -> Vec<Key> {
     inflight
@@ -381,13 +391,7 @@ impl Queue {
         if o.depth().bytes <= self.max_outbox_bytes {
             return;
         }
-        let keep: Vec<i64> = inflight
-            .iter()
-            .filter_map(|k| match k {
-                Key::Db(id) => Some(*id),
-                Key::Mem(_) => None,
-            })
-            .collect();
+        let keep = db_ids(inflight);
         match blocking(|| o.enforce_bound(self.max_outbox_bytes, &keep)) {
             Ok((batches, points)) if batches > 0 => {
                 self.dropped(points);
@@ -442,22 +446,13 @@ impl Queue {
         let Some(o) = self.outbox.as_ref() else {
             return Vec::new();
         };
-        // Busy batches are among the first rows at most once each.
-        let want = n + busy.len();
-        let rows = blocking(|| {
-            if newest {
-                o.newest_n(want)
-            } else {
-                o.oldest_n(want)
-            }
-        })
-        .unwrap_or_else(|e| {
-            error!(error = %e, "cannot read the outbox");
-            Vec::new()
-        });
-        rows.into_iter()
-            .filter(|s| !busy.contains(&Key::Db(s.id)))
-            .take(n)
+        let skip = db_ids(busy);
+        blocking(|| o.first_idle(newest, n, &skip))
+            .unwrap_or_else(|e| {
+                error!(error = %e, "cannot read the outbox");
+                Vec::new()
+            })
+            .into_iter()
             .map(|s| Taken {
                 key: Key::Db(s.id),
                 created_ms: s.created_ms,

@@ -218,36 +218,42 @@ impl Outbox {
             .map_err(|e| self.err(e))
     }
 
-    /// Up to `n` of the oldest batches waiting to be sent, oldest first.
-    pub fn oldest_n(&self, n: usize) -> Result<Vec<Stored>, StateError> {
-        self.first_n("ASC", n)
-    }
-
-    /// Up to `n` of the newest batches waiting to be sent, newest first.
-    pub fn newest_n(&self, n: usize) -> Result<Vec<Stored>, StateError> {
-        self.first_n("DESC", n)
-    }
-
-    fn first_n(&self, order: &str, n: usize) -> Result<Vec<Stored>, StateError> {
+    /// Up to `n` batches waiting to be sent, oldest (or newest) first,
+    /// passing over those in `skip` (being sent) without reading their
+    /// bodies.
+    pub fn first_idle(
+        &self,
+        newest: bool,
+        n: usize,
+        skip: &[i64],
+    ) -> Result<Vec<Stored>, StateError> {
         let sql = format!(
-            "SELECT id, created_ms, points, body FROM outbox{} ORDER BY id {order} LIMIT ?1",
-            self.not_acked("WHERE")
+            "SELECT id, created_ms, points, body FROM outbox{} ORDER BY id {} LIMIT ?1",
+            self.not_acked("WHERE"),
+            if newest { "DESC" } else { "ASC" }
         );
-        self.db
-            .conn
-            .prepare_cached(&sql)
-            .and_then(|mut st| {
-                st.query_map([n as i64], |r| {
-                    Ok(Stored {
-                        id: r.get(0)?,
-                        created_ms: r.get(1)?,
-                        points: r.get::<_, i64>(2)? as usize,
-                        body: Bytes::from(r.get::<_, Vec<u8>>(3)?),
-                    })
-                })?
-                .collect()
-            })
-            .map_err(|e| self.err(e))
+        (|| {
+            let mut st = self.db.conn.prepare_cached(&sql)?;
+            // Each skipped batch is among the first rows at most once.
+            let mut rows = st.query([(n + skip.len()) as i64])?;
+            let mut out = Vec::with_capacity(n);
+            while out.len() < n
+                && let Some(r) = rows.next()?
+            {
+                let id: i64 = r.get(0)?;
+                if skip.contains(&id) {
+                    continue;
+                }
+                out.push(Stored {
+                    id,
+                    created_ms: r.get(1)?,
+                    points: r.get::<_, i64>(2)? as usize,
+                    body: Bytes::from(r.get::<_, Vec<u8>>(3)?),
+                });
+            }
+            Ok(out)
+        })()
+        .map_err(|e: rusqlite::Error| self.err(e))
     }
 
     /// The oldest batch waiting to be sent.

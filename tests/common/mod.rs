@@ -583,6 +583,19 @@ impl VictoriaMetrics {
         parse_export(&body)
     }
 
+    /// Every point of every series matching `match_expr`, by time (a
+    /// timestamp written twice appears twice).
+    pub async fn points(&self, match_expr: &str) -> anyhow::Result<Vec<(i64, f64)>> {
+        let mut v: Vec<(i64, f64)> = self
+            .export(match_expr)
+            .await?
+            .iter()
+            .flat_map(|s| s.points())
+            .collect();
+        v.sort_by_key(|p| p.0);
+        Ok(v)
+    }
+
     /// Polls [`export`](Self::export) until `predicate` holds or `timeout`
     /// passes; returns the last export either way (see [`Waited`]).
     pub async fn wait_for_series(
@@ -979,6 +992,34 @@ impl ModbusPeer {
 }
 
 /// Writes `contents` to `dir/name` and returns the path (for config files).
+/// A minimal RFC 4180 reader (quoted fields, doubled quotes).
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for line in text.trim_start_matches('\u{feff}').split("\r\n") {
+        if line.is_empty() {
+            continue;
+        }
+        let mut row = Vec::new();
+        let mut cur = String::new();
+        let mut quoted = false;
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    cur.push('"');
+                    chars.next();
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => row.push(std::mem::take(&mut cur)),
+                (c, _) => cur.push(c),
+            }
+        }
+        row.push(cur);
+        rows.push(row);
+    }
+    rows
+}
+
 pub fn write_file(dir: &Path, name: &str, contents: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     let mut f = File::create(&path)?;
