@@ -30,11 +30,11 @@
 #[path = "support/mod.rs"]
 mod support;
 
+use pqwatch::calendar::{Period, day_key};
 use pqwatch::events::EventStore;
 use pqwatch::quality::aggregate::{Stat, Window};
 use pqwatch::quality::rules::{Event, Kind, State};
 use pqwatch::report::ledger::{self, DayLedger, LedgerSpec};
-use pqwatch::report::schedule::{Period, day_key};
 use pqwatch::report::store::LedgerStore;
 use pqwatch::report::{self, model, render};
 use pqwatch::state::StateDb;

@@ -74,7 +74,7 @@ pub async fn run(
 }
 
 /// [`run`], applying every validated config that arrives on `reloads`
-/// (SIGHUP, see [`Pollers`] and the module docs).
+/// (SIGHUP, see `Pollers` and the module docs).
 pub async fn run_with_reload(
     cfg: Config,
     shutdown: CancellationToken,
@@ -267,7 +267,11 @@ pub async fn run_with_reload(
         _ => None,
     };
     // Wall-clock steps: logged once each with their size, and counted.
-    let clock = tokio::spawn(crate::clock::watch(metrics.clone(), shutdown.clone()));
+    let clock = {
+        let metrics = metrics.clone();
+        let on_step = move || Metrics::inc(&metrics.clock_steps);
+        tokio::spawn(crate::clock::watch(on_step, shutdown.clone()))
+    };
     let status = {
         let metrics = metrics.clone();
         let every = opts.status_every;

@@ -84,13 +84,10 @@ impl Detector {
     }
 }
 
-/// Log every wall-clock step once with its size and count it, until
-/// `stop` fires. One task per process; the gateways act on steps
-/// themselves, this only reports them.
-pub async fn watch(
-    steps: std::sync::Arc<crate::metrics::Metrics>,
-    stop: tokio_util::sync::CancellationToken,
-) {
+/// Log every wall-clock step once with its size and call `on_step` (the
+/// caller counts it), until `stop` fires. One task per process; the
+/// gateways act on steps themselves, this only reports them.
+pub async fn watch(on_step: impl Fn() + Send, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut d = Detector::new();
@@ -100,7 +97,7 @@ pub async fn watch(
             _ = tick.tick() => {}
         }
         if let Some(step) = d.check() {
-            crate::metrics::Metrics::inc(&steps.clock_steps);
+            on_step();
             tracing::warn!(
                 step_s = step as f64 / 1000.0,
                 now_ms = now_ms(),

@@ -16,12 +16,14 @@
 //! Module map:
 //! - [`config`]: files + conf.d + environment → validated, typed [`config::Config`].
 //! - [`profile`]: device register maps as data (built-in TOML, user directory).
+//! - [`calendar`]: local days, report periods, cron (a leaf).
 //! - [`clock`]: wall-clock ms, poll alignment, monotonic waits, clock steps (a leaf).
 //! - [`schema`]: canonical field names and units.
 //! - [`modbus`]: read planning and decoding (pure), gateway tasks (I/O).
 //! - [`reading`]: what flows from pollers to the sink and the watch.
 //! - [`gather`]: receiving readings in batches (fewer task wake-ups).
-//! - [`sink`]: line protocol (pure), the durable outbox, InfluxDB writers.
+//! - [`line_protocol`]: escaping, tag and field sets of InfluxDB lines (a leaf).
+//! - [`sink`]: readings as lines (pure), the durable outbox, InfluxDB writers.
 //! - [`state`]: the SQLite state database (outbox, events, mail queue).
 //! - [`quality`]: aggregation, demand, limit presets and rules (pure).
 //! - [`watch`]: the task that runs aggregation and rules on live readings.
@@ -35,11 +37,13 @@
 //! - [`systemd`]: readiness and watchdog notifications (sd_notify).
 
 pub mod app;
+pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod events;
 pub mod gather;
 pub mod http;
+pub mod line_protocol;
 pub mod metrics;
 pub mod modbus;
 pub mod notify;

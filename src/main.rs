@@ -276,11 +276,11 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
             let cfg = config::load(&config)?;
             let period = match (period, from, to) {
                 (Some(p), _, _) => Some(
-                    pqwatch::report::schedule::Period::parse(&p)
+                    pqwatch::calendar::Period::parse(&p)
                         .map_err(|e| anyhow::anyhow!("--period: {e}"))?,
                 ),
                 (None, Some(f), Some(t)) => Some(
-                    pqwatch::report::schedule::Period::range(f, t)
+                    pqwatch::calendar::Period::range(f, t)
                         .map_err(|e| anyhow::anyhow!("--from/--to: {e}"))?,
                 ),
                 _ => None,
@@ -655,12 +655,12 @@ async fn probe(cfg: &Config, meter: &str, json: bool) -> anyhow::Result<ExitCode
 fn report(
     cfg: &Config,
     customer: &str,
-    period: Option<pqwatch::report::schedule::Period>,
+    period: Option<pqwatch::calendar::Period>,
     format: ReportFormat,
     out: Option<&Path>,
     send: bool,
 ) -> anyhow::Result<ExitCode> {
-    use pqwatch::report::schedule::{Period, PeriodKind};
+    use pqwatch::calendar::{Period, PeriodKind};
     let Some(c) = cfg.customers.iter().find(|c| c.id == customer) else {
         let hint =
             pqwatch::schema::did_you_mean(customer, cfg.customers.iter().map(|c| c.id.as_str()))
@@ -678,10 +678,7 @@ fn report(
     let now = pqwatch::clock::now_ms();
     let period = period.unwrap_or_else(|| {
         let kind = c.report.as_ref().map_or(PeriodKind::Month, |s| s.period);
-        Period::last_complete_before(
-            kind,
-            pqwatch::report::schedule::local_date(now, &cfg.timezone),
-        )
+        Period::last_complete_before(kind, pqwatch::calendar::local_date(now, &cfg.timezone))
     });
     if send {
         let mut db = pqwatch::state::StateDb::open(dir)?;

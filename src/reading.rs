@@ -1,6 +1,6 @@
 //! The unit of data flowing from pollers to sinks: one poll of one meter.
 
-use crate::sink::line;
+use crate::line_protocol::{self as line, Dialect};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -27,24 +27,24 @@ impl MeterMeta {
         MeterMeta {
             id: id.to_string(),
             customer: customer.to_string(),
-            series_key_v2: line::series_key(line::MEASUREMENT, tags, line::Dialect::V2),
-            series_key_v1: line::series_key(line::MEASUREMENT, tags, line::Dialect::V1),
-            tag_set_v2: line::series_key("", tags, line::Dialect::V2),
-            tag_set_v1: line::series_key("", tags, line::Dialect::V1),
+            series_key_v2: line::series_key(crate::schema::MEASUREMENT, tags, Dialect::V2),
+            series_key_v1: line::series_key(crate::schema::MEASUREMENT, tags, Dialect::V1),
+            tag_set_v2: line::series_key("", tags, Dialect::V2),
+            tag_set_v1: line::series_key("", tags, Dialect::V1),
         }
     }
 
-    pub fn tag_set(&self, dialect: line::Dialect) -> &str {
+    pub fn tag_set(&self, dialect: Dialect) -> &str {
         match dialect {
-            line::Dialect::V2 => &self.tag_set_v2,
-            line::Dialect::V1 => &self.tag_set_v1,
+            Dialect::V2 => &self.tag_set_v2,
+            Dialect::V1 => &self.tag_set_v1,
         }
     }
 
-    pub fn series_key(&self, dialect: line::Dialect) -> &str {
+    pub fn series_key(&self, dialect: Dialect) -> &str {
         match dialect {
-            line::Dialect::V2 => &self.series_key_v2,
-            line::Dialect::V1 => &self.series_key_v1,
+            Dialect::V2 => &self.series_key_v2,
+            Dialect::V1 => &self.series_key_v1,
         }
     }
 }

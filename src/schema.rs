@@ -12,6 +12,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+/// The measurement every meter reading is written to (its fields are the
+/// profile's field names; docs/operations.md lists the other measurements).
+pub const MEASUREMENT: &str = "meter";
+
 /// Which instrument-transformer ratio scales a quantity to the primary side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ratio {

@@ -30,6 +30,7 @@
 //! The pure parts (aggregation, limits, rules) are in `quality`; this task
 //! only routes their input and output.
 
+use crate::calendar::{day_key, local_date};
 use crate::config::Config;
 use crate::events::{Change, CloseReason, EventChange, EventStore};
 use crate::metrics::Metrics;
@@ -41,7 +42,6 @@ use crate::quality::rules::{
 };
 use crate::reading::{MeterMeta, Point, Reading, Record};
 use crate::report::ledger::{self, DayLedger, LedgerSpec};
-use crate::report::schedule::{day_key, local_date};
 use crate::report::store::LedgerStore;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -1396,7 +1396,7 @@ nominal_voltage = 400
         assert_eq!(g("instant_peak"), 1_200.0);
         // The report judges the same basis: a pass, with the sample shown.
         let db = StateDb::open(dir.path()).unwrap();
-        let period = crate::report::schedule::Period::parse("2030-10-05").unwrap();
+        let period = crate::calendar::Period::parse("2030-10-05").unwrap();
         let r =
             crate::report::assemble(&cfg, &db, &cfg.customers[0], &period, t0(&cfg) + 86_400_000)
                 .unwrap();

@@ -7,9 +7,9 @@ mod common;
 mod e2e;
 
 use e2e::{pqwatch_cmd, run_to_end};
+use pqwatch::calendar::{day_key, local_date};
 use pqwatch::quality::aggregate::{Stat, Window};
 use pqwatch::report::ledger::{self, LedgerSpec};
-use pqwatch::report::schedule::{day_key, local_date};
 use pqwatch::report::store::{LedgerStore, SendLog};
 use pqwatch::state::StateDb;
 use std::path::Path;

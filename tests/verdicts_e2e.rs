@@ -329,8 +329,8 @@ nominal_voltage = 380
     // pqwatch's CSV, from the binary.
     let mut totals = (0u32, 0u32, 0u32, 0u32);
     let utc = jiff::tz::TimeZone::UTC;
-    let from = pqwatch::report::schedule::local_date(stopped.started_ms, &utc);
-    let to = pqwatch::report::schedule::local_date(stopped.stopped_ms, &utc);
+    let from = pqwatch::calendar::local_date(stopped.started_ms, &utc);
+    let to = pqwatch::calendar::local_date(stopped.stopped_ms, &utc);
     let out = e2e::run_to_end(
         e2e::pqwatch_cmd(&[
             "report",
@@ -402,7 +402,7 @@ async fn one_high_sample_during_a_suspension_is_information_not_a_violation_end_
     let vm = VictoriaMetrics::start()?;
     let port = free_port();
     let utc = jiff::tz::TimeZone::UTC;
-    let today = pqwatch::report::schedule::local_date(pqwatch::clock::now_ms(), &utc);
+    let today = pqwatch::calendar::local_date(pqwatch::clock::now_ms(), &utc);
     let (from, to) = (today.yesterday()?, today.tomorrow()?);
     let cfg = e2e::config(&format!(
         r#"{}

@@ -560,8 +560,8 @@ pub(super) fn alerts(p: &mut Problems) -> Alerts {
 /// When a customer's report is sent and what it covers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReportSchedule {
-    pub period: crate::report::schedule::PeriodKind,
-    pub cron: crate::report::schedule::Cron,
+    pub period: crate::calendar::PeriodKind,
+    pub cron: crate::calendar::Cron,
 }
 
 /// Validated `[reports]`.
@@ -600,7 +600,7 @@ pub(super) fn report_schedule(
     key: &str,
     p: &mut Problems,
 ) -> ReportSchedule {
-    use crate::report::schedule::{Cron, PeriodKind};
+    use crate::calendar::{Cron, PeriodKind};
     let kind = match period {
         None => base.map_or(PeriodKind::Month, |b| b.period),
         Some(s) => s.parse::<PeriodKind>().unwrap_or_else(|e| {

@@ -3,16 +3,17 @@
 //! ```text
 //! 1-minute windows (watch) ──▶ ledger (per meter and local day, state DB)
 //!                                   │
-//! schedule (cron, local time) ──▶ scheduler ──▶ model ──▶ render ──▶ send log + mail_queue ──▶ notifier ──▶ SMTP
+//! calendar (cron, local time) ─▶ scheduler ──▶ model ──▶ render ──▶ send log + mail_queue ──▶ notifier ──▶ SMTP
 //!                                  (due periods)  (pure)    (pure)     (one transaction)
 //! ```
 //!
 //! - [`ledger`]: what a day of minutes adds up to (pure, mergeable);
 //! - [`store`]: the ledger and the send log in the state database;
-//! - [`schedule`]: cron expressions and report periods (pure);
 //! - [`model`]: one customer and period → every figure and verdict (pure);
 //! - [`render`]: HTML, plain text and CSV in zh-CN or en (pure);
 //! - [`scheduler`]: the task that queues each due report exactly once.
+//!
+//! Cron expressions and report periods are the [`calendar`]'s.
 //!
 //! Delivery is the notifier's (`notify`): the same mail queue, SMTP
 //! settings and retry with backoff as alerts.
@@ -20,13 +21,12 @@
 pub mod ledger;
 pub mod model;
 pub mod render;
-pub mod schedule;
 pub mod scheduler;
 pub mod store;
 
+use crate::calendar::{self, Period};
 use crate::config::{Config, Customer};
 use crate::state::{StateDb, StateError};
-use schedule::Period;
 
 /// Read what a report needs from the state database and build it.
 pub fn assemble(
@@ -47,8 +47,8 @@ pub fn assemble(
     let (ledger, unreadable_rows) = store::read(
         db,
         &meters,
-        &schedule::day_key(period.from),
-        &schedule::day_key(period.to),
+        &calendar::day_key(period.from),
+        &calendar::day_key(period.to),
     )?;
     let tz = &cfg.timezone;
     let events = crate::events::between_for_customer(

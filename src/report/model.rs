@@ -29,7 +29,7 @@
 //!   event (of the total or of one meter) overlapped the period.
 
 use super::ledger::{DayLedger, DistortionDay, Peak, VoltageDay, keep_peak};
-use super::schedule::Period;
+use crate::calendar::Period;
 use crate::config::sections::Language;
 use crate::config::{Config, Customer, Meter};
 use crate::quality::limits::Span;
@@ -196,7 +196,7 @@ fn assess(
         }
     };
     for date in period.days() {
-        let Some(day) = days.get(&super::schedule::day_key(date)) else {
+        let Some(day) = days.get(&crate::calendar::day_key(date)) else {
             continue;
         };
         let iw = date.iso_week_date();
@@ -819,7 +819,7 @@ fn meter_report(
     let daily = period
         .days()
         .map(|date| {
-            let key = super::schedule::day_key(date);
+            let key = crate::calendar::day_key(date);
             let day = days.get(&key);
             let one = Period {
                 kind: None,
@@ -954,7 +954,7 @@ fn weekly_rows(
         acc.to = date;
         acc.days += 1;
         acc.expected += (end - start) / 600_000;
-        let day = days.get(&super::schedule::day_key(date));
+        let day = days.get(&crate::calendar::day_key(date));
         for (ph, _, _) in &m.voltage_refs {
             let e = acc.per_phase.entry(ph.clone()).or_insert((0, 0, 0));
             if let Some(d) = day {
@@ -1230,9 +1230,9 @@ mod tests {
         assert_eq!(phase_order("thd_current_l1"), ("l1".into(), 0));
     }
 
+    use crate::calendar::{day_key, local_date};
     use crate::quality::aggregate::{Stat, Window};
     use crate::report::ledger::{self, LedgerSpec};
-    use crate::report::schedule::{day_key, local_date};
 
     const CONFIG: &str = r#"
 [daemon]

@@ -22,8 +22,8 @@
 //! Not here: the figures (`model`), the layout (`render`), SMTP (`notify`).
 
 use super::render;
-use super::schedule::Period;
 use super::store::{self, Logged, SendLog};
+use crate::calendar::Period;
 use crate::config::{Config, Customer};
 use crate::metrics::Metrics;
 use crate::state::{StateDb, StateError};
@@ -142,8 +142,8 @@ pub fn queue_report(
     let entry = Logged {
         customer: customer.id.clone(),
         period: period.label(),
-        from_day: super::schedule::day_key(period.from),
-        to_day: super::schedule::day_key(period.to),
+        from_day: crate::calendar::day_key(period.from),
+        to_day: crate::calendar::day_key(period.to),
         queued_ms: now_ms,
         mail_id: None,
         recipients: customer.recipients.clone(),
