@@ -13,15 +13,19 @@
 //! entries that came from a conf.d file, that file; the caller prints them
 //! all and exits 78 (EX_CONFIG). Nothing here opens a socket.
 
+mod daemon;
+mod fleet;
+mod influx;
 mod lenient;
+mod problems;
 mod raw;
 pub mod sections;
 mod validate;
 
-pub use validate::{
-    Api, Config, Customer, DEFAULT_MAX_IN_FLIGHT, Daemon, Durability, GatewaySettings, Influx,
-    Meter, Polling, SECTIONS, parse_size, validate_tree,
-};
+pub use daemon::{Daemon, GatewaySettings, Polling};
+pub use fleet::{Customer, Meter};
+pub use influx::{Api, DEFAULT_MAX_IN_FLIGHT, Durability, Influx, parse_size};
+pub use validate::{Config, SECTIONS, validate_tree};
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -3,8 +3,8 @@
 //! voltage basis of a meter. Same rules as `validate`: every problem is
 //! collected with its key path.
 
+use super::problems::{Problems, duration, secret, section};
 use super::raw;
-use super::validate::{Problems, duration, secret, section};
 use crate::modbus::reading::MeterPlan;
 use crate::quality::limits::{Overrides, Presets};
 use crate::quality::rules::Timing;
