@@ -16,6 +16,7 @@
 //! Module map:
 //! - [`config`]: files + conf.d + environment → validated, typed [`config::Config`].
 //! - [`profile`]: device register maps as data (built-in TOML, user directory).
+//! - [`backoff`]: the one retry policy (capped exponential, jitter, Retry-After).
 //! - [`calendar`]: local days, report periods, cron (a leaf).
 //! - [`clock`]: wall-clock ms, poll alignment, monotonic waits, clock steps (a leaf).
 //! - [`schema`]: canonical field names and units.
@@ -37,6 +38,7 @@
 //! - [`systemd`]: readiness and watchdog notifications (sd_notify).
 
 pub mod app;
+pub mod backoff;
 pub mod calendar;
 pub mod clock;
 pub mod config;

@@ -38,7 +38,6 @@ use crate::metrics::{GatewayStats, MeterStats, Metrics};
 use crate::modbus::plan::ReadRequest;
 use crate::profile::FunctionCode;
 use crate::reading::{MeterMeta, Reading};
-use rand::RngExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -615,11 +614,9 @@ fn re_anchor(states: &mut [MeterState], now: i64, step_ms: i64) {
 }
 
 /// 250 ms doubling to `cap`, with ±25 % jitter so many pqwatch instances
-/// (or gateways) do not reconnect in lockstep.
+/// (or gateways) do not reconnect in lockstep ([`backoff::reconnect`]).
 fn reconnect_backoff(failures: u32, cap: Duration) -> Duration {
-    let base = Duration::from_millis(250) * 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-    let base = base.min(cap);
-    base.mul_f64(rand::rng().random_range(0.75..1.25))
+    crate::backoff::reconnect(cap).delay(failures)
 }
 
 #[cfg(test)]

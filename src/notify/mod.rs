@@ -61,7 +61,6 @@ use digest::{Digest, Message, Outcome};
 use lettre::address::Envelope;
 use lettre::message::Mailbox;
 use queue::{MailQueue, Queued};
-use rand::RngExt as _;
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
@@ -95,30 +94,7 @@ pub fn offer(tx: &mpsc::Sender<EventChange>, change: EventChange, metrics: &Metr
     }
 }
 
-/// How long to wait before retrying after consecutive failures.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    pub first: Duration,
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            first: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-        }
-    }
-}
-
-impl Backoff {
-    /// `first × 2^(failures−1)`, capped at `max`, ±20 % jitter.
-    pub fn delay(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(30);
-        let base = self.first.saturating_mul(1u32 << exp).min(self.max);
-        base.mul_f64(rand::rng().random_range(0.8..1.2))
-    }
-}
+pub use crate::backoff::Backoff;
 
 /// A message the server rejected (5xx) is retried this many times in all.
 const REJECTED_ATTEMPTS: u32 = 3;
@@ -674,6 +650,7 @@ name = "华东特钢有限公司"
         let b = Backoff {
             first: Duration::from_secs(1),
             max: Duration::from_secs(60),
+            jitter: 0.2,
         };
         let within = |d: Duration, s: f64| {
             let x = d.as_secs_f64();

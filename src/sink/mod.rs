@@ -50,12 +50,12 @@ pub mod line;
 pub mod outbox;
 pub mod writer;
 
+use crate::backoff;
 use crate::config::{Durability, Influx};
 use crate::metrics::Metrics;
 use crate::reading::Record;
 use bytes::Bytes;
 use outbox::{Outbox, Stored, gzip, halves};
-use rand::RngExt as _;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,22 +138,16 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Backoff after consecutive failures: 1 s doubling to 60 s, ±20 % jitter,
-/// or what the server asked for in `Retry-After` (capped at 10 min).
-/// Misconfiguration (401/403/404) waits at least 30 s: an operator must act.
+/// Backoff after consecutive failures ([`backoff::SINK`]), or what the
+/// server asked for in `Retry-After`. Misconfiguration (401/403/404) waits
+/// at least 30 s: an operator must act.
 fn backoff(failures: u32, retry_after: Option<Duration>, class: Class) -> Duration {
-    if let Some(d) = retry_after {
-        return d.min(Duration::from_secs(600));
-    }
-    let base = Duration::from_secs(1) * 2u32.saturating_pow(failures.saturating_sub(1).min(6));
-    let base = base.min(Duration::from_secs(60));
-    let base = if class == Class::Misconfigured {
-        base.max(Duration::from_secs(30))
+    let floor = if class == Class::Misconfigured {
+        Duration::from_secs(30)
     } else {
-        base
+        Duration::ZERO
     };
-    let jitter = rand::rng().random_range(0.8..1.2);
-    base.mul_f64(jitter)
+    backoff::SINK.delay_after(failures, retry_after, floor)
 }
 
 /// A stretch of time during which the outbox could not be written (disk
