@@ -182,7 +182,7 @@ pub async fn run_with_reload(
     )?;
     let ledger =
         crate::report::store::LedgerStore::new(crate::state::StateDb::open(&cfg.daemon.state_dir)?);
-    let watch = watch.with_ledger(crate::watch::LedgerFeed::new(
+    let watch = watch.with_ledger(crate::report::feed::LedgerFeed::new(
         ledger,
         cfg.timezone.clone(),
         cfg.reports.keep_days,

@@ -41,9 +41,9 @@ use crate::quality::rules::{
     VOLTAGE_PHASES,
 };
 use crate::reading::{MeterMeta, Point, Reading, Record};
+use crate::report::feed::LedgerFeed;
 use crate::report::ledger::{self, DayLedger, LedgerSpec};
-use crate::report::store::LedgerStore;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -319,122 +319,6 @@ fn measurement_names(short: i64, long: i64, demand: i64) -> [&'static str; 3] {
     ];
     known.push(((short, long, demand), n));
     n
-}
-
-/// Rows a meter-day collects before it is compacted into one.
-const COMPACT_AFTER_ROWS: u32 = 60;
-
-/// The ledger side of the watch: contributions waiting to be stored.
-pub struct LedgerFeed {
-    store: LedgerStore,
-    tz: jiff::tz::TimeZone,
-    keep_days: u32,
-    /// (meter, day) → contributions not yet stored.
-    pending: BTreeMap<(String, String), DayLedger>,
-    /// Rows stored per (meter, day) by this process (for compaction).
-    rows: HashMap<(String, String), u32>,
-    /// The local day of the last housekeeping.
-    today: String,
-    failing: bool,
-}
-
-impl LedgerFeed {
-    pub fn new(store: LedgerStore, tz: jiff::tz::TimeZone, keep_days: u32) -> Self {
-        LedgerFeed {
-            store,
-            tz,
-            keep_days,
-            pending: BTreeMap::new(),
-            rows: HashMap::new(),
-            today: String::new(),
-            failing: false,
-        }
-    }
-
-    fn add(&mut self, meter: &str, start_ms: i64, d: DayLedger) {
-        if d.is_empty() {
-            return;
-        }
-        let day = day_key(local_date(start_ms, &self.tz));
-        self.pending
-            .entry((meter.to_string(), day))
-            .or_default()
-            .merge(&d);
-    }
-
-    /// Store what is pending; on a new local day compact the finished days
-    /// and apply retention. A failure keeps everything pending for the next
-    /// call (one entry per meter-day, so memory stays bounded).
-    fn flush(&mut self, now_ms: i64) {
-        if !self.pending.is_empty() {
-            let rows = self
-                .pending
-                .iter()
-                .map(|((m, d), l)| (m.as_str(), d.as_str(), l));
-            match self.store.append(rows) {
-                Ok(_) => {
-                    if self.failing {
-                        info!("report ledger: storing again");
-                        self.failing = false;
-                    }
-                    for (key, _) in std::mem::take(&mut self.pending) {
-                        *self.rows.entry(key).or_insert(0) += 1;
-                    }
-                }
-                Err(e) => {
-                    if !self.failing {
-                        error!(error = %e, pending = self.pending.len(), "report ledger: cannot store; keeping the minutes in memory and retrying");
-                        self.failing = true;
-                    }
-                    return;
-                }
-            }
-        }
-        let full: Vec<(String, String)> = self
-            .rows
-            .iter()
-            .filter(|(_, n)| **n >= COMPACT_AFTER_ROWS)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in full {
-            match self.store.compact(&key.0, &key.1) {
-                Ok(_) => {
-                    self.rows.insert(key, 1);
-                }
-                Err(e) => {
-                    warn!(meter = %key.0, day = %key.1, error = %e, "report ledger: compaction failed; retrying later")
-                }
-            }
-        }
-        let today = day_key(local_date(now_ms, &self.tz));
-        if today != self.today {
-            self.housekeeping(&today);
-        }
-    }
-
-    fn housekeeping(&mut self, today: &str) {
-        match self.store.compact_before(today) {
-            Ok(n) if n > 0 => info!(rows = n, "report ledger: finished days compacted"),
-            Ok(_) => {}
-            Err(e) => {
-                warn!(error = %e, "report ledger: compaction failed; retrying later");
-                return;
-            }
-        }
-        self.rows.retain(|(_, d), _| d.as_str() >= today);
-        if let Ok(t) = today.parse::<jiff::civil::Date>()
-            && let Ok(oldest) = t.checked_sub(jiff::Span::new().days(self.keep_days as i64))
-        {
-            match self.store.prune_before(&day_key(oldest)) {
-                Ok(n) if n > 0 => {
-                    info!(rows = n, before = %oldest, "report ledger: old days deleted ([reports] keep_days)")
-                }
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "report ledger: retention failed; retrying tomorrow"),
-            }
-        }
-        self.today = today.to_string();
-    }
 }
 
 pub struct Watch {

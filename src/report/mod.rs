@@ -8,6 +8,7 @@
 //! ```
 //!
 //! - [`ledger`]: what a day of minutes adds up to (pure, mergeable);
+//! - [`feed`]: the watch's windows into the ledger (stored within a second);
 //! - [`store`]: the ledger and the send log in the state database;
 //! - [`model`]: one customer and period → every figure and verdict (pure);
 //! - [`render`]: HTML, plain text and CSV in zh-CN or en (pure);
@@ -18,6 +19,7 @@
 //! Delivery is the notifier's (`notify`): the same mail queue, SMTP
 //! settings and retry with backoff as alerts.
 
+pub mod feed;
 pub mod ledger;
 pub mod model;
 pub mod render;

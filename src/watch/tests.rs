@@ -12,6 +12,7 @@ fn window_names() {
 }
 
 use super::*;
+use crate::report::store::LedgerStore;
 use crate::state::StateDb;
 
 /// 2030-10-05 00:00 in Asia/Shanghai (a quarter hour; far enough in
