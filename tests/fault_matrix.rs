@@ -52,7 +52,7 @@ const PHASE_V_10K: f64 = 5_773.502_691_896_258;
 
 // ---------------------------------------------------------------------------
 // Log capture: pqwatch's own tracing lines, formatted as the binary formats
-// them (`main.rs`: no target, no colour), into one buffer per test process.
+// them (`cli/mod.rs`: no target, no colour), into one buffer per test process.
 // Tests run in parallel; each reads back only the lines of its own gateway.
 // ---------------------------------------------------------------------------
 
