@@ -22,8 +22,7 @@ pub(crate) fn period(
 ) -> anyhow::Result<Option<pqwatch::calendar::Period>> {
     Ok(match (period, from, to) {
         (Some(p), _, _) => Some(
-            pqwatch::calendar::Period::parse(&p)
-                .map_err(|e| anyhow::anyhow!("--period: {e}"))?,
+            pqwatch::calendar::Period::parse(&p).map_err(|e| anyhow::anyhow!("--period: {e}"))?,
         ),
         (None, Some(f), Some(t)) => Some(
             pqwatch::calendar::Period::range(f, t)
@@ -59,10 +58,7 @@ pub(crate) fn report(
     let now = pqwatch::clock::now_ms();
     let period = period.unwrap_or_else(|| {
         let kind = c.report.as_ref().map_or(PeriodKind::Month, |s| s.period);
-        Period::last_complete_before(
-            kind,
-            pqwatch::calendar::local_date(now, &cfg.timezone),
-        )
+        Period::last_complete_before(kind, pqwatch::calendar::local_date(now, &cfg.timezone))
     });
     if send {
         let mut db = pqwatch::state::StateDb::open(dir)?;
