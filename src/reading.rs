@@ -1,6 +1,7 @@
 //! The unit of data flowing from pollers to sinks: one poll of one meter.
 
-use crate::line_protocol::{self as line, Dialect};
+use crate::line_protocol::{Dialect, series_key};
+use crate::schema::MEASUREMENT;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -27,10 +28,10 @@ impl MeterMeta {
         MeterMeta {
             id: id.to_string(),
             customer: customer.to_string(),
-            series_key_v2: line::series_key(crate::schema::MEASUREMENT, tags, Dialect::V2),
-            series_key_v1: line::series_key(crate::schema::MEASUREMENT, tags, Dialect::V1),
-            tag_set_v2: line::series_key("", tags, Dialect::V2),
-            tag_set_v1: line::series_key("", tags, Dialect::V1),
+            series_key_v2: series_key(MEASUREMENT, tags, Dialect::V2),
+            series_key_v1: series_key(MEASUREMENT, tags, Dialect::V1),
+            tag_set_v2: series_key("", tags, Dialect::V2),
+            tag_set_v1: series_key("", tags, Dialect::V1),
         }
     }
 

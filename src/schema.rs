@@ -179,6 +179,14 @@ pub fn did_you_mean<'a>(
         .map(|(_, c)| c)
 }
 
+/// ` (did you mean "x"?)` after an error about `name`, or nothing when no
+/// candidate is close.
+pub fn did_you_mean_hint<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    did_you_mean(name, candidates)
+        .map(|s| format!(" (did you mean \"{s}\"?)"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

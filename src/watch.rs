@@ -30,7 +30,6 @@
 //! The pure parts (aggregation, limits, rules) are in `quality`; this task
 //! only routes their input and output.
 
-use crate::calendar::{day_key, local_date};
 use crate::config::Config;
 use crate::events::{Change, CloseReason, EventChange, EventStore};
 use crate::metrics::Metrics;
@@ -506,33 +505,14 @@ impl Watch {
     pub fn with_ledger(mut self, feed: LedgerFeed) -> Self {
         for (id, cw) in self.customers.iter_mut() {
             for s in &cw.load.set.suspensions {
-                let from = day_key(local_date(s.from_ms, &feed.tz));
-                let to = local_date(s.to_ms, &feed.tz)
-                    .tomorrow()
-                    .map(day_key)
-                    .unwrap_or_else(|_| day_key(local_date(s.to_ms, &feed.tz)));
-                let days = match feed.store.read_days(&ledger::customer_key(id), &from, &to) {
-                    Ok(d) => d,
+                match feed.suspension_peaks(id, s.from_ms, s.to_ms) {
+                    Ok(Some(peaks)) => {
+                        cw.peaks.insert(s.from_ms, peaks);
+                    }
+                    Ok(None) => {}
                     Err(e) => {
                         warn!(customer = %id, error = %e, "cannot read the suspension peaks so far; starting from this run's");
-                        continue;
                     }
-                };
-                let inside = |p: &Option<ledger::Peak>| {
-                    p.clone()
-                        .filter(|p| s.from_ms <= p.at_ms && p.at_ms <= s.to_ms)
-                };
-                let (mut basis, mut instant) = (None, None);
-                for d in days.values() {
-                    if let Some(p) = inside(&d.suspension) {
-                        ledger::keep_peak(&mut basis, &p);
-                    }
-                    if let Some(p) = inside(&d.suspension_instant) {
-                        ledger::keep_peak(&mut instant, &p);
-                    }
-                }
-                if let (Some(b), Some(i)) = (basis, instant) {
-                    cw.peaks.insert(s.from_ms, (b, i));
                 }
             }
         }
@@ -584,9 +564,9 @@ impl Watch {
         }
         if let Some(l) = &mut self.ledger {
             l.flush(crate::clock::now_ms());
-            if !l.pending.is_empty() {
+            if l.pending_days() > 0 {
                 error!(
-                    meter_days = l.pending.len(),
+                    meter_days = l.pending_days(),
                     "report ledger: minutes not stored at shutdown are lost"
                 );
             }

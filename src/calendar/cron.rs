@@ -323,14 +323,10 @@ impl Cron {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{local, tz};
+    use super::super::testing::{cron, local, tz};
     use super::super::{Period, PeriodKind};
     use super::*;
     use jiff::civil::date;
-
-    fn cron(s: &str) -> Cron {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
 
     fn err(s: &str) -> String {
         s.parse::<Cron>().unwrap_err()

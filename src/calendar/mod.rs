@@ -35,7 +35,7 @@ use jiff::tz::{AmbiguousOffset, TimeZone};
 /// The first instant at which the local clock in `tz` reads `dt` or later:
 /// the instant itself when unambiguous, the earlier one in a fold, the end of
 /// the gap in a gap. None only at the edges of jiff's range.
-pub(crate) fn resolve(tz: &TimeZone, dt: DateTime) -> Option<Timestamp> {
+fn resolve(tz: &TimeZone, dt: DateTime) -> Option<Timestamp> {
     match tz.to_ambiguous_timestamp(dt).offset() {
         AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(dt).ok(),
         AmbiguousOffset::Fold { before, .. } => before.to_timestamp(dt).ok(),
@@ -52,12 +52,12 @@ pub(crate) fn resolve(tz: &TimeZone, dt: DateTime) -> Option<Timestamp> {
     }
 }
 
-pub(crate) fn local_date_ts(t: Timestamp, tz: &TimeZone) -> Date {
+fn local_date_ts(t: Timestamp, tz: &TimeZone) -> Date {
     tz.to_datetime(t).date()
 }
 
 /// Start of local date `d` in `tz`; saturates at the edges of jiff's range.
-pub(crate) fn day_start(d: Date, tz: &TimeZone) -> Timestamp {
+fn day_start(d: Date, tz: &TimeZone) -> Timestamp {
     resolve(tz, d.to_datetime(Time::midnight())).unwrap_or(if d.year() < 0 {
         Timestamp::MIN
     } else {
@@ -93,6 +93,10 @@ mod testing {
     /// Local civil time → instant via the `resolve` rule, for test inputs.
     pub(super) fn local(tz: &TimeZone, y: i16, mo: i8, d: i8, h: i8, mi: i8) -> Timestamp {
         super::resolve(tz, date(y, mo, d).at(h, mi, 0, 0)).unwrap()
+    }
+
+    pub(super) fn cron(s: &str) -> super::Cron {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
     }
 }
 

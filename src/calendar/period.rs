@@ -250,13 +250,9 @@ fn parse_day(s: &str) -> Option<Result<Date, String>> {
 #[cfg(test)]
 mod tests {
     use super::super::Cron;
-    use super::super::testing::{local, tz};
+    use super::super::testing::{cron, local, tz};
     use super::*;
     use jiff::civil::date;
-
-    fn cron(s: &str) -> Cron {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
 
     #[test]
     fn berlin_dst_day_minutes() {

@@ -1,6 +1,5 @@
 //! `pqwatch events`: list power-quality events from the state database.
 
-use anyhow::bail;
 use pqwatch::config::Config;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -11,13 +10,7 @@ pub(crate) fn events(
     limit: usize,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let dir = &cfg.daemon.state_dir;
-    if !dir.join(pqwatch::state::FILE).exists() {
-        bail!(
-            "no state database in {} (has pqwatch run with this config yet?)",
-            dir.display()
-        );
-    }
+    let dir = super::state_dir(cfg)?;
     let store = pqwatch::events::EventStore::new(pqwatch::state::StateDb::open_readonly(dir)?);
     let list = store.recent(open, limit)?;
     let local = |ms: i64| {

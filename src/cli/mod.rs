@@ -106,3 +106,16 @@ pub(crate) async fn dispatch(cmd: Cmd) -> anyhow::Result<ExitCode> {
         } => demo::demo(config, scenario, duration).await,
     }
 }
+
+/// The config's state directory, when pqwatch has made its database there;
+/// the commands that read it say so plainly otherwise.
+pub(crate) fn state_dir(cfg: &pqwatch::config::Config) -> anyhow::Result<&std::path::Path> {
+    let dir = &cfg.daemon.state_dir;
+    if !dir.join(pqwatch::state::FILE).exists() {
+        anyhow::bail!(
+            "no state database in {} (has pqwatch run with this config yet?)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}

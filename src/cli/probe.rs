@@ -6,9 +6,8 @@ use std::process::ExitCode;
 
 pub(crate) async fn probe(cfg: &Config, meter: &str, json: bool) -> anyhow::Result<ExitCode> {
     let Some(m) = cfg.meters.iter().find(|m| m.id == meter) else {
-        let hint = pqwatch::schema::did_you_mean(meter, cfg.meters.iter().map(|m| m.id.as_str()))
-            .map(|s| format!(" (did you mean \"{s}\"?)"))
-            .unwrap_or_default();
+        let hint =
+            pqwatch::schema::did_you_mean_hint(meter, cfg.meters.iter().map(|m| m.id.as_str()));
         bail!("no meter \"{meter}\" in the config{hint}");
     };
     let settings = cfg.gateways[&m.address].clone();

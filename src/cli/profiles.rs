@@ -31,9 +31,7 @@ pub(crate) fn profiles(
         None => print_profiles(&reg),
         Some(ProfilesCmd::Show { name }) => {
             let Some(p) = reg.get(&name) else {
-                let hint = pqwatch::schema::did_you_mean(&name, reg.names())
-                    .map(|s| format!(" (did you mean \"{s}\"?)"))
-                    .unwrap_or_default();
+                let hint = pqwatch::schema::did_you_mean_hint(&name, reg.names());
                 bail!("unknown profile \"{name}\"{hint}");
             };
             print_profile(p);

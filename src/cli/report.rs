@@ -42,19 +42,13 @@ pub(crate) fn report(
 ) -> anyhow::Result<ExitCode> {
     use pqwatch::calendar::{Period, PeriodKind};
     let Some(c) = cfg.customers.iter().find(|c| c.id == customer) else {
-        let hint =
-            pqwatch::schema::did_you_mean(customer, cfg.customers.iter().map(|c| c.id.as_str()))
-                .map(|s| format!(" (did you mean \"{s}\"?)"))
-                .unwrap_or_default();
+        let hint = pqwatch::schema::did_you_mean_hint(
+            customer,
+            cfg.customers.iter().map(|c| c.id.as_str()),
+        );
         bail!("no customer \"{customer}\" in the config{hint}");
     };
-    let dir = &cfg.daemon.state_dir;
-    if !dir.join(pqwatch::state::FILE).exists() {
-        bail!(
-            "no state database in {} (has pqwatch run with this config yet?)",
-            dir.display()
-        );
-    }
+    let dir = super::state_dir(cfg)?;
     let now = pqwatch::clock::now_ms();
     let period = period.unwrap_or_else(|| {
         let kind = c.report.as_ref().map_or(PeriodKind::Month, |s| s.period);

@@ -1,19 +1,12 @@
 //! `pqwatch status`: print the outbox state from the state directory (works
 //! while the daemon runs).
 
-use anyhow::bail;
 use pqwatch::config::Config;
 use std::process::ExitCode;
 use std::time::Duration;
 
 pub(crate) fn status(cfg: &Config, json: bool) -> anyhow::Result<ExitCode> {
-    let dir = &cfg.daemon.state_dir;
-    if !dir.join(pqwatch::state::FILE).exists() {
-        bail!(
-            "no state database in {} (has pqwatch run with this config yet?)",
-            dir.display()
-        );
-    }
+    let dir = super::state_dir(cfg)?;
     let db = pqwatch::state::StateDb::open_readonly(dir)?;
     let version = db.schema_version()?;
     let dropped = db.counter("points_dropped")?;

@@ -9,7 +9,7 @@ use super::sections::{Alerts, Reports, RulesCfg};
 use crate::modbus::reading::{MeterPlan, Ratios};
 use crate::profile::{Profile, Registry};
 use crate::quality::limits::{Limits, Overrides};
-use crate::schema::did_you_mean;
+use crate::schema::{did_you_mean, did_you_mean_hint};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -235,7 +235,6 @@ pub(super) fn customers(
 }
 
 /// What each meter is checked against: the sections read before it.
-#[derive(Clone, Copy)]
 pub(super) struct MeterContext<'a> {
     pub(super) v1: bool,
     pub(super) customers: &'a Customers,
@@ -474,9 +473,7 @@ pub(super) fn meter_identity(
         );
     }
     if !customers.ids.contains(&m.customer) {
-        let hint = did_you_mean(&m.customer, customers.ids.iter().map(String::as_str))
-            .map(|s| format!(" (did you mean \"{s}\"?)"))
-            .unwrap_or_default();
+        let hint = did_you_mean_hint(&m.customer, customers.ids.iter().map(String::as_str));
         p.push(
             &format!("{key}.customer"),
             format!(

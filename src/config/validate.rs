@@ -10,7 +10,7 @@ use super::influx::{Api, Influx, influx};
 use super::problems::Problems;
 use super::{ConfigError, Tree};
 use crate::profile::Registry;
-use crate::schema::did_you_mean;
+use crate::schema::did_you_mean_hint;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 /// Sections pqwatch knows; any other top-level key is an error.
@@ -143,9 +143,7 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
 fn unknown_sections(tree: &Tree, p: &mut Problems) {
     for k in tree.root.keys() {
         if !SECTIONS.contains(&k.as_str()) {
-            let hint = did_you_mean(k, SECTIONS.iter().copied())
-                .map(|s| format!(" (did you mean \"{s}\"?)"))
-                .unwrap_or_default();
+            let hint = did_you_mean_hint(k, SECTIONS.iter().copied());
             p.push(k, format!("unknown section{hint}"));
         }
     }

@@ -32,6 +32,7 @@
 //! beats its heartbeat each time it wakes for a cycle and after each poll
 //! (`metrics` module docs).
 
+use crate::backoff;
 use crate::clock::{catch_up, next_aligned, now_ms};
 use crate::config::{GatewaySettings, Meter};
 use crate::metrics::{GatewayStats, MeterStats, Metrics};
@@ -489,10 +490,10 @@ impl Gateway {
                     Metrics::inc(&self.metrics.connects_failed);
                     Metrics::inc(&gs.connects_failed);
                     conn.connect_failures += 1;
-                    let wait = reconnect_backoff(
-                        conn.connect_failures + conn.resets,
-                        self.settings.reconnect_max,
-                    );
+                    // Jittered so many pqwatch instances (or gateways) do
+                    // not reconnect in lockstep.
+                    let wait = backoff::reconnect(self.settings.reconnect_max)
+                        .delay(conn.connect_failures + conn.resets);
                     conn.retry_at = Some(Instant::now() + wait);
                     if conn.connect_failures == 1 && conn.resets < RESET_STORM {
                         warn!(error = %e, "cannot connect to gateway");
@@ -561,10 +562,8 @@ impl Gateway {
                     );
                 }
                 if conn.resets >= RESET_STORM {
-                    let wait = reconnect_backoff(
-                        conn.resets - RESET_STORM + 1 + conn.connect_failures,
-                        self.settings.reconnect_max,
-                    );
+                    let wait = backoff::reconnect(self.settings.reconnect_max)
+                        .delay(conn.resets - RESET_STORM + 1 + conn.connect_failures);
                     conn.retry_at = Some(Instant::now() + wait);
                 }
             }
@@ -609,27 +608,6 @@ fn re_anchor(states: &mut [MeterState], now: i64, step_ms: i64) {
         st.next_ms = now - now.rem_euclid(st.interval_ms);
         if st.backoff_until_ms > 0 {
             st.backoff_until_ms += step_ms;
-        }
-    }
-}
-
-/// 250 ms doubling to `cap`, with ±25 % jitter so many pqwatch instances
-/// (or gateways) do not reconnect in lockstep ([`backoff::reconnect`]).
-fn reconnect_backoff(failures: u32, cap: Duration) -> Duration {
-    crate::backoff::reconnect(cap).delay(failures)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconnect_backoff_is_capped() {
-        let cap = Duration::from_secs(30);
-        let first = reconnect_backoff(1, cap);
-        assert!(first >= Duration::from_millis(187) && first <= Duration::from_millis(313));
-        for f in [10, 20, 1000] {
-            assert!(reconnect_backoff(f, cap) <= cap.mul_f64(1.25));
         }
     }
 }

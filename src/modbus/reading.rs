@@ -120,9 +120,7 @@ impl MeterPlan {
                     } else if let Some(d) = profile.derived.iter().position(|d| &d.name == name) {
                         derived.push(d);
                     } else {
-                        let hint = crate::schema::did_you_mean(name, profile.output_names())
-                            .map(|s| format!(" (did you mean \"{s}\"?)"))
-                            .unwrap_or_default();
+                        let hint = crate::schema::did_you_mean_hint(name, profile.output_names());
                         errors.push(format!(
                             "\"{name}\" is not a field of profile {}{hint}",
                             profile.name

@@ -53,6 +53,7 @@ pub mod queue;
 pub mod render;
 pub mod transport;
 
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::events::EventChange;
 use crate::metrics::Metrics;
@@ -93,8 +94,6 @@ pub fn offer(tx: &mpsc::Sender<EventChange>, change: EventChange, metrics: &Metr
         Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }
-
-pub use crate::backoff::Backoff;
 
 /// A message the server rejected (5xx) is retried this many times in all.
 const REJECTED_ATTEMPTS: u32 = 3;
@@ -199,7 +198,7 @@ impl Notifier {
             tz: cfg.timezone.clone(),
             metrics,
             enabled: cfg.alerts.enabled,
-            retry: Backoff::default(),
+            retry: crate::backoff::MAIL,
             final_attempt: cfg.daemon.shutdown_grace.min(Duration::from_secs(5)),
             send_timeout: cfg.smtp.timeout.saturating_mul(2),
             unstored: Vec::new(),
@@ -643,23 +642,6 @@ name = "华东特钢有限公司"
             .unwrap_or_default();
         v.sort();
         v
-    }
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        let b = Backoff {
-            first: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-            jitter: 0.2,
-        };
-        let within = |d: Duration, s: f64| {
-            let x = d.as_secs_f64();
-            x >= s * 0.8 && x <= s * 1.2
-        };
-        assert!(within(b.delay(1), 1.0));
-        assert!(within(b.delay(3), 4.0));
-        assert!(within(b.delay(10), 60.0));
-        assert!(within(b.delay(u32::MAX), 60.0));
     }
 
     #[tokio::test]

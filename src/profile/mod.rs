@@ -502,9 +502,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
                 Some(idx) => inputs.push(idx),
                 None => {
                     let hint =
-                        schema::did_you_mean(name, registers.iter().map(|r| r.name.as_str()))
-                            .map(|s| format!(" (did you mean \"{s}\"?)"))
-                            .unwrap_or_default();
+                        schema::did_you_mean_hint(name, registers.iter().map(|r| r.name.as_str()));
                     p.push(format!(
                         "{key}.inputs[{j}]: \"{name}\" is not a field of this profile{hint}"
                     ));

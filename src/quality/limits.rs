@@ -498,9 +498,7 @@ impl Presets {
     ) -> Result<Limits, String> {
         let name = o.preset.as_deref().unwrap_or("gb");
         let p = self.presets.get(name).ok_or_else(|| {
-            let hint = crate::schema::did_you_mean(name, self.names())
-                .map(|s| format!(" (did you mean \"{s}\"?)"))
-                .unwrap_or_default();
+            let hint = crate::schema::did_you_mean_hint(name, self.names());
             format!("unknown limits preset \"{name}\"{hint}")
         })?;
         let kv = nominal_voltage / 1000.0;

@@ -4,9 +4,10 @@
 //! calls it; it never loses minutes silently: what cannot be stored is
 //! kept and retried, and what is lost at shutdown is logged.
 
-use super::ledger::DayLedger;
+use super::ledger::{DayLedger, Peak, customer_key, keep_peak};
 use super::store::LedgerStore;
 use crate::calendar::{day_key, local_date};
+use crate::state::StateError;
 use std::collections::{BTreeMap, HashMap};
 use tracing::{error, info, warn};
 
@@ -15,11 +16,11 @@ const COMPACT_AFTER_ROWS: u32 = 60;
 
 /// The ledger side of the watch: contributions waiting to be stored.
 pub struct LedgerFeed {
-    pub(crate) store: LedgerStore,
-    pub(crate) tz: jiff::tz::TimeZone,
+    store: LedgerStore,
+    tz: jiff::tz::TimeZone,
     keep_days: u32,
     /// (meter, day) → contributions not yet stored.
-    pub(crate) pending: BTreeMap<(String, String), DayLedger>,
+    pending: BTreeMap<(String, String), DayLedger>,
     /// Rows stored per (meter, day) by this process (for compaction).
     rows: HashMap<(String, String), u32>,
     /// The local day of the last housekeeping.
@@ -38,6 +39,41 @@ impl LedgerFeed {
             today: String::new(),
             failing: false,
         }
+    }
+
+    /// The peaks (basis, instantaneous) a customer's suspension from
+    /// `from_ms` to `to_ms` reached so far, as stored in its ledger (`*/C`
+    /// key) on the local days it spans; None before any was stored.
+    pub(crate) fn suspension_peaks(
+        &self,
+        customer: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Option<(Peak, Peak)>, StateError> {
+        let from = day_key(local_date(from_ms, &self.tz));
+        let last = local_date(to_ms, &self.tz);
+        let to = last
+            .tomorrow()
+            .map(day_key)
+            .unwrap_or_else(|_| day_key(last));
+        let days = self.store.read_days(&customer_key(customer), &from, &to)?;
+        let inside =
+            |p: &Option<Peak>| p.clone().filter(|p| from_ms <= p.at_ms && p.at_ms <= to_ms);
+        let (mut basis, mut instant) = (None, None);
+        for d in days.values() {
+            if let Some(p) = inside(&d.suspension) {
+                keep_peak(&mut basis, &p);
+            }
+            if let Some(p) = inside(&d.suspension_instant) {
+                keep_peak(&mut instant, &p);
+            }
+        }
+        Ok(basis.zip(instant))
+    }
+
+    /// Meter-days not stored yet.
+    pub(crate) fn pending_days(&self) -> usize {
+        self.pending.len()
     }
 
     pub(crate) fn add(&mut self, meter: &str, start_ms: i64, d: DayLedger) {
