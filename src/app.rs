@@ -1,28 +1,38 @@
-//! Wiring: starts the tasks, connects them with bounded channels, owns
-//! shutdown.
+//! Wiring: starts the tasks, connects them with bounded channels, applies
+//! reloads, owns shutdown order.
 //!
 //! ```text
 //! gateway tasks ──(readings, bounded 8192)──▶ tee ──(bounded 8192)──────────▶ sink ──▶ outbox ──▶ InfluxDB
 //!                                              ├─▶ latest reading per meter       ▲
 //!                                              └─▶ watch ─(windows, pq_event)─────┘
-//!                                                    └─(event changes, bounded)─▶ notifier ──▶ mail queue ──▶ SMTP
+//!                                                    └─(event changes, bounded)─▶ notifier ──▶ mail queue ──▶ mail sender ──▶ SMTP
+//!                                                          report scheduler ──────────────────────┘
 //! ```
+//!
+//! Each stage runs with its own slice of the config (`config::reload`);
+//! a reload re-sends every slice and restarts only the gateways whose
+//! settings or meters changed (`modbus::supervise`).
 //!
 //! Shutdown (the token passed to [`run`]): only the sources are cancelled.
 //! Gateway tasks stop polling and drop their senders; the tee and the sink
 //! see their channels close, the sink seals and delivers what it holds
 //! within its grace period, and `run` returns once everything has drained
-//! (or a hard deadline passed, logging what was still running).
+//! (or a hard deadline passed, logging what was still running). Mail
+//! producers stop before the mail sender, so what they flush gets its last
+//! delivery attempt.
 
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::modbus::gateway::Gateway;
+use crate::config::reload::{Slice, pin_not_live};
+use crate::metrics::{Metrics, log_status};
+use crate::modbus::supervise::{Pollers, heartbeat_limits};
 use crate::reading::{Latest, Reading, Record};
 use crate::sink::{Sink, run_discard};
+use crate::systemd::{Beat, SdNotify};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -74,7 +84,7 @@ pub async fn run(
 }
 
 /// [`run`], applying every validated config that arrives on `reloads`
-/// (SIGHUP, see `Pollers` and the module docs).
+/// (SIGHUP).
 pub async fn run_with_reload(
     cfg: Config,
     shutdown: CancellationToken,
@@ -84,13 +94,131 @@ pub async fn run_with_reload(
 ) -> anyhow::Result<()> {
     // One daemon per state directory, before anything else: a second one
     // would share the outbox.
-    let _lock = match opts.lock.clone() {
+    let lock = match opts.lock.clone() {
         Some(l) => l,
         None => Arc::new(crate::state::lock_dir(&cfg.daemon.state_dir)?),
     };
     let metrics = handles.metrics.clone();
-    // Under [cluster], this instance polls, judges and reports only the
-    // customers its shard owns.
+    let cfg = shard(cfg);
+    let (tx, rx) = mpsc::channel::<Reading>(CHANNEL);
+    let (sink_tx, sink_rx) = mpsc::channel::<Record>(CHANNEL);
+    let (watch_tx, watch_rx) = mpsc::channel::<Reading>(CHANNEL);
+
+    // The state database first: if it cannot be opened (a foreign or
+    // corrupt file, no permission), nothing starts and nothing is polled.
+    let state = crate::state::StateDb::open(&cfg.daemon.state_dir)?;
+    lock.keep();
+    info!(path = %state.path.display(), "state database open");
+    crate::metrics::process_start_ms();
+    // Bound before any task starts: an address in use stops the start with
+    // an error naming http.listen.
+    let http_listener = match cfg.http.enabled {
+        true => Some(crate::http::bind(cfg.http.listen).await?),
+        false => None,
+    };
+    let slices = Slices::new(&cfg);
+    let mut tasks = Tasks {
+        sink: start_sink(&cfg, state, sink_rx, &metrics, opts.grace)?,
+        ..Tasks::default()
+    };
+
+    // Mail: the sender first, then its producers (operator alerts, reports).
+    let sender = crate::mail::Sender::new(&slices.mail.subscribe().borrow(), metrics.clone())
+        .map_err(|e| anyhow::anyhow!("mail: {e}"))?;
+    info!(mail = %sender.describe(), "operator alerts and reports");
+    let wake_mail = sender.waker();
+    tasks.mail = Some(tokio::spawn(
+        sender.run(tasks.mail_stop.clone(), slices.mail.subscribe()),
+    ));
+    let (notify_tx, notify_rx) = crate::notify::channel();
+    let notifier = crate::notify::Notifier::new(
+        &slices.notify.subscribe().borrow(),
+        metrics.clone(),
+        wake_mail.clone(),
+    )
+    .map_err(|e| anyhow::anyhow!("notifier: {e}"))?;
+    tasks.notifier = Some(tokio::spawn(notifier.run(
+        notify_rx,
+        tasks.notify_stop.clone(),
+        slices.notify.subscribe(),
+    )));
+    tasks.reports = start_reports(&cfg, &slices, &metrics, wake_mail, &tasks.reports_stop)?;
+    tasks.watch = Some(start_watch(
+        &cfg,
+        &slices,
+        (watch_rx, sink_tx.clone(), notify_tx),
+        &metrics,
+    )?);
+    tasks.tee = Some(tokio::spawn(tee(
+        rx,
+        handles.latest.clone(),
+        watch_tx,
+        sink_tx,
+    )));
+
+    // The HTTP endpoint; it stops accepting when shutdown begins.
+    tasks.http = http_listener.map(|l| {
+        if let Ok(a) = l.local_addr() {
+            let _ = handles.http_addr.set(a);
+        }
+        let ctx = crate::http::Ctx::new(
+            slices.http.subscribe(),
+            cfg.http.token.clone(),
+            metrics.clone(),
+            handles.latest.clone(),
+        );
+        crate::http::spawn(l, ctx, shutdown.child_token())
+    });
+
+    // One task per gateway address.
+    let mut pollers = Pollers::new(shutdown.child_token(), metrics.clone(), tx);
+    pollers.sync(&cfg).await;
+    info!(
+        meters = cfg.meters.len(),
+        gateways = pollers.len(),
+        "polling started"
+    );
+    let sd = SdNotify::from_env().map(Arc::new);
+    if let Some(sd) = &sd {
+        sd.notify(&format!(
+            "READY=1\nSTATUS=polling {} meters on {} gateways",
+            cfg.meters.len(),
+            pollers.len()
+        ));
+    }
+    let limits = Arc::new(Mutex::new(heartbeat_limits(&cfg)));
+    start_background(&mut tasks, &sd, &limits, &metrics, &opts, &shutdown);
+
+    let mut cfg = cfg;
+    let mut supervise = tokio::time::interval(Duration::from_secs(5));
+    supervise.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = supervise.tick() => pollers.revive(&cfg).await,
+            Some(new) = reloads.recv() => {
+                let reload = Reload { pollers: &mut pollers, slices: &slices, handles: &handles, limits: &limits, sd: sd.as_deref() };
+                cfg = reload.apply(&cfg, new).await;
+            }
+        }
+    }
+    if let Some(sd) = &sd {
+        sd.notify("STOPPING=1\nSTATUS=stopping: delivering buffered data");
+    }
+    if let Some(w) = tasks.watchdog.take() {
+        w.abort();
+    }
+    info!("shutting down: stopping pollers");
+    pollers.stop_all().await;
+    tasks.drain(opts.grace).await;
+    log_status(&metrics);
+    info!("stopped");
+    Ok(())
+}
+
+/// Under `[cluster]`, this instance polls, judges and reports only the
+/// customers its shard owns.
+fn shard(cfg: Config) -> Config {
     let all = (cfg.customers.len(), cfg.meters.len());
     let cfg = cfg.for_shard();
     if cfg.cluster.shards > 1 {
@@ -104,555 +232,335 @@ pub async fn run_with_reload(
             "cluster: this instance's share of the fleet"
         );
     }
-    let (tx, rx) = mpsc::channel::<Reading>(CHANNEL);
-    let (sink_tx, sink_rx) = mpsc::channel::<Record>(CHANNEL);
-    let (watch_tx, watch_rx) = mpsc::channel::<Reading>(CHANNEL);
+    cfg
+}
 
-    // The state database first: if it cannot be opened (a foreign or
-    // corrupt file, no permission), nothing starts and nothing is polled.
-    let state = crate::state::StateDb::open(&cfg.daemon.state_dir)?;
-    _lock.keep();
-    info!(path = %state.path.display(), "state database open");
-    crate::metrics::process_start_ms();
-    // Bound before any task starts: an address in use stops the start with
-    // an error naming http.listen.
-    let http_listener = match cfg.http.enabled {
-        true => Some(crate::http::bind(cfg.http.listen).await?),
-        false => None,
-    };
+/// Every stage's slice of the config, sent again on each reload.
+struct Slices {
+    watch: Slice<crate::watch::Settings>,
+    notify: Slice<crate::notify::Settings>,
+    mail: Slice<crate::mail::Settings>,
+    reports: Slice<Config>,
+    http: Slice<crate::http::Settings>,
+}
+
+impl Slices {
+    fn new(cfg: &Config) -> Slices {
+        Slices {
+            watch: Slice::new(cfg, crate::watch::Settings::of).0,
+            notify: Slice::new(cfg, crate::notify::Settings::of).0,
+            mail: Slice::new(cfg, crate::mail::Settings::of).0,
+            reports: Slice::new(cfg, Config::clone).0,
+            http: Slice::new(cfg, crate::http::Settings::of).0,
+        }
+    }
+
+    fn send(&self, cfg: &Config) {
+        self.watch.send(cfg);
+        self.notify.send(cfg);
+        self.mail.send(cfg);
+        self.reports.send(cfg);
+        self.http.send(cfg);
+    }
+}
+
+/// The long-lived tasks besides the pollers, and the tokens that stop the
+/// ones that do not stop when their input closes.
+#[derive(Default)]
+struct Tasks {
+    sink: Option<JoinHandle<()>>,
+    tee: Option<JoinHandle<()>>,
+    watch: Option<JoinHandle<()>>,
+    reports: Option<JoinHandle<()>>,
+    reports_stop: CancellationToken,
+    notifier: Option<JoinHandle<()>>,
+    notify_stop: CancellationToken,
+    mail: Option<JoinHandle<()>>,
+    mail_stop: CancellationToken,
+    http: Option<JoinHandle<()>>,
+    /// Aborted as shutdown begins: the tasks stop beating one by one.
+    watchdog: Option<JoinHandle<()>>,
+    /// Aborted at the end: the clock-step watch, the status log.
+    background: Vec<JoinHandle<()>>,
+}
+
+impl Tasks {
+    /// Wait for everything downstream of the (stopped) pollers, in the
+    /// order the data flows, each bounded.
+    async fn drain(self, grace: Duration) {
+        let _ = join(self.tee).await;
+        let _ = join(self.watch).await;
+        self.reports_stop.cancel();
+        let _ = join(self.reports).await;
+        // The watch dropped the notifier's sender: it flushes its digests
+        // into the mail queue, then the sender makes a last delivery
+        // attempt (bounded).
+        self.notify_stop.cancel();
+        let _ = join(self.notifier).await;
+        self.mail_stop.cancel();
+        if tokio::time::timeout(Duration::from_secs(15), join(self.mail))
+            .await
+            .is_err()
+        {
+            error!("mail sender did not stop in time; queued mail is sent on the next start");
+        }
+        // The sink bounds its own drain by `grace`; this is the backstop.
+        if tokio::time::timeout(grace + Duration::from_secs(5), join(self.sink))
+            .await
+            .is_err()
+        {
+            error!("sink did not finish within its grace period; exiting anyway");
+        }
+        for t in self.background {
+            t.abort();
+        }
+        if let Some(mut h) = self.http
+            && tokio::time::timeout(Duration::from_secs(2), &mut h)
+                .await
+                .is_err()
+        {
+            warn!("HTTP endpoint: requests still in progress at exit were cut off");
+            h.abort();
+        }
+    }
+}
+
+async fn join(t: Option<JoinHandle<()>>) {
+    if let Some(t) = t {
+        let _ = t.await;
+    }
+}
+
+/// The sink: to InfluxDB through the outbox, or, with no `[influxdb]`,
+/// counted and discarded.
+fn start_sink(
+    cfg: &Config,
+    state: crate::state::StateDb,
+    rx: mpsc::Receiver<Record>,
+    metrics: &Arc<Metrics>,
+    grace: Duration,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
     let outbox = crate::sink::outbox::Outbox::new(state)?;
-
-    let sink = match &cfg.influx {
-        Some(influx) => {
-            let mut sink = Sink::new(influx.clone(), metrics.clone(), Some(outbox))
-                .map_err(|e| anyhow::anyhow!("InfluxDB writer: {e}"))?;
-            sink.grace = opts.grace;
-            info!(url = %crate::secret::redact_url(&influx.url), api = api_name(&influx.api), "writing readings to InfluxDB");
-            tokio::spawn(sink.run(sink_rx))
+    let Some(influx) = &cfg.influx else {
+        if outbox.depth().batches > 0 {
+            warn!(
+                batches = outbox.depth().batches,
+                "the outbox holds batches from an earlier run, but no [influxdb] is configured: they stay until it is"
+            );
         }
-        None => {
-            if outbox.depth().batches > 0 {
-                warn!(
-                    batches = outbox.depth().batches,
-                    "the outbox holds batches from an earlier run, but no [influxdb] is configured: they stay until it is"
-                );
-            }
-            warn!("no [influxdb] section configured: readings are polled but NOT stored");
-            tokio::spawn(run_discard(sink_rx, metrics.clone()))
-        }
+        warn!("no [influxdb] section configured: readings are polled but NOT stored");
+        return Ok(Some(tokio::spawn(run_discard(rx, metrics.clone()))));
     };
+    let mut sink = Sink::new(influx.clone(), metrics.clone(), Some(outbox))
+        .map_err(|e| anyhow::anyhow!("InfluxDB writer: {e}"))?;
+    sink.grace = grace;
+    let api = match &influx.api {
+        crate::config::Api::V2 { .. } => "v2",
+        crate::config::Api::V1 { .. } => "v1",
+    };
+    info!(url = %crate::secret::redact_url(&influx.url), api, "writing readings to InfluxDB");
+    Ok(Some(tokio::spawn(sink.run(rx))))
+}
 
-    // The watch task: windows, rules, events. Its own state-DB connection.
-    let events =
-        crate::events::EventStore::new(crate::state::StateDb::open(&cfg.daemon.state_dir)?);
-    // The notifier: operator mail, its own state-DB connection and queue.
-    let (notify_tx, notify_rx) = crate::notify::channel();
-    let notifier = crate::notify::Notifier::new(&cfg, metrics.clone())
-        .map_err(|e| anyhow::anyhow!("notifier: {e}"))?;
-    info!(mail = %notifier.describe(), "operator alerts");
-    let notify_stop = CancellationToken::new();
-    let wake_mail = notifier.waker();
-    // Reloaded configs reach the long-lived tasks through this channel.
-    let (configs, configs_rx) = tokio::sync::watch::channel::<Option<Arc<Config>>>(None);
-    let notifier =
-        tokio::spawn(notifier.run_with_reload(notify_rx, notify_stop.clone(), configs_rx.clone()));
-
-    // Customer reports: queued into the notifier's mail queue, exactly once.
-    let reports_stop = CancellationToken::new();
-    let reports = if cfg.reports.enabled {
-        let s = crate::report::scheduler::Scheduler::new(
-            Arc::new(cfg.clone()),
-            metrics.clone(),
-            wake_mail,
-        )?;
-        Some(tokio::spawn(
-            s.run_with_reload(reports_stop.clone(), configs_rx.clone()),
-        ))
-    } else {
+/// Customer reports, queued into the mail queue exactly once.
+fn start_reports(
+    cfg: &Config,
+    slices: &Slices,
+    metrics: &Arc<Metrics>,
+    wake_mail: Arc<tokio::sync::Notify>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    if !cfg.reports.enabled {
         info!("[reports] enabled = false: no customer reports are sent");
-        None
-    };
+        return Ok(None);
+    }
+    let s = crate::report::scheduler::Scheduler::new(
+        slices.reports.subscribe().borrow().clone(),
+        metrics.clone(),
+        wake_mail,
+    )?;
+    Ok(Some(tokio::spawn(
+        s.run(stop.clone(), slices.reports.subscribe()),
+    )))
+}
 
+/// The watch task (windows, rules, events, the report ledger), each store
+/// on its own state-database connection.
+fn start_watch(
+    cfg: &Config,
+    slices: &Slices,
+    (rx, sink, notify): (
+        mpsc::Receiver<Reading>,
+        mpsc::Sender<Record>,
+        mpsc::Sender<crate::events::EventChange>,
+    ),
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let open = || crate::state::StateDb::open(&cfg.daemon.state_dir);
+    let events = crate::events::EventStore::new(open()?);
+    let settings = slices.watch.subscribe();
     let watch = crate::watch::Watch::new(
-        &cfg,
+        &settings.borrow(),
         events,
-        sink_tx.clone(),
-        Some(notify_tx),
+        sink,
+        Some(notify),
         metrics.clone(),
     )?;
-    let ledger =
-        crate::report::store::LedgerStore::new(crate::state::StateDb::open(&cfg.daemon.state_dir)?);
+    let ledger = crate::report::store::LedgerStore::new(open()?);
     let watch = watch.with_ledger(crate::report::feed::LedgerFeed::new(
         ledger,
         cfg.timezone.clone(),
         cfg.reports.keep_days,
     ));
-    let watch = tokio::spawn(watch.run_with_reload(watch_rx, configs_rx));
+    Ok(tokio::spawn(watch.run(rx, settings)))
+}
 
-    let latest = handles.latest.clone();
-    let tee = tokio::spawn(async move {
-        let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
-        let mut batch = Vec::new();
-        'tee: while rx.next(&mut batch, crate::gather::MAX).await > 0 {
-            {
-                let mut latest = latest.lock().expect("latest lock");
-                for r in &batch {
-                    match latest.get_mut(&r.meter.id) {
-                        Some(slot) => *slot = r.clone(),
-                        None => {
-                            latest.insert(r.meter.id.clone(), r.clone());
-                        }
+/// The tee: each batch of readings updates the latest reading per meter,
+/// then goes to the watch and the sink. It ends when the pollers are gone
+/// or a downstream stage is.
+async fn tee(
+    rx: mpsc::Receiver<Reading>,
+    latest: Latest,
+    watch: mpsc::Sender<Reading>,
+    sink: mpsc::Sender<Record>,
+) {
+    let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
+    let mut batch = Vec::new();
+    while rx.next(&mut batch, crate::gather::MAX).await > 0 {
+        {
+            let mut latest = latest.lock().expect("latest lock");
+            for r in &batch {
+                match latest.get_mut(&r.meter.id) {
+                    Some(slot) => *slot = r.clone(),
+                    None => {
+                        latest.insert(r.meter.id.clone(), r.clone());
                     }
                 }
             }
-            for r in batch.drain(..) {
-                if watch_tx.send(r.clone()).await.is_err() {
-                    break 'tee;
-                }
-                if sink_tx.send(Record::Reading(r)).await.is_err() {
-                    break 'tee;
-                }
+        }
+        for r in batch.drain(..) {
+            if watch.send(r.clone()).await.is_err() {
+                return;
             }
-        }
-    });
-
-    // The HTTP endpoint; it stops accepting when shutdown begins.
-    let http = http_listener.map(|l| {
-        if let Ok(a) = l.local_addr() {
-            let _ = handles.http_addr.set(a);
-        }
-        let ctx = crate::http::Ctx::new(
-            Arc::new(cfg.clone()),
-            configs.subscribe(),
-            metrics.clone(),
-            handles.latest.clone(),
-        );
-        crate::http::spawn(l, ctx, shutdown.child_token())
-    });
-
-    // One task per gateway address.
-    let mut pollers = Pollers {
-        tasks: BTreeMap::new(),
-        cancel: shutdown.child_token(),
-        metrics: metrics.clone(),
-        tx,
-    };
-    pollers.sync(&cfg).await;
-    info!(
-        meters = cfg.meters.len(),
-        gateways = pollers.tasks.len(),
-        "polling started"
-    );
-    // systemd: ready now; the watchdog is fed while the work progresses.
-    let sd = crate::systemd::SdNotify::from_env().map(Arc::new);
-    if let Some(sd) = &sd {
-        sd.notify(&format!(
-            "READY=1\nSTATUS=polling {} meters on {} gateways",
-            cfg.meters.len(),
-            pollers.tasks.len()
-        ));
-    }
-    let beats = Arc::new(Mutex::new(gateway_max_ages(&cfg)));
-    let watchdog = match (&sd, crate::systemd::watchdog_interval()) {
-        (Some(sd), Some(every)) => {
-            info!(interval = ?every, "systemd watchdog: pinging while polling and writing progress");
-            Some(tokio::spawn(run_watchdog(
-                sd.clone(),
-                every,
-                metrics.clone(),
-                beats.clone(),
-                shutdown.clone(),
-            )))
-        }
-        _ => None,
-    };
-    // Wall-clock steps: logged once each with their size, and counted.
-    let clock = {
-        let metrics = metrics.clone();
-        let on_step = move || Metrics::inc(&metrics.clock_steps);
-        tokio::spawn(crate::clock::watch(on_step, shutdown.clone()))
-    };
-    let status = {
-        let metrics = metrics.clone();
-        let every = opts.status_every;
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => break,
-                    _ = tick.tick() => log_status(&metrics),
-                }
-            }
-        })
-    };
-
-    let mut cfg = cfg;
-    let mut supervise = tokio::time::interval(Duration::from_secs(5));
-    supervise.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = supervise.tick() => pollers.revive(&cfg).await,
-            Some(new) = reloads.recv() => {
-                if let Some(sd) = &sd {
-                    sd.notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
-                }
-                // The shard comes from the running [cluster].
-                let new = pin_not_live(&cfg, new).for_shard();
-                pollers.sync(&new).await;
-                handles
-                    .latest
-                    .lock()
-                    .expect("latest lock")
-                    .retain(|id, _| new.meters.iter().any(|m| &m.id == id));
-                *beats.lock().expect("beats lock") = gateway_max_ages(&new);
-                let new = Arc::new(new);
-                let _ = configs.send(Some(new.clone()));
-                info!(
-                    customers = new.customers.len(),
-                    meters = new.meters.len(),
-                    gateways = pollers.tasks.len(),
-                    "config reloaded"
-                );
-                cfg = (*new).clone();
-                if let Some(sd) = &sd {
-                    sd.notify(&format!(
-                        "READY=1\nSTATUS=polling {} meters on {} gateways (reloaded)",
-                        cfg.meters.len(),
-                        pollers.tasks.len()
-                    ));
-                }
+            if sink.send(Record::Reading(r)).await.is_err() {
+                return;
             }
         }
     }
-    if let Some(sd) = &sd {
-        sd.notify("STOPPING=1\nSTATUS=stopping: delivering buffered data");
-    }
-    if let Some(w) = watchdog {
-        w.abort();
-    }
-    info!("shutting down: stopping pollers");
-    pollers.stop_all().await;
-    let _ = tee.await;
-    let _ = watch.await;
-    reports_stop.cancel();
-    if let Some(r) = reports {
-        let _ = r.await;
-    }
-    // The watch dropped the notifier's sender: it flushes its digests into
-    // the mail queue and makes a last delivery attempt (bounded).
-    notify_stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(15), notifier)
-        .await
-        .is_err()
-    {
-        error!("notifier did not stop in time; queued mail is sent on the next start");
-    }
-    // The sink bounds its own drain by `grace`; this is the backstop.
-    match tokio::time::timeout(opts.grace + Duration::from_secs(5), sink).await {
-        Ok(_) => {}
-        Err(_) => error!("sink did not finish within its grace period; exiting anyway"),
-    }
-    status.abort();
-    clock.abort();
-    if let Some(mut h) = http
-        && tokio::time::timeout(Duration::from_secs(2), &mut h)
-            .await
-            .is_err()
-    {
-        warn!("HTTP endpoint: requests still in progress at exit were cut off");
-        h.abort();
-    }
-    log_status(&metrics);
-    info!("stopped");
-    Ok(())
 }
 
-/// A hash of a gateway's settings and meters (their `Debug` form, streamed
-/// into the hasher): a reload restarts the gateway when it changes. Never
-/// materialised as text: every meter prints its whole profile, ~40 KB, so
-/// the strings kept for a 10,000-meter fleet took ~400 MB (BENCHMARKS.md).
-fn fingerprint<T: std::fmt::Debug>(
-    settings: Option<&T>,
-    meters: &[Arc<crate::config::Meter>],
-) -> u64 {
-    use std::hash::Hasher as _;
-    struct H(std::hash::DefaultHasher);
-    impl std::fmt::Write for H {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            self.0.write(s.as_bytes());
-            Ok(())
-        }
-    }
-    let mut h = H(std::hash::DefaultHasher::new());
-    let _ = std::fmt::Write::write_fmt(&mut h, format_args!("{settings:?}{meters:?}"));
-    h.0.finish()
-}
-
-/// The gateway tasks: one per address, each with its own cancel token so a
-/// reload restarts only the gateways whose meters or settings changed.
-struct Pollers {
-    /// address → (fingerprint of its settings and meters, cancel, task).
-    tasks: BTreeMap<String, (u64, CancellationToken, tokio::task::JoinHandle<()>)>,
-    cancel: CancellationToken,
-    metrics: Arc<Metrics>,
-    tx: mpsc::Sender<Reading>,
-}
-
-impl Pollers {
-    /// Make the running gateway tasks match `cfg`: stop the ones removed
-    /// or changed (a stopped task finishes its poll in progress), start
-    /// the new and changed ones, leave the rest polling undisturbed.
-    async fn sync(&mut self, cfg: &Config) {
-        let mut want: BTreeMap<String, Vec<Arc<crate::config::Meter>>> = BTreeMap::new();
-        for m in &cfg.meters {
-            want.entry(m.address.clone()).or_default().push(m.clone());
-        }
-        let fingerprint = |addr: &str, meters: &[Arc<crate::config::Meter>]| {
-            fingerprint(cfg.gateways.get(addr), meters)
-        };
-        let stale: Vec<String> = self
-            .tasks
-            .iter()
-            .filter(|(addr, (fp, _, _))| {
-                want.get(*addr)
-                    .is_none_or(|meters| *fp != fingerprint(addr, meters))
-            })
-            .map(|(a, _)| a.clone())
-            .collect();
-        for addr in stale {
-            if let Some((_, cancel, task)) = self.tasks.remove(&addr) {
-                cancel.cancel();
-                let _ = task.await;
-                info!(gateway = %addr, "gateway stopped (config changed)");
-            }
-        }
-        for (addr, meters) in want {
-            if self.tasks.contains_key(&addr) {
-                continue;
-            }
-            let fp = fingerprint(&addr, &meters);
-            self.spawn(cfg, addr, meters, fp);
-        }
-    }
-
-    fn spawn(
-        &mut self,
-        cfg: &Config,
-        addr: String,
-        meters: Vec<Arc<crate::config::Meter>>,
-        fp: u64,
-    ) {
-        let gw = Gateway {
-            settings: cfg.gateways[&addr].clone(),
-            meters,
-            metrics: self.metrics.clone(),
-        };
-        let cancel = self.cancel.child_token();
-        let task = tokio::spawn(gw.run(self.tx.clone(), cancel.clone()));
-        self.tasks.insert(addr, (fp, cancel, task));
-    }
-
-    /// Restart gateway tasks that ended on their own (a panic: a bug, but
-    /// one gateway's meters must not stay unpolled until a restart).
-    async fn revive(&mut self, cfg: &Config) {
-        let dead: Vec<String> = self
-            .tasks
-            .iter()
-            .filter(|(_, (_, _, t))| t.is_finished())
-            .map(|(a, _)| a.clone())
-            .collect();
-        for addr in dead {
-            if let Some((fp, _, task)) = self.tasks.remove(&addr) {
-                let why = match task.await {
-                    Err(e) if e.is_panic() => "panicked",
-                    _ => "ended",
-                };
-                error!(gateway = %addr, why, "gateway task stopped unexpectedly; restarting it");
-                Metrics::inc(&self.metrics.gateway_restarts);
-                // Same config as when it started: its fingerprint stands,
-                // and no other gateway needs hashing again.
-                let meters = cfg
-                    .meters
-                    .iter()
-                    .filter(|m| m.address == addr)
-                    .cloned()
-                    .collect();
-                self.spawn(cfg, addr, meters, fp);
-            }
-        }
-    }
-
-    async fn stop_all(self) {
-        self.cancel.cancel();
-        for (_, (_, _, task)) in self.tasks {
-            let _ = task.await;
-        }
-        // Dropping `tx` here closes the readings channel once every
-        // gateway task has dropped its sender.
-    }
-}
-
-/// Settings a reload cannot change in a running daemon keep their running
-/// values (and the log says which changed); everything else is the new
-/// config's.
-fn pin_not_live(old: &Config, mut new: Config) -> Config {
-    let mut changed = Vec::new();
-    if format!("{:?}", old.influx) != format!("{:?}", new.influx) {
-        changed.push("[influxdb]");
-    }
-    new.influx = old.influx.clone();
-    if old.daemon.state_dir != new.daemon.state_dir {
-        changed.push("daemon.state_dir");
-    }
-    if old.timezone != new.timezone {
-        changed.push("daemon.timezone");
-    }
-    new.daemon.state_dir = old.daemon.state_dir.clone();
-    new.timezone = old.timezone.clone();
-    if format!("{:?}", old.http) != format!("{:?}", new.http) {
-        changed.push("[http]");
-    }
-    new.http = old.http.clone();
-    if old.cluster != new.cluster {
-        changed.push("[cluster]");
-    }
-    new.cluster = old.cluster;
-    if old.reports.enabled != new.reports.enabled {
-        changed.push("reports.enabled");
-    }
-    new.reports.enabled = old.reports.enabled;
-    if old.rules.short_window != new.rules.short_window
-        || old.rules.long_window != new.rules.long_window
-        || old.rules.demand_window != new.rules.demand_window
-    {
-        warn!("rules windows changed: the windows in progress start afresh");
-    }
-    if !changed.is_empty() {
-        warn!(settings = ?changed, "these settings changed but need a restart; the running values stay until then");
-    }
-    new
-}
-
-/// How old each gateway's heartbeat may get before the daemon counts as
-/// hung: two cycles of its fastest meter plus one slow poll of its slowest
-/// (every read timing out after a reconnect), plus a margin.
-fn gateway_max_ages(cfg: &Config) -> BTreeMap<String, Duration> {
-    let mut out: BTreeMap<String, Duration> = BTreeMap::new();
-    for m in &cfg.meters {
-        let gw = &cfg.gateways[&m.address];
-        let slow_poll = (gw.timeout + gw.delay_between_requests)
-            * m.plan.requests.len().max(1) as u32
-            + gw.connect_timeout;
-        let age = m.interval * 2 + slow_poll + Duration::from_secs(10);
-        let e = out.entry(m.address.clone()).or_insert(age);
-        *e = (*e).max(age);
-    }
-    out
-}
-
-/// Ping systemd's watchdog at half its interval while every heartbeat is
-/// fresh (see `systemd`); otherwise say what is stuck, once per episode.
-async fn run_watchdog(
-    sd: Arc<crate::systemd::SdNotify>,
-    every: Duration,
-    metrics: Arc<Metrics>,
-    gateways: Arc<Mutex<BTreeMap<String, Duration>>>,
-    stop: CancellationToken,
+/// The systemd watchdog (when systemd asks for one), the clock-step watch
+/// and the periodic status line.
+fn start_background(
+    tasks: &mut Tasks,
+    sd: &Option<Arc<SdNotify>>,
+    limits: &Arc<Mutex<BTreeMap<String, Duration>>>,
+    metrics: &Arc<Metrics>,
+    opts: &Options,
+    shutdown: &CancellationToken,
 ) {
-    use crate::systemd::{Beat, stalled};
-    // The sink and the watch turn their loops at least once a second.
+    if let (Some(sd), Some(every)) = (sd, crate::systemd::watchdog_interval()) {
+        info!(interval = ?every, "systemd watchdog: pinging while polling and writing progress");
+        let (metrics, limits) = (metrics.clone(), limits.clone());
+        tasks.watchdog = Some(tokio::spawn(crate::systemd::watchdog(
+            sd.clone(),
+            every,
+            crate::metrics::process_start_ms(),
+            || crate::clock::now_ms().max(0) as u64,
+            move || beats(&metrics, &limits.lock().expect("beats lock")),
+            shutdown.clone(),
+        )));
+    }
+    // Wall-clock steps: logged once each with their size, and counted.
+    let m = metrics.clone();
+    let on_step = move || Metrics::inc(&m.clock_steps);
+    tasks
+        .background
+        .push(tokio::spawn(crate::clock::watch(on_step, shutdown.clone())));
+    let (metrics, every, stop) = (metrics.clone(), opts.status_every, shutdown.clone());
+    tasks.background.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => log_status(&metrics),
+            }
+        }
+    }));
+}
+
+/// What must keep moving for the watchdog to be fed: every gateway task
+/// (within its limit), the sink and the watch (they turn their loops at
+/// least once a second).
+fn beats(metrics: &Metrics, limits: &BTreeMap<String, Duration>) -> Vec<Beat> {
     const TASK_MAX_AGE: Duration = Duration::from_secs(15);
-    let started = crate::metrics::process_start_ms();
-    let mut tick = tokio::time::interval(every / 2);
-    let mut was_stalled = false;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let limits = gateways.lock().expect("beats lock").clone();
-        let mut beats: Vec<Beat> = metrics
-            .gateway_heartbeats()
-            .into_iter()
-            .filter_map(|(addr, last_ms)| {
-                limits.get(&addr).map(|max_age| Beat {
-                    what: format!("gateway {addr}"),
-                    last_ms,
-                    max_age: *max_age,
-                })
+    let mut beats: Vec<Beat> = metrics
+        .gateway_heartbeats()
+        .into_iter()
+        .filter_map(|(addr, last_ms)| {
+            limits.get(&addr).map(|max_age| Beat {
+                what: format!("gateway {addr}"),
+                last_ms,
+                max_age: *max_age,
             })
-            .collect();
-        beats.push(Beat {
-            what: "InfluxDB writer (sink)".into(),
-            last_ms: Metrics::get(&metrics.sink_heartbeat_ms),
-            max_age: TASK_MAX_AGE,
-        });
-        beats.push(Beat {
-            what: "rules (watch)".into(),
-            last_ms: Metrics::get(&metrics.watch_heartbeat_ms),
-            max_age: TASK_MAX_AGE,
-        });
-        let now = crate::clock::now_ms().max(0) as u64;
-        let stuck = stalled(&beats, now, started);
-        if stuck.is_empty() {
-            sd.notify("WATCHDOG=1");
-            was_stalled = false;
-        } else if !was_stalled {
-            error!(stalled = ?stuck, "no progress: not pinging the systemd watchdog (systemd restarts the service when it expires)");
-            was_stalled = true;
+        })
+        .collect();
+    beats.push(Beat {
+        what: "InfluxDB writer (sink)".into(),
+        last_ms: Metrics::get(&metrics.sink_heartbeat_ms),
+        max_age: TASK_MAX_AGE,
+    });
+    beats.push(Beat {
+        what: "rules (watch)".into(),
+        last_ms: Metrics::get(&metrics.watch_heartbeat_ms),
+        max_age: TASK_MAX_AGE,
+    });
+    beats
+}
+
+/// What a reload touches besides the config.
+struct Reload<'a> {
+    pollers: &'a mut Pollers,
+    slices: &'a Slices,
+    handles: &'a Handles,
+    limits: &'a Mutex<BTreeMap<String, Duration>>,
+    sd: Option<&'a SdNotify>,
+}
+
+impl Reload<'_> {
+    /// Apply a validated new config to the running daemon; returns the
+    /// config now running (the new one, with what needs a restart pinned).
+    async fn apply(self, running: &Config, new: Config) -> Config {
+        if let Some(sd) = self.sd {
+            sd.notify(&format!(
+                "RELOADING=1\nMONOTONIC_USEC={}",
+                crate::systemd::monotonic_usec()
+            ));
         }
+        // The shard comes from the running [cluster].
+        let new = pin_not_live(running, new).for_shard();
+        self.pollers.sync(&new).await;
+        self.handles
+            .latest
+            .lock()
+            .expect("latest lock")
+            .retain(|id, _| new.meters.iter().any(|m| &m.id == id));
+        *self.limits.lock().expect("beats lock") = heartbeat_limits(&new);
+        self.slices.send(&new);
+        info!(
+            customers = new.customers.len(),
+            meters = new.meters.len(),
+            gateways = self.pollers.len(),
+            "config reloaded"
+        );
+        if let Some(sd) = self.sd {
+            sd.notify(&format!(
+                "READY=1\nSTATUS=polling {} meters on {} gateways (reloaded)",
+                new.meters.len(),
+                self.pollers.len()
+            ));
+        }
+        new
     }
-}
-
-/// CLOCK_MONOTONIC in µs, as systemd wants with RELOADING=1 (Rust's
-/// `Instant` does not expose its value).
-fn monotonic_usec() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec into the buffer given.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
-        return 0;
-    }
-    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
-}
-
-fn api_name(api: &crate::config::Api) -> &'static str {
-    match api {
-        crate::config::Api::V2 { .. } => "v2",
-        crate::config::Api::V1 { .. } => "v1",
-    }
-}
-
-pub fn log_status(m: &Metrics) {
-    let g = Metrics::get;
-    info!(
-        polls_ok = g(&m.polls_ok),
-        polls_partial = g(&m.polls_partial),
-        polls_failed = g(&m.polls_failed),
-        cycles_skipped = g(&m.cycles_skipped),
-        read_timeouts = g(&m.read_timeouts),
-        read_exceptions = g(&m.read_exceptions),
-        fields_dropped = g(&m.fields_dropped),
-        fields_implausible = g(&m.fields_implausible),
-        points_written = g(&m.points_written),
-        points_dropped = g(&m.points_dropped),
-        points_rejected = g(&m.points_rejected),
-        batches_retried = g(&m.batches_retried),
-        outbox_batches = g(&m.outbox_batches),
-        outbox_points = g(&m.outbox_points),
-        outbox_bytes = g(&m.outbox_bytes),
-        outbox_oldest_age_s = match g(&m.outbox_oldest_ms) {
-            0 => 0,
-            t => (crate::clock::now_ms() as u64).saturating_sub(t) / 1000,
-        },
-        points_not_stored = g(&m.points_discarded),
-        events_opened = g(&m.events_opened),
-        events_closed = g(&m.events_closed),
-        "status"
-    );
 }

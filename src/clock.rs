@@ -27,6 +27,40 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Wall-clock milliseconds that follow tokio's clock from a start: tests
+/// that pause tokio's time move this clock too. For the mail tasks, whose
+/// retry times are wall-clock instants stored in the state database.
+pub struct TokioWall {
+    wall0: i64,
+    t0: tokio::time::Instant,
+}
+
+impl TokioWall {
+    /// Starting now.
+    pub fn new() -> Self {
+        TokioWall {
+            wall0: now_ms(),
+            t0: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Unix ms now, as this clock sees it.
+    pub fn now_ms(&self) -> i64 {
+        self.wall0 + self.t0.elapsed().as_millis() as i64
+    }
+
+    /// The tokio instant of the Unix time `ms` (now, if it is past).
+    pub fn instant(&self, ms: i64) -> tokio::time::Instant {
+        self.t0 + Duration::from_millis((ms - self.wall0).max(0) as u64)
+    }
+}
+
+impl Default for TokioWall {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The first multiple of `interval_ms` strictly after `t`.
 pub fn next_aligned(t: i64, interval_ms: i64) -> i64 {
     (t.div_euclid(interval_ms) + 1) * interval_ms

@@ -46,6 +46,7 @@ pub mod events;
 pub mod gather;
 pub mod http;
 pub mod line_protocol;
+pub mod mail;
 pub mod metrics;
 pub mod modbus;
 pub mod notify;

@@ -361,6 +361,36 @@ impl Metrics {
     }
 }
 
+/// Log the one-line status summary (every `status_every`, and at exit).
+pub fn log_status(m: &Metrics) {
+    let g = Metrics::get;
+    tracing::info!(
+        polls_ok = g(&m.polls_ok),
+        polls_partial = g(&m.polls_partial),
+        polls_failed = g(&m.polls_failed),
+        cycles_skipped = g(&m.cycles_skipped),
+        read_timeouts = g(&m.read_timeouts),
+        read_exceptions = g(&m.read_exceptions),
+        fields_dropped = g(&m.fields_dropped),
+        fields_implausible = g(&m.fields_implausible),
+        points_written = g(&m.points_written),
+        points_dropped = g(&m.points_dropped),
+        points_rejected = g(&m.points_rejected),
+        batches_retried = g(&m.batches_retried),
+        outbox_batches = g(&m.outbox_batches),
+        outbox_points = g(&m.outbox_points),
+        outbox_bytes = g(&m.outbox_bytes),
+        outbox_oldest_age_s = match g(&m.outbox_oldest_ms) {
+            0 => 0,
+            t => (crate::clock::now_ms() as u64).saturating_sub(t) / 1000,
+        },
+        points_not_stored = g(&m.points_discarded),
+        events_opened = g(&m.events_opened),
+        events_closed = g(&m.events_closed),
+        "status"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,6 +117,50 @@ pub fn stalled(beats: &[Beat], now_ms: u64, started_ms: u64) -> Vec<String> {
         .collect()
 }
 
+/// Ping the watchdog at half its interval while nothing in `beats()` is
+/// stalled; otherwise say what is stuck, once per episode. `beats` is
+/// asked afresh at every tick (a reload changes the gateways), so this
+/// module knows nothing of what the beats are.
+pub async fn watchdog(
+    sd: std::sync::Arc<SdNotify>,
+    every: Duration,
+    started_ms: u64,
+    now_ms: impl Fn() -> u64,
+    beats: impl Fn() -> Vec<Beat>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every / 2);
+    let mut was_stalled = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let stuck = stalled(&beats(), now_ms(), started_ms);
+        if stuck.is_empty() {
+            sd.notify("WATCHDOG=1");
+            was_stalled = false;
+        } else if !was_stalled {
+            tracing::error!(stalled = ?stuck, "no progress: not pinging the systemd watchdog (systemd restarts the service when it expires)");
+            was_stalled = true;
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in µs, as systemd wants with RELOADING=1 (Rust's
+/// `Instant` does not expose its value).
+pub fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the buffer given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return 0;
+    }
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 mod smtp;
 
 use pqwatch::events::{Change, EventChange};
+use pqwatch::mail::{self, Sender};
 use pqwatch::metrics::Metrics;
 use pqwatch::notify::{Notifier, channel};
 use pqwatch::quality::rules::{Event, Kind, State};
@@ -183,24 +184,34 @@ fn closed(mut e: Event) -> EventChange {
     }
 }
 
+/// The notifier and the mail sender, wired as the daemon wires them.
 struct Running {
     tx: mpsc::Sender<EventChange>,
     stop: CancellationToken,
     task: JoinHandle<()>,
+    stop_mail: CancellationToken,
+    mail: JoinHandle<()>,
     metrics: Arc<Metrics>,
 }
 
 impl Running {
     fn start(cfg: &pqwatch::config::Config) -> Running {
+        use pqwatch::config::reload::fixed;
         let metrics = Arc::new(Metrics::default());
-        let n = Notifier::new(cfg, metrics.clone()).unwrap();
+        let sender = Sender::new(&mail::Settings::of(cfg), metrics.clone()).unwrap();
+        let settings = pqwatch::notify::Settings::of(cfg);
+        let n = Notifier::new(&settings, metrics.clone(), sender.waker()).unwrap();
         let (tx, rx) = channel();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(n.run(rx, stop.clone()));
+        let task = tokio::spawn(n.run(rx, stop.clone(), fixed(settings)));
+        let stop_mail = CancellationToken::new();
+        let mail = tokio::spawn(sender.run(stop_mail.clone(), fixed(mail::Settings::of(cfg))));
         Running {
             tx,
             stop,
             task,
+            stop_mail,
+            mail,
             metrics,
         }
     }
@@ -213,12 +224,18 @@ impl Running {
         Metrics::get(f(&self.metrics))
     }
 
+    /// Stopped in the daemon's order: the notifier flushes into the queue,
+    /// then the sender makes its last attempt.
     async fn shutdown(self) -> Arc<Metrics> {
         self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.task)
+        let stopped = async {
+            self.task.await.unwrap();
+            self.stop_mail.cancel();
+            self.mail.await.unwrap();
+        };
+        tokio::time::timeout(Duration::from_secs(15), stopped)
             .await
-            .expect("notifier stops within its final-attempt bound")
-            .unwrap();
+            .expect("notifier stops within its final-attempt bound");
         self.metrics
     }
 }

@@ -11,7 +11,7 @@
 
 use lettre::message::Mailbox;
 use pqwatch::config::sections::Language;
-use pqwatch::notify::render::clean;
+use pqwatch::mail::text::clean;
 use pqwatch::report::model::Report;
 use pqwatch::report::render::{CSV_HEADER, Rendered, email, render, sample};
 use proptest::prelude::*;

@@ -89,7 +89,7 @@ pub fn minute_window(m: &Meter, sim: &SimMeter, start_ms: i64) -> Window {
 
 /// The meter's rule set, as the watch task builds it.
 pub fn rule_set(cfg: &Config, m: &Meter) -> RuleSet {
-    pqwatch::watch::rule_set(cfg, m)
+    pqwatch::watch::rule_set(&cfg.rules, m)
 }
 
 pub fn ratios(m: &Meter) -> Ratios {

@@ -19,6 +19,7 @@ mod influx;
 mod lenient;
 mod problems;
 mod raw;
+pub mod reload;
 pub mod sections;
 mod validate;
 

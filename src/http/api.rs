@@ -6,7 +6,7 @@
 //! without a server. The one query here, [`query_events`], runs on the
 //! handler's blocking thread against its own read-only connection.
 
-use crate::config::Config;
+use super::Settings;
 use crate::metrics::Metrics;
 use crate::reading::Reading;
 use crate::state::{StateDb, StateError};
@@ -174,7 +174,7 @@ pub fn meter_status(last_ms: Option<i64>, interval_ms: i64, now_ms: i64) -> &'st
 /// holds a chunk, not a tree of every meter's values (that was +146 MB of
 /// peak RSS, BENCHMARKS.md).
 pub fn meters_json_chunk(
-    cfg: &Config,
+    cfg: &Settings,
     meters: &[std::sync::Arc<crate::config::Meter>],
     first: bool,
     latest: &HashMap<String, Reading>,
@@ -193,7 +193,7 @@ pub fn meters_json_chunk(
 }
 
 fn meter_json(
-    cfg: &Config,
+    cfg: &Settings,
     m: &crate::config::Meter,
     r: Option<&Reading>,
     metrics: &Metrics,

@@ -32,7 +32,7 @@ pub mod api;
 pub mod metrics;
 pub mod serve;
 
-use crate::config::Config;
+use crate::config::{Config, Meter};
 use crate::metrics::Metrics;
 use crate::reading::Latest;
 use crate::secret::Secret;
@@ -75,6 +75,30 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
         .map_err(|source| BindError { addr, source })
 }
 
+/// What the endpoint reads of the config: the state directory (events,
+/// readiness), the meters (`/api/meters`), the outbox bound (readiness)
+/// and the time zone of the times it shows.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub state_dir: std::path::PathBuf,
+    pub meters: Vec<Arc<Meter>>,
+    /// `[influxdb] max_outbox_bytes`, when InfluxDB is configured.
+    pub max_outbox_bytes: Option<u64>,
+    pub timezone: jiff::tz::TimeZone,
+}
+
+impl Settings {
+    /// The endpoint's slice of `cfg`.
+    pub fn of(cfg: &Config) -> Settings {
+        Settings {
+            state_dir: cfg.daemon.state_dir.clone(),
+            meters: cfg.meters.clone(),
+            max_outbox_bytes: cfg.influx.as_ref().map(|i| i.max_outbox_bytes),
+            timezone: cfg.timezone.clone(),
+        }
+    }
+}
+
 /// What the handlers read.
 #[derive(Clone)]
 pub struct Ctx(Arc<Inner>);
@@ -82,36 +106,31 @@ pub struct Ctx(Arc<Inner>);
 struct Inner {
     metrics: Arc<Metrics>,
     latest: Latest,
-    /// The config at start; reloads arrive on `configs` (the HTTP, state
-    /// and InfluxDB settings never change while running).
-    config: Arc<Config>,
-    configs: watch::Receiver<Option<Arc<Config>>>,
+    /// The running slice (the HTTP, state and InfluxDB settings never
+    /// change while running; the meters do).
+    settings: watch::Receiver<Arc<Settings>>,
     token: Option<Secret>,
 }
 
 impl Ctx {
+    /// `token`: `[http] token`, which a reload does not change.
     pub fn new(
-        config: Arc<Config>,
-        configs: watch::Receiver<Option<Arc<Config>>>,
+        settings: watch::Receiver<Arc<Settings>>,
+        token: Option<Secret>,
         metrics: Arc<Metrics>,
         latest: Latest,
     ) -> Ctx {
         Ctx(Arc::new(Inner {
             metrics,
             latest,
-            token: config.http.token.clone(),
-            config,
-            configs,
+            token,
+            settings,
         }))
     }
 
-    /// The running config (the latest reload's, else the first).
-    fn config(&self) -> Arc<Config> {
-        self.0
-            .configs
-            .borrow()
-            .clone()
-            .unwrap_or_else(|| self.0.config.clone())
+    /// The running slice.
+    fn config(&self) -> Arc<Settings> {
+        self.0.settings.borrow().clone()
     }
 }
 
@@ -242,7 +261,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 async fn readyz(State(ctx): State<Ctx>) -> Response {
     let cfg = ctx.config();
-    let dir = cfg.daemon.state_dir.clone();
+    let dir = cfg.state_dir.clone();
     let db = blocking(move || {
         crate::state::StateDb::open_readonly(&dir).and_then(|db| db.schema_version())
     })
@@ -251,11 +270,8 @@ async fn readyz(State(ctx): State<Ctx>) -> Response {
         Ok(r) => api::state_db_check(r),
         Err(e) => (false, json!({ "ok": false, "error": e })),
     };
-    let writes = api::Writes::from_metrics(
-        &ctx.0.metrics,
-        cfg.influx.as_ref().map(|i| i.max_outbox_bytes),
-        crate::clock::now_ms(),
-    );
+    let writes =
+        api::Writes::from_metrics(&ctx.0.metrics, cfg.max_outbox_bytes, crate::clock::now_ms());
     let (ready, body) = api::readiness(vec![
         ("config", (true, json!({ "ok": true, "detail": "loaded" }))),
         ("state_db", state_db),
@@ -275,7 +291,7 @@ async fn readyz(State(ctx): State<Ctx>) -> Response {
 
 async fn metrics_text(State(ctx): State<Ctx>) -> Response {
     let cfg = ctx.config();
-    let dir = cfg.daemon.state_dir.clone();
+    let dir = cfg.state_dir.clone();
     let open = blocking(move || {
         crate::state::StateDb::open_readonly(&dir)
             .and_then(|db| api::open_events_by_kind(&db))
@@ -293,7 +309,7 @@ async fn metrics_text(State(ctx): State<Ctx>) -> Response {
     let extra = metrics::Extra {
         now_ms: crate::clock::now_ms(),
         open_events,
-        max_outbox_bytes: cfg.influx.as_ref().map(|i| i.max_outbox_bytes),
+        max_outbox_bytes: cfg.max_outbox_bytes,
         version: env!("CARGO_PKG_VERSION"),
         start_ms: crate::metrics::process_start_ms(),
     };
@@ -365,7 +381,7 @@ async fn events(
         Err(e) => return bad(e),
     };
     let cfg = ctx.config();
-    let dir = cfg.daemon.state_dir.clone();
+    let dir = cfg.state_dir.clone();
     let tz = cfg.timezone.clone();
     let r = blocking(move || {
         crate::state::StateDb::open_readonly(&dir)

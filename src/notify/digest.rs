@@ -28,7 +28,7 @@
 //! mailed live in memory: after a restart the hour starts afresh, and a
 //! `Closed` for an event opened before the restart is treated as news.
 
-use crate::config::Config;
+use super::Settings as Slice;
 use crate::config::sections::{Alerts, Recipients};
 use crate::events::{Change, EventChange};
 use crate::quality::rules::Event;
@@ -63,7 +63,7 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn from_config(cfg: &Config) -> Self {
+    pub fn from_config(cfg: &Slice) -> Self {
         Directory {
             customers: cfg
                 .customers
@@ -259,7 +259,7 @@ impl Digest {
         }
     }
 
-    pub fn from_config(cfg: &Config) -> Self {
+    pub fn from_config(cfg: &Slice) -> Self {
         Digest::new(
             Settings::from_alerts(&cfg.alerts),
             Directory::from_config(cfg),
@@ -269,7 +269,7 @@ impl Digest {
     /// A reloaded config: new settings and directory (recipients, groups,
     /// languages, names), keeping what is gathering, the rate limiter and
     /// which events were announced.
-    pub fn reconfigure(&mut self, cfg: &Config) {
+    pub fn reconfigure(&mut self, cfg: &Slice) {
         self.settings = Settings::from_alerts(&cfg.alerts);
         self.dir = Directory::from_config(cfg);
     }

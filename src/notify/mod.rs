@@ -1,76 +1,59 @@
-//! Operator e-mail: power-quality event changes → digests → a durable mail
-//! queue → SMTP (or `.eml` files).
+//! Operator e-mail: power-quality event changes → digests → rendered
+//! messages stored in the mail queue, for the mail sender (`crate::mail`).
 //!
 //! ```text
-//! EventChange ─(bounded, CHANNEL)─▶ digest ──▶ render ──▶ mail_queue (state DB) ──▶ SMTP / .eml
-//!                                   (pure)     (pure)     stored before sending       retried with backoff
+//! EventChange ─(bounded, CHANNEL)─▶ digest ──▶ render ──▶ mail_queue (state DB) ──▶ mail::Sender
+//!                                   (pure)     (pure)     stored before sending
 //! ```
 //!
 //! [`Notifier::run`] is one task that owns its own state-database
 //! connection. It gathers changes into digests ([`digest`]: min/max delay
 //! per recipient list, a per-meter hourly rate limit, resolved notices),
 //! renders each digest in the list's language ([`render`]), stores the
-//! finished message in the `mail_queue` table ([`queue`]) and only then
-//! sends it. A message leaves the table only after the server accepted it.
-//!
-//! An unreachable or failing SMTP server delays mail, never loses it, and
-//! never stalls the task: sends run concurrently with receiving, under a
-//! timeout, and failures are retried with capped, jittered exponential
-//! backoff (all sending pauses after a failure that is about the server,
-//! such as a refused connection, a timeout, a 4xx reply, or rejected
-//! credentials). A message the server rejects outright (5xx) is retried a
-//! few times, then kept in the table with `failed_ms` set and counted in
-//! `mails_given_up`. Mail still queued at shutdown is sent on the next
-//! start; a message recorded as sent is never sent again. (A crash between
-//! the server's acceptance and the recording sends it once more, with the
-//! same Message-ID.)
+//! finished message in the `mail_queue` table and nudges the sender. It
+//! never waits on the network. A message the state database refuses to
+//! store is held in memory and stored again every few seconds.
 //!
 //! Shutdown (the token passed to [`Notifier::run`], or the channel
-//! closing): the changes already in the channel are taken, every waiting
-//! digest is flushed into the queue (so nothing pending is lost), and one
-//! last delivery attempt runs for at most `final_attempt` (a few seconds).
+//! closing): the changes already in the channel are taken and every
+//! waiting digest is flushed into the queue (so nothing pending is lost);
+//! the sender, stopped after this task, makes its last delivery attempt.
 //! A crash, unlike a shutdown, loses the digests still gathering in memory
 //! (at most `max_delay` of changes); the events themselves are in the
 //! event store either way.
 //!
-//! The queue's SQLite writes run inline on this task: one small write per
-//! message stored and per attempt, which is milliseconds at alert rates.
-//!
 //! The input channel is bounded ([`CHANNEL`]). The task drains it
-//! continuously, since it never waits on the network while receiving, so
-//! it fills only if the state database stalls. Producers on the polling
-//! path should hand changes over with [`offer`], which never waits: when the
-//! channel is full the change is not mailed, and that is logged and counted
-//! in `mail_changes_dropped` (the event itself is still in the event store).
+//! continuously, so it fills only if the state database stalls. Producers
+//! on the polling path should hand changes over with [`offer`], which
+//! never waits: when the channel is full the change is not mailed, and
+//! that is logged and counted in `mail_changes_dropped` (the event itself
+//! is still in the event store).
 //!
 //! Not here: deciding what is an event (`quality::rules`), storing events
-//! (`events`), and the rate limiter's memory across restarts (it starts
-//! afresh). With `[alerts] enabled = false` changes are ignored, but mail
-//! already queued is still delivered.
+//! (`events`), delivering mail (`mail`), and the rate limiter's memory
+//! across restarts (it starts afresh). With `[alerts] enabled = false`
+//! changes are ignored.
 
 pub mod digest;
-pub mod queue;
 pub mod render;
-pub mod transport;
 
-use crate::backoff::Backoff;
-use crate::config::Config;
+use crate::clock::TokioWall;
+use crate::config::sections::Alerts;
+use crate::config::{Config, Customer, Meter};
 use crate::events::EventChange;
+use crate::mail::queue::MailQueue;
 use crate::metrics::Metrics;
 use crate::state::StateDb;
 use digest::{Digest, Message, Outcome};
 use lettre::address::Envelope;
 use lettre::message::Mailbox;
-use queue::{MailQueue, Queued};
 use std::collections::HashSet;
-use std::future::Future;
-use std::pin::Pin;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
-use transport::{SendError, Transport};
 
 /// Capacity of the notifier's input channel (event changes).
 pub const CHANNEL: usize = 1024;
@@ -95,19 +78,35 @@ pub fn offer(tx: &mpsc::Sender<EventChange>, change: EventChange, metrics: &Metr
     }
 }
 
-/// A message the server rejected (5xx) is retried this many times in all.
-const REJECTED_ATTEMPTS: u32 = 3;
-
-/// How soon to retry a state-database operation that failed.
+/// How soon to retry a state-database write that failed.
 const DB_RETRY_MS: i64 = 5_000;
 
-type SendFuture = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send>>;
+/// What the notifier reads of the config: `[alerts]`, the fleet (customer
+/// names and alert groups, meters' nominal voltages), the sender address,
+/// the time zone and the state directory.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub alerts: Alerts,
+    pub customers: Vec<Customer>,
+    pub meters: Vec<Arc<Meter>>,
+    /// `[smtp] from`.
+    pub from: String,
+    pub timezone: jiff::tz::TimeZone,
+    pub state_dir: PathBuf,
+}
 
-struct Inflight {
-    id: i64,
-    subject: String,
-    attempts: u32,
-    fut: SendFuture,
+impl Settings {
+    /// The notifier's slice of `cfg`.
+    pub fn of(cfg: &Config) -> Settings {
+        Settings {
+            alerts: cfg.alerts.clone(),
+            customers: cfg.customers.clone(),
+            meters: cfg.meters.clone(),
+            from: cfg.smtp.from.clone(),
+            timezone: cfg.timezone.clone(),
+            state_dir: cfg.daemon.state_dir.clone(),
+        }
+    }
 }
 
 /// A rendered message the state database refused to store (held in memory
@@ -118,186 +117,83 @@ struct Unstored {
     raw: Vec<u8>,
 }
 
-/// Wall-clock milliseconds that follow tokio's clock (so tests can pause it).
-struct Clock {
-    wall0: i64,
-    t0: tokio::time::Instant,
-}
-
-impl Clock {
-    fn new() -> Self {
-        let wall0 = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        Clock {
-            wall0,
-            t0: tokio::time::Instant::now(),
-        }
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.wall0 + self.t0.elapsed().as_millis() as i64
-    }
-
-    fn instant(&self, ms: i64) -> tokio::time::Instant {
-        self.t0 + Duration::from_millis((ms - self.wall0).max(0) as u64)
-    }
-}
-
 pub struct Notifier {
     digest: Digest,
     queue: MailQueue,
-    transport: Transport,
     from: Mailbox,
     tz: jiff::tz::TimeZone,
     metrics: Arc<Metrics>,
     enabled: bool,
-    /// Retry delays after failed sends.
-    pub retry: Backoff,
-    /// How long the last delivery attempt at shutdown may take.
-    pub final_attempt: Duration,
-    /// Bound on one whole SMTP exchange. lettre's async transport applies
-    /// `[smtp] timeout` to the TCP connect only; a server that accepts and
-    /// then says nothing would otherwise hold a send forever.
-    pub send_timeout: Duration,
     unstored: Vec<Unstored>,
-    /// Sent, but the deletion from the queue failed: never send again.
-    done: Vec<i64>,
-    /// Consecutive failures that were about the server, and the pause they impose.
-    failures: u32,
-    paused_until: i64,
     told_no_recipients: HashSet<String>,
-    /// Others (the report scheduler, `pqwatch report --send`) put messages
-    /// in the queue too: a nudge, and a look at the queue every
-    /// [`IDLE_CHECK_MS`] while idle, find them.
-    wake: Arc<tokio::sync::Notify>,
+    /// The mail sender's waker: nudged after each message stored.
+    wake_mail: Arc<tokio::sync::Notify>,
 }
 
-/// While nothing is due, look at the queue this often anyway: another
-/// process (`pqwatch report --send`) may have queued a message.
-const IDLE_CHECK_MS: i64 = 30_000;
-
 impl Notifier {
-    /// Build the transport and open the state database (so a bad `[smtp]`
-    /// or an unusable state directory shows at start-up, not at the first
-    /// event). Nothing is sent until [`run`](Self::run).
-    pub fn new(cfg: &Config, metrics: Arc<Metrics>) -> Result<Notifier, String> {
-        let transport = Transport::from_config(&cfg.smtp, &cfg.daemon.state_dir)?;
-        let from: Mailbox = cfg
-            .smtp
+    /// Open the state database and check the sender address (so an
+    /// unusable state directory shows at start-up, not at the first
+    /// event). `wake_mail` is the mail sender's
+    /// ([`crate::mail::Sender::waker`]).
+    pub fn new(
+        s: &Settings,
+        metrics: Arc<Metrics>,
+        wake_mail: Arc<tokio::sync::Notify>,
+    ) -> Result<Notifier, String> {
+        let from: Mailbox = s
             .from
             .parse()
-            .map_err(|e| format!("smtp.from \"{}\": {e}", cfg.smtp.from))?;
-        let db = StateDb::open(&cfg.daemon.state_dir).map_err(|e| e.to_string())?;
+            .map_err(|e| format!("smtp.from \"{}\": {e}", s.from))?;
+        let db = StateDb::open(&s.state_dir).map_err(|e| e.to_string())?;
         Ok(Notifier {
-            digest: Digest::from_config(cfg),
+            digest: Digest::from_config(s),
             queue: MailQueue::new(db),
-            transport,
             from,
-            tz: cfg.timezone.clone(),
+            tz: s.timezone.clone(),
             metrics,
-            enabled: cfg.alerts.enabled,
-            retry: crate::backoff::MAIL,
-            final_attempt: cfg.daemon.shutdown_grace.min(Duration::from_secs(5)),
-            send_timeout: cfg.smtp.timeout.saturating_mul(2),
+            enabled: s.alerts.enabled,
             unstored: Vec::new(),
-            done: Vec::new(),
-            failures: 0,
-            paused_until: 0,
             told_no_recipients: HashSet::new(),
-            wake: Arc::new(tokio::sync::Notify::new()),
+            wake_mail,
         })
     }
 
-    /// The handle that wakes this notifier when someone else queued mail.
-    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
-        self.wake.clone()
-    }
-
-    /// Apply a reloaded config: recipients, groups, delays, languages,
-    /// `[smtp]`. Mail already queued keeps its envelope.
-    pub fn reconfigure(&mut self, cfg: &Config) {
-        self.digest.reconfigure(cfg);
-        self.tz = cfg.timezone.clone();
-        self.enabled = cfg.alerts.enabled;
-        match Transport::from_config(&cfg.smtp, &cfg.daemon.state_dir) {
-            Ok(t) => self.transport = t,
-            Err(e) => {
-                error!(error = %e, "reloaded [smtp] unusable; keeping the previous transport")
-            }
-        }
-        match cfg.smtp.from.parse::<Mailbox>() {
+    /// Apply a reloaded slice: recipients, groups, delays, languages, the
+    /// sender address. Mail already queued keeps its envelope.
+    fn reconfigure(&mut self, s: &Settings) {
+        self.digest.reconfigure(s);
+        self.tz = s.timezone.clone();
+        self.enabled = s.alerts.enabled;
+        match s.from.parse::<Mailbox>() {
             Ok(f) => self.from = f,
             Err(e) => error!(error = %e, "reloaded smtp.from unusable; keeping the previous one"),
         }
-        self.send_timeout = cfg.smtp.timeout.saturating_mul(2);
-        // A new [smtp] deserves an attempt now.
-        self.paused_until = 0;
-        self.failures = 0;
-        let _ = self.queue.wake_all(0);
-        info!(transport = %self.transport.describe(), "notifier: config reloaded");
+        info!("notifier: config reloaded");
     }
 
-    /// Where mail goes, for logs.
-    pub fn describe(&self) -> String {
-        self.transport.describe()
-    }
-
-    /// Run until `shutdown` fires or `rx` closes; then flush and make one
-    /// last delivery attempt (see the module docs).
-    pub async fn run(self, rx: mpsc::Receiver<EventChange>, shutdown: CancellationToken) {
-        let (_keep, configs) = tokio::sync::watch::channel(None);
-        self.run_with_reload(rx, shutdown, configs).await
-    }
-
-    /// [`run`](Self::run), applying every config sent on `configs`.
-    pub async fn run_with_reload(
+    /// Run until `shutdown` fires or `rx` closes, applying every slice sent
+    /// on `settings` after the first; then flush every waiting digest into
+    /// the mail queue (see the module docs).
+    pub async fn run(
         mut self,
         mut rx: mpsc::Receiver<EventChange>,
         shutdown: CancellationToken,
-        mut configs: tokio::sync::watch::Receiver<Option<Arc<Config>>>,
+        mut settings: tokio::sync::watch::Receiver<Arc<Settings>>,
     ) {
-        let clock = Clock::new();
-        let start = clock.now_ms();
-        // A restart is often an operator fixing [smtp]: try everything now.
-        if let Err(e) = self.queue.wake_all(start) {
-            error!(error = %e, "mail queue: cannot reset retry times");
-        }
-        let pending = self.update_gauge();
-        info!(transport = %self.transport.describe(), pending, enabled = self.enabled, "notifier started");
+        let clock = TokioWall::new();
+        info!(enabled = self.enabled, "notifier started");
         if !self.enabled {
             info!("[alerts] enabled = false: event changes are not mailed");
         }
-        let mut inflight: Option<Inflight> = None;
         loop {
             let now = clock.now_ms();
             self.retry_db(now);
             for m in self.digest.due(now) {
                 self.enqueue(now, m);
             }
-            if inflight.is_none() && now >= self.paused_until {
-                inflight = self.next_send(now);
-            }
             let mut wake = self.digest.next_deadline();
-            if inflight.is_none() {
-                let queue_at = if now < self.paused_until {
-                    Some(self.paused_until)
-                } else {
-                    // Due but not started (only rows in `done`): not a busy loop.
-                    Some(
-                        self.queue
-                            .next_attempt_ms()
-                            .unwrap_or(Some(now + DB_RETRY_MS))
-                            .map_or(now + IDLE_CHECK_MS, |t| {
-                                t.clamp(now + 1000, now + IDLE_CHECK_MS)
-                            }),
-                    )
-                };
-                wake = min_opt(wake, queue_at);
-            }
-            if !self.unstored.is_empty() || !self.done.is_empty() {
-                wake = min_opt(wake, Some(now + DB_RETRY_MS));
+            if !self.unstored.is_empty() {
+                wake = Some(wake.map_or(now + DB_RETRY_MS, |t| t.min(now + DB_RETRY_MS)));
             }
             let sleep = async {
                 match wake {
@@ -311,29 +207,19 @@ impl Notifier {
                     Some(c) => self.take(clock.now_ms(), c),
                     None => break,
                 },
-                r = poll(&mut inflight) => {
-                    let f = inflight.take().expect("polled an in-flight send");
-                    self.record(f, r, clock.now_ms());
-                }
                 _ = sleep => {}
-                _ = self.wake.notified() => {}
-                Ok(()) = configs.changed() => {
-                    let cfg = configs.borrow_and_update().clone();
-                    if let Some(cfg) = cfg {
-                        self.reconfigure(&cfg);
-                    }
+                Ok(()) = settings.changed() => {
+                    let s = settings.borrow_and_update().clone();
+                    self.reconfigure(&s);
                 }
             }
         }
-        self.finish(rx, inflight, &clock).await;
+        self.finish(rx, &clock);
     }
 
-    async fn finish(
-        mut self,
-        mut rx: mpsc::Receiver<EventChange>,
-        inflight: Option<Inflight>,
-        clock: &Clock,
-    ) {
+    /// Take what is still in the channel and flush every digest into the
+    /// queue, for the sender's last attempt.
+    fn finish(mut self, mut rx: mpsc::Receiver<EventChange>, clock: &TokioWall) {
         rx.close();
         while let Ok(c) = rx.try_recv() {
             self.take(clock.now_ms(), c);
@@ -349,46 +235,6 @@ impl Notifier {
             messages = n,
             "notifier: digests flushed into the mail queue"
         );
-
-        let deadline = tokio::time::Instant::now() + self.final_attempt;
-        let last = async {
-            let mut tried = self.done.clone();
-            if let Some(mut f) = inflight {
-                tried.push(f.id);
-                let r = f.fut.as_mut().await;
-                if self.record(f, r, clock.now_ms()) {
-                    return;
-                }
-            }
-            // One attempt each, backoff ignored: this is the last chance.
-            loop {
-                let q = match self.queue.next_due(i64::MAX, &tried) {
-                    Ok(Some(q)) => q,
-                    Ok(None) => return,
-                    Err(e) => {
-                        error!(error = %e, "mail queue unreadable at shutdown");
-                        return;
-                    }
-                };
-                tried.push(q.id);
-                if let Some(mut f) = self.start(q, clock.now_ms()) {
-                    let r = f.fut.as_mut().await;
-                    if self.record(f, r, clock.now_ms()) {
-                        return; // the server is away; the rest waits too
-                    }
-                }
-            }
-        };
-        if tokio::time::timeout_at(deadline, last).await.is_err() {
-            warn!(after = ?self.final_attempt, "notifier: last delivery attempt cut short at shutdown");
-        }
-        let pending = self.update_gauge();
-        if pending > 0 {
-            warn!(
-                pending,
-                "mail left in the queue: it is sent on the next start"
-            );
-        }
         if !self.unstored.is_empty() {
             error!(
                 lost = self.unstored.len(),
@@ -446,7 +292,8 @@ impl Notifier {
             Ok(id) => {
                 Metrics::inc(&self.metrics.mails_queued);
                 debug!(id, subject = %u.subject, "mail queued");
-                self.update_gauge();
+                crate::mail::update_gauge(&self.queue, &self.metrics);
+                self.wake_mail.notify_one();
             }
             Err(e) => {
                 error!(subject = %u.subject, error = %e, "cannot store mail in the state database; holding it in memory");
@@ -455,144 +302,11 @@ impl Notifier {
         }
     }
 
-    /// Retry the state-database writes that failed earlier.
+    /// Store again the messages the state database refused earlier.
     fn retry_db(&mut self, now: i64) {
         for u in std::mem::take(&mut self.unstored) {
             self.store(now, u);
         }
-        let done = std::mem::take(&mut self.done);
-        for id in done {
-            if self.queue.sent(id).is_err() {
-                self.done.push(id);
-            }
-        }
-    }
-
-    /// Start sending the oldest due message, if any.
-    fn next_send(&mut self, now: i64) -> Option<Inflight> {
-        loop {
-            match self.queue.next_due(now, &self.done) {
-                Ok(Some(q)) => {
-                    if let Some(f) = self.start(q, now) {
-                        return Some(f);
-                    }
-                }
-                Ok(None) => return None,
-                Err(e) => {
-                    error!(error = %e, "mail queue unreadable; retrying");
-                    self.paused_until = now + DB_RETRY_MS;
-                    return None;
-                }
-            }
-        }
-    }
-
-    fn start(&mut self, q: Queued, now: i64) -> Option<Inflight> {
-        let envelope = match q.envelope() {
-            Ok(e) => e,
-            Err(e) => {
-                self.given_up(q.id, &q.subject, now, &e);
-                return None;
-            }
-        };
-        let transport = self.transport.clone();
-        let limit = self.send_timeout;
-        let body = q.body;
-        let fut = Box::pin(async move {
-            match tokio::time::timeout(limit, transport.send(&envelope, &body)).await {
-                Ok(r) => r,
-                Err(_) => Err(SendError::Retry(format!("no answer within {limit:?}"))),
-            }
-        });
-        Some(Inflight {
-            id: q.id,
-            subject: q.subject,
-            attempts: q.attempts,
-            fut,
-        })
-    }
-
-    /// Record a send's outcome. Returns true when the failure was about the
-    /// server (so other messages should wait too).
-    fn record(&mut self, f: Inflight, r: Result<(), SendError>, now: i64) -> bool {
-        match r {
-            Ok(()) => {
-                Metrics::inc(&self.metrics.mails_sent);
-                self.failures = 0;
-                info!(id = f.id, subject = %f.subject, to = %self.transport.describe(), "mail sent");
-                if let Err(e) = self.queue.sent(f.id) {
-                    error!(id = f.id, error = %e, "mail sent but not removed from the queue; retrying the removal");
-                    self.done.push(f.id);
-                }
-                self.update_gauge();
-                false
-            }
-            Err(SendError::Retry(e)) => {
-                self.failures += 1;
-                let delay = self.retry.delay(self.failures);
-                self.paused_until = now + delay.as_millis() as i64;
-                self.attempt_failed(&f, &e, now, delay);
-                true
-            }
-            Err(SendError::Rejected(e)) => {
-                self.failures = 0;
-                let attempts = f.attempts + 1;
-                if attempts >= REJECTED_ATTEMPTS {
-                    Metrics::inc(&self.metrics.mails_failed);
-                    self.given_up(f.id, &f.subject, now, &e);
-                } else {
-                    self.attempt_failed(&f, &e, now, self.retry.delay(attempts));
-                }
-                false
-            }
-        }
-    }
-
-    /// The one place a failed attempt is logged and counted.
-    fn attempt_failed(&mut self, f: &Inflight, error: &str, now: i64, retry_in: Duration) {
-        Metrics::inc(&self.metrics.mails_failed);
-        warn!(
-            id = f.id,
-            subject = %f.subject,
-            attempt = f.attempts + 1,
-            retry_in = ?retry_in,
-            %error,
-            "mail not delivered; it stays queued"
-        );
-        let at = now + retry_in.as_millis() as i64;
-        if let Err(e) = self.queue.retry_at(f.id, at, error) {
-            error!(id = f.id, error = %e, "cannot record the failed attempt");
-        }
-    }
-
-    fn given_up(&mut self, id: i64, subject: &str, now: i64, error: &str) {
-        Metrics::inc(&self.metrics.mails_given_up);
-        error!(id, %subject, %error, "mail rejected for good; kept in the mail_queue table with failed_ms set");
-        if let Err(e) = self.queue.give_up(id, now, error) {
-            error!(id, error = %e, "cannot record the rejection");
-        }
-        self.update_gauge();
-    }
-
-    fn update_gauge(&self) -> u64 {
-        let n = self.queue.pending().unwrap_or(0);
-        Metrics::set(&self.metrics.mails_pending, n);
-        n
-    }
-}
-
-async fn poll(f: &mut Option<Inflight>) -> Result<(), SendError> {
-    match f {
-        Some(f) => f.fut.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
     }
 }
 
@@ -601,6 +315,7 @@ mod tests {
     use super::*;
     use crate::events::Change;
     use crate::quality::rules::State;
+    use std::time::Duration;
 
     fn config(dir: &std::path::Path, extra: &str) -> Config {
         let text = format!(
@@ -622,6 +337,18 @@ name = "华东特钢有限公司"
             dir.display()
         );
         crate::config::from_str(&text, dir).unwrap()
+    }
+
+    /// The notifier and its mail sender, as the daemon wires them.
+    fn start(cfg: &Config, metrics: &Arc<Metrics>) -> (Notifier, crate::mail::Sender) {
+        let sender =
+            crate::mail::Sender::new(&crate::mail::Settings::of(cfg), metrics.clone()).unwrap();
+        let n = Notifier::new(&Settings::of(cfg), metrics.clone(), sender.waker()).unwrap();
+        (n, sender)
+    }
+
+    fn fixed<S>(s: S) -> tokio::sync::watch::Receiver<Arc<S>> {
+        crate::config::reload::fixed(s)
     }
 
     fn change(n: i64) -> EventChange {
@@ -649,11 +376,18 @@ name = "华东特钢有限公司"
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path(), "");
         let metrics = Arc::new(Metrics::default());
-        let n = Notifier::new(&cfg, metrics.clone()).unwrap();
-        assert!(n.describe().contains(".eml files in"), "{}", n.describe());
+        let (n, sender) = start(&cfg, &metrics);
+        assert!(
+            sender.describe().contains(".eml files in"),
+            "{}",
+            sender.describe()
+        );
         let (tx, rx) = channel();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(n.run(rx, stop.clone()));
+        let task = tokio::spawn(n.run(rx, stop.clone(), fixed(Settings::of(&cfg))));
+        let stop_mail = CancellationToken::new();
+        let mail_task =
+            tokio::spawn(sender.run(stop_mail.clone(), fixed(crate::mail::Settings::of(&cfg))));
         for k in 0..3 {
             assert!(offer(&tx, change(k), &metrics));
         }
@@ -665,6 +399,8 @@ name = "华东特钢有限公司"
         }
         stop.cancel();
         task.await.unwrap();
+        stop_mail.cancel();
+        mail_task.await.unwrap();
         let files = emls(&mail);
         assert_eq!(files.len(), 1, "one digest for three events");
         assert!(
@@ -685,15 +421,18 @@ name = "华东特钢有限公司"
         cfg.alerts.min_delay = Duration::from_secs(3600);
         cfg.alerts.max_delay = Duration::from_secs(3600);
         let metrics = Arc::new(Metrics::default());
-        let n = Notifier::new(&cfg, metrics.clone()).unwrap();
+        let (n, sender) = start(&cfg, &metrics);
         let (tx, rx) = channel();
         let stop = CancellationToken::new();
         tx.send(change(1)).await.unwrap();
         tx.send(change(2)).await.unwrap();
-        // Cancelled before the task even starts: the changes in the channel
+        // Cancelled before the tasks even start: the changes in the channel
         // are still taken, flushed and sent.
         stop.cancel();
-        n.run(rx, stop).await;
+        n.run(rx, stop.clone(), fixed(Settings::of(&cfg))).await;
+        sender
+            .run(stop, fixed(crate::mail::Settings::of(&cfg)))
+            .await;
         let files = emls(&dir.path().join("mail"));
         assert_eq!(files.len(), 1);
         assert!(

@@ -15,6 +15,8 @@
 
 use super::digest::{Item, ItemKind, Message, Route};
 use crate::config::sections::Language;
+pub(crate) use crate::mail::automated;
+pub(crate) use crate::mail::text::{clean, duration, esc, kind_name};
 use crate::quality::rules::Kind;
 use jiff::tz::TimeZone;
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -30,20 +32,6 @@ pub struct Rendered {
     pub html: String,
 }
 
-/// Control characters (CR, LF, TAB, NUL, …) become spaces; runs of
-/// whitespace collapse; the ends are trimmed. Bidirectional formatting
-/// characters (U+202A–E, U+2066–9, U+200E/F, U+061C) are removed: they
-/// make a name display in another order than it reads
-/// ("Steel \u{202E}gnp.exe" shows as "Steel exe.png").
-pub fn clean(s: &str) -> String {
-    let replaced: String = s
-        .chars()
-        .filter(|c| !crate::config::is_bidi(*c))
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    replaced.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// At most `max` characters, with an ellipsis when cut.
 fn cut(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -52,32 +40,6 @@ fn cut(s: &str, max: usize) -> String {
         let mut t: String = s.chars().take(max - 1).collect();
         t.push('…');
         t
-    }
-}
-
-pub(crate) fn kind_name(kind: Kind, order: u16, lang: Language) -> String {
-    let zh = lang == Language::ZhCn;
-    match kind {
-        Kind::VoltageHigh if zh => "电压偏高".into(),
-        Kind::VoltageHigh => "voltage high".into(),
-        Kind::VoltageLow if zh => "电压偏低".into(),
-        Kind::VoltageLow => "voltage low".into(),
-        Kind::ThdVoltage if zh => "电压总谐波畸变率".into(),
-        Kind::ThdVoltage => "voltage THD".into(),
-        Kind::HarmonicVoltage if zh => format!("{order}次谐波电压含有率"),
-        Kind::HarmonicVoltage => format!("harmonic voltage H{order}"),
-        Kind::ThdCurrent if zh => "电流总谐波畸变率".into(),
-        Kind::ThdCurrent => "current THD".into(),
-        Kind::TddCurrent if zh => "电流总需量畸变率 TDD".into(),
-        Kind::TddCurrent => "current TDD".into(),
-        Kind::HarmonicCurrent if zh => format!("{order}次谐波电流"),
-        Kind::HarmonicCurrent => format!("harmonic current H{order}"),
-        Kind::Unbalance if zh => "三相电压不平衡度".into(),
-        Kind::Unbalance => "voltage unbalance".into(),
-        Kind::SuspensionLoad if zh => "暂停期间超容用电".into(),
-        Kind::SuspensionLoad => "load during suspension".into(),
-        Kind::DemandExceeded if zh => "需量超限".into(),
-        Kind::DemandExceeded => "demand above contract".into(),
     }
 }
 
@@ -159,33 +121,6 @@ pub fn local_time(ms: i64, tz: &TimeZone) -> String {
             .strftime("%Y-%m-%d %H:%M:%S %:z")
             .to_string(),
         Err(_) => format!("{ms} ms"),
-    }
-}
-
-/// "4 min 30 s" / "4分30秒".
-pub fn duration(ms: i64, lang: Language) -> String {
-    let s = ms.max(0) / 1000;
-    let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    let zh = lang == Language::ZhCn;
-    let parts: [(i64, &str, &str); 4] = [
-        (d, "天", " d"),
-        (h, "小时", " h"),
-        (m, "分", " min"),
-        (sec, "秒", " s"),
-    ];
-    // The two most significant non-zero parts are precise enough.
-    let shown: Vec<String> = parts
-        .iter()
-        .skip_while(|(n, _, _)| *n == 0)
-        .take(2)
-        .filter(|(n, _, _)| *n > 0)
-        .map(|(n, z, e)| format!("{n}{}", if zh { z } else { e }))
-        .collect();
-    match (shown.is_empty(), zh) {
-        (true, true) => "0秒".into(),
-        (true, false) => "0 s".into(),
-        (false, true) => shown.concat(),
-        (false, false) => shown.join(" "),
     }
 }
 
@@ -554,39 +489,6 @@ fn more_line(m: &Message, lang: Language) -> Option<String> {
             kinds.join(", ")
         ),
     })
-}
-
-/// HTML text escaping.
-pub(crate) fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A message from pqwatch: sender, subject, date, and `Auto-Submitted:
-/// auto-generated` so auto-responders stay quiet (alerts and reports).
-pub(crate) fn automated(
-    from: &Mailbox,
-    subject: &str,
-    date: SystemTime,
-) -> lettre::message::MessageBuilder {
-    lettre::Message::builder()
-        .from(from.clone())
-        .subject(subject)
-        .date(date)
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("Auto-Submitted"),
-            "auto-generated".into(),
-        ))
 }
 
 /// The MIME message: plain text with an HTML alternative, To the list,

@@ -209,18 +209,12 @@ impl Scheduler {
     }
 
     /// Check now, then at every firing (and at least every minute), until
-    /// `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let (_keep, configs) = tokio::sync::watch::channel(None);
-        self.run_with_reload(shutdown, configs).await
-    }
-
-    /// [`run`](Self::run), applying every config sent on `configs` (new
-    /// customers, recipients and schedules take effect at once).
-    pub async fn run_with_reload(
+    /// `shutdown`, applying every config sent on `configs` after the first
+    /// (new customers, recipients and schedules take effect at once).
+    pub async fn run(
         mut self,
         shutdown: CancellationToken,
-        mut configs: tokio::sync::watch::Receiver<Option<Arc<Config>>>,
+        mut configs: tokio::sync::watch::Receiver<Arc<Config>>,
     ) {
         let with: Vec<&Customer> = self
             .cfg
@@ -247,12 +241,9 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(sleep) => {}
                 Ok(()) = configs.changed() => {
-                    let cfg = configs.borrow_and_update().clone();
-                    if let Some(cfg) = cfg {
-                        self.cfg = cfg;
-                        self.retry_at.clear();
-                        info!("report scheduler: config reloaded");
-                    }
+                    self.cfg = configs.borrow_and_update().clone();
+                    self.retry_at.clear();
+                    info!("report scheduler: config reloaded");
                 }
             }
         }

@@ -263,7 +263,7 @@ impl SendLog {
             return Ok(false);
         }
         let mail_id =
-            crate::notify::queue::insert(&tx, now_ms, &entry.subject, envelope, body).map_err(e)?;
+            crate::mail::queue::insert(&tx, now_ms, &entry.subject, envelope, body).map_err(e)?;
         tx.execute(
             "INSERT INTO report_log(customer, period, from_day, to_day, queued_ms, mail_id, recipients, subject)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)

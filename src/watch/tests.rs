@@ -12,6 +12,7 @@ fn window_names() {
 }
 
 use super::*;
+use crate::config::Config;
 use crate::report::store::LedgerStore;
 use crate::state::StateDb;
 
@@ -47,15 +48,22 @@ async fn run_watch_with(
 ) -> (Vec<Point>, Vec<Event>) {
     let store = EventStore::new(StateDb::open(dir).unwrap());
     let (sink_tx, mut sink_rx) = mpsc::channel(1 << 20);
-    let watch = Watch::new(cfg, store, sink_tx, None, Arc::new(Metrics::default()))
-        .unwrap()
-        .with_ledger(LedgerFeed::new(
-            LedgerStore::new(StateDb::open(dir).unwrap()),
-            cfg.timezone.clone(),
-            cfg.reports.keep_days,
-        ));
+    let settings = crate::config::reload::fixed(Settings::of(cfg));
+    let watch = Watch::new(
+        &settings.borrow(),
+        store,
+        sink_tx,
+        None,
+        Arc::new(Metrics::default()),
+    )
+    .unwrap()
+    .with_ledger(LedgerFeed::new(
+        LedgerStore::new(StateDb::open(dir).unwrap()),
+        cfg.timezone.clone(),
+        cfg.reports.keep_days,
+    ));
     let (tx, rx) = mpsc::channel(1024);
-    let task = tokio::spawn(watch.run(rx));
+    let task = tokio::spawn(watch.run(rx, settings));
     let metas: Vec<Arc<MeterMeta>> = cfg
         .meters
         .iter()

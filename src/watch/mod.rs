@@ -30,18 +30,18 @@
 //! The pure parts (aggregation, limits, rules) are in `quality`; this task
 //! only routes their input and output.
 
-use crate::config::Config;
+mod setup;
+
 use crate::events::{Change, CloseReason, EventChange, EventStore};
 use crate::metrics::Metrics;
 use crate::quality::aggregate::{Aggregator, Window};
 use crate::quality::demand::{CustomerSum, Demand, EnergyBasis, Minute, Sliding};
-use crate::quality::rules::{
-    CUSTOMER_TOTAL, Event, Kind, LoadRules, LoadSet, MeterRules, RuleSet, State, Suspension,
-    VOLTAGE_PHASES,
-};
+use crate::quality::rules::{CUSTOMER_TOTAL, Event, Kind, LoadRules, MeterRules, State};
 use crate::reading::{MeterMeta, Point, Reading, Record};
 use crate::report::feed::LedgerFeed;
 use crate::report::ledger::{self, DayLedger, LedgerSpec};
+pub use setup::{Settings, rule_set, window_name};
+use setup::{customer_watch, load_still_judged, meta_of, meter_watch, still_judged};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,22 +51,6 @@ use tracing::{error, info, warn};
 /// Windows of silent meters close this long after their end, to let late
 /// polls of a slow gateway arrive first.
 const CLOSE_GRACE_MS: i64 = 10_000;
-
-fn demand_fields(f: &str) -> bool {
-    f == "active_power_total" || f == "apparent_power_total"
-}
-
-/// "1m", "10m", "15m", "2s": the window length as a measurement suffix.
-pub fn window_name(len_ms: i64) -> String {
-    let s = len_ms / 1000;
-    if len_ms % 60_000 == 0 {
-        format!("{}m", s / 60)
-    } else if len_ms % 1000 == 0 {
-        format!("{s}s")
-    } else {
-        format!("{len_ms}ms")
-    }
-}
 
 struct MeterWatch {
     meta: Option<Arc<MeterMeta>>,
@@ -105,167 +89,6 @@ struct CustomerWatch {
     peaks: HashMap<i64, (ledger::Peak, ledger::Peak)>,
 }
 
-/// A meter's windows and rules, from config (no open events yet).
-fn meter_watch(cfg: &Config, m: &Arc<crate::config::Meter>) -> MeterWatch {
-    let r = &cfg.rules;
-    let short = r.short_window.as_millis() as i64;
-    let long = r.long_window.as_millis() as i64;
-    let demand = r.demand_window.as_millis() as i64;
-    let names = measurement_names(short, long, demand);
-    let customer = cfg.customers.iter().find(|c| c.id == m.customer);
-    let interval = m.interval.as_millis() as i64;
-    let set = rule_set(cfg, m);
-    let c = r.min_completeness;
-    let mut load = load_set(cfg, customer, &m.id, &m.customer);
-    // A meter's own load rules judge demand only: a suspension is the
-    // customer's, judged on its total.
-    load.suspensions.clear();
-    MeterWatch {
-        meta: None,
-        config: m.clone(),
-        aggs: vec![
-            (Aggregator::new(short, interval, c), names[0]),
-            (Aggregator::new(long, interval, c), names[1]),
-            (
-                Aggregator::new(demand, interval, c).with_filter(demand_fields),
-                names[2],
-            ),
-        ],
-        rules: MeterRules::new(set),
-        load: LoadRules::new(load),
-        demand: Sliding::new(short, demand, r.demand_slide.as_millis() as i64),
-        energy: r.demand_from_energy.then(EnergyBasis::default),
-        counter: None,
-        ledger_spec: LedgerSpec::from_config(m, customer, r.interruption_pct),
-        interval_ms: interval,
-        billing: m.billing,
-    }
-}
-
-/// Everything the rules of one meter need, from config.
-pub fn rule_set(cfg: &Config, m: &crate::config::Meter) -> RuleSet {
-    let r = &cfg.rules;
-    RuleSet {
-        meter: m.id.clone(),
-        customer: m.customer.clone(),
-        limits: m.limits.clone(),
-        voltage_refs: m.voltage_refs.clone(),
-        short_ms: r.short_window.as_millis() as i64,
-        long_ms: r.long_window.as_millis() as i64,
-        voltage: r.voltage,
-        harmonics: r.harmonics,
-        interruption_pct: r.interruption_pct,
-    }
-}
-
-/// The load rules of a meter (`meter` = its id) or of a customer's total
-/// (`meter` = `*`), from config.
-pub fn load_set(
-    cfg: &Config,
-    customer: Option<&crate::config::Customer>,
-    meter: &str,
-    customer_id: &str,
-) -> LoadSet {
-    let r = &cfg.rules;
-    LoadSet {
-        meter: meter.to_string(),
-        customer: customer_id.to_string(),
-        max_demand_kw: customer.and_then(|c| c.max_demand_kw),
-        demand_factor: r.demand_factor,
-        demand: r.demand,
-        contracted_kva: customer.and_then(|c| c.contracted_kva),
-        suspensions: customer
-            .map(|c| {
-                c.suspensions
-                    .iter()
-                    .map(|s| Suspension {
-                        from_ms: s.from_ms,
-                        to_ms: s.to_ms,
-                        suspended_kva: s.kva,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        suspension_factor: r.suspension_factor,
-        noise_floor_kw: r.noise_floor_kw,
-        suspension: r.suspension,
-    }
-}
-
-fn customer_watch(cfg: &Config, c: &crate::config::Customer) -> CustomerWatch {
-    let r = &cfg.rules;
-    let short = r.short_window.as_millis() as i64;
-    let demand = r.demand_window.as_millis() as i64;
-    let slide = r.demand_slide.as_millis() as i64;
-    let susp = r.suspension_window.as_millis() as i64;
-    let billing = cfg
-        .meters
-        .iter()
-        .filter(|m| m.customer == c.id && m.billing)
-        .count();
-    let mut tags = c.tags.clone();
-    tags.insert("meter".into(), CUSTOMER_TOTAL.into());
-    tags.insert("customer".into(), c.id.clone());
-    CustomerWatch {
-        meta: Arc::new(MeterMeta::new(CUSTOMER_TOTAL, &c.id, &tags)),
-        sum: CustomerSum::new(billing, short),
-        demand: Sliding::new(short, demand, slide),
-        suspension: (susp != demand).then(|| Sliding::new(short, susp, slide.min(susp))),
-        load: LoadRules::new(load_set(cfg, Some(c), CUSTOMER_TOTAL, &c.id)),
-        peaks: HashMap::new(),
-    }
-}
-
-/// The meta of a meter's points, from its config entry (as its gateway
-/// builds it).
-fn meta_of(m: &crate::config::Meter) -> Arc<MeterMeta> {
-    Arc::new(MeterMeta::new(&m.id, &m.customer, &m.tags))
-}
-
-/// Whether the meter rules of `set` still judge what the open event `e`
-/// is about: its kind has limits, its phase is among the judged ones, its
-/// harmonic order has a limit.
-fn still_judged(set: &RuleSet, e: &Event) -> bool {
-    let l = &set.limits;
-    match e.kind {
-        Kind::VoltageHigh | Kind::VoltageLow => {
-            l.voltage.is_some() && set.voltage_refs.iter().any(|(p, _, _)| *p == e.phase)
-        }
-        Kind::ThdVoltage => {
-            l.harmonics.is_some() && VOLTAGE_PHASES.iter().any(|(p, _)| *p == e.phase)
-        }
-        Kind::HarmonicVoltage => l
-            .harmonics
-            .as_ref()
-            .is_some_and(|h| h.orders.contains_key(&e.order)),
-        Kind::ThdCurrent => l.thd_current.is_some(),
-        Kind::TddCurrent => l.current.is_some(),
-        Kind::HarmonicCurrent => l
-            .harmonic_current
-            .as_ref()
-            .is_some_and(|h| h.amps.contains_key(&e.order)),
-        Kind::Unbalance => true,
-        Kind::DemandExceeded | Kind::SuspensionLoad => true,
-    }
-}
-
-/// Whether the load rules of `set` still judge the open event `e`: a
-/// contracted maximum demand for an exceedance, a declared suspension
-/// over the event's time (and a contracted capacity) for a suspension load.
-fn load_still_judged(set: &LoadSet, e: &Event) -> bool {
-    match e.kind {
-        Kind::DemandExceeded => set.max_demand_kw.is_some(),
-        Kind::SuspensionLoad => {
-            set.contracted_kva.is_some()
-                && set
-                    .suspensions
-                    .iter()
-                    .any(|s| s.from_ms <= e.end_ms && e.start_ms < s.to_ms)
-        }
-        _ => true,
-    }
-}
-
 /// The counter demand is computed from where the meter has one (kWh,
 /// primary side).
 pub(crate) const ENERGY_FIELD: &str = "energy_active_import_total";
@@ -302,24 +125,6 @@ fn is_load_kind(k: Kind) -> bool {
     matches!(k, Kind::DemandExceeded | Kind::SuspensionLoad)
 }
 
-/// The measurement names of the three windows, leaked once per distinct
-/// set of lengths (a handful per process, even across reloads).
-fn measurement_names(short: i64, long: i64, demand: i64) -> [&'static str; 3] {
-    type Names = Vec<((i64, i64, i64), [&'static str; 3])>;
-    static NAMES: std::sync::Mutex<Names> = std::sync::Mutex::new(Vec::new());
-    let mut known = NAMES.lock().expect("names lock");
-    if let Some((_, n)) = known.iter().find(|(k, _)| *k == (short, long, demand)) {
-        return *n;
-    }
-    let n = [
-        leak(format!("pq_{}", window_name(short))),
-        leak(format!("pq_{}", window_name(long))),
-        leak(format!("pq_{}", window_name(demand))),
-    ];
-    known.push(((short, long, demand), n));
-    n
-}
-
 pub struct Watch {
     meters: HashMap<String, MeterWatch>,
     customers: HashMap<String, CustomerWatch>,
@@ -331,14 +136,9 @@ pub struct Watch {
     ledger: Option<LedgerFeed>,
 }
 
-fn leak(s: String) -> &'static str {
-    // Measurement names: a handful per process, built once at start-up.
-    Box::leak(s.into_boxed_str())
-}
-
 impl Watch {
     pub fn new(
-        cfg: &Config,
+        cfg: &Settings,
         store: EventStore,
         sink: mpsc::Sender<Record>,
         notify: Option<mpsc::Sender<EventChange>>,
@@ -399,7 +199,7 @@ impl Watch {
     /// holds open for it (a close that could not be stored), so re-adding a
     /// meter never opens a duplicate. Customers keep their total's open
     /// events, demand minutes and suspension peaks.
-    pub async fn reconfigure(&mut self, cfg: &Config) {
+    pub async fn reconfigure(&mut self, cfg: &Settings) {
         let mut closing: Vec<(Arc<MeterMeta>, Event, CloseReason)> = Vec::new();
         let mut meters = HashMap::new();
         for m in &cfg.meters {
@@ -520,17 +320,12 @@ impl Watch {
         self
     }
 
-    /// Run until the reading channel closes.
-    pub async fn run(self, rx: mpsc::Receiver<Reading>) {
-        let (_keep, configs) = tokio::sync::watch::channel(None);
-        self.run_with_reload(rx, configs).await
-    }
-
-    /// [`run`](Self::run), applying every config sent on `configs`.
-    pub async fn run_with_reload(
+    /// Run until the reading channel closes, applying every slice sent on
+    /// `settings` after the one it was built with.
+    pub async fn run(
         mut self,
         rx: mpsc::Receiver<Reading>,
-        mut configs: tokio::sync::watch::Receiver<Option<Arc<Config>>>,
+        mut settings: tokio::sync::watch::Receiver<Arc<Settings>>,
     ) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -546,11 +341,9 @@ impl Watch {
                         self.on_reading(reading).await;
                     }
                 },
-                Ok(()) = configs.changed() => {
-                    let cfg = configs.borrow_and_update().clone();
-                    if let Some(cfg) = cfg {
-                        self.reconfigure(&cfg).await;
-                    }
+                Ok(()) = settings.changed() => {
+                    let cfg = settings.borrow_and_update().clone();
+                    self.reconfigure(&cfg).await;
                 }
                 _ = tick.tick() => {
                     let now = crate::clock::now_ms();

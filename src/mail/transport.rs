@@ -10,7 +10,7 @@
 //! `Debug` and [`Transport::describe`] show the user name only.
 //!
 //! `[smtp] timeout` bounds the TCP connect (lettre's async transport
-//! applies it to nothing else); the notifier bounds the whole exchange.
+//! applies it to nothing else); the sender bounds the whole exchange.
 //! The one place that decides whether a failure is worth retrying is
 //! [`classify`].
 

@@ -9,7 +9,9 @@
 //! a mail client spot the duplicate). A message the server rejects for good
 //! is kept with `failed_ms` set, for inspection, and never retried.
 //!
-//! Synchronous and owned by the notifier task alone.
+//! Synchronous. The sender task ([`super::sender`]) owns the delivery side;
+//! producers (the notifier, the report scheduler, `pqwatch report --send`)
+//! only store messages, each through its own state-database connection.
 
 use crate::state::{StateDb, StateError};
 use lettre::Address;
