@@ -3,9 +3,11 @@
 //! sections read before it; its limits are resolved here, once.
 
 use super::daemon::{GatewaySettings, Polling, check_interval};
+use super::mail::Alerts;
 use super::problems::{Problems, check_address, check_id, check_tags, duration, entries};
 use super::raw;
-use super::sections::{Alerts, Reports, RulesCfg};
+use super::reports::Reports;
+use super::rules::RulesCfg;
 use crate::modbus::reading::{MeterPlan, Ratios};
 use crate::profile::{Profile, Registry};
 use crate::quality::limits::{Limits, Overrides};
@@ -34,7 +36,7 @@ pub struct Customer {
     /// Report recipients (may be empty: then no report is sent).
     pub recipients: Vec<String>,
     /// Report schedule; None when reports are off for this customer.
-    pub report: Option<super::sections::ReportSchedule>,
+    pub report: Option<super::reports::ReportSchedule>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,7 +114,7 @@ pub(super) fn ratio(v: Option<&raw::RatioValue>, key: &str, p: &mut Problems) ->
 /// meter's), so a typo is reported under the key that holds it.
 pub(super) fn check_overrides(
     o: &crate::quality::limits::Overrides,
-    rules: &super::sections::RulesCfg,
+    rules: &super::rules::RulesCfg,
     key: &str,
     p: &mut Problems,
 ) {
@@ -209,7 +211,7 @@ pub(super) fn customers(
             check_overrides(o, rules, &format!("{key}.limits"), p);
         }
         let (recipients, report) =
-            super::sections::customer_report(&c.recipients, c.report.as_ref(), reports, &key, p);
+            super::reports::customer_report(&c.recipients, c.report.as_ref(), reports, &key, p);
         customers.push(Customer {
             recipients,
             report,

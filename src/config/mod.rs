@@ -17,9 +17,12 @@ mod daemon;
 mod fleet;
 mod influx;
 mod lenient;
+pub mod mail;
 mod problems;
 mod raw;
 pub mod reload;
+pub mod reports;
+pub mod rules;
 pub mod sections;
 mod validate;
 

@@ -41,10 +41,10 @@ pub struct Config {
     /// Per gateway address: its settings (defaults from `[polling]`).
     pub gateways: BTreeMap<String, GatewaySettings>,
     pub profiles: Registry,
-    pub rules: super::sections::RulesCfg,
-    pub smtp: super::sections::Smtp,
-    pub alerts: super::sections::Alerts,
-    pub reports: super::sections::Reports,
+    pub rules: super::rules::RulesCfg,
+    pub smtp: super::mail::Smtp,
+    pub alerts: super::mail::Alerts,
+    pub reports: super::reports::Reports,
     pub http: super::sections::Http,
     pub cluster: super::sections::Cluster,
     /// `[daemon] timezone`, or the system's.
@@ -77,10 +77,10 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
     let polling = polling(&mut p);
     let influx = influx(&mut p);
     let tz = super::sections::timezone(daemon.timezone.as_deref(), &mut p);
-    let rules = super::sections::rules(&mut p);
-    let smtp = super::sections::smtp(&tree.base_dir, &mut p);
-    let alerts = super::sections::alerts(&mut p);
-    let reports = super::sections::reports(&mut p);
+    let rules = super::rules::rules(&mut p);
+    let smtp = super::mail::smtp(&tree.base_dir, &mut p);
+    let alerts = super::mail::alerts(&mut p);
+    let reports = super::reports::reports(&mut p);
     let http = super::sections::http(&mut p);
     let cluster = super::sections::cluster(&mut p);
     let plausibility = super::sections::plausibility(&mut p);

@@ -24,7 +24,7 @@ pub mod transport;
 pub use sender::Sender;
 
 use crate::config::Config;
-use crate::config::sections::Smtp;
+use crate::config::mail::Smtp;
 use crate::metrics::Metrics;
 use lettre::message::Mailbox;
 use lettre::message::header::{HeaderName, HeaderValue};

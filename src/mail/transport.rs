@@ -14,7 +14,7 @@
 //! The one place that decides whether a failure is worth retrying is
 //! [`classify`].
 
-use crate::config::sections::{Security, Smtp};
+use crate::config::mail::{Security, Smtp};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};

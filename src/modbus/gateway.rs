@@ -113,6 +113,16 @@ pub async fn probe(settings: GatewaySettings, meter: Arc<Meter>) -> Probe {
     }
 }
 
+/// The raw outcome of one poll's reads.
+struct Reads {
+    /// Per request of the plan: its registers, or `None` when it failed.
+    results: Vec<Option<Vec<u16>>>,
+    /// The first failure, for the log.
+    first_error: Option<String>,
+    /// The meter answered "illegal data address" to a read bridging gaps.
+    rejects_gaps: bool,
+}
+
 /// One meter's poll state inside its gateway task.
 struct MeterState {
     meter: Arc<Meter>,
@@ -292,78 +302,8 @@ impl Gateway {
     ) -> Option<Vec<(Arc<str>, f64)>> {
         let m = st.meter.clone();
         let plan = st.plan.clone();
-        let mut rejects_gaps = false;
-        let mut results: Vec<Option<Vec<u16>>> = Vec::with_capacity(plan.requests.len());
-        let mut first_error: Option<String> = None;
-        let mut abandon = false;
-        for (k, req) in plan.requests.iter().enumerate() {
-            if abandon {
-                results.push(None);
-                continue;
-            }
-            if k > 0 && !self.settings.delay_between_requests.is_zero() {
-                tokio::time::sleep(self.settings.delay_between_requests).await;
-            }
-            let outcome = self.read(conn, gs, m.unit, m.timeout, req).await;
-            match outcome {
-                ReadOutcome::Ok(words) => {
-                    Metrics::inc(&self.metrics.reads_ok);
-                    Metrics::inc(&gs.reads_ok);
-                    results.push(Some(words));
-                }
-                ReadOutcome::Exception(code) => {
-                    Metrics::inc(&self.metrics.read_exceptions);
-                    Metrics::inc(&gs.read_exceptions);
-                    first_error.get_or_insert_with(|| {
-                        format!(
-                            "{} {}+{}: Modbus exception {:?} (0x{:02X})",
-                            req.function,
-                            req.start,
-                            req.count,
-                            code,
-                            u8::from(code)
-                        )
-                    });
-                    results.push(None);
-                    rejects_gaps |=
-                        code == ExceptionCode::IllegalDataAddress && plan.bridges_gaps();
-                    // 0x0A/0x0B: the gateway cannot reach the meter; the
-                    // remaining reads would fail the same way.
-                    abandon = matches!(
-                        code,
-                        ExceptionCode::GatewayPathUnavailable | ExceptionCode::GatewayTargetDevice
-                    );
-                }
-                ReadOutcome::Timeout => {
-                    Metrics::inc(&self.metrics.read_timeouts);
-                    Metrics::inc(&gs.read_timeouts);
-                    first_error.get_or_insert_with(|| {
-                        format!(
-                            "{} {}+{}: no answer within {:?}",
-                            req.function, req.start, req.count, m.timeout
-                        )
-                    });
-                    results.push(None);
-                    abandon = true;
-                }
-                ReadOutcome::Broken(e) => {
-                    Metrics::inc(&self.metrics.read_transport_errors);
-                    Metrics::inc(&gs.read_transport_errors);
-                    first_error.get_or_insert_with(|| {
-                        format!("{} {}+{}: {e}", req.function, req.start, req.count)
-                    });
-                    results.push(None);
-                    abandon = true;
-                }
-                ReadOutcome::NoConnection(e) => {
-                    first_error.get_or_insert(e);
-                    results.push(None);
-                    abandon = true;
-                }
-            }
-        }
-
-        if rejects_gaps {
+        let reads = self.read_plan(conn, gs, &m, &plan).await;
+        if reads.rejects_gaps {
             let tight = plan.without_gaps();
             info!(
                 meter = %m.id,
@@ -373,43 +313,12 @@ impl Gateway {
             );
             st.plan = Arc::new(tight);
         }
+        let results = reads.results;
         let ok_reads = results.iter().filter(|r| r.is_some()).count();
         let assembled = plan.assemble(&results);
-        for (field, reason) in &assembled.dropped {
-            Metrics::inc(&self.metrics.fields_dropped);
-            debug!(meter = %m.id, field = %field, reason = %reason, "value dropped");
-        }
-        if !assembled.dropped.is_empty() && st.fail_streak == 0 {
-            // Once per poll at most, at info: bad data is worth knowing about.
-            let names: Vec<String> = assembled
-                .dropped
-                .iter()
-                .map(|(f, r)| format!("{f}({r})"))
-                .collect();
-            info!(meter = %m.id, dropped = %names.join(" "), "values dropped from reading");
-        }
-
+        self.count_dropped(st, &assembled.dropped);
         if ok_reads == 0 {
-            Metrics::inc(&self.metrics.polls_failed);
-            Metrics::inc(&gs.polls_failed);
-            Metrics::inc(&st.stats.polls_failed);
-            st.fail_streak += 1;
-            Metrics::set(&st.stats.fail_streak, st.fail_streak as u64);
-            let err = first_error.unwrap_or_else(|| "no reads".into());
-            if st.fail_streak == 1 {
-                warn!(meter = %m.id, unit = m.unit, error = %err, "meter poll failed");
-            } else {
-                debug!(meter = %m.id, streak = st.fail_streak, error = %err, "meter poll failed");
-            }
-            if st.fail_streak >= 3 {
-                let cycles = 1i64 << (st.fail_streak - 2).min(10);
-                let cap = self.settings.reconnect_max.as_millis() as i64;
-                let wait = (cycles * st.interval_ms).min(cap.max(st.interval_ms));
-                st.backoff_until_ms = now_ms() + wait;
-                if st.fail_streak == 3 {
-                    warn!(meter = %m.id, "meter keeps failing; polling it less often until it answers");
-                }
-            }
+            self.poll_failed(st, gs, reads.first_error);
             return None;
         }
         if st.fail_streak > 0 {
@@ -422,7 +331,7 @@ impl Gateway {
             Metrics::inc(&self.metrics.polls_partial);
             Metrics::inc(&gs.polls_partial);
             Metrics::inc(&st.stats.polls_partial);
-            debug!(meter = %m.id, error = %first_error.unwrap_or_default(), "some reads failed");
+            debug!(meter = %m.id, error = %reads.first_error.unwrap_or_default(), "some reads failed");
         } else {
             Metrics::inc(&self.metrics.polls_ok);
             Metrics::inc(&gs.polls_ok);
@@ -434,6 +343,127 @@ impl Gateway {
             return None;
         }
         Some(values)
+    }
+
+    /// Every read of `plan`, in order, each outcome counted. After a
+    /// timeout, a broken connection, no connection or a gateway path
+    /// exception the remaining reads are abandoned (`None`): they would
+    /// fail the same way, and a dead meter must cost the others at most
+    /// one timeout.
+    async fn read_plan(
+        &self,
+        conn: &mut Conn,
+        gs: &GatewayStats,
+        m: &Meter,
+        plan: &crate::modbus::reading::MeterPlan,
+    ) -> Reads {
+        let mut out = Reads {
+            results: Vec::with_capacity(plan.requests.len()),
+            first_error: None,
+            rejects_gaps: false,
+        };
+        let mut abandon = false;
+        for (k, req) in plan.requests.iter().enumerate() {
+            if abandon {
+                out.results.push(None);
+                continue;
+            }
+            if k > 0 && !self.settings.delay_between_requests.is_zero() {
+                tokio::time::sleep(self.settings.delay_between_requests).await;
+            }
+            let outcome = self.read(conn, gs, m.unit, m.timeout, req).await;
+            let what = || format!("{} {}+{}", req.function, req.start, req.count);
+            let error = match outcome {
+                ReadOutcome::Ok(words) => {
+                    Metrics::inc(&self.metrics.reads_ok);
+                    Metrics::inc(&gs.reads_ok);
+                    out.results.push(Some(words));
+                    continue;
+                }
+                ReadOutcome::Exception(code) => {
+                    Metrics::inc(&self.metrics.read_exceptions);
+                    Metrics::inc(&gs.read_exceptions);
+                    out.rejects_gaps |=
+                        code == ExceptionCode::IllegalDataAddress && plan.bridges_gaps();
+                    // 0x0A/0x0B: the gateway cannot reach the meter; the
+                    // remaining reads would fail the same way.
+                    abandon = matches!(
+                        code,
+                        ExceptionCode::GatewayPathUnavailable | ExceptionCode::GatewayTargetDevice
+                    );
+                    format!(
+                        "{}: Modbus exception {:?} (0x{:02X})",
+                        what(),
+                        code,
+                        u8::from(code)
+                    )
+                }
+                ReadOutcome::Timeout => {
+                    Metrics::inc(&self.metrics.read_timeouts);
+                    Metrics::inc(&gs.read_timeouts);
+                    abandon = true;
+                    format!("{}: no answer within {:?}", what(), m.timeout)
+                }
+                ReadOutcome::Broken(e) => {
+                    Metrics::inc(&self.metrics.read_transport_errors);
+                    Metrics::inc(&gs.read_transport_errors);
+                    abandon = true;
+                    format!("{}: {e}", what())
+                }
+                ReadOutcome::NoConnection(e) => {
+                    abandon = true;
+                    e
+                }
+            };
+            out.first_error.get_or_insert(error);
+            out.results.push(None);
+        }
+        out
+    }
+
+    /// Count the values dropped from a reading, and log them once per poll
+    /// at info (bad data is worth knowing about), not while failing.
+    fn count_dropped(
+        &self,
+        st: &MeterState,
+        dropped: &[(Arc<str>, crate::modbus::reading::DropReason)],
+    ) {
+        let m = &st.meter;
+        for (field, reason) in dropped {
+            Metrics::inc(&self.metrics.fields_dropped);
+            debug!(meter = %m.id, field = %field, reason = %reason, "value dropped");
+        }
+        if !dropped.is_empty() && st.fail_streak == 0 {
+            let names: Vec<String> = dropped.iter().map(|(f, r)| format!("{f}({r})")).collect();
+            info!(meter = %m.id, dropped = %names.join(" "), "values dropped from reading");
+        }
+    }
+
+    /// A poll where no read succeeded: counted, logged at the start of the
+    /// streak, and from the third in a row the meter is backed off (polled
+    /// every 2ⁿ cycles, up to the reconnect cap).
+    fn poll_failed(&self, st: &mut MeterState, gs: &GatewayStats, first_error: Option<String>) {
+        let m = &st.meter;
+        Metrics::inc(&self.metrics.polls_failed);
+        Metrics::inc(&gs.polls_failed);
+        Metrics::inc(&st.stats.polls_failed);
+        st.fail_streak += 1;
+        Metrics::set(&st.stats.fail_streak, st.fail_streak as u64);
+        let err = first_error.unwrap_or_else(|| "no reads".into());
+        if st.fail_streak == 1 {
+            warn!(meter = %m.id, unit = m.unit, error = %err, "meter poll failed");
+        } else {
+            debug!(meter = %m.id, streak = st.fail_streak, error = %err, "meter poll failed");
+        }
+        if st.fail_streak >= 3 {
+            let cycles = 1i64 << (st.fail_streak - 2).min(10);
+            let cap = self.settings.reconnect_max.as_millis() as i64;
+            let wait = (cycles * st.interval_ms).min(cap.max(st.interval_ms));
+            st.backoff_until_ms = now_ms() + wait;
+            if st.fail_streak == 3 {
+                warn!(meter = %m.id, "meter keeps failing; polling it less often until it answers");
+            }
+        }
     }
 
     /// Drop implausible values (counted, logged when a field turns bad and

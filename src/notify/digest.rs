@@ -29,7 +29,7 @@
 //! `Closed` for an event opened before the restart is treated as news.
 
 use super::Settings as Slice;
-use crate::config::sections::{Alerts, Recipients};
+use crate::config::mail::{Alerts, Recipients};
 use crate::events::{Change, EventChange};
 use crate::quality::rules::Event;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

@@ -38,7 +38,7 @@ pub mod digest;
 pub mod render;
 
 use crate::clock::TokioWall;
-use crate::config::sections::Alerts;
+use crate::config::mail::Alerts;
 use crate::config::{Config, Customer, Meter};
 use crate::events::EventChange;
 use crate::mail::queue::MailQueue;

@@ -613,7 +613,7 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
         generated_ms: inputs.now_ms,
         voltage_target,
         min_completeness: cfg.reports.min_completeness,
-        worst_phase: cfg.reports.phase_rule == crate::config::sections::PhaseRule::WorstPhase,
+        worst_phase: cfg.reports.phase_rule == crate::config::reports::PhaseRule::WorstPhase,
         meters: meter_reports,
         events,
         suspensions,

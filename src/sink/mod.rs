@@ -99,6 +99,39 @@ fn backoff(failures: u32, retry_after: Option<Duration>, class: Class) -> Durati
     backoff::SINK.delay_after(failures, retry_after, floor)
 }
 
+/// The requests outstanding and the state that decides the next ones.
+struct Sends {
+    /// Requests outstanding, each with the batches it carries; at most
+    /// `max_in_flight` (one while writes fail, so a struggling server is
+    /// probed, not flooded).
+    inflight: Vec<(tokio::task::Id, Vec<Taken>)>,
+    tasks: tokio::task::JoinSet<Result<(), WriteError>>,
+    /// Off once a merged request was refused as too large or invalid:
+    /// batches then go one by one, where 413 and 400 are handled.
+    merge: bool,
+    /// Whether the next start takes the newest batch (else the oldest group).
+    newest_next: bool,
+    /// Failed sends in a row that are retried, when the last was logged,
+    /// and when the next may start.
+    failures: u32,
+    logged_at: Option<Instant>,
+    retry_at: Option<Instant>,
+}
+
+impl Default for Sends {
+    fn default() -> Self {
+        Sends {
+            inflight: Vec::new(),
+            tasks: tokio::task::JoinSet::new(),
+            merge: true,
+            newest_next: true,
+            failures: 0,
+            logged_at: None,
+            retry_at: None,
+        }
+    }
+}
+
 pub struct Sink {
     cfg: Influx,
     writer: Arc<Writer>,
@@ -129,25 +162,128 @@ impl Sink {
             crate::config::Api::V1 { .. } => line::Dialect::V1,
             crate::config::Api::V2 { .. } => line::Dialect::V2,
         };
-        // The readiness probe runs beside the sink, never in front of it: a
-        // server that accepts and never answers must not keep readings out
-        // of the outbox for the probe's timeout.
-        let probe = {
-            let (w, url) = (
-                self.writer.clone(),
-                crate::secret::redact_url(&self.cfg.url),
+        let probe = self.spawn_probe();
+        let mut q = self.open_queue();
+
+        let mut current = String::with_capacity(64 * 1024);
+        let mut current_points = 0usize;
+        let mut sends = Sends::default();
+        let mut flush_at = Instant::now() + self.cfg.flush_interval;
+        let mut input_open = true;
+        let mut deadline: Option<Instant> = None;
+        let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
+        // Received but not yet encoded: a batch is sealed at `batch_size`
+        // points even when more records arrived at once.
+        let mut received: VecDeque<R> = VecDeque::new();
+        let mut gathered: Vec<R> = Vec::new();
+
+        loop {
+            while current_points < self.cfg.batch_size
+                && let Some(record) = received.pop_front()
+            {
+                current_points += line::encode_record(&record.into(), dialect, &mut current);
+            }
+            Metrics::set(
+                &self.metrics.sink_heartbeat_ms,
+                crate::clock::now_ms() as u64,
             );
-            tokio::spawn(async move {
-                match w.probe().await {
-                    Some(Ok(())) => info!(url = %url, "InfluxDB is ready"),
-                    Some(Err(e)) => {
-                        warn!(url = %url, error = %e, "InfluxDB readiness probe failed; writing anyway (the outbox holds data until it accepts)")
-                    }
-                    None => {}
+            // Seal when full, when the flush timer fires, or at shutdown.
+            if current_points >= self.cfg.batch_size
+                || (current_points > 0 && (Instant::now() >= flush_at || !input_open))
+            {
+                let raw = std::mem::replace(&mut current, String::with_capacity(64 * 1024));
+                let body = Bytes::from(gzip(raw.as_bytes()));
+                let keys = busy(&sends.inflight);
+                q.push(
+                    crate::clock::now_ms(),
+                    current_points,
+                    raw.len(),
+                    body,
+                    &keys,
+                );
+                current_points = 0;
+                q.publish_depth();
+            }
+            if current_points == 0 {
+                flush_at = Instant::now() + self.cfg.flush_interval;
+            }
+
+            self.start_sends(&mut q, &mut sends);
+
+            if !input_open && current_points == 0 && sends.inflight.is_empty() {
+                if q.batches() == 0 {
+                    break; // everything delivered
                 }
-            })
-        };
-        let mut q = Queue {
+                // Waiting for a retry that falls after the deadline is pointless.
+                if let (Some(r), Some(d)) = (sends.retry_at, deadline)
+                    && r >= d
+                {
+                    break;
+                }
+            }
+            if let Some(d) = deadline
+                && Instant::now() >= d
+            {
+                break;
+            }
+
+            let wake = [Some(flush_at), sends.retry_at, deadline]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("flush_at is always set")
+                .min(Instant::now() + HEARTBEAT);
+            // Records left over from a sealed batch go into the next at once.
+            let wake = match received.is_empty() {
+                true => wake,
+                false => Instant::now(),
+            };
+
+            tokio::select! {
+                n = rx.next(&mut gathered, crate::gather::MAX), if input_open && received.is_empty() => {
+                    if n == 0 {
+                        input_open = false;
+                        deadline = Some(Instant::now() + self.grace);
+                        // One more attempt now rather than after a long backoff.
+                        sends.retry_at = None;
+                    }
+                    received.extend(gathered.drain(..));
+                },
+                Some(joined) = sends.tasks.join_next_with_id(), if !sends.tasks.is_empty() => {
+                    self.on_joined(&mut q, &mut sends, joined);
+                    q.publish_depth();
+                },
+                _ = sleep_until(wake) => {}
+            }
+        }
+
+        probe.abort();
+        self.finish(q, sends);
+    }
+
+    /// The readiness probe runs beside the sink, never in front of it: a
+    /// server that accepts and never answers must not keep readings out of
+    /// the outbox for the probe's timeout.
+    fn spawn_probe(&self) -> tokio::task::JoinHandle<()> {
+        let (w, url) = (
+            self.writer.clone(),
+            crate::secret::redact_url(&self.cfg.url),
+        );
+        tokio::spawn(async move {
+            match w.probe().await {
+                Some(Ok(())) => info!(url = %url, "InfluxDB is ready"),
+                Some(Err(e)) => {
+                    warn!(url = %url, error = %e, "InfluxDB readiness probe failed; writing anyway (the outbox holds data until it accepts)")
+                }
+                None => {}
+            }
+        })
+    }
+
+    /// The queue over the outbox (taken from `self`) and memory, its depth
+    /// published; a backlog from the previous run is logged.
+    fn open_queue(&mut self) -> Queue {
+        let q = Queue {
             outbox: self.outbox.take(),
             mem: VecDeque::new(),
             mem_points: 0,
@@ -171,190 +307,103 @@ impl Sink {
             }
         }
         q.publish_depth();
+        q
+    }
 
-        let mut current = String::with_capacity(64 * 1024);
-        let mut current_points = 0usize;
-        // Requests outstanding, each with the batches it carries; at most
-        // `max_in_flight` (one while writes fail, so a struggling server
-        // is probed, not flooded).
-        let mut inflight: Vec<(tokio::task::Id, Vec<Taken>)> = Vec::new();
-        let mut sends: tokio::task::JoinSet<Result<(), WriteError>> = tokio::task::JoinSet::new();
-        // Off once a merged request was refused as too large or invalid:
-        // batches then go one by one, where 413 and 400 are handled.
-        let mut merge = true;
-        let mut failures = 0u32;
-        let mut logged_at: Option<Instant> = None;
-        let mut retry_at: Option<Instant> = None;
-        let mut flush_at = Instant::now() + self.cfg.flush_interval;
-        let mut input_open = true;
-        let mut deadline: Option<Instant> = None;
-        let mut newest_next = true;
-        let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
-        // Received but not yet encoded: a batch is sealed at `batch_size`
-        // points even when more records arrived at once.
-        let mut received: VecDeque<R> = VecDeque::new();
-        let mut gathered: Vec<R> = Vec::new();
-
-        loop {
-            while current_points < self.cfg.batch_size
-                && let Some(record) = received.pop_front()
-            {
-                current_points += line::encode_record(&record.into(), dialect, &mut current);
-            }
-            Metrics::set(
-                &self.metrics.sink_heartbeat_ms,
-                crate::clock::now_ms() as u64,
-            );
-            // Seal when full, when the flush timer fires, or at shutdown.
-            if current_points >= self.cfg.batch_size
-                || (current_points > 0 && (Instant::now() >= flush_at || !input_open))
-            {
-                let raw = std::mem::replace(&mut current, String::with_capacity(64 * 1024));
-                let body = Bytes::from(gzip(raw.as_bytes()));
-                let keys = busy(&inflight);
-                q.push(
-                    crate::clock::now_ms(),
-                    current_points,
-                    raw.len(),
-                    body,
-                    &keys,
-                );
-                current_points = 0;
-                q.publish_depth();
-            }
-            if current_points == 0 {
-                flush_at = Instant::now() + self.cfg.flush_interval;
-            }
-
-            // Start sends while a slot is free, the backoff has passed and
-            // work waits. Starts alternate between the newest batch and the
-            // oldest group, so live data is never starved by a backlog.
-            let limit = if failures > 0 {
-                1
-            } else {
-                self.cfg.max_in_flight
-            };
-            while inflight.len() < limit && retry_at.is_none_or(|t| Instant::now() >= t) {
-                retry_at = None;
-                let keys = busy(&inflight);
-                let idle = q.batches().saturating_sub(keys.len() as u64);
-                if idle == 0 {
-                    break;
-                }
-                let newest = newest_next || idle == 1;
-                let group: Vec<Taken> = if newest || !merge {
-                    q.take(newest, &keys).into_iter().collect()
-                } else {
-                    q.take_oldest_group(&keys)
-                };
-                if group.is_empty() {
-                    break;
-                }
-                newest_next = !newest;
-                let w = self.writer.clone();
-                let body = match group.as_slice() {
-                    [one] => one.body.clone(),
-                    many => {
-                        let mut b = Vec::with_capacity(many.iter().map(|t| t.body.len()).sum());
-                        for t in many {
-                            b.extend_from_slice(&t.body);
-                        }
-                        Bytes::from(b)
-                    }
-                };
-                let id = sends.spawn(async move { w.write(body).await }).id();
-                inflight.push((id, group));
-            }
-
-            if !input_open && current_points == 0 && inflight.is_empty() {
-                if q.batches() == 0 {
-                    break; // everything delivered
-                }
-                // Waiting for a retry that falls after the deadline is pointless.
-                if let (Some(r), Some(d)) = (retry_at, deadline)
-                    && r >= d
-                {
-                    break;
-                }
-            }
-            if let Some(d) = deadline
-                && Instant::now() >= d
-            {
+    /// Start sends while a slot is free, the backoff has passed and work
+    /// waits. Starts alternate between the newest batch and the oldest
+    /// group, so live data is never starved by a backlog.
+    fn start_sends(&self, q: &mut Queue, s: &mut Sends) {
+        let limit = if s.failures > 0 {
+            1
+        } else {
+            self.cfg.max_in_flight
+        };
+        while s.inflight.len() < limit && s.retry_at.is_none_or(|t| Instant::now() >= t) {
+            s.retry_at = None;
+            let keys = busy(&s.inflight);
+            let idle = q.batches().saturating_sub(keys.len() as u64);
+            if idle == 0 {
                 break;
             }
-
-            let wake = [Some(flush_at), retry_at, deadline]
-                .into_iter()
-                .flatten()
-                .min()
-                .expect("flush_at is always set")
-                .min(Instant::now() + HEARTBEAT);
-            // Records left over from a sealed batch go into the next at once.
-            let wake = match received.is_empty() {
-                true => wake,
-                false => Instant::now(),
+            let newest = s.newest_next || idle == 1;
+            let group: Vec<Taken> = if newest || !s.merge {
+                q.take(newest, &keys).into_iter().collect()
+            } else {
+                q.take_oldest_group(&keys)
             };
+            if group.is_empty() {
+                break;
+            }
+            s.newest_next = !newest;
+            let w = self.writer.clone();
+            let body = match group.as_slice() {
+                [one] => one.body.clone(),
+                many => {
+                    let mut b = Vec::with_capacity(many.iter().map(|t| t.body.len()).sum());
+                    for t in many {
+                        b.extend_from_slice(&t.body);
+                    }
+                    Bytes::from(b)
+                }
+            };
+            let id = s.tasks.spawn(async move { w.write(body).await }).id();
+            s.inflight.push((id, group));
+        }
+    }
 
-            tokio::select! {
-                n = rx.next(&mut gathered, crate::gather::MAX), if input_open && received.is_empty() => {
-                    if n == 0 {
-                        input_open = false;
-                        deadline = Some(Instant::now() + self.grace);
-                        // One more attempt now rather than after a long backoff.
-                        retry_at = None;
-                    }
-                    received.extend(gathered.drain(..));
-                },
-                Some(joined) = sends.join_next_with_id(), if !sends.is_empty() => {
-                    let (id, res) = match joined {
-                        Ok((id, res)) => (id, res),
-                        // A panicked send: its batches stay queued and go again.
-                        Err(e) => {
-                            error!(error = %e, "an InfluxDB write task failed; its batches stay queued");
-                            let id = e.id();
-                            inflight.retain(|(i, _)| *i != id);
-                            continue;
-                        }
-                    };
-                    let Some(pos) = inflight.iter().position(|(i, _)| *i == id) else {
-                        continue;
-                    };
-                    let (_, group) = inflight.swap_remove(pos);
-                    match (group.as_slice(), res) {
-                        ([t], res) => self.handle_result(&mut q, t, res, &mut failures, &mut retry_at, &mut logged_at),
-                        (many, Ok(())) => {
-                            for t in many {
-                                self.handle_result(&mut q, t, Ok(()), &mut failures, &mut retry_at, &mut logged_at);
-                            }
-                        }
-                        (many, Err(e)) if matches!(e.class(), Class::Reject | Class::TooLarge) => {
-                            merge = false;
-                            Metrics::inc(&self.metrics.batches_failed);
-                            warn!(error = %e, batches = many.len(), "InfluxDB refused a request of merged batches; sending them one by one from now on");
-                        }
-                        (many, Err(e)) => {
-                            // Counted as one failed send of all its points.
-                            let all = Taken {
-                                key: many[0].key,
-                                created_ms: many[0].created_ms,
-                                points: many.iter().map(|t| t.points).sum(),
-                                body: Bytes::new(),
-                            };
-                            self.handle_result(&mut q, &all, Err(e), &mut failures, &mut retry_at, &mut logged_at);
-                        }
-                    }
-                    q.publish_depth();
-                },
-                _ = sleep_until(wake) => {}
+    /// A send finished: record the outcome of each batch it carried.
+    fn on_joined(
+        &self,
+        q: &mut Queue,
+        s: &mut Sends,
+        joined: Result<(tokio::task::Id, Result<(), WriteError>), tokio::task::JoinError>,
+    ) {
+        let (id, res) = match joined {
+            Ok((id, res)) => (id, res),
+            // A panicked send: its batches stay queued and go again.
+            Err(e) => {
+                error!(error = %e, "an InfluxDB write task failed; its batches stay queued");
+                let id = e.id();
+                s.inflight.retain(|(i, _)| *i != id);
+                return;
+            }
+        };
+        let Some(pos) = s.inflight.iter().position(|(i, _)| *i == id) else {
+            return;
+        };
+        let (_, group) = s.inflight.swap_remove(pos);
+        match (group.as_slice(), res) {
+            ([t], res) => self.handle_result(q, t, res, s),
+            (many, Ok(())) => {
+                for t in many {
+                    self.handle_result(q, t, Ok(()), s);
+                }
+            }
+            (many, Err(e)) if matches!(e.class(), Class::Reject | Class::TooLarge) => {
+                s.merge = false;
+                Metrics::inc(&self.metrics.batches_failed);
+                warn!(error = %e, batches = many.len(), "InfluxDB refused a request of merged batches; sending them one by one from now on");
+            }
+            (many, Err(e)) => {
+                // Counted as one failed send of all its points.
+                let all = Taken {
+                    key: many[0].key,
+                    created_ms: many[0].created_ms,
+                    points: many.iter().map(|t| t.points).sum(),
+                    body: Bytes::new(),
+                };
+                self.handle_result(q, &all, Err(e), s);
             }
         }
+    }
 
-        probe.abort();
-        // Requests still out at the deadline are abandoned; their batches
-        // stay queued (a server that stored them meanwhile is sent them
-        // again at the next start: the same timestamps overwrite).
-        sends.abort_all();
-        // Exit: whatever is not delivered stays in the outbox.
+    /// Exit: requests still out at the deadline are abandoned; their
+    /// batches stay queued (a server that stored them meanwhile is sent
+    /// them again at the next start: the same timestamps overwrite), and
+    /// whatever is not delivered stays in the outbox.
+    fn finish(&self, mut q: Queue, mut sends: Sends) {
+        sends.tasks.abort_all();
         let (kept_mem, lost) = q.persist_memory();
         if lost > 0 {
             error!(
@@ -374,15 +423,13 @@ impl Sink {
         q.publish_depth();
     }
 
-    fn handle_result(
-        &self,
-        q: &mut Queue,
-        t: &Taken,
-        res: Result<(), WriteError>,
-        failures: &mut u32,
-        retry_at: &mut Option<Instant>,
-        logged_at: &mut Option<Instant>,
-    ) {
+    fn handle_result(&self, q: &mut Queue, t: &Taken, res: Result<(), WriteError>, s: &mut Sends) {
+        let Sends {
+            failures,
+            retry_at,
+            logged_at,
+            ..
+        } = s;
         let m = &self.metrics;
         let e = match res {
             Ok(()) => {

@@ -5,7 +5,7 @@
 //! Not here: what happens to readings and windows (the parent module).
 
 use super::{CustomerWatch, MeterWatch};
-use crate::config::{Config, Customer, Meter, sections::RulesCfg};
+use crate::config::{Config, Customer, Meter, rules::RulesCfg};
 use crate::quality::aggregate::Aggregator;
 use crate::quality::demand::{CustomerSum, EnergyBasis, Sliding};
 use crate::quality::rules::{

@@ -3,7 +3,7 @@
 use super::super::digest::tests::event;
 use super::super::digest::{Item, Suppressed};
 use super::*;
-use crate::config::sections::Recipients;
+use crate::config::mail::Recipients;
 use crate::quality::rules::State;
 
 const MIN: i64 = 60_000;

@@ -296,7 +296,7 @@ pub(super) fn meter_report(
         }
         _ => Vec::new(),
     };
-    let worst = cfg.reports.phase_rule == crate::config::sections::PhaseRule::WorstPhase;
+    let worst = cfg.reports.phase_rule == crate::config::reports::PhaseRule::WorstPhase;
     let voltage_share = match (judged_on_10min, worst) {
         (true, false) => {
             let (n, out) = voltage_long
