@@ -53,6 +53,9 @@ fn config(vm: &str, port: u16) -> String {
         .to_string()
 }
 
+/// A +9 % step on M-HV from 4 s to 14 s, M-LV's THDu rise
+/// ([`fleet::LV_THD`]), M-SUSP's load ([`fleet::SUSP_LOAD`]) and a 15 % dip
+/// on M-BLIP for 1 s, shorter than the minimum duration.
 fn scenario() -> String {
     let hv = r#"
 [[event]]
