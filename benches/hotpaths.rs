@@ -1,9 +1,9 @@
 //! Hot paths of pqwatch, measured with criterion (part 1 of
-//! `bench/run.sh`; results in BENCHMARKS.md).
+//! `benches/run.sh`; results in BENCHMARKS.md).
 //!
 //! Run: `cargo bench --bench hotpaths` (add `-- --quick` for a short run).
 //! criterion keeps its estimates in `target/criterion/<id>/new/`;
-//! `bench/render.py` reads the medians from there.
+//! `benches/render.py` reads the medians from there.
 //!
 //! * `plan/<profile>`: plan a meter's reads for every field of a profile
 //!   (`MeterPlan::new`, which runs `modbus::plan`);

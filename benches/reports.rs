@@ -1,4 +1,4 @@
-//! Customer reports at scale (part 7 of `bench/run.sh`): the time to
+//! Customer reports at scale (part 7 of `benches/run.sh`): the time to
 //! compute and render the monthly reports of 1,000 customers from 30 days
 //! of ledger.
 //!
@@ -25,7 +25,7 @@
 //!    reported, and one extra pass times the parts separately.
 //!
 //! Results: printed, and written as JSON to `PQWATCH_BENCH_JSON` (default
-//! `bench/results/reports.json`).
+//! `benches/results/reports.json`).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
     let profile =
         std::env::var("PQWATCH_BENCH_PROFILE").unwrap_or_else(|_| "janitza-umg96rm".into());
     let out_path = std::env::var("PQWATCH_BENCH_JSON").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/bench/results/reports.json").into()
+        concat!(env!("CARGO_MANIFEST_DIR"), "/benches/results/reports.json").into()
     });
 
     let cfg = support::load(&support::config_text(customers, &profile));

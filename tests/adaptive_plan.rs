@@ -3,6 +3,9 @@
 //! poll with holes, every field arrives, and the other meter on the same
 //! gateway is unaffected throughout.
 
+mod common;
+
+use common::{TestConfig, free_port};
 use pqwatch::app::{Handles, Options};
 use pqwatch::metrics::Metrics;
 use pqwatch::sim::scenario::Scenario;
@@ -10,24 +13,13 @@ use pqwatch::sim::{SimMeter, Simulator};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_meter_is_replanned_without_gaps() {
     let port = free_port();
-    let text = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-[polling]
-interval = "1s"
-timeout = "300ms"
+    let text = TestConfig::new()
+        .polling("1s", "300ms")
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C"
 [[meters]]
@@ -45,7 +37,8 @@ unit = 2
 profile = "eastron-sdm630"
 nominal_voltage = 400
 "#
-    );
+        ))
+        .to_string();
     let mut cfg = pqwatch::config::from_str(&text, std::path::Path::new(".")).unwrap();
     let state = tempfile::tempdir().unwrap();
     cfg.daemon.state_dir = state.path().to_path_buf();

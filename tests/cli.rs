@@ -4,7 +4,7 @@
 mod common;
 mod e2e;
 
-use common::write_file;
+use common::{TestConfig, write_file};
 use e2e::{Output, pqwatch_cmd, run_to_end};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -307,16 +307,15 @@ fn profiles_lists_and_shows_the_builtins() {
     assert!(out.stderr.contains("janitza-umg96rm"), "a hint: {out}");
 }
 
-const NEEDS_TOKEN: &str = r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[influxdb]
-url = "http://127.0.0.1:8086"
-api = "v2"
-org = "utility"
-bucket = "pqwatch"
-
+/// InfluxDB's v2 API without a token in the file.
+fn needs_token() -> String {
+    TestConfig::new()
+        .influx("url", "http://127.0.0.1:8086")
+        .influx("api", "v2")
+        .influx("org", "utility")
+        .influx("bucket", "pqwatch")
+        .push(
+            r#"
 [[customers]]
 id = "C1"
 
@@ -327,13 +326,16 @@ address = "127.0.0.1:502"
 unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
-"#;
+"#,
+        )
+        .to_string()
+}
 
 #[test]
 fn token_from_the_environment() -> anyhow::Result<()> {
     const TOKEN: &str = "env-tok3n-5f2a9";
     let dir = tempfile::tempdir()?;
-    let path = write_file(dir.path(), "pqwatch.toml", NEEDS_TOKEN)?;
+    let path = write_file(dir.path(), "pqwatch.toml", &needs_token())?;
     let path = path.to_str().unwrap();
 
     let mut cmd = pqwatch_cmd(&["check", "-c", path]);

@@ -15,7 +15,7 @@
 mod common;
 mod e2e;
 
-use common::{VictoriaMetrics, free_port};
+use common::{TestConfig, VictoriaMetrics, free_port};
 use e2e::{Running, Sim, pqwatch_cmd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -34,13 +34,11 @@ fn libfaketime() -> PathBuf {
 }
 
 fn config(state: &Path, vm: &str, port: u16) -> String {
-    format!(
-        r#"{}
-[daemon]
-state_dir = "{}"
-profile_dir = "/nonexistent"
-shutdown_grace = "3s"
-
+    TestConfig::fast(vm)
+        .state_dir(state)
+        .daemon("shutdown_grace", "3s")
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C1"
 
@@ -51,10 +49,9 @@ address = "127.0.0.1:{port}"
 unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
-"#,
-        e2e::fast_daemon(vm).replace("[daemon]\nprofile_dir = \"/nonexistent\"\n", ""),
-        state.display()
-    )
+"#
+        ))
+        .to_string()
 }
 
 async fn wait_for(what: &str, limit: Duration, d: &Running, mut cond: impl FnMut() -> bool) {

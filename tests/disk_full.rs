@@ -16,7 +16,7 @@
 mod common;
 mod e2e;
 
-use common::{VictoriaMetrics, free_port, write_file};
+use common::{TestConfig, VictoriaMetrics, free_port, write_file};
 use e2e::{Running, Sim, now_ms, pqwatch_cmd, status_json};
 use pqwatch::config::{Api, Durability, Influx};
 use pqwatch::metrics::Metrics;
@@ -458,26 +458,11 @@ async fn daemon_on_a_full_disk_keeps_sending_is_unready_and_recovers() {
     let state: PathBuf = fs.path().join("state");
     let gw = free_port();
     let http = free_port();
-    let text = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "{state}"
-
-[influxdb]
-url = "{vm}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-
-[reports]
-enabled = false
-
+    let text = TestConfig::fast(&vm.url())
+        .state_dir(&state)
+        .reports("enabled", false)
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C-DISK"
 
@@ -489,10 +474,9 @@ unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
 fields = ["voltage_l1_n", "current_l1", "frequency"]
-"#,
-        state = state.display(),
-        vm = vm.url(),
-    );
+"#
+        ))
+        .to_string();
     let path = write_file(dir.path(), "pqwatch.toml", &text).unwrap();
     let cfg = pqwatch::config::from_str(&text, Path::new("/nonexistent")).unwrap();
     let sim = Sim::start(&cfg, "").await;

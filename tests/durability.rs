@@ -16,7 +16,7 @@
 mod common;
 mod e2e;
 
-use common::{ExportedSeries, InfluxDb1, VictoriaMetrics, free_port, write_file};
+use common::{ExportedSeries, InfluxDb1, TestConfig, VictoriaMetrics, free_port, write_file};
 use e2e::{Running, Sim, instants, now_ms, pqwatch_cmd, run_to_end, status_json};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -51,33 +51,25 @@ struct Setup {
     text: String,
 }
 
-fn toml_str(s: &str) -> String {
-    serde_json::to_string(s).expect("string to JSON")
+/// `[influxdb]` on the v2 API at `url`.
+fn v2(url: &str) -> TestConfig {
+    TestConfig::new().influx_v2(url)
 }
 
-fn v2(url: &str) -> String {
-    format!("url = \"{url}\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"")
-}
-
-fn v1(url: &str) -> String {
-    format!("url = \"{url}\"\napi = \"v1\"\ndatabase = \"pq\"")
+/// `[influxdb]` on the 1.x API at `url`, database "pq".
+fn v1(url: &str) -> TestConfig {
+    TestConfig::new().influx_v1(url, "pq")
 }
 
 impl Setup {
     /// Three meters on two gateways (two on `gw1`, one on `gw2`), 1 s
-    /// interval, three fields each, flush every 200 ms.
-    fn new(influx: &str, influx_extra: &str, daemon_extra: &str, gw1: u16, gw2: u16) -> Setup {
-        Self::with_flush(FLUSH_MS, influx, influx_extra, daemon_extra, gw1, gw2)
+    /// interval, three fields each, flush every 200 ms; the rest of the
+    /// config (InfluxDB, extra keys) from `config`.
+    fn new(config: TestConfig, gw1: u16, gw2: u16) -> Setup {
+        Self::with_flush(FLUSH_MS, config, gw1, gw2)
     }
 
-    fn with_flush(
-        flush_ms: i64,
-        influx: &str,
-        influx_extra: &str,
-        daemon_extra: &str,
-        gw1: u16,
-        gw2: u16,
-    ) -> Setup {
+    fn with_flush(flush_ms: i64, config: TestConfig, gw1: u16, gw2: u16) -> Setup {
         let dir = tempfile::Builder::new()
             .prefix("pqwatch-durability-")
             .tempdir()
@@ -89,22 +81,12 @@ impl Setup {
                 "[[meters]]\nid = \"{id}\"\ncustomer = \"C-DUR\"\naddress = \"127.0.0.1:{gw}\"\nunit = {unit}\nprofile = \"eastron-sdm630\"\nnominal_voltage = 400\nct_ratio = \"100/5\"\nfields = [{fields}]\n"
             )
         };
-        let text = format!(
-            r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = {state}
-{daemon_extra}
-
-[influxdb]
-{influx}
-flush_interval = "{flush_ms}ms"
-{influx_extra}
-
-[polling]
-interval = "1s"
-timeout = "300ms"
-
+        let text = config
+            .state_dir(&state_dir)
+            .influx("flush_interval", format!("{flush_ms}ms"))
+            .polling("1s", "300ms")
+            .push(&format!(
+                r#"
 [[customers]]
 id = "C-DUR"
 
@@ -112,11 +94,11 @@ id = "C-DUR"
 {b}
 {c}
 "#,
-            state = toml_str(&state_dir.display().to_string()),
-            a = meter(METERS[0], gw1, 1),
-            b = meter(METERS[1], gw1, 2),
-            c = meter(METERS[2], gw2, 1),
-        );
+                a = meter(METERS[0], gw1, 1),
+                b = meter(METERS[1], gw1, 2),
+                c = meter(METERS[2], gw2, 1),
+            ))
+            .to_string();
         let path = write_file(dir.path(), "pqwatch.toml", &text).expect("write config");
         Setup {
             dir,
@@ -446,7 +428,7 @@ async fn vm_wait_readings(vm: &VictoriaMetrics, n: usize, bin: &Running) -> Samp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn victoriametrics_outage_loses_nothing_and_duplicates_nothing() -> anyhow::Result<()> {
     let mut vm = VictoriaMetrics::start()?;
-    let setup = Setup::new(&v2(&vm.url()), "", "", free_port(), free_port());
+    let setup = Setup::new(v2(&vm.url()), free_port(), free_port());
     let sim = setup.sim().await;
     let started_ms = now_ms();
     let mut bin = setup.run("run");
@@ -533,7 +515,7 @@ async fn victoriametrics_outage_loses_nothing_and_duplicates_nothing() -> anyhow
 async fn influxdb1_outage_loses_nothing() -> anyhow::Result<()> {
     let mut db = InfluxDb1::start()?;
     db.create_database("pq").await?;
-    let setup = Setup::new(&v1(&db.url()), "", "", free_port(), free_port());
+    let setup = Setup::new(v1(&db.url()), free_port(), free_port());
     let sim = setup.sim().await;
     let started_ms = now_ms();
     let mut bin = setup.run("run");
@@ -618,9 +600,7 @@ async fn influxdb1_outage_loses_nothing() -> anyhow::Result<()> {
 async fn kill_9_loses_nothing_flushed() -> anyhow::Result<()> {
     let vm_port = free_port();
     let setup = Setup::new(
-        &v2(&format!("http://127.0.0.1:{vm_port}")),
-        "",
-        "",
+        v2(&format!("http://127.0.0.1:{vm_port}")),
         free_port(),
         free_port(),
     );
@@ -751,9 +731,7 @@ async fn a_stalling_influxdb_does_not_keep_readings_out_of_the_outbox() -> anyho
     let stall = Stalling::start();
     let port = stall.port;
     let setup = Setup::new(
-        &v2(&format!("http://127.0.0.1:{port}")),
-        "",
-        "",
+        v2(&format!("http://127.0.0.1:{port}")),
         free_port(),
         free_port(),
     );
@@ -830,9 +808,7 @@ async fn wait_started(bin: &Running) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_main_file_alone_holds_the_schema_and_earlier_rows() -> anyhow::Result<()> {
     let setup = Setup::new(
-        &v2(&format!("http://127.0.0.1:{}", free_port())),
-        "",
-        "",
+        v2(&format!("http://127.0.0.1:{}", free_port())),
         free_port(),
         free_port(),
     );
@@ -913,7 +889,7 @@ async fn the_main_file_alone_holds_the_schema_and_earlier_rows() -> anyhow::Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_exits_zero() -> anyhow::Result<()> {
     let vm = VictoriaMetrics::start()?;
-    let setup = Setup::with_flush(10_000, &v2(&vm.url()), "", "", free_port(), free_port());
+    let setup = Setup::with_flush(10_000, v2(&vm.url()), free_port(), free_port());
     let sim = setup.sim().await;
     let started_ms = now_ms();
     let mut bin = setup.run("run");
@@ -967,9 +943,7 @@ async fn sigterm_drains_and_exits_zero() -> anyhow::Result<()> {
 async fn second_signal_exits_at_once() -> anyhow::Result<()> {
     let vm_port = free_port();
     let setup = Setup::new(
-        &v2(&format!("http://127.0.0.1:{vm_port}")),
-        "",
-        "shutdown_grace = \"20s\"",
+        v2(&format!("http://127.0.0.1:{vm_port}")).daemon("shutdown_grace", "20s"),
         free_port(),
         free_port(),
     );
@@ -1119,7 +1093,7 @@ async fn foreign_or_corrupt_state_file_is_refused_untouched() -> anyhow::Result<
         ),
     ];
     for (what, make) in cases {
-        let setup = Setup::new(&v2("http://127.0.0.1:9"), "", "", free_port(), free_port());
+        let setup = Setup::new(v2("http://127.0.0.1:9"), free_port(), free_port());
         std::fs::create_dir_all(&setup.state_dir)?;
         let db = setup.state_dir.join("pqwatch.db");
         make(&db);
@@ -1168,7 +1142,7 @@ async fn foreign_or_corrupt_state_file_is_refused_untouched() -> anyhow::Result<
 /// `-wal` and `-shm` (src/state.rs, `StateDb::open`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_wal_mode_database_is_refused_untouched() -> anyhow::Result<()> {
-    let setup = Setup::new(&v2("http://127.0.0.1:9"), "", "", free_port(), free_port());
+    let setup = Setup::new(v2("http://127.0.0.1:9"), free_port(), free_port());
     std::fs::create_dir_all(&setup.state_dir)?;
     let db = setup.state_dir.join("pqwatch.db");
     let wal = setup.state_dir.join("pqwatch.db-wal");
@@ -1227,9 +1201,9 @@ async fn foreign_wal_mode_database_is_refused_untouched() -> anyhow::Result<()> 
 async fn memory_durability_survives_a_graceful_restart() -> anyhow::Result<()> {
     let vm_port = free_port();
     let setup = Setup::new(
-        &v2(&format!("http://127.0.0.1:{vm_port}")),
-        "durability = \"memory\"",
-        "shutdown_grace = \"1s\"",
+        v2(&format!("http://127.0.0.1:{vm_port}"))
+            .influx("durability", "memory")
+            .daemon("shutdown_grace", "1s"),
         free_port(),
         free_port(),
     );

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::{ExportedSeries, InfluxDb1, VictoriaMetrics};
+use common::{ExportedSeries, InfluxDb1, TestConfig, VictoriaMetrics};
 use pqwatch::reading::{MeterMeta, Reading};
 use pqwatch::sink::Writer;
 use pqwatch::sink::line::{Dialect, encode};
@@ -76,10 +76,10 @@ fn reading(tags: &BTreeMap<String, String>, fields: &[(&str, f64)], ts_ms: i64) 
     }
 }
 
-/// The writer pqwatch would build from this `[influxdb]` section.
-fn writer(section: &str) -> Writer {
-    let text =
-        format!("[daemon]\nprofile_dir = \"/nonexistent\"\n[influxdb]\n{section}\ngzip = true\n");
+/// The writer pqwatch would build from this config's `[influxdb]` section,
+/// gzipped.
+fn writer(config: TestConfig) -> Writer {
+    let text = config.influx("gzip", true).to_string();
     let cfg = pqwatch::config::from_str(&text, Path::new("/nonexistent"))
         .unwrap_or_else(|e| panic!("{e}"));
     Writer::new(&cfg.influx.expect("[influxdb]")).expect("writer")
@@ -107,10 +107,7 @@ fn labels(s: &ExportedSeries) -> BTreeMap<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn victoria_metrics_reads_back_every_name_exactly() -> anyhow::Result<()> {
     let vm = VictoriaMetrics::start()?;
-    let w = writer(&format!(
-        "url = \"{}\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"",
-        vm.url()
-    ));
+    let w = writer(TestConfig::new().influx_v2(&vm.url()));
     let ts = now_s() * 1000;
     // v2 carries a trailing backslash (`\\` is one backslash there).
     let tags = tags(&[("trail\\", "end\\"), ("\\", "\\")]);
@@ -143,10 +140,7 @@ async fn victoria_metrics_reads_back_every_name_exactly() -> anyhow::Result<()> 
 async fn influxdb_1x_reads_back_every_name_exactly() -> anyhow::Result<()> {
     let db = InfluxDb1::start()?;
     db.create_database("esc").await?;
-    let w = writer(&format!(
-        "url = \"{}\"\napi = \"v1\"\ndatabase = \"esc\"",
-        db.url()
-    ));
+    let w = writer(TestConfig::new().influx_v1(&db.url(), "esc"));
     let ts = now_s() * 1000;
     let tags = tags(&[]);
     // A double quote is fine in a 1.x field key (see the VictoriaMetrics
@@ -207,12 +201,14 @@ async fn influxdb_1x_reads_back_every_name_exactly() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn influxdb_1x_limits_are_refused_or_replaced_as_documented() -> anyhow::Result<()> {
     let config = |tag: &str| {
-        format!(
-            "[daemon]\nprofile_dir = \"/nonexistent\"\n[influxdb]\nurl = \"http://127.0.0.1:1\"\napi = \"v1\"\ndatabase = \"d\"\n\
-             [[customers]]\nid = \"C1\"\n[[meters]]\nid = \"M1\"\ncustomer = \"C1\"\naddress = \"127.0.0.1:502\"\nunit = 1\n\
-             profile = \"eastron-sdm630\"\nnominal_voltage = 400\ntags = {{ hall = {} }}\n",
-            serde_json::to_string(tag).unwrap()
-        )
+        TestConfig::new()
+            .influx_v1("http://127.0.0.1:1", "d")
+            .push(&format!(
+                "[[customers]]\nid = \"C1\"\n[[meters]]\nid = \"M1\"\ncustomer = \"C1\"\naddress = \"127.0.0.1:502\"\nunit = 1\n\
+                 profile = \"eastron-sdm630\"\nnominal_voltage = 400\ntags = {{ hall = {} }}\n",
+                serde_json::to_string(tag).unwrap()
+            ))
+            .to_string()
     };
     let e = pqwatch::config::from_str(&config("Hall 3\\"), Path::new("/nonexistent"))
         .expect_err("a v1 tag ending in a backslash");
@@ -225,10 +221,7 @@ async fn influxdb_1x_limits_are_refused_or_replaced_as_documented() -> anyhow::R
 
     let db = InfluxDb1::start()?;
     db.create_database("esc").await?;
-    let w = writer(&format!(
-        "url = \"{}\"\napi = \"v1\"\ndatabase = \"esc\"",
-        db.url()
-    ));
+    let w = writer(TestConfig::new().influx_v1(&db.url(), "esc"));
     let ts = now_s() * 1000;
     let tags = BTreeMap::from([
         ("hall".to_string(), "Hall 3\\".to_string()),
@@ -263,13 +256,15 @@ async fn influxdb_1x_limits_are_refused_or_replaced_as_documented() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newlines_are_refused_by_config_and_cannot_forge_points() -> anyhow::Result<()> {
     for (what, meter_id, tag) in [("an id", "M\n1", "ok"), ("a tag value", "M1", "F\n12")] {
-        let text = format!(
-            "[daemon]\nprofile_dir = \"/nonexistent\"\n[[customers]]\nid = \"C1\"\n[[meters]]\nid = {}\n\
-             customer = \"C1\"\naddress = \"127.0.0.1:502\"\nunit = 1\nprofile = \"eastron-sdm630\"\n\
-             nominal_voltage = 400\ntags = {{ feeder = {} }}\n",
-            serde_json::to_string(meter_id).unwrap(),
-            serde_json::to_string(tag).unwrap()
-        );
+        let text = TestConfig::new()
+            .push(&format!(
+                "[[customers]]\nid = \"C1\"\n[[meters]]\nid = {}\n\
+                 customer = \"C1\"\naddress = \"127.0.0.1:502\"\nunit = 1\nprofile = \"eastron-sdm630\"\n\
+                 nominal_voltage = 400\ntags = {{ feeder = {} }}\n",
+                serde_json::to_string(meter_id).unwrap(),
+                serde_json::to_string(tag).unwrap()
+            ))
+            .to_string();
         let e = pqwatch::config::from_str(&text, Path::new("/nonexistent")).expect_err(what);
         assert!(
             e.problems.iter().any(|p| p.contains("control characters")),
@@ -286,10 +281,7 @@ async fn newlines_are_refused_by_config_and_cannot_forge_points() -> anyhow::Res
     let ts = now_s() * 1000;
 
     let vm = VictoriaMetrics::start()?;
-    let w = writer(&format!(
-        "url = \"{}\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"",
-        vm.url()
-    ));
+    let w = writer(TestConfig::new().influx_v2(&vm.url()));
     send(
         &w,
         &[reading(&tags, &[("voltage_l1_n", 230.0)], ts)],
@@ -308,10 +300,7 @@ async fn newlines_are_refused_by_config_and_cannot_forge_points() -> anyhow::Res
 
     let db = InfluxDb1::start()?;
     db.create_database("esc").await?;
-    let w = writer(&format!(
-        "url = \"{}\"\napi = \"v1\"\ndatabase = \"esc\"",
-        db.url()
-    ));
+    let w = writer(TestConfig::new().influx_v1(&db.url(), "esc"));
     send(
         &w,
         &[reading(&tags, &[("voltage_l1_n", 230.0)], ts)],
@@ -343,10 +332,7 @@ async fn newlines_are_refused_by_config_and_cannot_forge_points() -> anyhow::Res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn victoria_metrics_misreads_a_quote_in_a_field_key() -> anyhow::Result<()> {
     let vm = VictoriaMetrics::start()?;
-    let w = writer(&format!(
-        "url = \"{}\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"t\"",
-        vm.url()
-    ));
+    let w = writer(TestConfig::new().influx_v2(&vm.url()));
     let ts = now_s() * 1000 - 60_000;
     let tags = BTreeMap::from([("meter".to_string(), "Q".to_string())]);
     send(

@@ -27,7 +27,7 @@ mod common;
 mod e2e;
 mod faults;
 
-use common::VictoriaMetrics;
+use common::{TestConfig, VictoriaMetrics};
 use e2e::{Daemon, check_aligned, instants, now_ms, wait_until};
 use faults::{Control, Fault, FaultyGateway, Frame, Injected, POISON, POISON_FLOOR, Scope};
 use pqwatch::metrics::Metrics;
@@ -158,31 +158,16 @@ fields = ["voltage_l1_n", "voltage_l2_n", "voltage_l3_n"]
 "#
         )
     };
-    format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[influxdb]
-url = "{influx_url}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "{STEP}ms"
-timeout = "{TIMEOUT}"
-connect_timeout = "{TIMEOUT}"
-reconnect_max = "1s"
-
-[[customers]]
-id = "C"
-{}{}{}"#,
-        meter("A", proxy, 1, 400),
-        meter("B", proxy, 2, 10_000),
-        meter("H", healthy, 1, 400),
-    )
+    TestConfig::new()
+        .influx_v2(influx_url)
+        .polling(&format!("{STEP}ms"), TIMEOUT)
+        .set("polling", "connect_timeout", TIMEOUT)
+        .set("polling", "reconnect_max", "1s")
+        .push("[[customers]]\nid = \"C\"\n")
+        .push(&meter("A", proxy, 1, 400))
+        .push(&meter("B", proxy, 2, 10_000))
+        .push(&meter("H", healthy, 1, 400))
+        .to_string()
 }
 
 /// How pqwatch must classify an injected fault.

@@ -7,6 +7,7 @@
 mod common;
 mod e2e;
 
+use common::TestConfig;
 use e2e::{Daemon, Sim};
 use pqwatch::metrics::Metrics;
 use std::fmt::Write as _;
@@ -15,15 +16,12 @@ use std::time::Duration;
 const METERS_PER_PORT: usize = 60;
 
 fn config(ports: &[u16], mail: &std::path::Path) -> String {
-    let mut t = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[polling]
-interval = "500ms"
-timeout = "400ms"
-
+    let mut t = TestConfig::new()
+        .polling("500ms", "400ms")
+        .smtp("eml_dir", mail)
+        .smtp("from", "pq <pq@localhost>")
+        .push(
+            r#"
 [rules]
 short_window = "1s"
 long_window = "2s"
@@ -32,17 +30,13 @@ voltage_min_duration = "1s"
 harmonic_min_duration = "2s"
 suspension_min_duration = "1s"
 
-[smtp]
-eml_dir = "{mail}"
-from = "pq <pq@localhost>"
-
 [alerts]
 min_delay = "1s"
 max_delay = "3s"
 recipients = ["dispatch@grid.example"]
 "#,
-        mail = mail.display()
-    );
+        )
+        .to_string();
     for (g, port) in ports.iter().enumerate() {
         for u in 1..=METERS_PER_PORT {
             let id = format!("G{g}-M{u:03}");

@@ -8,7 +8,7 @@
 mod common;
 mod e2e;
 
-use common::{free_port, write_file};
+use common::{TestConfig, free_port, write_file};
 use e2e::{Running, Sim, pqwatch_cmd, wait_until};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -60,17 +60,12 @@ impl Drop for Resetter {
 async fn a_gateway_resetting_every_connection_is_a_reset_storm_not_a_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let gw = free_port();
-    let text = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "{state}"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-reconnect_max = "2s"
-
+    let text = TestConfig::new()
+        .state_dir(dir.path().join("state"))
+        .polling("500ms", "300ms")
+        .set("polling", "reconnect_max", "2s")
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C1"
 
@@ -89,9 +84,9 @@ address = "127.0.0.1:{gw}"
 unit = 2
 profile = "eastron-sdm630"
 nominal_voltage = 400
-"#,
-        state = dir.path().join("state").display(),
-    );
+"#
+        ))
+        .to_string();
     let path = write_file(dir.path(), "pqwatch.toml", &text).unwrap();
     let bin = Running::spawn(
         pqwatch_cmd(&["run", "-c", path.to_str().unwrap()]),

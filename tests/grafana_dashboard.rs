@@ -24,7 +24,7 @@
 mod common;
 mod e2e;
 
-use common::{InfluxDb1, free_port};
+use common::{InfluxDb1, TestConfig, fleet, free_port};
 use e2e::{Daemon, Sim};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -468,11 +468,8 @@ fn static_problems(dash: &Value) -> Vec<String> {
     }
 
     // The window measurements default to what pqwatch writes by default.
-    let cfg = pqwatch::config::from_str(
-        "[daemon]\nprofile_dir = \"/nonexistent\"\n",
-        Path::new("/nonexistent"),
-    )
-    .expect("minimal config");
+    let cfg = pqwatch::config::from_str(&TestConfig::new().to_string(), Path::new("/nonexistent"))
+        .expect("minimal config");
     for (var, len) in [
         ("pq_short", cfg.rules.short_window),
         ("pq_long", cfg.rules.long_window),
@@ -588,21 +585,11 @@ fn static_checks_reject_a_broken_dashboard() {
 // ---------------------------------------------------------------------------
 
 fn config(influx_url: &str, gw: u16) -> String {
-    format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[influxdb]
-url = "{influx_url}"
-api = "v1"
-database = "{DB}"
-flush_interval = "200ms"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-
+    TestConfig::new()
+        .influx_v1(influx_url, DB)
+        .polling("500ms", "300ms")
+        .push(
+            r#"
 [rules]
 short_window = "2s"
 long_window = "6s"
@@ -620,50 +607,14 @@ contracted_kva = 2500
 max_demand_kw = 1500
 [[customers]]
 id = "LV"
-[[customers]]
-id = "SUSP"
-contracted_kva = 2000
-suspensions = [{{ from = "2020-01-01", to = "2099-01-01", kva = 1500 }}]
-
-[[meters]]
-id = "M-HV"
-customer = "HV"
-address = "127.0.0.1:{gw}"
-unit = 1
-profile = "janitza-umg96rm"
-nominal_voltage = 10000
-pt_ratio = "10000/100"
-ct_ratio = "300/5"
-
-[[meters]]
-id = "M-LV"
-customer = "LV"
-address = "127.0.0.1:{gw}"
-unit = 2
-profile = "janitza-umg96rm"
-nominal_voltage = 380
-ct_ratio = "1000/5"
-
-[[meters]]
-id = "M-LV2"
-customer = "LV"
-address = "127.0.0.1:{gw}"
-unit = 4
-profile = "janitza-umg96rm"
-nominal_voltage = 380
-ct_ratio = "1000/5"
-
-[[meters]]
-id = "M-SUSP"
-customer = "SUSP"
-address = "127.0.0.1:{gw}"
-unit = 3
-profile = "janitza-umg96rm"
-nominal_voltage = 10000
-pt_ratio = "10000/100"
-ct_ratio = "300/5"
-"#
-    )
+"#,
+        )
+        .push(fleet::SUSP_CUSTOMER)
+        .push(&fleet::hv_meter("M-HV", "HV", gw, 1))
+        .push(&fleet::lv_meter("M-LV", "LV", gw, 2))
+        .push(&fleet::lv_meter("M-LV2", "LV", gw, 4))
+        .push(&fleet::susp_meter(gw, 3))
+        .to_string()
 }
 
 /// A +9 % step on the 10 kV meter and a THDu rise on one 0.38 kV meter, both
@@ -673,41 +624,25 @@ ct_ratio = "300/5"
 /// that opens and closes, and a `pq_suspension` point). So every column the
 /// dashboard selects, the optional tags `phase` and `order` included, has
 /// values among both the open and the closed events.
-const SCENARIO: &str = r#"
+fn scenario() -> String {
+    let hv = r#"
 [[event]]
 meter = "M-HV"
 at = "2s"
 duration = "10m"
 kind = "voltage"
 factor = 1.09
-
-[[event]]
-meter = "M-LV"
-at = "1s"
-duration = "15s"
-kind = "thd_voltage"
-value = 6.0
-
+"#;
+    let lv2 = r#"
 [[event]]
 meter = "M-LV2"
 at = "1s"
 duration = "10m"
 kind = "thd_voltage"
 value = 6.5
-
-[[event]]
-meter = "M-SUSP"
-at = "0"
-kind = "load"
-value = 200.0
-
-[[event]]
-meter = "M-SUSP"
-at = "4s"
-duration = "8s"
-kind = "load"
-value = 900.0
 "#;
+    [hv, fleet::LV_THD, lv2, fleet::SUSP_LOAD].concat()
+}
 
 /// `GET /query` as Grafana's InfluxDB datasource sends it (httpMode GET,
 /// epoch=ms); returns the JSON body whatever the status.
@@ -823,7 +758,7 @@ async fn every_dashboard_query_returns_data_from_a_real_run() -> anyhow::Result<
         window(cfg.rules.long_window),
         window(cfg.rules.demand_window),
     );
-    let sim = Sim::start(&cfg, SCENARIO).await;
+    let sim = Sim::start(&cfg, &scenario()).await;
     let daemon = Daemon::start(cfg);
     let client = reqwest::Client::builder()
         .no_proxy()

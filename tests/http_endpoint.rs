@@ -10,7 +10,7 @@
 mod common;
 mod e2e;
 
-use common::{VictoriaMetrics, free_port};
+use common::{TestConfig, VictoriaMetrics, fleet, free_port};
 use e2e::{Daemon, Sim};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -154,10 +154,10 @@ fn parse_exposition(text: &str) -> BTreeMap<String, (String, Vec<Sample>)> {
 }
 
 fn config(vm: &str, gw_a: u16, gw_b: u16) -> String {
-    let head = e2e::fast_daemon(vm);
-    format!(
-        r#"
-{head}
+    TestConfig::fast(vm)
+        .http("listen", "127.0.0.1:0")
+        .push(
+            r#"
 [rules]
 short_window = "2s"
 long_window = "6s"
@@ -165,34 +165,15 @@ demand_window = "6s"
 voltage_min_duration = "3s"
 voltage_clear_after = "4s"
 
-[http]
-listen = "127.0.0.1:0"
-
 [[customers]]
 id = "HV"
 [[customers]]
 id = "LV"
-
-[[meters]]
-id = "M-HV"
-customer = "HV"
-address = "127.0.0.1:{gw_a}"
-unit = 1
-profile = "janitza-umg96rm"
-nominal_voltage = 10000
-pt_ratio = "10000/100"
-ct_ratio = "300/5"
-
-[[meters]]
-id = "M-LV"
-customer = "LV"
-address = "127.0.0.1:{gw_b}"
-unit = 2
-profile = "janitza-umg96rm"
-nominal_voltage = 380
-ct_ratio = "1000/5"
-"#
-    )
+"#,
+        )
+        .push(&fleet::hv_meter("M-HV", "HV", gw_a, 1))
+        .push(&fleet::lv_meter("M-LV", "LV", gw_b, 2))
+        .to_string()
 }
 
 /// M-HV's voltage 9 % above nominal from the start, for the whole test: a
@@ -509,15 +490,11 @@ const TOKEN: &str = "scrape-Secret-7f3a";
 async fn a_bearer_token_guards_every_endpoint_but_healthz() {
     e2e::init_tracing();
     let port = free_port();
-    let text = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[http]
-listen = "127.0.0.1:0"
-token = "{TOKEN}"
-
+    let text = TestConfig::new()
+        .http("listen", "127.0.0.1:0")
+        .http("token", TOKEN)
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C1"
 
@@ -529,7 +506,8 @@ unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
 "#
-    );
+        ))
+        .to_string();
     let cfg = e2e::config(&text);
     assert!(
         !format!("{cfg:?}").contains(TOKEN),
@@ -584,14 +562,10 @@ async fn a_listen_address_in_use_stops_the_start_naming_http_listen() {
     e2e::init_tracing();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let text = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[http]
-listen = "{addr}"
-
+    let text = TestConfig::new()
+        .http("listen", addr.to_string())
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C1"
 
@@ -603,8 +577,9 @@ unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
 "#,
-        free_port()
-    );
+            free_port()
+        ))
+        .to_string();
     let cfg = e2e::config(&text);
     let run = pqwatch::app::run(
         cfg,

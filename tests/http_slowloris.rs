@@ -7,7 +7,7 @@
 mod common;
 mod e2e;
 
-use common::VictoriaMetrics;
+use common::{TestConfig, VictoriaMetrics};
 use e2e::{Daemon, Sim};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,8 +79,10 @@ async fn a_hundred_slow_sockets_do_not_starve_metrics_or_healthz() -> anyhow::Re
     e2e::init_tracing();
     let vm = VictoriaMetrics::start()?;
     let port = common::free_port();
-    let cfg = e2e::config(&format!(
-        r#"{}
+    let cfg = e2e::config(
+        &TestConfig::fast(&vm.url())
+            .push(&format!(
+                r#"
 [[customers]]
 id = "C1"
 
@@ -91,9 +93,10 @@ address = "127.0.0.1:{port}"
 unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
-"#,
-        e2e::fast_daemon(&vm.url())
-    ));
+"#
+            ))
+            .to_string(),
+    );
     let sim = Sim::start(&cfg, "").await;
     let d = Daemon::start(cfg);
     assert!(

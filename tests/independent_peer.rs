@@ -7,7 +7,7 @@
 mod common;
 mod e2e;
 
-use common::{ExportedSeries, ModbusPeer, VictoriaMetrics, find_series};
+use common::{ExportedSeries, ModbusPeer, TestConfig, VictoriaMetrics, find_series};
 use e2e::{Daemon, close, pqwatch_cmd, run_to_end};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -81,22 +81,11 @@ fn expected() -> Vec<(&'static str, &'static str, f64)> {
 }
 
 fn config(port: u16, influx_url: &str) -> String {
-    format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[influxdb]
-url = "{influx_url}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "1s"
-timeout = "300ms"
-
+    TestConfig::new()
+        .influx_v2(influx_url)
+        .polling("1s", "300ms")
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C-PEER"
 
@@ -131,7 +120,8 @@ profile = "eastron-sdm630"
 nominal_voltage = 400
 fields = ["voltage_l1_n", "frequency", "energy_active_import_total"]
 "#
-    )
+        ))
+        .to_string()
 }
 
 fn sample_count(all: &[ExportedSeries], meter: &str, field: &str) -> usize {

@@ -7,7 +7,7 @@
 mod common;
 mod e2e;
 
-use common::{InfluxDb1, free_port, write_file};
+use common::{InfluxDb1, TestConfig, free_port, write_file};
 use e2e::{Running, pqwatch_cmd, wait_until};
 use std::time::Duration;
 
@@ -17,24 +17,17 @@ async fn a_401_makes_readyz_503_with_the_reason_and_is_logged_at_once() {
     db.create_database("pq").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let http = free_port();
-    let text = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "{state}"
-
-[influxdb]
-url = "{url}"
-api = "v1"
-database = "pq"
-username = "admin"
-password_file = "{pw}"
-flush_interval = "200ms"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-
+    let text = TestConfig::new()
+        .state_dir(dir.path().join("state"))
+        .influx_v1(&db.url(), "pq")
+        .influx("username", "admin")
+        .influx(
+            "password_file",
+            write_file(dir.path(), "pw", "a-wrong-one\n").unwrap(),
+        )
+        .polling("500ms", "300ms")
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C1"
 
@@ -46,13 +39,9 @@ unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
 "#,
-        state = dir.path().join("state").display(),
-        url = db.url(),
-        pw = write_file(dir.path(), "pw", "a-wrong-one\n")
-            .unwrap()
-            .display(),
-        gw = free_port(),
-    );
+            gw = free_port(),
+        ))
+        .to_string();
     let cfg = pqwatch::config::from_str(&text, std::path::Path::new("/nonexistent")).unwrap();
     // A simulator, so there are readings to write.
     let sim = e2e::Sim::start(&cfg, "").await;

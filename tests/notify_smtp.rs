@@ -7,8 +7,10 @@
 //! once" is checked after the queue is empty and a settle period longer
 //! than the digest's max_delay and the first retry delays.
 
+mod common;
 mod smtp;
 
+use common::TestConfig;
 use pqwatch::events::{Change, EventChange};
 use pqwatch::mail::{self, Sender};
 use pqwatch::metrics::Metrics;
@@ -64,21 +66,15 @@ async fn wait_for_mails(out: &Path, n: usize) -> Vec<Mail> {
 // ---------------------------------------------------------------------------
 
 fn config(state: &Path, port: u16, max_per_hour: u32) -> pqwatch::config::Config {
-    let text = format!(
-        r#"
-[daemon]
-state_dir = "{state}"
-profile_dir = "/nonexistent"
-timezone = "Asia/Shanghai"
-shutdown_grace = "3s"
-
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-from = "Grid PQ <pqwatch@localhost>"
-timeout = "2s"
-
+    let text = TestConfig::new()
+        .state_dir(state)
+        .daemon("timezone", "Asia/Shanghai")
+        .daemon("shutdown_grace", "3s")
+        .smtp_peer(port)
+        .smtp("from", "Grid PQ <pqwatch@localhost>")
+        .smtp("timeout", "2s")
+        .push(&format!(
+            r#"
 [alerts]
 min_delay = "300ms"
 max_delay = "1s"
@@ -111,9 +107,9 @@ address = "127.0.0.1:1502"
 unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 10000
-"#,
-        state = state.display()
-    );
+"#
+        ))
+        .to_string();
     pqwatch::config::from_str(&text, state).unwrap()
 }
 

@@ -4,7 +4,7 @@
 mod common;
 mod e2e;
 
-use common::{InfluxDb1, free_port};
+use common::{InfluxDb1, TestConfig, fleet, free_port};
 use e2e::{Daemon, Running, Sim, close, instants, pqwatch_cmd, wait_until};
 use serde_json::Value;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,39 +13,23 @@ use std::time::Duration;
 const SQRT3: f64 = 1.732_050_807_568_877_2;
 
 fn v1_config(influx_url: &str, gw: u16, user: &str, password: &str) -> String {
-    format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "state"
-
-[influxdb]
-url = "{influx_url}"
-api = "v1"
-database = "pq"
-username = "{user}"
-password = "{password}"
-flush_interval = "200ms"
-gzip = true
-
-[polling]
-interval = "1s"
-timeout = "300ms"
-
+    TestConfig::new()
+        .state_dir("state")
+        .influx_v1(influx_url, "pq")
+        .influx("username", user)
+        .influx("password", password)
+        .influx("gzip", true)
+        .polling("1s", "300ms")
+        .push(
+            r#"
 [[customers]]
 id = "C-HV"
 name = "High voltage customer"
-
-[[meters]]
-id = "V1-JAN"
-customer = "C-HV"
-address = "127.0.0.1:{gw}"
-unit = 1
-profile = "janitza-umg96rm"
-nominal_voltage = 10000
-pt_ratio = "10000/100"
-ct_ratio = "300/5"
-
+"#,
+        )
+        .push(&fleet::hv_meter("V1-JAN", "C-HV", gw, 1))
+        .push(&format!(
+            r#"
 [[meters]]
 id = "V1-SDM"
 customer = "C-HV"
@@ -56,7 +40,8 @@ nominal_voltage = 400
 ct_ratio = "100/5"
 fields = ["voltage_l1_n", "current_l1", "frequency"]
 "#
-    )
+        ))
+        .to_string()
 }
 
 /// The rows of the first series of the first statement (`[]` if none).
@@ -243,22 +228,12 @@ async fn v1_tag_values_arrive_exactly_as_configured() -> anyhow::Result<()> {
     db.create_database("pq").await?;
     let gw = free_port();
     // In TOML basic strings `\\` is one backslash.
-    let cfg = e2e::config(&format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "state"
-
-[influxdb]
-url = "{url}"
-api = "v1"
-database = "pq"
-flush_interval = "200ms"
-
-[polling]
-interval = "1s"
-timeout = "300ms"
-
+    let text = TestConfig::new()
+        .state_dir("state")
+        .influx_v1(&db.url(), "pq")
+        .polling("1s", "300ms")
+        .push(&format!(
+            r#"
 [[customers]]
 id = "Key Account 7, Nord=1"
 
@@ -282,9 +257,10 @@ nominal_voltage = 400
 fields = ["voltage_l1_n"]
 tags = {{ location = "Hall 3\\Bay 2" }}
 
-"#,
-        url = db.url()
-    ));
+"#
+        ))
+        .to_string();
+    let cfg = e2e::config(&text);
     let sim = Sim::start(&cfg, "").await;
     let daemon = Daemon::start_with_grace(cfg, Duration::from_secs(3));
     daemon.run_until(3500).await;

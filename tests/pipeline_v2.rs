@@ -10,32 +10,24 @@
 mod common;
 mod e2e;
 
-use common::{ExportedSeries, VictoriaMetrics, find_series, free_port};
+use common::{ExportedSeries, TestConfig, VictoriaMetrics, find_series, free_port};
 use e2e::{Daemon, Sim, check_aligned, close, instants, now_ms};
 use std::time::Duration;
 
 const SQRT3: f64 = 1.732_050_807_568_877_2;
 
 fn fleet_config(gw1: u16, gw2: u16, influx_url: &str, gzip: bool) -> String {
-    format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "state"
-
-[influxdb]
-url = "{influx_url}"
-api = "v2"
-org = "test-org"
-bucket = "test-bucket"
-token = "test-token"
-flush_interval = "200ms"
-gzip = {gzip}
-
-[polling]
-interval = "1s"
-timeout = "300ms"
-
+    TestConfig::new()
+        .state_dir("state")
+        .influx_v2(influx_url)
+        .influx("api", "v2")
+        .influx("org", "test-org")
+        .influx("bucket", "test-bucket")
+        .influx("token", "test-token")
+        .influx("gzip", gzip)
+        .polling("1s", "300ms")
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C-STEEL"
 name = "Steel works"
@@ -78,7 +70,8 @@ nominal_voltage = 380
 ct_ratio = "1500/5"
 tags = {{ panel = "LV-2" }}
 "#
-    )
+        ))
+        .to_string()
 }
 
 /// The `feeder` tag as configured (TOML `\\` is one backslash).
@@ -274,23 +267,12 @@ async fn readings_polled_while_influxdb_is_down_arrive_once_it_is_up() -> anyhow
     e2e::init_tracing();
     let vm_port = free_port();
     let gw = free_port();
-    let cfg = e2e::config(&format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "state"
-
-[influxdb]
-url = "http://127.0.0.1:{vm_port}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "1s"
-timeout = "300ms"
-
+    let text = TestConfig::new()
+        .state_dir("state")
+        .influx_v2(&format!("http://127.0.0.1:{vm_port}"))
+        .polling("1s", "300ms")
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C"
 
@@ -303,7 +285,9 @@ profile = "eastron-sdm630"
 nominal_voltage = 400
 fields = ["voltage_l1_n", "current_l1", "frequency"]
 "#
-    ));
+        ))
+        .to_string();
+    let cfg = e2e::config(&text);
     let sim = Sim::start(&cfg, "").await;
     let daemon = Daemon::start(cfg);
 
@@ -370,23 +354,12 @@ async fn sigterm_delivers_what_was_polled_and_exits_0() -> anyhow::Result<()> {
     e2e::init_tracing();
     let vm = VictoriaMetrics::start()?;
     let gw = free_port();
-    let text = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "state"
-
-[influxdb]
-url = "{url}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "1s"
-timeout = "300ms"
-
+    let text = TestConfig::new()
+        .state_dir("state")
+        .influx_v2(&vm.url())
+        .polling("1s", "300ms")
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C"
 
@@ -398,9 +371,9 @@ unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
 fields = ["voltage_l1_n", "frequency"]
-"#,
-        url = vm.url()
-    );
+"#
+        ))
+        .to_string();
     let sim = Sim::start(&e2e::config(&text), "").await;
     let dir = tempfile::tempdir()?;
     let path = common::write_file(dir.path(), "pqwatch.toml", &text)?;

@@ -6,15 +6,14 @@
 mod common;
 mod e2e;
 
-use common::{VictoriaMetrics, free_port};
+use common::{TestConfig, VictoriaMetrics, free_port};
 use e2e::{Daemon, Sim};
 use std::time::Duration;
 
 fn config(vm: &str, port: u16) -> String {
-    let head = e2e::fast_daemon(vm);
-    format!(
-        r#"
-{head}
+    TestConfig::fast(vm)
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C1"
 contracted_kva = 630
@@ -27,7 +26,8 @@ unit = 1
 profile = "janitza-umg96rm"
 nominal_voltage = 400
 "#
-    )
+        ))
+        .to_string()
 }
 
 /// From 2 s on: phase 1 reads 40 kV; the import counter reads 1000 kWh

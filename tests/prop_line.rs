@@ -11,11 +11,14 @@
 //! `PROPTEST_CASES=20000 cargo test --test prop_line` for a long run
 //! (docs/fuzzing.md).
 
+mod common;
+mod prop_support;
+
+use common::TestConfig;
 use pqwatch::reading::{MeterMeta, Point, Reading};
 use pqwatch::sink::line::{Dialect, encode, encode_point};
-use proptest::prelude::*;
-mod prop_support;
 use prop_support::cases;
+use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -561,10 +564,9 @@ fn a_final_backslash_in_a_1x_tag_cannot_escape_the_separator() {
 #[test]
 fn tag_keys_of_pq_points_are_reserved() {
     for key in ["kind", "phase", "order", "unit"] {
-        let text = format!(
-            r#"
-[daemon]
-profile_dir = "/nonexistent"
+        let text = TestConfig::new()
+            .push(&format!(
+                r#"
 [[customers]]
 id = "C1"
 [[meters]]
@@ -576,7 +578,8 @@ profile = "eastron-sdm630"
 nominal_voltage = 400
 tags = {{ {key} = "A" }}
 "#
-        );
+            ))
+            .to_string();
         let e = pqwatch::config::from_str(&text, std::path::Path::new("/nonexistent"))
             .expect_err("a reserved tag key");
         assert!(

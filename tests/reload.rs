@@ -7,7 +7,7 @@
 mod common;
 mod e2e;
 
-use common::{VictoriaMetrics, free_port};
+use common::{TestConfig, VictoriaMetrics, free_port};
 use e2e::{Running, Sim, pqwatch_cmd};
 use pqwatch::events::EventStore;
 use pqwatch::quality::rules::{Kind, State};
@@ -16,24 +16,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn config(state: &Path, vm: &str, port: u16, with_m2: bool, extra: &str) -> String {
-    let mut t = format!(
-        r#"
-[daemon]
-state_dir = "{state}"
-profile_dir = "/nonexistent"
-shutdown_grace = "3s"
-
-[influxdb]
-url = "{vm}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-
+    let mut t = TestConfig::fast(vm)
+        .state_dir(state)
+        .daemon("shutdown_grace", "3s")
+        .push(&format!(
+            r#"
 [rules]
 short_window = "2s"
 long_window = "6s"
@@ -53,9 +40,9 @@ unit = 1
 profile = "janitza-umg96rm"
 nominal_voltage = 10000
 pt_ratio = "10000/100"
-"#,
-        state = state.display()
-    );
+"#
+        ))
+        .to_string();
     if with_m2 {
         t += &format!(
             r#"

@@ -10,7 +10,7 @@
 mod common;
 mod e2e;
 
-use common::{VictoriaMetrics, free_port};
+use common::{TestConfig, VictoriaMetrics, free_port};
 use e2e::{Running, Sim, pqwatch_cmd};
 use pqwatch::events::EventStore;
 use pqwatch::quality::rules::{Event, Kind, State};
@@ -22,24 +22,11 @@ use std::time::{Duration, Instant};
 /// contracted maximum demand (tiny, so its total and M1 exceed it). M2
 /// of customer LV is always there.
 fn config(state: &Path, vm: &str, port: u16, with_m1: bool, demand: bool) -> String {
-    let mut t = format!(
-        r#"
-[daemon]
-state_dir = "{state}"
-profile_dir = "/nonexistent"
-shutdown_grace = "3s"
-
-[influxdb]
-url = "{vm}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-
+    let mut t = TestConfig::fast(vm)
+        .state_dir(state)
+        .daemon("shutdown_grace", "3s")
+        .push(&format!(
+            r#"
 [rules]
 short_window = "2s"
 long_window = "6s"
@@ -58,9 +45,9 @@ address = "127.0.0.1:{port}"
 unit = 2
 profile = "eastron-sdm630"
 nominal_voltage = 400
-"#,
-        state = state.display()
-    );
+"#
+        ))
+        .to_string();
     if with_m1 {
         t += &format!(
             r#"

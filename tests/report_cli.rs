@@ -6,6 +6,7 @@
 mod common;
 mod e2e;
 
+use common::TestConfig;
 use e2e::{pqwatch_cmd, run_to_end};
 use pqwatch::calendar::{day_key, local_date};
 use pqwatch::quality::aggregate::{Stat, Window};
@@ -16,17 +17,13 @@ use std::path::Path;
 use std::time::Duration;
 
 fn config(state: &Path) -> String {
-    format!(
-        r#"
-[daemon]
-state_dir = "{state}"
-profile_dir = "/nonexistent"
-timezone = "Asia/Shanghai"
-
-[smtp]
-from = "pq <pq@localhost>"
-eml_dir = "{state}/mail"
-
+    TestConfig::new()
+        .state_dir(state)
+        .daemon("timezone", "Asia/Shanghai")
+        .smtp("from", "pq <pq@localhost>")
+        .smtp("eml_dir", state.join("mail"))
+        .push(
+            r#"
 [[customers]]
 id = "C1"
 name = "华北钢铁"
@@ -41,8 +38,8 @@ unit = 1
 profile = "janitza-umg96rm"
 nominal_voltage = 10000
 "#,
-        state = state.display()
-    )
+        )
+        .to_string()
 }
 
 fn window(start_ms: i64, v: f64) -> Window {

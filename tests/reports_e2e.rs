@@ -23,6 +23,7 @@ mod common;
 mod e2e;
 mod smtp;
 
+use common::{TestConfig, free_port};
 use e2e::{BIN, Running, Sim};
 use pqwatch::report::store::SendLog;
 use pqwatch::state::StateDb;
@@ -35,42 +36,23 @@ use std::time::{Duration, Instant};
 /// what a duplicate would need to show up.
 const SETTLE: Duration = Duration::from_secs(4);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config_text(state: &Path, modbus_port: u16, smtp_port: u16) -> String {
-    format!(
-        r#"
-[daemon]
-state_dir = "{state}"
-profile_dir = "/nonexistent"
-timezone = "Asia/Shanghai"
-shutdown_grace = "3s"
-
-[polling]
-interval = "1s"
-timeout = "500ms"
-
+    TestConfig::new()
+        .state_dir(state)
+        .daemon("timezone", "Asia/Shanghai")
+        .daemon("shutdown_grace", "3s")
+        .polling("1s", "500ms")
+        .smtp_peer(smtp_port)
+        .smtp("from", "Grid PQ <pqwatch@localhost>")
+        .smtp("timeout", "2s")
+        .reports("schedule", "0 0 1 * *")
+        .reports("bcc", ["archive@grid.example"])
+        .push(&format!(
+            r#"
 [rules]
 short_window = "5s"
 long_window = "30s"
 demand_window = "30s"
-
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-security = "none"
-from = "Grid PQ <pqwatch@localhost>"
-timeout = "2s"
-
-[reports]
-schedule = "0 0 1 * *"
-bcc = ["archive@grid.example"]
 
 [[customers]]
 id = "C1"
@@ -86,9 +68,9 @@ unit = 1
 profile = "janitza-umg96rm"
 nominal_voltage = 400
 ct_ratio = "1000/5"
-"#,
-        state = state.display()
-    )
+"#
+        ))
+        .to_string()
 }
 
 /// +10 % on every phase (above GB/T 12325's +7 %), THDu 3 % (limit 5 %).

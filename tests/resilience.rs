@@ -6,7 +6,7 @@
 mod common;
 mod e2e;
 
-use common::{ExportedSeries, VictoriaMetrics, find_series, free_port};
+use common::{ExportedSeries, TestConfig, VictoriaMetrics, find_series, free_port};
 use e2e::{Daemon, Sim, check_aligned, instants};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,31 +29,13 @@ fields = {fields}
 }
 
 fn config(influx_url: &str, meters: &[String]) -> String {
-    let mut s = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[influxdb]
-url = "{influx_url}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "1s"
-timeout = "250ms"
-connect_timeout = "250ms"
-
-[[customers]]
-id = "C"
-"#
-    );
-    for m in meters {
-        s += m;
-    }
-    s
+    TestConfig::new()
+        .influx_v2(influx_url)
+        .polling("1s", "250ms")
+        .set("polling", "connect_timeout", "250ms")
+        .push("[[customers]]\nid = \"C\"\n")
+        .push(&meters.concat())
+        .to_string()
 }
 
 fn series_of<'a>(all: &'a [ExportedSeries], meter: &str) -> Vec<&'a ExportedSeries> {

@@ -9,7 +9,7 @@
 mod common;
 mod e2e;
 
-use common::{VictoriaMetrics, free_port};
+use common::{TestConfig, VictoriaMetrics, fleet, free_port};
 use e2e::{Daemon, Sim};
 use pqwatch::events::EventStore;
 use pqwatch::quality::rules::{Kind, State};
@@ -17,11 +17,8 @@ use pqwatch::state::StateDb;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-fn config(vm: &str, port: u16) -> String {
-    let head = e2e::fast_daemon(vm);
-    format!(
-        r#"
-{head}
+/// `[rules]` at test speed: 2 s and 6 s windows, events after 4–6 s.
+const RULES: &str = r#"
 [rules]
 short_window = "2s"
 long_window = "6s"
@@ -32,87 +29,43 @@ harmonic_min_duration = "6s"
 harmonic_clear_after = "6s"
 suspension_min_duration = "4s"
 suspension_clear_after = "4s"
+"#;
 
-[[customers]]
-id = "HV"
-[[customers]]
-id = "LV"
-[[customers]]
-id = "SUSP"
-contracted_kva = 2000
-suspensions = [{{ from = "2020-01-01", to = "2099-01-01", kva = 1500 }}]
-[[customers]]
-id = "BLIP"
-
-[[meters]]
-id = "M-HV"
-customer = "HV"
-address = "127.0.0.1:{port}"
-unit = 1
-profile = "janitza-umg96rm"
-nominal_voltage = 10000
-pt_ratio = "10000/100"
-ct_ratio = "300/5"
-
-[[meters]]
-id = "M-LV"
-customer = "LV"
-address = "127.0.0.1:{port}"
-unit = 2
-profile = "janitza-umg96rm"
-nominal_voltage = 380
-ct_ratio = "1000/5"
-
-[[meters]]
-id = "M-SUSP"
-customer = "SUSP"
-address = "127.0.0.1:{port}"
-unit = 3
-profile = "janitza-umg96rm"
-nominal_voltage = 10000
-pt_ratio = "10000/100"
-ct_ratio = "300/5"
-
-[[meters]]
-id = "M-BLIP"
-customer = "BLIP"
-address = "127.0.0.1:{port}"
-unit = 4
-profile = "janitza-umg96rm"
-nominal_voltage = 380
-ct_ratio = "1000/5"
-"#
-    )
+/// M-HV, M-LV, M-SUSP and M-BLIP (a 0.38 kV meter, for a short dip) on
+/// one gateway, of customers HV, LV, SUSP and BLIP.
+fn meters(port: u16) -> String {
+    [
+        fleet::hv_meter("M-HV", "HV", port, 1),
+        fleet::lv_meter("M-LV", "LV", port, 2),
+        fleet::susp_meter(port, 3),
+        fleet::lv_meter("M-BLIP", "BLIP", port, 4),
+    ]
+    .concat()
 }
 
-const SCENARIO: &str = r#"
+fn config(vm: &str, port: u16) -> String {
+    TestConfig::fast(vm)
+        .push(RULES)
+        .push("\n[[customers]]\nid = \"HV\"\n[[customers]]\nid = \"LV\"\n")
+        .push(fleet::SUSP_CUSTOMER)
+        .push("[[customers]]\nid = \"BLIP\"\n")
+        .push(&meters(port))
+        .to_string()
+}
+
+/// A +9 % step on M-HV from 4 s to 14 s, M-LV's THDu rise
+/// ([`fleet::LV_THD`]), M-SUSP's load ([`fleet::SUSP_LOAD`]) and a 15 % dip
+/// on M-BLIP for 1 s, shorter than the minimum duration.
+fn scenario() -> String {
+    let hv = r#"
 [[event]]
 meter = "M-HV"
 at = "4s"
 duration = "10s"
 kind = "voltage"
 factor = 1.09
-
-[[event]]
-meter = "M-LV"
-at = "1s"
-duration = "15s"
-kind = "thd_voltage"
-value = 6.0
-
-[[event]]
-meter = "M-SUSP"
-at = "0"
-kind = "load"
-value = 200.0
-
-[[event]]
-meter = "M-SUSP"
-at = "4s"
-duration = "8s"
-kind = "load"
-value = 900.0
-
+"#;
+    let blip = r#"
 [[event]]
 meter = "M-BLIP"
 at = "6s"
@@ -120,6 +73,8 @@ duration = "1s"
 kind = "voltage"
 factor = 0.85
 "#;
+    [hv, fleet::LV_THD, fleet::SUSP_LOAD, blip].concat()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_deviations_open_exactly_the_expected_events() -> anyhow::Result<()> {
@@ -128,7 +83,7 @@ async fn scripted_deviations_open_exactly_the_expected_events() -> anyhow::Resul
     let port = free_port();
     let cfg = e2e::config(&config(&vm.url(), port));
     let state_dir = cfg.daemon.state_dir.clone();
-    let sim = Sim::start(&cfg, SCENARIO).await;
+    let sim = Sim::start(&cfg, &scenario()).await;
     let daemon = Daemon::start(cfg);
     // Every episode ends by 16 s; the longest clearing (6 s windows, 6 s
     // clear) is done by ~30 s. Poll the store until every event closed.
@@ -265,18 +220,31 @@ async fn alerts_are_mailed_grouped_and_once_across_a_restart() -> anyhow::Result
     // The suspended customer's default load (≈ 640 kVA against 500 kVA
     // allowed) would alert in the same digests and lead their subjects:
     // this test is about HV's mail, so SUSP declares no suspension here.
-    let text = config(&vm.url(), port)
-        .replace(
-            "suspensions = [{ from = \"2020-01-01\", to = \"2099-01-01\", kva = 1500 }]",
-            "",
+    let text = TestConfig::fast(&vm.url())
+        .smtp_peer(peer.port)
+        .push(RULES)
+        .push(
+            r#"
+[alerts]
+min_delay = "1s"
+max_delay = "3s"
+recipients = ["ops@example.com"]
+language = "en"
+
+[[customers]]
+id = "HV"
+name = "Hill Valley Steel"
+[[customers]]
+id = "LV"
+[[customers]]
+id = "SUSP"
+contracted_kva = 2000
+[[customers]]
+id = "BLIP"
+"#,
         )
-        .replace(
-        "[[customers]]\nid = \"HV\"",
-        &format!(
-            "[smtp]\nhost = \"127.0.0.1\"\nport = {}\nsecurity = \"none\"\n\n[alerts]\nmin_delay = \"1s\"\nmax_delay = \"3s\"\nrecipients = [\"ops@example.com\"]\nlanguage = \"en\"\n\n[[customers]]\nid = \"HV\"\nname = \"Hill Valley Steel\"",
-            peer.port
-        ),
-    );
+        .push(&meters(port))
+        .to_string();
     let cfg = e2e::config(&text);
     let state_dir = cfg.daemon.state_dir.clone();
     let scenario = "[[event]]\nmeter = \"M-HV\"\nat = \"2s\"\nduration = \"14s\"\nkind = \"voltage\"\nfactor = 1.09\n";

@@ -18,7 +18,7 @@ mod common;
 mod e2e;
 mod smtp;
 
-use common::{InfluxDb1, free_port, write_file};
+use common::{InfluxDb1, TestConfig, free_port, write_file};
 use e2e::{Output, Running, Sim, pqwatch_cmd, run_to_end, wait_until};
 use smtp::SmtpPeer;
 use std::os::unix::fs::PermissionsExt;
@@ -153,37 +153,21 @@ async fn wrong_influxdb_1x_and_smtp_passwords_appear_nowhere() -> anyhow::Result
     let dir = tempfile::tempdir()?;
     let peer = SmtpPeer::start(0, &dir.path().join("mailbox"), &["--auth", "alice:right"]);
     let gw = free_port();
-    let text = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "state"
-
-[influxdb]
-url = "{url}"
-api = "v1"
-database = "pq"
-username = "admin"
-password = "{V1_PASSWORD}"
-flush_interval = "200ms"
-
-[polling]
-interval = "1s"
-timeout = "300ms"
-
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-username = "alice"
-password = "{SMTP_PASSWORD}"
-from = "pqwatch <pqwatch@example.com>"
-timeout = "5s"
-
-[http]
-listen = "127.0.0.1:0"
-token = "{HTTP_TOKEN}"
-
+    let text = TestConfig::new()
+        .state_dir("state")
+        .influx_v1(&db.url(), "pq")
+        .influx("username", "admin")
+        .influx("password", V1_PASSWORD)
+        .polling("1s", "300ms")
+        .smtp_peer(peer.port)
+        .smtp("username", "alice")
+        .smtp("password", SMTP_PASSWORD)
+        .smtp("from", "pqwatch <pqwatch@example.com>")
+        .smtp("timeout", "5s")
+        .http("listen", "127.0.0.1:0")
+        .http("token", HTTP_TOKEN)
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C1"
 name = "Secret Test Customer"
@@ -197,10 +181,9 @@ unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
 fields = ["voltage_l1_n"]
-"#,
-        url = db.url(),
-        port = peer.port,
-    );
+"#
+        ))
+        .to_string();
     let config = write_file(dir.path(), "pqwatch.toml", &text)?;
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))?;
     let sim = Sim::start(&e2e::config(&text), "").await;
@@ -333,27 +316,18 @@ async fn a_refused_influxdb_v2_token_appears_nowhere() -> anyhow::Result<()> {
     let gw = free_port();
     // The token comes from a file (as with systemd LoadCredential=).
     let token_file = write_file(dir.path(), "influx-token", &format!("{V2_TOKEN}\n"))?;
-    let text = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "state"
-
-[influxdb]
-url = "http://127.0.0.1:{port}"
-org = "grid"
-bucket = "pq"
-token_file = "{token_file}"
-flush_interval = "200ms"
-
-[polling]
-interval = "1s"
-timeout = "300ms"
-
-[http]
-listen = "127.0.0.1:0"
-token = "{HTTP_TOKEN}"
-
+    let text = TestConfig::new()
+        .state_dir("state")
+        .influx("url", format!("http://127.0.0.1:{port}"))
+        .influx("org", "grid")
+        .influx("bucket", "pq")
+        .influx("token_file", &token_file)
+        .influx("flush_interval", "200ms")
+        .polling("1s", "300ms")
+        .http("listen", "127.0.0.1:0")
+        .http("token", HTTP_TOKEN)
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C1"
 
@@ -365,9 +339,9 @@ unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
 fields = ["voltage_l1_n"]
-"#,
-        token_file = token_file.display(),
-    );
+"#
+        ))
+        .to_string();
     let config = write_file(dir.path(), "pqwatch.toml", &text)?;
     std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))?;
     let sim = Sim::start(&e2e::config(&text), "").await;
@@ -415,10 +389,13 @@ fields = ["voltage_l1_n"]
 #[test]
 fn a_world_readable_config_with_a_secret_is_warned_about() {
     let dir = tempfile::tempdir().unwrap();
-    let with_secret = format!(
-        "[daemon]\nprofile_dir = \"/nonexistent\"\nstate_dir = \"state\"\n\
-         [influxdb]\nurl = \"http://127.0.0.1:1\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"{V2_TOKEN}\"\n"
-    );
+    let with_secret = TestConfig::new()
+        .state_dir("state")
+        .influx("url", "http://127.0.0.1:1")
+        .influx("org", "o")
+        .influx("bucket", "b")
+        .influx("token", V2_TOKEN)
+        .to_string();
     let config = write_file(dir.path(), "pqwatch.toml", &with_secret).unwrap();
     let path = config.to_str().unwrap();
     let check = |mode: u32| {
@@ -476,17 +453,13 @@ fn credentials_in_the_influxdb_url_are_refused_and_never_printed() {
         .unwrap();
     let port = free_port();
     let body = |url: &str| {
-        format!(
-            r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "{state}"
-
-[influxdb]
-url = "{url}"
-api = "v1"
-database = "pq"
-
+        TestConfig::new()
+            .state_dir(dir.path().join("state"))
+            .influx("url", url)
+            .influx("api", "v1")
+            .influx("database", "pq")
+            .push(&format!(
+                r#"
 [[customers]]
 id = "C1"
 
@@ -498,9 +471,9 @@ unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
 "#,
-            state = dir.path().join("state").display(),
-            gw = free_port(),
-        )
+                gw = free_port(),
+            ))
+            .to_string()
     };
     for (name, url) in [
         ("short", format!("http://admin:pw@127.0.0.1:{port}")),

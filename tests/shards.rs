@@ -6,22 +6,17 @@
 mod common;
 mod e2e;
 
-use common::{VictoriaMetrics, free_port};
+use common::{TestConfig, VictoriaMetrics, free_port};
 use e2e::{Daemon, Sim};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
 fn config(vm: &str, ports: &[u16], shard: u32) -> String {
-    let head = e2e::fast_daemon(vm);
-    let mut t = format!(
-        r#"
-{head}
-[cluster]
-shard = {shard}
-shards = 2
-"#
-    );
+    let mut t = TestConfig::fast(vm)
+        .set("cluster", "shard", shard)
+        .set("cluster", "shards", 2u32)
+        .to_string();
     for (g, port) in ports.iter().enumerate() {
         for c in 0..6 {
             let _ = write!(t, "\n[[customers]]\nid = \"C{g}{c}\"\n");

@@ -9,7 +9,7 @@
 mod common;
 mod e2e;
 
-use common::VictoriaMetrics;
+use common::{TestConfig, VictoriaMetrics};
 use e2e::{Daemon, Sim};
 use pqwatch::metrics::Metrics;
 use std::io::BufRead;
@@ -81,8 +81,11 @@ async fn a_server_taking_2_5_s_per_write_is_drained_at_its_pace() -> anyhow::Res
     let vm = VictoriaMetrics::start()?;
     let stub = Stub::start(&vm.url(), 2.5);
     let port = common::free_port();
-    let cfg = e2e::config(&format!(
-        r#"{}
+    let cfg = e2e::config(
+        &TestConfig::fast(&format!("http://127.0.0.1:{}", stub.1))
+            .influx("flush_interval", "1s")
+            .push(&format!(
+                r#"
 [[customers]]
 id = "C1"
 
@@ -93,10 +96,10 @@ address = "127.0.0.1:{port}"
 unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
-"#,
-        e2e::fast_daemon(&format!("http://127.0.0.1:{}", stub.1))
-            .replace("flush_interval = \"200ms\"", "flush_interval = \"1s\"")
-    ));
+"#
+            ))
+            .to_string(),
+    );
     let sim = Sim::start(&cfg, "").await;
     let d = Daemon::start_with_grace(cfg, Duration::from_secs(15));
     // 30 s: 30 batches sealed; one batch per 2.5 s request would leave 18.

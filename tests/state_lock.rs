@@ -6,7 +6,7 @@
 mod common;
 mod e2e;
 
-use common::{free_port, write_file};
+use common::{TestConfig, free_port, write_file};
 use e2e::{Running, pqwatch_cmd, run_to_end, status_json};
 use std::time::{Duration, Instant};
 
@@ -15,21 +15,15 @@ fn a_second_daemon_on_the_same_state_directory_exits_1_naming_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     // InfluxDB nowhere (nothing listens): the outbox keeps what is polled.
-    let text = format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-state_dir = "{state}"
-
-[influxdb]
-url = "http://127.0.0.1:{dead}"
-org = "o"
-bucket = "b"
-token_file = "/dev/null"
-
-[polling]
-interval = "1s"
-
+    let text = TestConfig::new()
+        .state_dir(&state)
+        .influx("url", format!("http://127.0.0.1:{}", free_port()))
+        .influx("org", "o")
+        .influx("bucket", "b")
+        .influx("token_file", "/dev/null")
+        .set("polling", "interval", "1s")
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C1"
 
@@ -41,10 +35,9 @@ unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
 "#,
-        state = state.display(),
-        dead = free_port(),
-        gw = free_port(),
-    );
+            gw = free_port(),
+        ))
+        .to_string();
     let path = write_file(dir.path(), "pqwatch.toml", &text).unwrap();
     let path = path.to_str().unwrap();
     let first = Running::spawn_logging_to(

@@ -6,6 +6,7 @@
 mod common;
 mod e2e;
 
+use common::TestConfig;
 use e2e::{BIN, Running, Sim, pqwatch_cmd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -86,20 +87,13 @@ fn unit_files_verify_cleanly_and_are_hardened() {
 }
 
 fn config(state: &Path, port: u16) -> String {
-    format!(
-        r#"
-[daemon]
-state_dir = "{state}"
-profile_dir = "/nonexistent"
-shutdown_grace = "2s"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-
-[http]
-enabled = false
-
+    TestConfig::new()
+        .state_dir(state)
+        .daemon("shutdown_grace", "2s")
+        .polling("500ms", "300ms")
+        .http("enabled", false)
+        .push(&format!(
+            r#"
 [[customers]]
 id = "C1"
 
@@ -110,9 +104,9 @@ address = "127.0.0.1:{port}"
 unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
-"#,
-        state = state.display()
-    )
+"#
+        ))
+        .to_string()
 }
 
 /// Datagrams received on the socket within `limit`, until `done` holds.

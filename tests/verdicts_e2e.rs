@@ -10,7 +10,7 @@
 mod common;
 mod e2e;
 
-use common::{VictoriaMetrics, free_port};
+use common::{TestConfig, VictoriaMetrics, free_port};
 use e2e::{Daemon, Sim};
 use pqwatch::events::EventStore;
 use pqwatch::quality::rules::Kind;
@@ -19,10 +19,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 fn config(vm: &str, port: u16) -> String {
-    let head = e2e::fast_daemon(vm);
-    format!(
-        r#"
-{head}
+    TestConfig::fast(vm)
+        .push(&format!(
+            r#"
 [rules]
 short_window = "2s"
 long_window = "6s"
@@ -52,7 +51,8 @@ unit = 2
 profile = "eastron-sdm630"
 nominal_voltage = 400
 "#
-    )
+        ))
+        .to_string()
 }
 
 /// Each line draws well under the 315 kW limit (300 × 1.05); together 441.
@@ -246,8 +246,12 @@ async fn a_380_v_customer_with_an_outage_is_judged_on_220_v_in_the_report_csv() 
     let vm = VictoriaMetrics::start()?;
     let port = free_port();
     let state = tempfile::tempdir()?;
-    let text = format!(
-        r#"{}
+    let text = TestConfig::fast(&vm.url())
+        .state_dir(state.path())
+        .daemon("timezone", "UTC")
+        .polling("250ms", "200ms")
+        .push(&format!(
+            r#"
 [rules]
 short_window = "1s"
 long_window = "10s"
@@ -262,18 +266,9 @@ address = "127.0.0.1:{port}"
 unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 380
-"#,
-        e2e::fast_daemon(&vm.url())
-            .replace(
-                "[daemon]\n",
-                &format!(
-                    "[daemon]\nstate_dir = \"{}\"\ntimezone = \"UTC\"\n",
-                    state.path().display()
-                ),
-            )
-            .replace("interval = \"500ms\"", "interval = \"250ms\"")
-            .replace("timeout = \"300ms\"", "timeout = \"200ms\"")
-    );
+"#
+        ))
+        .to_string();
     let file = state.path().join("pqwatch.toml");
     std::fs::write(&file, &text)?;
     let cfg = pqwatch::config::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -404,8 +399,12 @@ async fn one_high_sample_during_a_suspension_is_information_not_a_violation_end_
     let utc = jiff::tz::TimeZone::UTC;
     let today = pqwatch::calendar::local_date(pqwatch::clock::now_ms(), &utc);
     let (from, to) = (today.yesterday()?, today.tomorrow()?);
-    let cfg = e2e::config(&format!(
-        r#"{}
+    let cfg = e2e::config(
+        &TestConfig::fast(&vm.url())
+            .daemon("timezone", "UTC")
+            .polling("1s", "500ms")
+            .push(&format!(
+                r#"
 [rules]
 short_window = "2s"
 long_window = "10s"
@@ -424,12 +423,10 @@ address = "127.0.0.1:{port}"
 unit = 1
 profile = "eastron-sdm630"
 nominal_voltage = 400
-"#,
-        e2e::fast_daemon(&vm.url())
-            .replace("[daemon]\n", "[daemon]\ntimezone = \"UTC\"\n")
-            .replace("interval = \"500ms\"", "interval = \"1s\"")
-            .replace("timeout = \"300ms\"", "timeout = \"500ms\"")
-    ));
+"#
+            ))
+            .to_string(),
+    );
     let state_dir = cfg.daemon.state_dir.clone();
     let sim = Sim::start(&cfg, SPIKE_SCENARIO).await;
     let daemon = Daemon::start(cfg.clone());

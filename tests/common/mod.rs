@@ -23,7 +23,18 @@
 //! `start()` functions are synchronous (they block for the ~0.05–0.5 s the
 //! server needs to come up, polling its readiness, never sleeping a fixed
 //! time), so they can be called from sync code and from `#[tokio::test]`.
+//!
+//! Beside the peers, the text every test's config is written from:
+//! [`TestConfig`] (the `[daemon]`, `[influxdb]`, `[polling]`, … start of a
+//! config, in [`config`]) and the shared fleet and scenarios ([`fleet`]).
 #![allow(dead_code)]
+
+pub mod config;
+pub mod fleet;
+
+// Not every test binary that includes this module builds a config.
+#[allow(unused_imports)]
+pub use config::TestConfig;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -44,32 +44,9 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// A validated config from text (no conf.d, no environment). Test configs
-/// should set `[daemon] profile_dir = "/nonexistent"`.
+/// A validated config from text (no conf.d, no environment), e.g. a
+/// `common::TestConfig`'s.
 ///
-/// The start of an end-to-end test's config: built-in profiles only,
-/// InfluxDB (v2 API) at `vm` flushed every 200 ms, polls every 500 ms with
-/// a 300 ms timeout. The test appends its own sections.
-pub fn fast_daemon(vm: &str) -> String {
-    format!(
-        r#"
-[daemon]
-profile_dir = "/nonexistent"
-
-[influxdb]
-url = "{vm}"
-org = "o"
-bucket = "b"
-token = "t"
-flush_interval = "200ms"
-
-[polling]
-interval = "500ms"
-timeout = "300ms"
-"#
-    )
-}
-
 /// Each config gets its own fresh state directory, so tests never share (or
 /// replay) an outbox.
 pub fn config(text: &str) -> Config {

@@ -316,7 +316,6 @@ impl Control {
 /// The proxy: bound, serving, stopped on [`stop`](Self::stop) or drop.
 pub struct FaultyGateway {
     addr: SocketAddr,
-    upstream: SocketAddr,
     control: Control,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -337,7 +336,6 @@ impl FaultyGateway {
         ));
         Ok(FaultyGateway {
             addr,
-            upstream,
             control,
             stop,
             task: Some(task),
@@ -346,10 +344,6 @@ impl FaultyGateway {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    pub fn upstream(&self) -> SocketAddr {
-        self.upstream
     }
 
     pub fn control(&self) -> Control {

@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """pqwatch benchmark harness: the fleet, gateway-bound, Python-peer and
-libmodbus-floor parts of `bench/run.sh`. Standard library only (Debian's
-/usr/bin/python3); writes bench/results/*.json, which bench/render.py turns
-into BENCHMARKS.md sections.
+libmodbus-floor parts of `benches/run.sh`. Standard library only (Debian's
+/usr/bin/python3); writes benches/results/*.json, which benches/render.py
+turns into BENCHMARKS.md sections.
 
 Every process it starts (simulator, pqwatch, VictoriaMetrics, the Python
 poller, the C client) is its own process, measured separately:
@@ -43,9 +43,10 @@ import tempfile
 import time
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-RESULTS = os.environ.get("PQWATCH_BENCH_RESULTS") or os.path.join(HERE, "results")
+HERE = os.path.dirname(os.path.abspath(__file__))  # benches/fleet
+BENCHES = os.path.dirname(HERE)
+ROOT = os.path.dirname(BENCHES)
+RESULTS = os.environ.get("PQWATCH_BENCH_RESULTS") or os.path.join(BENCHES, "results")
 TICK = os.sysconf("SC_CLK_TCK")
 PY = "/usr/bin/python3"
 VM_BIN = "/usr/bin/victoria-metrics"

@@ -11,7 +11,7 @@ scale), and writing one InfluxDB line-protocol line per poll over HTTP
 VictoriaMetrics. What it does not do, and pqwatch does: unit conversion and
 derived fields, a durable outbox, rules, the report ledger, metrics.
 
-It is driven by bench/harness.py:
+It is driven by benches/fleet/harness.py:
 
     python_poller.py SPEC.json STATS.json
 

@@ -1,14 +1,14 @@
 #!/usr/bin/python3
-"""Turn bench/results/*.json into the generated sections of BENCHMARKS.md.
+"""Turn benches/results/*.json into the generated sections of BENCHMARKS.md.
 
-    render.py --collect-criterion target/criterion --results bench/results
+    render.py --collect-criterion target/criterion --results benches/results
         reads criterion's estimates (median of its samples) into
         results/hotpaths.json
-    render.py --results bench/results --write BENCHMARKS.md
+    render.py --results benches/results --write BENCHMARKS.md
         replaces every block between `<!-- bench:NAME -->` and
         `<!-- /bench:NAME -->` with freshly generated text; everything else
         in the file (the prose, the Gaps section) is kept as written.
-    render.py --results bench/results --print NAME
+    render.py --results benches/results --print NAME
         prints one block.
 
 Figures are medians over runs (min–max where it matters); nothing is
@@ -414,7 +414,7 @@ def block_profile(R):
             dso = txt.split("## by dso\n", 1)[1].split("\n\n", 1)[0]
             dso = "\n".join(line.strip() for line in dso.splitlines())
             parts.append(f"Where pqwatch's CPU goes, sink {r['sink']} (`perf report --sort dso`, "
-                         f"full profile in `bench/results/{r['profile']}`):\n\n```\n{dso.strip()}\n```")
+                         f"full profile in `benches/results/{r['profile']}`):\n\n```\n{dso.strip()}\n```")
     return "\n\n".join(parts)
 
 

@@ -1,27 +1,28 @@
 #!/usr/bin/env bash
-# pqwatch's benchmarks, one command:   ./bench/run.sh
+# pqwatch's benchmarks, one command:   ./benches/run.sh
 #
-#   ./bench/run.sh            every part (about an hour on 2 cores)
-#   ./bench/run.sh --quick    a short smoke run of every part (a few minutes;
-#                             its figures are NOT written to BENCHMARKS.md)
-#   ./bench/run.sh --parts hotpaths,fleet,gateway,floor,profile,reports,outbox
-#                             only these parts (default: all but outbox,
-#                             whose 6-minute run is already in BENCHMARKS.md)
-#   ./bench/run.sh --no-render   measure, but leave BENCHMARKS.md alone
+#   ./benches/run.sh            every part (about an hour on 2 cores)
+#   ./benches/run.sh --quick    a short smoke run of every part (a few minutes;
+#                               its figures are NOT written to BENCHMARKS.md)
+#   ./benches/run.sh --parts hotpaths,fleet,gateway,floor,profile,reports,outbox
+#                               only these parts (default: all but outbox,
+#                               whose 6-minute run is already in BENCHMARKS.md)
+#   ./benches/run.sh --no-render   measure, but leave BENCHMARKS.md alone
 #
 # 1. Installs what it needs if missing (Debian: libmodbus-dev, gcc,
 #    pkg-config, python3-pymodbus and what its client imports,
 #    victoria-metrics, linux-perf for the profile part; criterion comes
 #    with `cargo bench`).
 # 2. Builds the release binary, the benches and the libmodbus C client
-#    (bench/peers/modbus_floor.c → target/bench/modbus_floor).
+#    (benches/fleet/peers/modbus_floor.c → target/bench/modbus_floor).
 # 3. Runs the parts:
 #      hotpaths  criterion: plan, decode, line protocol, outbox commit, the
 #                watch's aggregation, rules and ledger (benches/hotpaths.rs)
 #      fleet     the simulator (its own process) serving N meters over N/50
 #                gateways, pqwatch polling them; and on the same fleet, side
-#                by side, the Python poller (bench/peers/python_poller.py)
-#                and the C client (bench/harness.py)
+#                by side, the Python poller
+#                (benches/fleet/peers/python_poller.py) and the C client
+#                (benches/fleet/harness.py)
 #      gateway   one gateway's achieved cycle against k × reads × latency,
 #                per built-in profile
 #      floor     the C client's CPU per request, alone
@@ -32,18 +33,18 @@
 #      reports   1,000 customers' monthly reports from 30 days of ledger
 #                (benches/reports.rs)
 #      outbox    the existing outbox benchmark (benches/outbox.rs)
-#    Results go to bench/results/*.json (criterion's to target/criterion).
-# 4. bench/render.py writes the figures into BENCHMARKS.md (between its
+#    Results go to benches/results/*.json (criterion's to target/criterion).
+# 4. benches/render.py writes the figures into BENCHMARKS.md (between its
 #    `<!-- bench:... -->` markers; the text around them is kept).
 #
-# Environment: HARNESS_ARGS is passed to bench/harness.py (e.g.
+# Environment: HARNESS_ARGS is passed to benches/fleet/harness.py (e.g.
 # "--window 30 --runs 3 --fleet 10000@5"). Every process the run starts is
 # stopped when it ends or is interrupted.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'bench/run.sh: error: %s\n' "$*" >&2; exit 1; }
+die() { printf 'benches/run.sh: error: %s\n' "$*" >&2; exit 1; }
 
 QUICK=0
 RENDER=1
@@ -54,7 +55,7 @@ while [ $# -gt 0 ]; do
     --no-render) RENDER=0 ;;
     --parts) shift; PARTS="${1:?--parts needs a list}" ;;
     --parts=*) PARTS="${1#--parts=}" ;;
-    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift
@@ -104,12 +105,12 @@ log "cargo build --release (pqwatch) and the benches"
 cargo build --release --bin pqwatch
 cargo bench --no-run --bench hotpaths --bench reports --bench outbox
 mkdir -p "$TARGET/bench"
-log "gcc: bench/peers/modbus_floor.c"
-gcc -O2 -Wall -o "$TARGET/bench/modbus_floor" bench/peers/modbus_floor.c \
+log "gcc: benches/fleet/peers/modbus_floor.c"
+gcc -O2 -Wall -o "$TARGET/bench/modbus_floor" benches/fleet/peers/modbus_floor.c \
   $(pkg-config --cflags --libs libmodbus) -lm
 export PQWATCH_BIN="$TARGET/release/pqwatch" MODBUS_FLOOR_BIN="$TARGET/bench/modbus_floor"
 
-RESULTS=bench/results
+RESULTS=benches/results
 if [ "$QUICK" -eq 1 ]; then
   RESULTS=$(mktemp -d /tmp/pqwatch-bench-quick-XXXXXX)
   log "quick run: results in $RESULTS (BENCHMARKS.md is not touched)"
@@ -126,7 +127,7 @@ if has_part hotpaths; then
   else
     run cargo bench --bench hotpaths -- --warm-up-time 1 --measurement-time 3
   fi
-  /usr/bin/python3 bench/render.py --collect-criterion "$TARGET/criterion" --results "$RESULTS"
+  /usr/bin/python3 benches/render.py --collect-criterion "$TARGET/criterion" --results "$RESULTS"
 fi
 harness=()
 has_part fleet && harness+=(fleet)
@@ -134,11 +135,11 @@ has_part gateway && harness+=(gateway)
 has_part floor && harness+=(floor)
 has_part profile && harness+=(profile)
 if [ "${#harness[@]}" -gt 0 ]; then
-  log "parts 2-5: ${harness[*]} (bench/harness.py)"
+  log "parts 2-5: ${harness[*]} (benches/fleet/harness.py)"
   q=()
   [ "$QUICK" -eq 1 ] && q=(--quick)
   # shellcheck disable=SC2086
-  run /usr/bin/python3 bench/harness.py "${harness[@]}" "${q[@]}" ${HARNESS_ARGS:-}
+  run /usr/bin/python3 benches/fleet/harness.py "${harness[@]}" "${q[@]}" ${HARNESS_ARGS:-}
 fi
 if has_part reports; then
   log "part 7: reports"
@@ -161,7 +162,7 @@ fi
 
 # 4. BENCHMARKS.md
 if [ "$RENDER" -eq 1 ]; then
-  log "bench/render.py: BENCHMARKS.md"
-  /usr/bin/python3 bench/render.py --results "$RESULTS" --write BENCHMARKS.md
+  log "benches/render.py: BENCHMARKS.md"
+  /usr/bin/python3 benches/render.py --results "$RESULTS" --write BENCHMARKS.md
 fi
 log "done; results in $RESULTS"
