@@ -509,20 +509,20 @@ fn feed_once(
         let (mut max_p, mut max_b) = (0u64, 0u64);
         let limit = t0 + Duration::from_secs(600);
         loop {
-            let p = Metrics::get(&metrics.outbox_points);
+            let p = Metrics::get(&metrics.sink.outbox_points);
             if p > max_p {
                 max_p = p;
-                max_b = Metrics::get(&metrics.outbox_bytes);
+                max_b = Metrics::get(&metrics.sink.outbox_bytes);
             }
-            if Metrics::get(&metrics.points_written) >= total
-                && Metrics::get(&metrics.outbox_batches) == 0
+            if Metrics::get(&metrics.sink.points_written) >= total
+                && Metrics::get(&metrics.sink.outbox_batches) == 0
             {
                 break;
             }
             if Instant::now() > limit {
                 bail!(
                     "feed: not drained after 600 s: written {} of {total}",
-                    Metrics::get(&metrics.points_written)
+                    Metrics::get(&metrics.sink.points_written)
                 );
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -534,9 +534,9 @@ fn feed_once(
             .await
             .context("sink did not stop")??;
         ensure!(
-            Metrics::get(&metrics.points_written) == total,
+            Metrics::get(&metrics.sink.points_written) == total,
             "written {} != {total}",
-            Metrics::get(&metrics.points_written)
+            Metrics::get(&metrics.sink.points_written)
         );
         let stored = vm_count(&vm, intervals, total).await?;
         Ok(FeedRun {
@@ -676,14 +676,14 @@ fn drain_via(
         let (mut t_q1, mut t_q3) = (None, None);
         let limit = t0 + Duration::from_secs(1800);
         loop {
-            let w = Metrics::get(&metrics.points_written);
+            let w = Metrics::get(&metrics.sink.points_written);
             if t_q1.is_none() && w >= total / 4 {
                 t_q1 = Some((t0.elapsed().as_secs_f64(), w));
             }
             if t_q3.is_none() && w >= total * 3 / 4 {
                 t_q3 = Some((t0.elapsed().as_secs_f64(), w));
             }
-            if w >= total && Metrics::get(&metrics.outbox_batches) == 0 {
+            if w >= total && Metrics::get(&metrics.sink.outbox_batches) == 0 {
                 break;
             }
             if Instant::now() > limit {
@@ -697,8 +697,11 @@ fn drain_via(
         tokio::time::timeout(Duration::from_secs(30), task)
             .await
             .context("sink did not stop")??;
-        ensure!(Metrics::get(&metrics.points_written) == total);
-        ensure!(Metrics::get(&metrics.batches_failed) == 0, "failed sends");
+        ensure!(Metrics::get(&metrics.sink.points_written) == total);
+        ensure!(
+            Metrics::get(&metrics.sink.batches_failed) == 0,
+            "failed sends"
+        );
         let (q1t, q1w) = t_q1.expect("q1");
         let (q3t, q3w) = t_q3.expect("q3");
         let stored = vm_count(&vm, intervals, total).await?;
@@ -845,8 +848,8 @@ fn slow_server_once(
         let t_end = Instant::now();
         // Drain what is left (input still open), then stop.
         let limit = t_end + Duration::from_secs(900);
-        while Metrics::get(&metrics.points_written) < points
-            || Metrics::get(&metrics.outbox_batches) > 0
+        while Metrics::get(&metrics.sink.points_written) < points
+            || Metrics::get(&metrics.sink.outbox_batches) > 0
         {
             ensure!(
                 Instant::now() < limit,
@@ -865,18 +868,18 @@ fn slow_server_once(
             drained_secs,
             points,
             stored,
-            failed: Metrics::get(&metrics.batches_failed),
+            failed: Metrics::get(&metrics.sink.batches_failed),
         })
     })
 }
 
 fn sample(m: &Metrics, second: u64) -> (u64, u64, f64) {
-    let oldest = Metrics::get(&m.outbox_oldest_ms);
+    let oldest = Metrics::get(&m.sink.outbox_oldest_ms);
     let age = match oldest {
         0 => 0.0,
         t => (pqwatch::clock::now_ms() as f64 - t as f64).max(0.0) / 1000.0,
     };
-    (second, Metrics::get(&m.outbox_batches), age)
+    (second, Metrics::get(&m.sink.outbox_batches), age)
 }
 
 // ---------------------------------------------------------------------------

@@ -496,6 +496,7 @@ fn start_background(
 fn beats(metrics: &Metrics, limits: &BTreeMap<String, Duration>) -> Vec<Beat> {
     const TASK_MAX_AGE: Duration = Duration::from_secs(15);
     let mut beats: Vec<Beat> = metrics
+        .polling
         .gateway_heartbeats()
         .into_iter()
         .filter_map(|(addr, last_ms)| {
@@ -508,12 +509,12 @@ fn beats(metrics: &Metrics, limits: &BTreeMap<String, Duration>) -> Vec<Beat> {
         .collect();
     beats.push(Beat {
         what: "InfluxDB writer (sink)".into(),
-        last_ms: Metrics::get(&metrics.sink_heartbeat_ms),
+        last_ms: Metrics::get(&metrics.sink.sink_heartbeat_ms),
         max_age: TASK_MAX_AGE,
     });
     beats.push(Beat {
         what: "rules (watch)".into(),
-        last_ms: Metrics::get(&metrics.watch_heartbeat_ms),
+        last_ms: Metrics::get(&metrics.events.watch_heartbeat_ms),
         max_age: TASK_MAX_AGE,
     });
     beats

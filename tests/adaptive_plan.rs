@@ -92,7 +92,7 @@ nominal_voltage = 400
         got, full,
         "strict meter delivers every field once re-planned"
     );
-    let exceptions = Metrics::get(&handles.metrics.read_exceptions);
+    let exceptions = Metrics::get(&handles.metrics.polling.read_exceptions);
     assert!(exceptions >= 1, "the first poll met the 0x02 exceptions");
     let lax = handles.latest.lock().unwrap()["LAX"].values.len();
     assert_eq!(lax, full, "the neighbour is unaffected");

@@ -220,7 +220,7 @@ fn watch_depth(metrics: Arc<Metrics>) -> Arc<AtomicU64> {
     let m = max.clone();
     tokio::spawn(async move {
         loop {
-            m.fetch_max(Metrics::get(&metrics.outbox_batches), Relaxed);
+            m.fetch_max(Metrics::get(&metrics.sink.outbox_batches), Relaxed);
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });
@@ -274,7 +274,7 @@ async fn full_disk_never_resends_an_acknowledged_batch_and_counts_every_loss() {
     // The server is down: ten batches wait in the outbox.
     let sent = feed(10).await;
     wait_until("10 batches in the outbox", Duration::from_secs(10), || {
-        Metrics::get(&metrics.outbox_batches) == 10
+        Metrics::get(&metrics.sink.outbox_batches) == 10
     })
     .await;
 
@@ -296,11 +296,15 @@ async fn full_disk_never_resends_an_acknowledged_batch_and_counts_every_loss() {
     assert_eq!(duplicates(&got), Vec::<i64>::new(), "re-sent: {got:?}");
     assert_eq!(got, (1..=sent).collect::<Vec<_>>());
     assert!(
-        Metrics::get(&metrics.outbox_unwritable_since_ms) > 0,
+        Metrics::get(&metrics.sink.outbox_unwritable_since_ms) > 0,
         "the metrics say the outbox is not writable"
     );
-    assert!(Metrics::get(&metrics.outbox_write_errors) > 0);
-    assert_eq!(Metrics::get(&metrics.outbox_batches), 0, "nothing waits");
+    assert!(Metrics::get(&metrics.sink.outbox_write_errors) > 0);
+    assert_eq!(
+        Metrics::get(&metrics.sink.outbox_batches),
+        0,
+        "nothing waits"
+    );
 
     // The server goes down again, the disk is still full: memory holds 20
     // points, the rest of 60 readings is dropped and counted.
@@ -308,14 +312,14 @@ async fn full_disk_never_resends_an_acknowledged_batch_and_counts_every_loss() {
     let before = sent;
     feed(60).await;
     wait_until("drops counted", Duration::from_secs(10), || {
-        Metrics::get(&metrics.points_dropped) >= 40
+        Metrics::get(&metrics.sink.points_dropped) >= 40
     })
     .await;
-    let dropped = Metrics::get(&metrics.points_dropped);
+    let dropped = Metrics::get(&metrics.sink.points_dropped);
     assert!(
-        Metrics::get(&metrics.outbox_points) <= 20 + 1,
+        Metrics::get(&metrics.sink.outbox_points) <= 20 + 1,
         "memory bound: {}",
-        Metrics::get(&metrics.outbox_points)
+        Metrics::get(&metrics.sink.outbox_points)
     );
 
     // Space returns: the next batch reaches the outbox, the ones held in
@@ -323,7 +327,7 @@ async fn full_disk_never_resends_an_acknowledged_batch_and_counts_every_loss() {
     fs.free();
     let sent = feed(5).await;
     wait_until("the outbox writable again", Duration::from_secs(10), || {
-        Metrics::get(&metrics.outbox_unwritable_since_ms) == 0
+        Metrics::get(&metrics.sink.outbox_unwritable_since_ms) == 0
     })
     .await;
     // The first stored batch ends the streak; the held ones follow it into

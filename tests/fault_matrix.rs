@@ -278,7 +278,7 @@ impl Rig {
 
     /// (polls ok, polls failed, fail streak) of meter `m` ("A", "B", "H").
     fn polls(&self, m: &str) -> (u64, u64, u64) {
-        match self.daemon.metrics().meter_stats(&self.id(m)) {
+        match self.daemon.metrics().polling.meter_stats(&self.id(m)) {
             Some(s) => (
                 Metrics::get(&s.polls_ok),
                 Metrics::get(&s.polls_failed),
@@ -290,17 +290,17 @@ impl Rig {
 
     fn counts(&self) -> Counts {
         let m = self.daemon.metrics();
-        let g = m.gateway(&self.gateway);
+        let g = m.polling.gateway(&self.gateway);
         let p = self.ctl.stats();
         let mut c = Counts::new();
-        c.insert("read_timeouts", Metrics::get(&m.read_timeouts));
-        c.insert("read_exceptions", Metrics::get(&m.read_exceptions));
+        c.insert("read_timeouts", Metrics::get(&m.polling.read_timeouts));
+        c.insert("read_exceptions", Metrics::get(&m.polling.read_exceptions));
         c.insert(
             "read_transport_errors",
-            Metrics::get(&m.read_transport_errors),
+            Metrics::get(&m.polling.read_transport_errors),
         );
-        c.insert("connects_failed", Metrics::get(&m.connects_failed));
-        c.insert("fields_dropped", Metrics::get(&m.fields_dropped));
+        c.insert("connects_failed", Metrics::get(&m.polling.connects_failed));
+        c.insert("fields_dropped", Metrics::get(&m.polling.fields_dropped));
         c.insert("gw.read_timeouts", Metrics::get(&g.read_timeouts));
         c.insert("gw.read_exceptions", Metrics::get(&g.read_exceptions));
         c.insert(
@@ -346,7 +346,7 @@ impl Rig {
             self.prefix,
             e.fault,
             self.ctl.injected_count() - inj_from,
-            Metrics::get(&self.daemon.metrics().gateway(&self.gateway).tasks)
+            Metrics::get(&self.daemon.metrics().polling.gateway(&self.gateway).tasks)
         );
         // Both meters behind the proxy answer again (a failing meter may be
         // backed off for up to reconnect_max = 1 s).
@@ -515,7 +515,7 @@ impl Rig {
         let proxy = self.ctl.stats();
         self.gw.stop().await;
         assert!(
-            run.get(|m| &m.points_dropped) == 0,
+            run.get(|m| &m.sink.points_dropped) == 0,
             "{}: points dropped",
             self.prefix
         );

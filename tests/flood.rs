@@ -124,19 +124,23 @@ async fn every_meter_violating_every_limit_stays_bounded() {
     // Every meter opens several events (3 phases × voltage, THDu, THDi, the
     // 5th harmonic, unbalance, suspension, demand).
     let opened = e2e::wait_until(Duration::from_secs(40), || {
-        Metrics::get(&m.events_opened) >= (meters * 8) as u64
+        Metrics::get(&m.events.events_opened) >= (meters * 8) as u64
     })
     .await;
     // Let the digests go out (max_delay 3 s).
     let mailed = e2e::wait_until(Duration::from_secs(20), || {
-        Metrics::get(&m.mails_sent) >= 1 && Metrics::get(&m.mails_pending) == 0
+        Metrics::get(&m.mail.mails_sent) >= 1 && Metrics::get(&m.mail.mails_pending) == 0
     })
     .await;
     let run = daemon.stop().await;
     sim.stop().await;
     let after = peak_rss_kib();
-    assert!(opened, "events opened: {}", run.get(|m| &m.events_opened));
-    assert!(mailed, "mails sent: {}", run.get(|m| &m.mails_sent));
+    assert!(
+        opened,
+        "events opened: {}",
+        run.get(|m| &m.events.events_opened)
+    );
+    assert!(mailed, "mails sent: {}", run.get(|m| &m.mail.mails_sent));
 
     // Every event is in the store (the notifier may drop changes when its
     // channel is full, never the event).
@@ -162,7 +166,7 @@ async fn every_meter_violating_every_limit_stays_bounded() {
         assert!(len < 512 * 1024, "{} is {len} bytes", e.path().display());
     }
     assert!(
-        run.get(|m| &m.mails_suppressed) > 0,
+        run.get(|m| &m.mail.mails_suppressed) > 0,
         "the rate limit held back the excess"
     );
 
@@ -177,8 +181,8 @@ async fn every_meter_violating_every_limit_stays_bounded() {
             .map(|e| e.metadata().unwrap().len())
             .max()
             .unwrap_or(0),
-        run.get(|m| &m.mails_suppressed),
-        run.get(|m| &m.mail_changes_dropped),
+        run.get(|m| &m.mail.mails_suppressed),
+        run.get(|m| &m.mail.mail_changes_dropped),
     );
     assert!(grown_mib < 200, "peak RSS grew by {grown_mib} MiB");
 }

@@ -801,7 +801,7 @@ async fn every_dashboard_query_returns_data_from_a_real_run() -> anyhow::Result<
         missing.is_empty(),
         "after 60 s InfluxDB still lacks: {missing:#?}"
     );
-    assert_eq!(run.get(|m| &m.batches_failed), 0);
+    assert_eq!(run.get(|m| &m.sink.batches_failed), 0);
     let data_ready = started.elapsed();
 
     // Variables, in dashboard order (a query variable may use earlier ones).

@@ -407,11 +407,11 @@ async fn metrics_readiness_meters_and_events_of_a_live_daemon_through_an_influxd
     // stays ready (the outbox has room) while the detail says why.
     tokio::task::block_in_place(|| vm.stop()).expect("stop VictoriaMetrics");
     let m = daemon.handles.metrics.clone();
-    let batches_before = pqwatch::metrics::Metrics::get(&m.outbox_batches);
+    let batches_before = pqwatch::metrics::Metrics::get(&m.sink.outbox_batches);
     let (ok, code, ready) = http
         .poll_json("/readyz", Duration::from_secs(20), |_, v| {
             v["checks"]["influxdb"]["status"] == "failing"
-                && pqwatch::metrics::Metrics::get(&m.outbox_batches) >= batches_before + 3
+                && pqwatch::metrics::Metrics::get(&m.sink.outbox_batches) >= batches_before + 3
         })
         .await;
     assert!(

@@ -166,7 +166,7 @@ async fn hand_encoded_registers_decode_to_exact_primary_values() -> anyhow::Resu
         find_series(&all, "meter_current_l2", &[("meter", "PEER-JAN")]).is_none(),
         "a NaN register must not produce a series"
     );
-    assert!(run.get(|m| &m.fields_dropped) >= 1);
+    assert!(run.get(|m| &m.polling.fields_dropped) >= 1);
     // `fields = [...]` limits what is written: exactly the configured fields
     // (less the NaN one) and nothing else.
     for meter in ["PEER-JAN", "PEER-EM24", "PEER-SDM"] {
@@ -184,8 +184,8 @@ async fn hand_encoded_registers_decode_to_exact_primary_values() -> anyhow::Resu
         exp.sort();
         assert_eq!(got, exp, "{meter}: series written");
     }
-    assert_eq!(run.get(|m| &m.read_timeouts), 0);
-    assert_eq!(run.get(|m| &m.read_exceptions), 0);
+    assert_eq!(run.get(|m| &m.polling.read_timeouts), 0);
+    assert_eq!(run.get(|m| &m.polling.read_exceptions), 0);
     Ok(())
 }
 

@@ -317,8 +317,8 @@ async fn three_events_within_min_delay_are_one_chinese_mail_to_the_group() {
         assert!(m.headers.iter().any(|x| x == h), "no {h}: {:?}", m.headers);
     }
     let metrics = n.shutdown().await;
-    assert_eq!(Metrics::get(&metrics.mails_sent), 1);
-    assert_eq!(Metrics::get(&metrics.mails_queued), 1);
+    assert_eq!(Metrics::get(&metrics.mail.mails_sent), 1);
+    assert_eq!(Metrics::get(&metrics.mail.mails_queued), 1);
     assert_eq!(queued_rows(&dir.path().join("state")), 0);
 }
 
@@ -400,7 +400,7 @@ async fn the_rate_limit_mails_two_and_reports_the_three_it_suppressed() {
         m.text
     );
     assert!(m.text.contains("at most 2 events per meter per hour"));
-    assert_eq!(n.get(|m| &m.mails_suppressed), 3);
+    assert_eq!(n.get(|m| &m.mail.mails_suppressed), 3);
     n.shutdown().await;
 }
 
@@ -443,18 +443,18 @@ async fn smtp_down_delays_mail_which_arrives_exactly_once_when_it_comes_up() {
     let n = Running::start(&config(&state, port, 6));
     n.send(opened(voltage("M1", "C2", 0))).await;
     wait_for("a failed delivery attempt", || {
-        n.get(|m| &m.mails_failed) >= 1
+        n.get(|m| &m.mail.mails_failed) >= 1
     })
     .await;
-    assert_eq!(n.get(|m| &m.mails_pending), 1, "queued, not lost");
+    assert_eq!(n.get(|m| &m.mail.mails_pending), 1, "queued, not lost");
     assert_eq!(queued_rows(&state), 1);
-    assert_eq!(n.get(|m| &m.mails_sent), 0);
+    assert_eq!(n.get(|m| &m.mail.mails_sent), 0);
     // Events keep flowing while the server is away.
     n.send(opened(voltage("M2", "C2", 0))).await;
 
     let _peer = SmtpPeer::start(port, &out, &[]);
     let got = wait_for_mails(&out, 1).await;
-    wait_for("an empty queue", || n.get(|m| &m.mails_pending) == 0).await;
+    wait_for("an empty queue", || n.get(|m| &m.mail.mails_pending) == 0).await;
     tokio::time::sleep(SETTLE).await;
     let all = mails(&out);
     let first: Vec<_> = all
@@ -468,7 +468,7 @@ async fn smtp_down_delays_mail_which_arrives_exactly_once_when_it_comes_up() {
         "the event that came during the outage is mailed too"
     );
     let metrics = n.shutdown().await;
-    assert_eq!(Metrics::get(&metrics.mails_sent) as usize, all.len());
+    assert_eq!(Metrics::get(&metrics.mail.mails_sent) as usize, all.len());
     assert_eq!(queued_rows(&state), 0);
 }
 
@@ -486,12 +486,15 @@ async fn a_restart_sends_pending_mail_once_and_never_resends_sent_mail() {
     let a = Running::start(&cfg);
     a.send(opened(voltage("MX", "C2", 0))).await;
     let x = wait_for_mails(&out, 1).await.remove(0);
-    wait_for("X recorded as sent", || a.get(|m| &m.mails_pending) == 0).await;
+    wait_for("X recorded as sent", || {
+        a.get(|m| &m.mail.mails_pending) == 0
+    })
+    .await;
     peer.stop();
     a.send(opened(voltage("MY", "C2", 0))).await;
-    wait_for("Y failing", || a.get(|m| &m.mails_failed) >= 1).await;
+    wait_for("Y failing", || a.get(|m| &m.mail.mails_failed) >= 1).await;
     let metrics = a.shutdown().await;
-    assert_eq!(Metrics::get(&metrics.mails_sent), 1);
+    assert_eq!(Metrics::get(&metrics.mail.mails_sent), 1);
     assert_eq!(
         queued_rows(&state),
         1,
@@ -503,7 +506,10 @@ async fn a_restart_sends_pending_mail_once_and_never_resends_sent_mail() {
     let _peer = SmtpPeer::start(port, &out, &[]);
     let b = Running::start(&cfg);
     let got = wait_for_mails(&out, 2).await;
-    wait_for("Y recorded as sent", || b.get(|m| &m.mails_pending) == 0).await;
+    wait_for("Y recorded as sent", || {
+        b.get(|m| &m.mail.mails_pending) == 0
+    })
+    .await;
     tokio::time::sleep(SETTLE).await;
     let all = mails(&out);
     assert_eq!(all.len(), 2, "{all:#?}");
@@ -516,7 +522,7 @@ async fn a_restart_sends_pending_mail_once_and_never_resends_sent_mail() {
     let c = Running::start(&cfg);
     tokio::time::sleep(SETTLE).await;
     let metrics = c.shutdown().await;
-    assert_eq!(Metrics::get(&metrics.mails_sent), 0);
+    assert_eq!(Metrics::get(&metrics.mail.mails_sent), 0);
     assert_eq!(mails(&out).len(), 2);
 }
 
@@ -555,7 +561,7 @@ async fn a_silent_smtp_server_blocks_nothing() {
     let n = Running::start(&config(&state, port, 6));
     n.send(opened(voltage("M1", "C2", 0))).await;
     wait_for("the digest in the queue", || {
-        n.get(|m| &m.mails_queued) == 1
+        n.get(|m| &m.mail.mails_queued) == 1
     })
     .await;
     // While that send hangs, the notifier keeps taking changes: far more
@@ -576,10 +582,10 @@ async fn a_silent_smtp_server_blocks_nothing() {
         pushed.is_ok(),
         "the notifier stopped receiving during a hung send"
     );
-    assert_eq!(n.get(|m| &m.mails_sent), 0);
+    assert_eq!(n.get(|m| &m.mail.mails_sent), 0);
     // The hung attempt is cut off (2 × the 2 s [smtp] timeout) and retried later.
     wait_for("the hung attempt to fail", || {
-        n.get(|m| &m.mails_failed) >= 1
+        n.get(|m| &m.mail.mails_failed) >= 1
     })
     .await;
     assert_eq!(queued_rows(&state), 1);
@@ -621,10 +627,13 @@ async fn wrong_credentials_are_retried_never_given_up() {
     n.send(opened(voltage("M1", "C2", 0))).await;
     // 535 is permanent in SMTP terms, but it is about us, not the message:
     // the mail must wait for an operator to fix the password.
-    wait_for("two refused attempts", || n.get(|m| &m.mails_failed) >= 2).await;
+    wait_for("two refused attempts", || {
+        n.get(|m| &m.mail.mails_failed) >= 2
+    })
+    .await;
     let metrics = n.shutdown().await;
-    assert_eq!(Metrics::get(&metrics.mails_given_up), 0);
-    assert_eq!(Metrics::get(&metrics.mails_sent), 0);
+    assert_eq!(Metrics::get(&metrics.mail.mails_given_up), 0);
+    assert_eq!(Metrics::get(&metrics.mail.mails_sent), 0);
     assert_eq!(queued_rows(&state), 1);
     assert!(mails(&out).is_empty());
     let db = pqwatch::state::StateDb::open(&state).unwrap();
@@ -646,11 +655,14 @@ async fn a_message_the_server_rejects_is_given_up_after_three_attempts_and_kept(
     let peer = SmtpPeer::start(0, &out, &["--reply", "554 5.6.0 message refused"]);
     let n = Running::start(&config(&state, peer.port, 6));
     n.send(opened(voltage("M1", "C2", 0))).await;
-    wait_for("the message given up", || n.get(|m| &m.mails_given_up) == 1).await;
-    assert_eq!(n.get(|m| &m.mails_failed), 3, "three attempts in all");
-    assert_eq!(n.get(|m| &m.mails_pending), 0);
+    wait_for("the message given up", || {
+        n.get(|m| &m.mail.mails_given_up) == 1
+    })
+    .await;
+    assert_eq!(n.get(|m| &m.mail.mails_failed), 3, "three attempts in all");
+    assert_eq!(n.get(|m| &m.mail.mails_pending), 0);
     let metrics = n.shutdown().await;
-    assert_eq!(Metrics::get(&metrics.mails_sent), 0);
+    assert_eq!(Metrics::get(&metrics.mail.mails_sent), 0);
     let db = pqwatch::state::StateDb::open(&state).unwrap();
     let (attempts, error): (i64, String) = db
         .conn

@@ -74,8 +74,8 @@ async fn v1_with_auth_and_gzip_stores_primary_side_values() -> anyhow::Result<()
     let run = daemon.stop().await;
     sim.stop().await;
 
-    assert_eq!(run.get(|m| &m.batches_failed), 0);
-    assert_eq!(run.get(|m| &m.points_dropped), 0);
+    assert_eq!(run.get(|m| &m.sink.batches_failed), 0);
+    assert_eq!(run.get(|m| &m.sink.points_dropped), 0);
     let want = instants(run.started_ms + 300, run.stopped_ms - 300, 1000);
     assert!(want.len() >= 2, "window too short: {want:?}");
 
@@ -142,7 +142,7 @@ async fn v1_with_auth_and_gzip_stores_primary_side_values() -> anyhow::Result<()
                 .unwrap_or(0)
         })
         .sum();
-    assert_eq!(stored as u64, run.get(|m| &m.points_written), "{out}");
+    assert_eq!(stored as u64, run.get(|m| &m.sink.points_written), "{out}");
     Ok(())
 }
 
@@ -171,7 +171,7 @@ async fn v1_wrong_password_writes_nothing_and_names_the_setting() -> anyhow::Res
     let daemon = Daemon::start_with_grace(cfg, Duration::from_millis(500));
 
     let ok = wait_until(Duration::from_secs(10), || {
-        daemon.metrics().batches_failed.load(Relaxed) >= 1
+        daemon.metrics().sink.batches_failed.load(Relaxed) >= 1
             && bin
                 .stderr()
                 .contains("InfluxDB refuses our writes; data is kept")
@@ -188,11 +188,14 @@ async fn v1_wrong_password_writes_nothing_and_names_the_setting() -> anyhow::Res
     assert!(
         ok,
         "no failed batch within 10 s: batches_failed = {}; binary stderr:\n{stderr}",
-        run.get(|m| &m.batches_failed)
+        run.get(|m| &m.sink.batches_failed)
     );
 
-    assert_eq!(run.get(|m| &m.points_written), 0);
-    assert!(run.get(|m| &m.polls_ok) >= 1, "the meters were polled");
+    assert_eq!(run.get(|m| &m.sink.points_written), 0);
+    assert!(
+        run.get(|m| &m.polling.polls_ok) >= 1,
+        "the meters were polled"
+    );
     assert!(stderr.contains("401"), "{stderr}");
     assert!(
         stderr.contains("influxdb.username/password"),
@@ -305,8 +308,8 @@ tags = {{ location = "Hall 3\\Bay 2" }}
         }
     }
     for (what, n) in [
-        ("batches_failed", run.get(|m| &m.batches_failed)),
-        ("points_dropped", run.get(|m| &m.points_dropped)),
+        ("batches_failed", run.get(|m| &m.sink.batches_failed)),
+        ("points_dropped", run.get(|m| &m.sink.points_dropped)),
     ] {
         if n != 0 {
             problems.push(format!("{what} = {n}"));

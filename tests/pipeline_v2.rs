@@ -136,10 +136,14 @@ async fn simulated_fleet(gzip: bool) -> anyhow::Result<()> {
         .await
         .into_result()?;
 
-    assert_eq!(run.get(|m| &m.batches_failed), 0, "no write should fail");
-    assert_eq!(run.get(|m| &m.points_dropped), 0);
     assert_eq!(
-        run.get(|m| &m.fields_dropped),
+        run.get(|m| &m.sink.batches_failed),
+        0,
+        "no write should fail"
+    );
+    assert_eq!(run.get(|m| &m.sink.points_dropped), 0);
+    assert_eq!(
+        run.get(|m| &m.polling.fields_dropped),
         0,
         "the simulator sends no bad values"
     );
@@ -158,7 +162,7 @@ async fn simulated_fleet(gzip: bool) -> anyhow::Result<()> {
     let stored: usize = all.iter().chain(&derived).map(|s| s.values.len()).sum();
     assert_eq!(
         stored as u64,
-        run.get(|m| &m.points_written),
+        run.get(|m| &m.sink.points_written),
         "samples in VictoriaMetrics vs points_written"
     );
 
@@ -295,6 +299,7 @@ fields = ["voltage_l1_n", "current_l1", "frequency"]
     assert_eq!(
         daemon
             .metrics()
+            .sink
             .points_written
             .load(std::sync::atomic::Ordering::Relaxed),
         0,
@@ -307,10 +312,10 @@ fields = ["voltage_l1_n", "current_l1", "frequency"]
     sim.stop().await;
 
     assert!(
-        run.get(|m| &m.batches_failed) >= 1,
+        run.get(|m| &m.sink.batches_failed) >= 1,
         "the first writes must have failed (was the database really down?)"
     );
-    assert_eq!(run.get(|m| &m.points_dropped), 0);
+    assert_eq!(run.get(|m| &m.sink.points_dropped), 0);
 
     let want = instants(run.started_ms + 300, run.stopped_ms - 300, 1000);
     let early: Vec<i64> = want
@@ -341,7 +346,7 @@ fields = ["voltage_l1_n", "current_l1", "frequency"]
     let stored: usize = all.iter().chain(&derived).map(|s| s.values.len()).sum();
     assert_eq!(
         stored as u64,
-        run.get(|m| &m.points_written),
+        run.get(|m| &m.sink.points_written),
         "each point stored once"
     );
     Ok(())

@@ -66,8 +66,8 @@ async fn implausible_values_are_dropped_and_counted_the_rest_flows() -> anyhow::
     let daemon = Daemon::start(cfg);
     let m = &daemon.handles.metrics;
     let seen = e2e::wait_until(Duration::from_secs(20), || {
-        pqwatch::metrics::Metrics::get(&m.fields_implausible) >= 6
-            && pqwatch::metrics::Metrics::get(&m.counters_backwards) >= 1
+        pqwatch::metrics::Metrics::get(&m.polling.fields_implausible) >= 6
+            && pqwatch::metrics::Metrics::get(&m.polling.counters_backwards) >= 1
     })
     .await;
     // Phase 2 keeps flowing after the change.
@@ -83,8 +83,8 @@ async fn implausible_values_are_dropped_and_counted_the_rest_flows() -> anyhow::
     assert!(
         seen,
         "implausible {} backwards {}",
-        run.get(|m| &m.fields_implausible),
-        run.get(|m| &m.counters_backwards)
+        run.get(|m| &m.polling.fields_implausible),
+        run.get(|m| &m.polling.counters_backwards)
     );
     assert!(l2.ok, "{l2}");
     let l1 = vm.export(r#"meter_voltage_l1_n{meter="M1"}"#).await?;

@@ -134,12 +134,12 @@ async fn healthy_meters_keep_every_reading_beside_dead_ones() -> anyhow::Result<
     );
     // SIM-S and HOLE each time out on their first three polls before being
     // backed off.
-    let timeouts = run.get(|m| &m.read_timeouts);
+    let timeouts = run.get(|m| &m.polling.read_timeouts);
     assert!(timeouts >= 4, "read_timeouts = {timeouts}");
-    let refused = run.get(|m| &m.connects_failed);
+    let refused = run.get(|m| &m.polling.connects_failed);
     assert!(refused >= 1, "connects_failed = {refused}");
-    assert!(run.get(|m| &m.polls_failed) >= 3);
-    assert_eq!(run.get(|m| &m.points_dropped), 0);
+    assert!(run.get(|m| &m.polling.polls_failed) >= 3);
+    assert_eq!(run.get(|m| &m.sink.points_dropped), 0);
     Ok(())
 }
 
@@ -192,11 +192,11 @@ async fn a_modbus_exception_is_counted_and_harms_no_other_meter() -> anyhow::Res
     }
     assert!(series_of(&all, "EX-E").is_empty());
 
-    assert!(run.get(|m| &m.read_exceptions) >= 1);
-    assert!(run.get(|m| &m.polls_failed) >= 1);
+    assert!(run.get(|m| &m.polling.read_exceptions) >= 1);
+    assert!(run.get(|m| &m.polling.polls_failed) >= 1);
     // An exception is an answer: not a timeout, not a broken connection.
-    assert_eq!(run.get(|m| &m.read_timeouts), 0);
-    assert_eq!(run.get(|m| &m.read_transport_errors), 0);
-    assert_eq!(run.get(|m| &m.connects_failed), 0);
+    assert_eq!(run.get(|m| &m.polling.read_timeouts), 0);
+    assert_eq!(run.get(|m| &m.polling.read_transport_errors), 0);
+    assert_eq!(run.get(|m| &m.polling.connects_failed), 0);
     Ok(())
 }

@@ -168,7 +168,7 @@ async fn scripted_deviations_open_exactly_the_expected_events() -> anyhow::Resul
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert!(run.get(|m| &m.events_opened) >= expected.len() as u64);
+    assert!(run.get(|m| &m.events.events_opened) >= expected.len() as u64);
 
     // The events and the windows are in VictoriaMetrics too.
     let got = vm

@@ -226,8 +226,8 @@ async fn server_errors_and_throttling_are_retried_until_the_data_arrive() {
         4,
         "three failures, one success"
     );
-    assert_eq!(Metrics::get(&metrics.batches_retried), 3);
-    assert_eq!(Metrics::get(&metrics.points_written), 5);
+    assert_eq!(Metrics::get(&metrics.sink.batches_retried), 3);
+    assert_eq!(Metrics::get(&metrics.sink.points_written), 5);
     assert_eq!(
         outbox(dir.path()).depth().batches,
         0,
@@ -257,7 +257,7 @@ async fn a_bad_batch_goes_to_the_dead_letter_table_and_the_rest_arrives() {
     .unwrap();
     feed(sink, 1..=4, &s, 3).await;
     assert_eq!(accepted_ts(&s), vec![1, 3, 4]);
-    assert_eq!(Metrics::get(&metrics.points_rejected), 1);
+    assert_eq!(Metrics::get(&metrics.sink.points_rejected), 1);
     let o = outbox(dir.path());
     assert_eq!(o.depth().batches, 0);
     assert_eq!(o.dead_letters().unwrap(), (1, 1));
@@ -293,8 +293,8 @@ async fn too_large_batches_are_split_until_they_fit() {
     for body in s.accepted.lock().unwrap().iter() {
         assert!(body.lines().count() <= 2, "{body}");
     }
-    assert_eq!(Metrics::get(&metrics.points_rejected), 0);
-    assert_eq!(Metrics::get(&metrics.points_written), 7);
+    assert_eq!(Metrics::get(&metrics.sink.points_rejected), 0);
+    assert_eq!(Metrics::get(&metrics.sink.points_written), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -319,19 +319,19 @@ async fn the_outbox_bound_drops_the_oldest_batches_counts_them_and_lives() {
     }
     assert!(
         wait_until(
-            || Metrics::get(&metrics.points_dropped) >= 80,
+            || Metrics::get(&metrics.sink.points_dropped) >= 80,
             Duration::from_secs(10)
         )
         .await,
         "dropped only {}",
-        Metrics::get(&metrics.points_dropped)
+        Metrics::get(&metrics.sink.points_dropped)
     );
     assert!(!task.is_finished(), "the sink lives on");
     drop(tx);
     task.await.unwrap();
     let o = outbox(dir.path());
     let kept = o.depth().points;
-    let dropped = Metrics::get(&metrics.points_dropped);
+    let dropped = Metrics::get(&metrics.sink.points_dropped);
     assert_eq!(
         kept + dropped,
         100,
@@ -384,7 +384,7 @@ async fn memory_durability_keeps_undelivered_data_for_the_next_start() {
         30,
         "persisted at shutdown"
     );
-    assert_eq!(Metrics::get(&metrics.points_dropped), 0);
+    assert_eq!(Metrics::get(&metrics.sink.points_dropped), 0);
 
     // The next start replays them to a live server.
     let s = stub(script(vec![])).await;

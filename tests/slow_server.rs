@@ -106,7 +106,7 @@ nominal_voltage = 400
     let mut depth = Vec::new();
     for s in 1..=30 {
         d.run_until(s * 1000).await;
-        depth.push(Metrics::get(&d.metrics().outbox_batches));
+        depth.push(Metrics::get(&d.metrics().sink.outbox_batches));
     }
     let last = &depth[20..];
     eprintln!("outbox batches per second: {depth:?}");
@@ -116,8 +116,12 @@ nominal_voltage = 400
     );
     let stopped = d.stop().await;
     sim.stop().await;
-    assert_eq!(stopped.get(|m| &m.outbox_batches), 0, "drained at shutdown");
-    assert_eq!(stopped.get(|m| &m.batches_failed), 0);
+    assert_eq!(
+        stopped.get(|m| &m.sink.outbox_batches),
+        0,
+        "drained at shutdown"
+    );
+    assert_eq!(stopped.get(|m| &m.sink.batches_failed), 0);
     // Every poll, exactly once, in VictoriaMetrics.
     let s = vm.export(r#"meter_voltage_l1_n{meter="M1"}"#).await?;
     assert_eq!(s.len(), 1);

@@ -57,12 +57,12 @@ impl Writes {
     pub fn from_metrics(m: &Metrics, max_outbox_bytes: Option<u64>, now_ms: i64) -> Writes {
         Writes {
             max_outbox_bytes,
-            outbox_bytes: Metrics::get(&m.outbox_bytes),
-            last_ok_ms: Metrics::get(&m.influx_last_ok_ms),
-            last_error_ms: Metrics::get(&m.influx_last_error_ms),
-            last_error: m.influx_last_error(),
-            failures: Metrics::get(&m.influx_failures),
-            refused: m.influx_refused_reason(),
+            outbox_bytes: Metrics::get(&m.sink.outbox_bytes),
+            last_ok_ms: Metrics::get(&m.sink.influx_last_ok_ms),
+            last_error_ms: Metrics::get(&m.sink.influx_last_error_ms),
+            last_error: m.sink.influx_last_error(),
+            failures: Metrics::get(&m.sink.influx_failures),
+            refused: m.sink.influx_refused_reason(),
             now_ms,
         }
     }
@@ -115,18 +115,18 @@ pub fn influx_check(w: &Writes) -> (bool, Value) {
 /// held in memory and the oldest are dropped beyond the memory bound:
 /// the promise is at risk, so the daemon is not ready.
 pub fn outbox_check(m: &Metrics, now_ms: i64) -> (bool, Value) {
-    match Metrics::get(&m.outbox_unwritable_since_ms) {
+    match Metrics::get(&m.sink.outbox_unwritable_since_ms) {
         0 => (true, json!({ "ok": true, "status": "writable" })),
         since => (
             false,
             json!({
                 "ok": false,
                 "status": "not writable: batches are held in memory",
-                "error": m.outbox_last_error(),
+                "error": m.sink.outbox_last_error(),
                 "since_ms": since,
                 "since_age_s": (now_ms.max(0) as u64).saturating_sub(since) as f64 / 1000.0,
-                "write_errors": Metrics::get(&m.outbox_write_errors),
-                "points_dropped": Metrics::get(&m.points_dropped),
+                "write_errors": Metrics::get(&m.sink.outbox_write_errors),
+                "points_dropped": Metrics::get(&m.sink.points_dropped),
             }),
         ),
     }
@@ -209,7 +209,7 @@ fn meter_json(
                 .collect()
         })
         .unwrap_or_default();
-    let stats = metrics.meter_stats(&m.id);
+    let stats = metrics.polling.meter_stats(&m.id);
     let n = |f: fn(&crate::metrics::MeterStats) -> &std::sync::atomic::AtomicU64| {
         stats.as_deref().map_or(0, |s| Metrics::get(f(s)))
     };

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `/healthz` | liveness: 200 `{"status":"ok"}` while the process serves |
 //! | `/readyz` | readiness: 200 or 503 with a JSON detail per check ([`api::readiness`]) |
-//! | `/metrics` | Prometheus text format 0.0.4 ([`metrics`]) |
+//! | `/metrics` | Prometheus text format 0.0.4 (`crate::metrics`) |
 //! | `/api/meters` | every meter with its latest reading and status |
 //! | `/api/events?state=open\|closed\|all&limit=N&meter=ID` | events, newest first |
 //!
@@ -29,11 +29,10 @@
 //! requests in progress finish.
 
 pub mod api;
-pub mod metrics;
 pub mod serve;
 
 use crate::config::{Config, Meter};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, exposition};
 use crate::reading::Latest;
 use crate::secret::Secret;
 use axum::Router;
@@ -306,18 +305,18 @@ async fn metrics_text(State(ctx): State<Ctx>) -> Response {
             None
         }
     };
-    let extra = metrics::Extra {
+    let extra = crate::metrics::Extra {
         now_ms: crate::clock::now_ms(),
         open_events,
         max_outbox_bytes: cfg.max_outbox_bytes,
         version: env!("CARGO_PKG_VERSION"),
         start_ms: crate::metrics::process_start_ms(),
     };
-    let text = metrics::render(&metrics::families(&ctx.0.metrics, &extra));
+    let text = exposition::render(&crate::metrics::families(&ctx.0.metrics, &extra));
     (
         [(
             header::CONTENT_TYPE,
-            HeaderValue::from_static(metrics::CONTENT_TYPE),
+            HeaderValue::from_static(exposition::CONTENT_TYPE),
         )],
         text,
     )

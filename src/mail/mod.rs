@@ -18,6 +18,7 @@
 
 pub mod queue;
 pub mod sender;
+pub mod stats;
 pub mod text;
 pub mod transport;
 
@@ -71,6 +72,6 @@ pub fn automated(
 /// Set `mails_pending` from the queue and return it.
 pub(crate) fn update_gauge(queue: &queue::MailQueue, metrics: &Metrics) -> u64 {
     let n = queue.pending().unwrap_or(0);
-    Metrics::set(&metrics.mails_pending, n);
+    Metrics::set(&metrics.mail.mails_pending, n);
     n
 }

@@ -298,7 +298,7 @@ impl Sender {
     fn record(&mut self, f: Inflight, r: Result<(), SendError>, now: i64) -> bool {
         match r {
             Ok(()) => {
-                Metrics::inc(&self.metrics.mails_sent);
+                Metrics::inc(&self.metrics.mail.mails_sent);
                 self.failures = 0;
                 info!(id = f.id, subject = %f.subject, to = %self.transport.describe(), "mail sent");
                 if let Err(e) = self.queue.sent(f.id) {
@@ -319,7 +319,7 @@ impl Sender {
                 self.failures = 0;
                 let attempts = f.attempts + 1;
                 if attempts >= REJECTED_ATTEMPTS {
-                    Metrics::inc(&self.metrics.mails_failed);
+                    Metrics::inc(&self.metrics.mail.mails_failed);
                     self.given_up(f.id, &f.subject, now, &e);
                 } else {
                     self.attempt_failed(&f, &e, now, self.retry.delay(attempts));
@@ -331,7 +331,7 @@ impl Sender {
 
     /// The one place a failed attempt is logged and counted.
     fn attempt_failed(&mut self, f: &Inflight, error: &str, now: i64, retry_in: Duration) {
-        Metrics::inc(&self.metrics.mails_failed);
+        Metrics::inc(&self.metrics.mail.mails_failed);
         warn!(
             id = f.id,
             subject = %f.subject,
@@ -347,7 +347,7 @@ impl Sender {
     }
 
     fn given_up(&mut self, id: i64, subject: &str, now: i64, error: &str) {
-        Metrics::inc(&self.metrics.mails_given_up);
+        Metrics::inc(&self.metrics.mail.mails_given_up);
         error!(id, %subject, %error, "mail rejected for good; kept in the mail_queue table with failed_ms set");
         if let Err(e) = self.queue.give_up(id, now, error) {
             error!(id, error = %e, "cannot record the rejection");

@@ -202,7 +202,7 @@ impl Gateway {
     }
 
     async fn run_inner(self, tx: mpsc::Sender<Reading>, cancel: CancellationToken) {
-        let gs = self.metrics.gateway(&self.settings.address);
+        let gs = self.metrics.polling.gateway(&self.settings.address);
         let _running = Running::start(gs.clone());
         let now = now_ms();
         Metrics::set(&gs.heartbeat_ms, now as u64);
@@ -219,7 +219,7 @@ impl Gateway {
                     next_ms: next_aligned(now, interval_ms),
                     fail_streak: 0,
                     backoff_until_ms: 0,
-                    stats: self.metrics.meter(&m.id),
+                    stats: self.metrics.polling.meter(&m.id),
                     plausible: Default::default(),
                 }
             })
@@ -261,12 +261,12 @@ impl Gateway {
                 }
                 let (at, skipped) = catch_up(st.next_ms, now, st.interval_ms);
                 if skipped > 0 {
-                    Metrics::add(&self.metrics.cycles_skipped, skipped);
+                    Metrics::add(&self.metrics.polling.cycles_skipped, skipped);
                     debug!(meter = %st.meter.id, skipped, "poll overran; skipped cycles");
                 }
                 st.next_ms = at + st.interval_ms;
                 if at < st.backoff_until_ms {
-                    Metrics::inc(&self.metrics.polls_backed_off);
+                    Metrics::inc(&self.metrics.polling.polls_backed_off);
                     Metrics::inc(&st.stats.polls_backed_off);
                     continue;
                 }
@@ -328,12 +328,12 @@ impl Gateway {
             Metrics::set(&st.stats.fail_streak, 0);
         }
         if ok_reads < results.len() {
-            Metrics::inc(&self.metrics.polls_partial);
+            Metrics::inc(&self.metrics.polling.polls_partial);
             Metrics::inc(&gs.polls_partial);
             Metrics::inc(&st.stats.polls_partial);
             debug!(meter = %m.id, error = %reads.first_error.unwrap_or_default(), "some reads failed");
         } else {
-            Metrics::inc(&self.metrics.polls_ok);
+            Metrics::inc(&self.metrics.polling.polls_ok);
             Metrics::inc(&gs.polls_ok);
             Metrics::inc(&st.stats.polls_ok);
         }
@@ -375,13 +375,13 @@ impl Gateway {
             let what = || format!("{} {}+{}", req.function, req.start, req.count);
             let error = match outcome {
                 ReadOutcome::Ok(words) => {
-                    Metrics::inc(&self.metrics.reads_ok);
+                    Metrics::inc(&self.metrics.polling.reads_ok);
                     Metrics::inc(&gs.reads_ok);
                     out.results.push(Some(words));
                     continue;
                 }
                 ReadOutcome::Exception(code) => {
-                    Metrics::inc(&self.metrics.read_exceptions);
+                    Metrics::inc(&self.metrics.polling.read_exceptions);
                     Metrics::inc(&gs.read_exceptions);
                     out.rejects_gaps |=
                         code == ExceptionCode::IllegalDataAddress && plan.bridges_gaps();
@@ -399,13 +399,13 @@ impl Gateway {
                     )
                 }
                 ReadOutcome::Timeout => {
-                    Metrics::inc(&self.metrics.read_timeouts);
+                    Metrics::inc(&self.metrics.polling.read_timeouts);
                     Metrics::inc(&gs.read_timeouts);
                     abandon = true;
                     format!("{}: no answer within {:?}", what(), m.timeout)
                 }
                 ReadOutcome::Broken(e) => {
-                    Metrics::inc(&self.metrics.read_transport_errors);
+                    Metrics::inc(&self.metrics.polling.read_transport_errors);
                     Metrics::inc(&gs.read_transport_errors);
                     abandon = true;
                     format!("{}: {e}", what())
@@ -430,7 +430,7 @@ impl Gateway {
     ) {
         let m = &st.meter;
         for (field, reason) in dropped {
-            Metrics::inc(&self.metrics.fields_dropped);
+            Metrics::inc(&self.metrics.polling.fields_dropped);
             debug!(meter = %m.id, field = %field, reason = %reason, "value dropped");
         }
         if !dropped.is_empty() && st.fail_streak == 0 {
@@ -444,7 +444,7 @@ impl Gateway {
     /// every 2ⁿ cycles, up to the reconnect cap).
     fn poll_failed(&self, st: &mut MeterState, gs: &GatewayStats, first_error: Option<String>) {
         let m = &st.meter;
-        Metrics::inc(&self.metrics.polls_failed);
+        Metrics::inc(&self.metrics.polling.polls_failed);
         Metrics::inc(&gs.polls_failed);
         Metrics::inc(&st.stats.polls_failed);
         st.fail_streak += 1;
@@ -471,7 +471,10 @@ impl Gateway {
     fn check_plausible(&self, st: &mut MeterState, values: &mut Vec<(Arc<str>, f64)>) {
         let m = &st.meter;
         let v = st.plausible.filter(&m.plausibility, values);
-        Metrics::add(&self.metrics.fields_implausible, v.rejected.len() as u64);
+        Metrics::add(
+            &self.metrics.polling.fields_implausible,
+            v.rejected.len() as u64,
+        );
         for (field, why) in &v.rejected {
             if v.turned_bad.contains(field) {
                 warn!(meter = %m.id, field = %field, why = %why, "implausible value rejected (not stored; logged again only after it recovers)");
@@ -483,7 +486,7 @@ impl Gateway {
             info!(meter = %m.id, field = %field, "plausible again");
         }
         for (field, prev, now) in &v.backwards {
-            Metrics::inc(&self.metrics.counters_backwards);
+            Metrics::inc(&self.metrics.polling.counters_backwards);
             warn!(meter = %m.id, field = %field, previous = prev, now = now, "energy counter went backwards (meter reset or replaced?); stored as read");
         }
     }
@@ -517,7 +520,7 @@ impl Gateway {
                     conn.retry_at = None;
                 }
                 Err(e) => {
-                    Metrics::inc(&self.metrics.connects_failed);
+                    Metrics::inc(&self.metrics.polling.connects_failed);
                     Metrics::inc(&gs.connects_failed);
                     conn.connect_failures += 1;
                     // Jittered so many pqwatch instances (or gateways) do

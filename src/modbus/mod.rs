@@ -7,4 +7,5 @@ pub mod gateway;
 pub mod plan;
 pub mod plausible;
 pub mod reading;
+pub mod stats;
 pub mod supervise;

@@ -133,7 +133,7 @@ impl Pollers {
                     _ => "ended",
                 };
                 error!(gateway = %addr, why, "gateway task stopped unexpectedly; restarting it");
-                Metrics::inc(&self.metrics.gateway_restarts);
+                Metrics::inc(&self.metrics.polling.gateway_restarts);
                 // Same config as when it started: its fingerprint stands,
                 // and no other gateway needs hashing again.
                 let meters = cfg

@@ -70,7 +70,7 @@ pub fn offer(tx: &mpsc::Sender<EventChange>, change: EventChange, metrics: &Metr
     match tx.try_send(change) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(c)) => {
-            Metrics::inc(&metrics.mail_changes_dropped);
+            Metrics::inc(&metrics.mail.mail_changes_dropped);
             warn!(event = %c.event.id, "notifier channel full: this change will not be mailed");
             false
         }
@@ -253,7 +253,7 @@ impl Notifier {
         let event = c.event.id.clone();
         match self.digest.push(now, c) {
             Outcome::Suppressed => {
-                Metrics::inc(&self.metrics.mails_suppressed);
+                Metrics::inc(&self.metrics.mail.mails_suppressed);
                 debug!(%event, "rate limit: event not mailed (counted in the next message)");
             }
             Outcome::NoRecipients => {
@@ -272,7 +272,7 @@ impl Notifier {
             Ok(mail) => mail,
             Err(e) => {
                 // Addresses are validated with the config, so this is a bug.
-                Metrics::inc(&self.metrics.mails_given_up);
+                Metrics::inc(&self.metrics.mail.mails_given_up);
                 error!(subject = %r.subject, error = %e, "cannot build this mail; it is not sent");
                 return;
             }
@@ -290,7 +290,7 @@ impl Notifier {
     fn store(&mut self, now: i64, u: Unstored) {
         match self.queue.push(now, &u.subject, &u.envelope, &u.raw) {
             Ok(id) => {
-                Metrics::inc(&self.metrics.mails_queued);
+                Metrics::inc(&self.metrics.mail.mails_queued);
                 debug!(id, subject = %u.subject, "mail queued");
                 crate::mail::update_gauge(&self.queue, &self.metrics);
                 self.wake_mail.notify_one();
@@ -408,9 +408,9 @@ name = "华东特钢有限公司"
             "{}",
             files[0]
         );
-        assert_eq!(Metrics::get(&metrics.mails_queued), 1);
-        assert_eq!(Metrics::get(&metrics.mails_sent), 1);
-        assert_eq!(Metrics::get(&metrics.mails_pending), 0);
+        assert_eq!(Metrics::get(&metrics.mail.mails_queued), 1);
+        assert_eq!(Metrics::get(&metrics.mail.mails_sent), 1);
+        assert_eq!(Metrics::get(&metrics.mail.mails_pending), 0);
     }
 
     #[tokio::test]
@@ -448,6 +448,6 @@ name = "华东特钢有限公司"
         let (tx, _rx) = mpsc::channel(1);
         assert!(offer(&tx, change(1), &metrics));
         assert!(!offer(&tx, change(2), &metrics));
-        assert_eq!(Metrics::get(&metrics.mail_changes_dropped), 1);
+        assert_eq!(Metrics::get(&metrics.mail.mail_changes_dropped), 1);
     }
 }

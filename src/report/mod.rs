@@ -24,6 +24,7 @@ pub mod ledger;
 pub mod model;
 pub mod render;
 pub mod scheduler;
+pub mod stats;
 pub mod store;
 
 use crate::calendar::{self, Period};

@@ -264,7 +264,7 @@ impl Scheduler {
             match queue_report(&cfg, &mut self.db, c, &d.period, now_ms, false) {
                 Ok(Some(entry)) => {
                     self.retry_at.remove(&key);
-                    Metrics::inc(&self.metrics.reports_queued);
+                    Metrics::inc(&self.metrics.reports.reports_queued);
                     info!(customer = %c.id, period = %entry.period, to = ?entry.recipients, subject = %entry.subject, "report queued for delivery");
                     self.wake_mail.notify_one();
                     self.logged.insert(key);
@@ -273,7 +273,7 @@ impl Scheduler {
                     self.logged.insert(key);
                 }
                 Err(e) => {
-                    Metrics::inc(&self.metrics.reports_failed);
+                    Metrics::inc(&self.metrics.reports.reports_failed);
                     error!(customer = %c.id, period = %d.period, error = %e, "cannot queue this report; retrying in a minute");
                     self.retry_at.insert(key, now_ms + 60_000);
                 }

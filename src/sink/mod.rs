@@ -49,6 +49,7 @@
 pub mod line;
 pub mod outbox;
 mod queue;
+pub mod stats;
 pub mod writer;
 
 use crate::backoff;
@@ -184,7 +185,7 @@ impl Sink {
                 current_points += line::encode_record(&record.into(), dialect, &mut current);
             }
             Metrics::set(
-                &self.metrics.sink_heartbeat_ms,
+                &self.metrics.sink.sink_heartbeat_ms,
                 crate::clock::now_ms() as u64,
             );
             // Seal when full, when the flush timer fires, or at shutdown.
@@ -382,7 +383,7 @@ impl Sink {
             }
             (many, Err(e)) if matches!(e.class(), Class::Reject | Class::TooLarge) => {
                 s.merge = false;
-                Metrics::inc(&self.metrics.batches_failed);
+                Metrics::inc(&self.metrics.sink.batches_failed);
                 warn!(error = %e, batches = many.len(), "InfluxDB refused a request of merged batches; sending them one by one from now on");
             }
             (many, Err(e)) => {
@@ -437,22 +438,23 @@ impl Sink {
                     info!(after_failures = *failures, "InfluxDB writes succeed again");
                 }
                 *failures = 0;
-                m.influx_ok(crate::clock::now_ms());
-                Metrics::add(&m.points_written, t.points as u64);
-                Metrics::inc(&m.batches_written);
+                m.sink.influx_ok(crate::clock::now_ms());
+                Metrics::add(&m.sink.points_written, t.points as u64);
+                Metrics::inc(&m.sink.batches_written);
                 q.ack(t.key);
                 return;
             }
             Err(e) => e,
         };
-        Metrics::inc(&m.batches_failed);
+        Metrics::inc(&m.sink.batches_failed);
         if !e.retryable() {
             // The server answered: it is reachable, the batch was bad.
-            m.influx_error(crate::clock::now_ms(), &e, *failures as u64);
+            m.sink
+                .influx_error(crate::clock::now_ms(), &e, *failures as u64);
         }
         match e.class() {
             Class::Reject => {
-                Metrics::add(&m.points_rejected, t.points as u64);
+                Metrics::add(&m.sink.points_rejected, t.points as u64);
                 error!(
                     error = %e,
                     points = t.points,
@@ -467,21 +469,22 @@ impl Sink {
                         "InfluxDB says the batch is too large (413); split it in two; consider a smaller influxdb.batch_size"
                     );
                 } else {
-                    Metrics::add(&m.points_rejected, t.points as u64);
+                    Metrics::add(&m.sink.points_rejected, t.points as u64);
                     error!(error = %e, "a single line is too large for InfluxDB; moved it to the dead-letter table");
                     q.reject(t, e.status(), &e.to_string());
                 }
             }
             class @ (Class::Retry | Class::Misconfigured) => {
                 *failures += 1;
-                m.influx_error(crate::clock::now_ms(), &e, *failures as u64);
-                Metrics::inc(&m.batches_retried);
-                Metrics::add(&m.points_retried, t.points as u64);
+                m.sink
+                    .influx_error(crate::clock::now_ms(), &e, *failures as u64);
+                Metrics::inc(&m.sink.batches_retried);
+                Metrics::add(&m.sink.points_retried, t.points as u64);
                 let wait = backoff(*failures, e.retry_after(), class);
                 let now = Instant::now();
                 *retry_at = Some(now + wait);
                 if class == Class::Misconfigured {
-                    m.influx_refused(format!(
+                    m.sink.influx_refused(format!(
                         "InfluxDB refuses our writes ({e}); {}",
                         e.hint().unwrap_or("check the [influxdb] settings")
                     ));
@@ -512,7 +515,10 @@ pub async fn run_discard(rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
     let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);
     let mut batch = Vec::new();
     loop {
-        Metrics::set(&metrics.sink_heartbeat_ms, crate::clock::now_ms() as u64);
+        Metrics::set(
+            &metrics.sink.sink_heartbeat_ms,
+            crate::clock::now_ms() as u64,
+        );
         tokio::select! {
             n = rx.next(&mut batch, crate::gather::MAX) => if n == 0 {
                 break;
@@ -526,7 +532,7 @@ pub async fn run_discard(rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
                 Record::Point(p) => p.fields.len(),
             })
             .sum();
-        Metrics::add(&metrics.points_discarded, n as u64);
+        Metrics::add(&metrics.sink.points_discarded, n as u64);
     }
 }
 

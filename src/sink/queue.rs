@@ -101,15 +101,15 @@ impl Queue {
         let d = self.outbox.as_ref().map(|o| o.depth()).unwrap_or_default();
         let m = &self.metrics;
         let mem_bytes: usize = self.mem.iter().map(|b| b.body.len()).sum();
-        Metrics::set(&m.outbox_batches, d.batches + self.mem.len() as u64);
-        Metrics::set(&m.outbox_points, d.points + self.mem_points as u64);
-        Metrics::set(&m.outbox_bytes, d.bytes + mem_bytes as u64);
+        Metrics::set(&m.sink.outbox_batches, d.batches + self.mem.len() as u64);
+        Metrics::set(&m.sink.outbox_points, d.points + self.mem_points as u64);
+        Metrics::set(&m.sink.outbox_bytes, d.bytes + mem_bytes as u64);
         let oldest = [d.oldest_ms, self.mem.front().map(|b| b.created_ms)]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or(0);
-        Metrics::set(&m.outbox_oldest_ms, oldest.max(0) as u64);
+        Metrics::set(&m.sink.outbox_oldest_ms, oldest.max(0) as u64);
     }
 
     /// Store a batch in the outbox, noting whether the disk took it.
@@ -139,7 +139,7 @@ impl Queue {
     /// (and turns `/readyz` unready), the others only counted.
     pub(super) fn unwritable(&mut self, e: &crate::state::StateError) {
         let now = crate::clock::now_ms();
-        Metrics::inc(&self.metrics.outbox_write_errors);
+        Metrics::inc(&self.metrics.sink.outbox_write_errors);
         match &mut self.unwritable {
             Some(u) => u.errors += 1,
             None => {
@@ -157,7 +157,7 @@ impl Queue {
                 });
             }
         }
-        self.metrics.outbox_unwritable(now, e);
+        self.metrics.sink.outbox_unwritable(now, e);
     }
 
     /// An outbox write succeeded: end a streak of failures (one line with
@@ -166,7 +166,7 @@ impl Queue {
     pub(super) fn writable(&mut self) {
         if let Some(u) = self.unwritable.take() {
             let now = crate::clock::now_ms();
-            self.metrics.outbox_writable();
+            self.metrics.sink.outbox_writable();
             warn!(
                 after_s = (now - u.since_ms).max(0) / 1000,
                 write_errors = u.errors,
@@ -195,7 +195,7 @@ impl Queue {
 
     /// Points lost for good: counted now, persisted when the disk allows.
     pub(super) fn dropped(&mut self, points: u64) {
-        Metrics::add(&self.metrics.points_dropped, points);
+        Metrics::add(&self.metrics.sink.points_dropped, points);
         self.unpersisted_dropped += points;
         if let Some(u) = &mut self.unwritable {
             u.dropped_points += points;

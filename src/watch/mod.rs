@@ -31,6 +31,7 @@
 //! only routes their input and output.
 
 mod setup;
+pub mod stats;
 
 use crate::events::{Change, CloseReason, EventChange, EventStore};
 use crate::metrics::Metrics;
@@ -347,7 +348,7 @@ impl Watch {
                 }
                 _ = tick.tick() => {
                     let now = crate::clock::now_ms();
-                    Metrics::set(&self.metrics.watch_heartbeat_ms, now as u64);
+                    Metrics::set(&self.metrics.events.watch_heartbeat_ms, now as u64);
                     self.close_due(now - CLOSE_GRACE_MS).await;
                     if let Some(l) = &mut self.ledger {
                         l.flush(now);
@@ -625,11 +626,11 @@ impl Watch {
         };
         match change {
             Change::Opened => {
-                Metrics::inc(&self.metrics.events_opened);
+                Metrics::inc(&self.metrics.events.events_opened);
                 warn!(meter = %e.meter, kind = e.kind.as_str(), phase = %e.phase, order = e.order, value = e.value, limit = e.limit, "event opened");
             }
             Change::Closed => {
-                Metrics::inc(&self.metrics.events_closed);
+                Metrics::inc(&self.metrics.events.events_closed);
                 info!(meter = %e.meter, kind = e.kind.as_str(), phase = %e.phase, order = e.order, duration_s = e.duration_ms() / 1000, peak = e.peak, "event closed");
             }
             Change::Updated => {}
