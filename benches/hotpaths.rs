@@ -26,8 +26,8 @@
 mod support;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use pqwatch::modbus::assemble::MeterPlan;
 use pqwatch::modbus::decode::{DataType, WordOrder, decode};
-use pqwatch::modbus::reading::MeterPlan;
 use pqwatch::quality::aggregate::Aggregator;
 use pqwatch::quality::rules::MeterRules;
 use pqwatch::report::ledger::{self, DayLedger, LedgerSpec};

@@ -1,13 +1,13 @@
 //! Property tests of register decoding (`modbus::decode`) and of turning a
-//! poll's words into values (`modbus::reading::MeterPlan::assemble`): any
+//! poll's words into values (`modbus::assemble::MeterPlan::assemble`): any
 //! words, every data type and word order, arbitrary profiles with "not
 //! available" markers, scales and ratios.
 //!
 //! `PROPTEST_CASES=20000 cargo test --test prop_decode` for a long run
 //! (docs/fuzzing.md).
 
+use pqwatch::modbus::assemble::{DropReason, MeterPlan, Ratios};
 use pqwatch::modbus::decode::{DataType, WordOrder, decode, encode_bits};
-use pqwatch::modbus::reading::{DropReason, MeterPlan, Ratios};
 use pqwatch::profile::{Derived, DerivedOp, FunctionCode, Profile, Register};
 use pqwatch::schema::Unit;
 use proptest::prelude::*;

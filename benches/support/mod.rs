@@ -7,7 +7,7 @@
 #![allow(dead_code)]
 
 use pqwatch::config::{self, Config, Meter};
-use pqwatch::modbus::reading::{MeterPlan, Ratios};
+use pqwatch::modbus::assemble::{MeterPlan, Ratios};
 use pqwatch::quality::aggregate::{Aggregator, Window};
 use pqwatch::quality::rules::RuleSet;
 use pqwatch::reading::{MeterMeta, Reading};

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pqwatch::modbus::reading::{MeterPlan, Ratios};
+use pqwatch::modbus::assemble::{MeterPlan, Ratios};
 use std::sync::Arc;
 
 fuzz_target!(|input: (u8, f64, f64, Vec<u16>, Vec<u8>)| {

@@ -49,10 +49,10 @@ fn print_profiles(reg: &Registry) {
         "reads"
     );
     for p in reg.iter() {
-        let plan = pqwatch::modbus::reading::MeterPlan::new(
+        let plan = pqwatch::modbus::assemble::MeterPlan::new(
             p.clone(),
             None,
-            pqwatch::modbus::reading::Ratios::ONE,
+            pqwatch::modbus::assemble::Ratios::ONE,
         );
         let reads = plan.map(|p| p.requests.len()).unwrap_or(0);
         out!(

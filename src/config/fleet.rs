@@ -8,7 +8,7 @@ use super::problems::{Problems, check_address, check_id, check_tags, duration, e
 use super::raw;
 use super::reports::Reports;
 use super::rules::RulesCfg;
-use crate::modbus::reading::{MeterPlan, Ratios};
+use crate::modbus::assemble::{MeterPlan, Ratios};
 use crate::profile::{Profile, Registry};
 use crate::quality::limits::{Limits, Overrides};
 use crate::schema::{did_you_mean, did_you_mean_hint};

@@ -7,7 +7,7 @@
 
 use super::problems::{Problems, secret, section};
 use super::raw;
-use crate::modbus::reading::MeterPlan;
+use crate::modbus::assemble::MeterPlan;
 use crate::secret::Secret;
 use std::collections::BTreeMap;
 

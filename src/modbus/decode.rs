@@ -6,7 +6,7 @@
 //! the way Telegraf and most vendor manuals do (`ABCD` = big-endian, high word
 //! first). This module turns words into a [`Raw`] value and back (the
 //! simulator encodes with the same tables), and does nothing else: scaling,
-//! unit conversion and plausibility live in `modbus::reading`.
+//! unit conversion and plausibility live in `modbus::assemble`.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

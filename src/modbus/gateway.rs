@@ -81,7 +81,7 @@ impl std::fmt::Display for ReadOutcome {
 pub struct Probe {
     pub reads: Vec<(ReadRequest, ReadOutcome)>,
     pub values: Vec<(Arc<str>, f64)>,
-    pub dropped: Vec<(Arc<str>, crate::modbus::reading::DropReason)>,
+    pub dropped: Vec<(Arc<str>, crate::modbus::assemble::DropReason)>,
 }
 
 /// Poll one meter once, outside the daemon (`pqwatch probe`).
@@ -128,7 +128,7 @@ struct MeterState {
     meter: Arc<Meter>,
     /// The meter's read plan; replaced by a gap-free one if the device
     /// rejects reads across registers it does not define.
-    plan: Arc<crate::modbus::reading::MeterPlan>,
+    plan: Arc<crate::modbus::assemble::MeterPlan>,
     meta: Arc<MeterMeta>,
     interval_ms: i64,
     /// Next scheduled instant, Unix ms.
@@ -355,7 +355,7 @@ impl Gateway {
         conn: &mut Conn,
         gs: &GatewayStats,
         m: &Meter,
-        plan: &crate::modbus::reading::MeterPlan,
+        plan: &crate::modbus::assemble::MeterPlan,
     ) -> Reads {
         let mut out = Reads {
             results: Vec::with_capacity(plan.requests.len()),
@@ -426,7 +426,7 @@ impl Gateway {
     fn count_dropped(
         &self,
         st: &MeterState,
-        dropped: &[(Arc<str>, crate::modbus::reading::DropReason)],
+        dropped: &[(Arc<str>, crate::modbus::assemble::DropReason)],
     ) {
         let m = &st.meter;
         for (field, reason) in dropped {

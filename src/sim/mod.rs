@@ -17,8 +17,8 @@ pub mod model;
 pub mod scenario;
 
 use crate::config::Config;
+use crate::modbus::assemble::Ratios;
 use crate::modbus::decode::encode;
-use crate::modbus::reading::Ratios;
 use crate::profile::{FunctionCode, Profile};
 use crate::schema::Ratio;
 use model::MeterModel;
@@ -378,7 +378,7 @@ pub fn fleet_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modbus::reading::MeterPlan;
+    use crate::modbus::assemble::MeterPlan;
     use crate::profile::Registry;
 
     /// The served energy counter integrates the load a scenario sets, as a
