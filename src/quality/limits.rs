@@ -502,8 +502,45 @@ impl Presets {
             format!("unknown limits preset \"{name}\"{hint}")
         })?;
         let kv = nominal_voltage / 1000.0;
-        let band = p
-            .voltage
+        let mut l = Limits {
+            preset: name.to_string(),
+            voltage_standard: p.voltage_standard.clone(),
+            harmonic_standard: p.harmonic_standard.clone(),
+            voltage: p.band_at(kv, phases),
+            voltage_window: span(&p.voltage_window),
+            harmonics: p.harmonics_at(kv),
+            harmonic_window: span(&p.harmonic_window),
+            harmonic_assessment: assessment(&p.harmonic_assessment),
+            thd_current: o.thd_current,
+            unbalance: o.unbalance.unwrap_or(2.0),
+            current: None,
+            harmonic_current: None,
+            flicker: p.flicker_at(kv),
+            frequency: p.frequency(o),
+        };
+        if let Some(f) = &l.frequency
+            && !(f.deviation_hz.is_finite() && f.deviation_hz > 0.0 && f.deviation_hz < 10.0)
+        {
+            return Err(format!(
+                "frequency deviation {} Hz must be between 0 and 10 Hz",
+                f.deviation_hz
+            ));
+        }
+        override_voltage(&mut l, o);
+        if let Some(b) = &l.voltage {
+            b.check()?;
+        }
+        override_harmonics(&mut l, o);
+        Ok(l)
+    }
+}
+
+// One preset's rows picked for a meter: the first row whose
+// `max_nominal_kv` covers the meter's nominal voltage.
+impl RawPreset {
+    /// The voltage band row (for the meter's phase count, where rows say).
+    fn band_at(&self, kv: f64, phases: u8) -> Option<Band> {
+        self.voltage
             .iter()
             .filter(|b| b.phases.is_none_or(|ph| ph == phases))
             .find(|b| kv <= b.max_nominal_kv + 1e-9)
@@ -520,9 +557,13 @@ impl Presets {
                     }),
                     _ => None,
                 },
-            });
-        let harm = p
-            .harmonics
+            })
+    }
+
+    /// The harmonic voltage row: orders 2..=50 from the even/odd figures,
+    /// then the row's own per-order figures over them.
+    fn harmonics_at(&self, kv: f64) -> Option<HarmonicLimits> {
+        self.harmonics
             .iter()
             .find(|h| kv <= h.max_nominal_kv + 1e-9)
             .map(|h| {
@@ -541,91 +582,81 @@ impl Presets {
                     orders,
                     note: h.note.clone().unwrap_or_default(),
                 }
-            });
-        let mut l = Limits {
-            preset: name.to_string(),
-            voltage_standard: p.voltage_standard.clone(),
-            harmonic_standard: p.harmonic_standard.clone(),
-            voltage: band,
-            voltage_window: span(&p.voltage_window),
-            harmonics: harm,
-            harmonic_window: span(&p.harmonic_window),
-            harmonic_assessment: assessment(&p.harmonic_assessment),
-            thd_current: o.thd_current,
-            unbalance: o.unbalance.unwrap_or(2.0),
-            current: None,
-            harmonic_current: None,
-            flicker: p
-                .flicker
-                .iter()
-                .find(|f| kv <= f.max_nominal_kv + 1e-9)
-                .map(|f| FlickerLimit {
-                    standard: f.standard.clone(),
-                    plt: f.plt,
-                    share: f.share,
-                    note: f.note.clone().unwrap_or_default(),
-                }),
-            // An override without a preset figure keeps the preset's share.
-            frequency: o
-                .frequency_deviation
-                .or(p.frequency_deviation)
-                .map(|d| FrequencyLimit {
-                    standard: p
-                        .frequency_standard
-                        .clone()
-                        .unwrap_or_else(|| "configured".into()),
-                    deviation_hz: d,
-                    share: p.frequency_share.unwrap_or(100.0),
-                }),
-        };
-        if let Some(f) = &l.frequency
-            && !(f.deviation_hz.is_finite() && f.deviation_hz > 0.0 && f.deviation_hz < 10.0)
-        {
-            return Err(format!(
-                "frequency deviation {} Hz must be between 0 and 10 Hz",
-                f.deviation_hz
-            ));
+            })
+    }
+
+    /// The flicker (Plt) row.
+    fn flicker_at(&self, kv: f64) -> Option<FlickerLimit> {
+        self.flicker
+            .iter()
+            .find(|f| kv <= f.max_nominal_kv + 1e-9)
+            .map(|f| FlickerLimit {
+                standard: f.standard.clone(),
+                plt: f.plt,
+                share: f.share,
+                note: f.note.clone().unwrap_or_default(),
+            })
+    }
+
+    /// The frequency limit, the configured deviation taking the preset's
+    /// place. An override without a preset figure keeps the preset's share.
+    fn frequency(&self, o: &Overrides) -> Option<FrequencyLimit> {
+        o.frequency_deviation
+            .or(self.frequency_deviation)
+            .map(|d| FrequencyLimit {
+                standard: self
+                    .frequency_standard
+                    .clone()
+                    .unwrap_or_else(|| "configured".into()),
+                deviation_hz: d,
+                share: self.frequency_share.unwrap_or(100.0),
+            })
+    }
+}
+
+/// The configured voltage band limits over the preset's (or over ±10 %
+/// where the preset has no band for this voltage).
+fn override_voltage(l: &mut Limits, o: &Overrides) {
+    if o.voltage_upper.is_some() || o.voltage_lower.is_some() {
+        let b = l.voltage.get_or_insert(Band {
+            upper_pct: 10.0,
+            lower_pct: -10.0,
+            note: String::new(),
+            sum_limit: None,
+            weekly: None,
+        });
+        if let Some(u) = o.voltage_upper {
+            b.upper_pct = u;
         }
-        if o.voltage_upper.is_some() || o.voltage_lower.is_some() {
-            let b = l.voltage.get_or_insert(Band {
-                upper_pct: 10.0,
-                lower_pct: -10.0,
-                note: String::new(),
-                sum_limit: None,
-                weekly: None,
-            });
-            if let Some(u) = o.voltage_upper {
-                b.upper_pct = u;
-            }
-            if let Some(lo) = o.voltage_lower {
-                b.lower_pct = lo;
-            }
-            b.note = "overridden in config".into();
+        if let Some(lo) = o.voltage_lower {
+            b.lower_pct = lo;
         }
-        if let Some(b) = &l.voltage {
-            b.check()?;
+        b.note = "overridden in config".into();
+    }
+}
+
+/// The configured THD and even/odd order limits over the preset's; a THD
+/// limit alone where the preset has no harmonic row.
+fn override_harmonics(l: &mut Limits, o: &Overrides) {
+    if let Some(h) = l.harmonics.as_mut() {
+        if let Some(t) = o.thd_voltage {
+            h.thd = t;
         }
-        if let Some(h) = l.harmonics.as_mut() {
-            if let Some(t) = o.thd_voltage {
-                h.thd = t;
-            }
-            for (n, v) in h.orders.iter_mut() {
-                if n % 2 == 0 {
-                    if let Some(e) = o.harmonic_even {
-                        *v = e;
-                    }
-                } else if let Some(od) = o.harmonic_odd {
-                    *v = od;
+        for (n, v) in h.orders.iter_mut() {
+            if n % 2 == 0 {
+                if let Some(e) = o.harmonic_even {
+                    *v = e;
                 }
+            } else if let Some(od) = o.harmonic_odd {
+                *v = od;
             }
-        } else if let Some(t) = o.thd_voltage {
-            l.harmonics = Some(HarmonicLimits {
-                thd: t,
-                orders: BTreeMap::new(),
-                note: "overridden in config".into(),
-            });
         }
-        Ok(l)
+    } else if let Some(t) = o.thd_voltage {
+        l.harmonics = Some(HarmonicLimits {
+            thd: t,
+            orders: BTreeMap::new(),
+            note: "overridden in config".into(),
+        });
     }
 }
 

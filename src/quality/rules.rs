@@ -21,12 +21,18 @@
 //! (window max for upper limits, min for lower ones). Ids are derived from
 //! meter, kind, phase, order and start, so a restart that restores open
 //! events continues them instead of opening duplicates.
+//!
+//! Which limits a meter's window is compared with (the checks) is decided
+//! in `checks`; this file holds the events, the state machine and the
+//! load rules.
 
 use super::aggregate::Window;
 use super::demand::Demand;
-use super::limits::{Limits, Span};
+use super::limits::Limits;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+mod checks;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -501,180 +507,6 @@ impl MeterRules {
             }
         }
         out
-    }
-
-    fn span_ms(&self, s: Span) -> i64 {
-        match s {
-            Span::Short => self.set.short_ms,
-            Span::Long => self.set.long_ms,
-        }
-    }
-
-    fn checks(&self, w: &Window) -> Vec<Check> {
-        let s = &self.set;
-        let l = &s.limits;
-        let mut v = Vec::new();
-        let stat_check = |kind: Kind,
-                          phase: &str,
-                          order: u16,
-                          field: &str,
-                          limit: f64,
-                          unit,
-                          source: String,
-                          timing| {
-            w.get(field).map(|st| {
-                let (extreme, extreme_ms) = if kind.lower() {
-                    (st.min, st.min_ms)
-                } else {
-                    (st.max, st.max_ms)
-                };
-                Check {
-                    kind,
-                    phase: phase.to_string(),
-                    order,
-                    value: st.mean,
-                    extreme,
-                    extreme_ms,
-                    limit,
-                    unit,
-                    source,
-                    timing,
-                }
-            })
-        };
-        // An interruption is neither a deviation nor a distortion to judge.
-        if s.interrupted(w) {
-            return v;
-        }
-        if w.len_ms == self.span_ms(l.voltage_window)
-            && let Some(b) = &l.voltage
-        {
-            for (phase, field, reference) in &s.voltage_refs {
-                let src = format!("{} ({})", l.voltage_standard, b.note);
-                let (lo, up) = b.volts(*reference);
-                let margin = s.voltage.margin * reference / 100.0;
-                let t = Timing {
-                    margin,
-                    ..s.voltage
-                };
-                v.extend(stat_check(
-                    Kind::VoltageHigh,
-                    phase,
-                    0,
-                    field,
-                    up,
-                    "V",
-                    src.clone(),
-                    t,
-                ));
-                v.extend(stat_check(
-                    Kind::VoltageLow,
-                    phase,
-                    0,
-                    field,
-                    lo,
-                    "V",
-                    src,
-                    t,
-                ));
-            }
-        }
-        if w.len_ms == self.span_ms(l.harmonic_window) {
-            let rel = |limit: f64| Timing {
-                margin: s.harmonics.margin * limit / 100.0,
-                ..s.harmonics
-            };
-            // Phase voltages, and line voltages where the meter is judged
-            // line-to-line (3-wire MV metering): with the class's limits.
-            let line_basis = s.voltage_refs.iter().any(|(ph, _, _)| ph.contains('_'));
-            for (ph, suffix) in VOLTAGE_PHASES
-                .into_iter()
-                .filter(|(ph, _)| line_basis || !ph.contains('_'))
-            {
-                if let Some(h) = &l.harmonics {
-                    let src = format!("{} ({})", l.harmonic_standard, h.note);
-                    v.extend(stat_check(
-                        Kind::ThdVoltage,
-                        ph,
-                        0,
-                        &format!("thd_voltage_{suffix}"),
-                        h.thd,
-                        "%",
-                        src.clone(),
-                        rel(h.thd),
-                    ));
-                    for (&n, &lim) in &h.orders {
-                        let field = format!("harmonic_voltage_{suffix}_h{n}");
-                        v.extend(stat_check(
-                            Kind::HarmonicVoltage,
-                            ph,
-                            n,
-                            &field,
-                            lim,
-                            "%",
-                            src.clone(),
-                            rel(lim),
-                        ));
-                    }
-                }
-                if let Some(hc) = &l.harmonic_current
-                    && !ph.contains('_')
-                {
-                    let src = format!("{} ({})", l.harmonic_standard, hc.note);
-                    for (&n, &lim) in &hc.amps {
-                        v.extend(stat_check(
-                            Kind::HarmonicCurrent,
-                            ph,
-                            n,
-                            &format!("current_{ph}_h{n}"),
-                            lim,
-                            "A",
-                            src.clone(),
-                            rel(lim),
-                        ));
-                    }
-                }
-                if let Some(c) = &l.current
-                    && !ph.contains('_')
-                {
-                    v.extend(stat_check(
-                        Kind::TddCurrent,
-                        ph,
-                        0,
-                        &format!("tdd_current_{ph}"),
-                        c.tdd,
-                        "%",
-                        format!("{} ({})", l.harmonic_standard, c.note),
-                        rel(c.tdd),
-                    ));
-                }
-                if let Some(ti) = l.thd_current
-                    && !ph.contains('_')
-                {
-                    v.extend(stat_check(
-                        Kind::ThdCurrent,
-                        ph,
-                        0,
-                        &format!("thd_current_{ph}"),
-                        ti,
-                        "%",
-                        "configured THDi limit".into(),
-                        rel(ti),
-                    ));
-                }
-            }
-            v.extend(stat_check(
-                Kind::Unbalance,
-                "",
-                0,
-                "voltage_unbalance",
-                l.unbalance,
-                "%",
-                "configured unbalance limit".into(),
-                rel(l.unbalance),
-            ));
-        }
-        v
     }
 }
 

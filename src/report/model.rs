@@ -28,13 +28,15 @@
 //!   with each meter's own beside it; it fails when a `demand_exceeded`
 //!   event (of the total or of one meter) overlapped the period.
 
+mod customer;
 mod meter;
 
-use super::ledger::{DayLedger, Peak, keep_peak};
+use super::ledger::{DayLedger, Peak};
 use crate::calendar::Period;
 use crate::config::sections::Language;
 use crate::config::{Config, Customer, Meter};
 use crate::quality::rules::{Event, Kind, State};
+use customer::{demand_section, suspension_rows};
 use meter::meter_report;
 use std::collections::BTreeMap;
 
@@ -471,105 +473,43 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
         .map(event_row)
         .collect();
 
-    // Suspensions overlapping the period, with the peak of the customer's
-    // total the ledger saw on the days they cover (days are the ledger's
-    // grain; a suspension starts and ends on whole local days in practice).
     let total_days = inputs
         .ledger
         .get(&super::ledger::customer_key(&customer.id));
-    let suspensions: Vec<SuspensionRow> = customer
-        .suspensions
-        .iter()
-        .filter(|s| s.from_ms < to_ms && s.to_ms > from_ms)
-        .map(|s| {
-            let mut peak: Option<Peak> = None;
-            let mut instant_peak: Option<Peak> = None;
-            for (day, d) in total_days.into_iter().flatten() {
-                let Ok(date) = day.parse::<jiff::civil::Date>() else {
-                    continue;
-                };
-                if !period.contains_day(date) {
-                    continue;
-                }
-                // The basis is stamped at the end of its averaging period.
-                let inside = |p: &Peak| p.at_ms > s.from_ms && p.at_ms <= s.to_ms;
-                if let Some(p) = d.suspension.as_ref().filter(|p| inside(p)) {
-                    keep_peak(&mut peak, p);
-                }
-                if let Some(p) = d.suspension_instant.as_ref().filter(|p| inside(p)) {
-                    keep_peak(&mut instant_peak, p);
-                }
-            }
-            let allowed = customer.contracted_kva.map(|c| {
-                crate::quality::rules::allowed_load(
-                    c,
-                    s.kva,
-                    cfg.rules.suspension_factor,
-                    cfg.rules.noise_floor_kw,
-                )
-            });
-            let violations = events
-                .iter()
-                .filter(|e| {
-                    e.kind == Kind::SuspensionLoad && e.start_ms < s.to_ms && e.end_ms > s.from_ms
-                })
-                .count() as u32;
-            let verdict = match (&peak, allowed) {
-                _ if violations > 0 => Verdict::Fail,
-                (Some(p), Some(a)) if p.value > a => Verdict::Fail,
-                (Some(_), _) => Verdict::Pass,
-                (None, _) => Verdict::NoData,
-            };
-            SuspensionRow {
-                from: s.from.clone(),
-                to: s.to.clone(),
-                from_ms: s.from_ms,
-                to_ms: s.to_ms,
-                kva: s.kva,
-                note: s.note.clone(),
-                allowed,
-                peak,
-                instant_peak,
-                basis_ms: cfg.rules.suspension_window.as_millis() as i64,
-                violations,
-                verdict,
-            }
-        })
-        .collect();
+    let suspensions = suspension_rows(cfg, customer, period, total_days, &events, (from_ms, to_ms));
+    let demand = demand_section(cfg, customer, period, total_days, &events, &meter_reports);
+    let verdicts = verdicts(&meter_reports, &suspensions, demand.as_ref());
+    Report {
+        customer_id: customer.id.clone(),
+        customer_name: customer.name.clone(),
+        contracted_kva: customer.contracted_kva,
+        language: customer.language,
+        period: period.clone(),
+        tz: tz.clone(),
+        tz_name: tz.iana_name().unwrap_or("UTC").to_string(),
+        from_ms,
+        to_ms,
+        generated_ms: inputs.now_ms,
+        voltage_target,
+        min_completeness: cfg.reports.min_completeness,
+        worst_phase: cfg.reports.phase_rule == crate::config::reports::PhaseRule::WorstPhase,
+        meters: meter_reports,
+        events,
+        suspensions,
+        demand,
+        verdicts,
+        unreadable_rows: inputs.unreadable_rows,
+    }
+}
 
-    let demand = customer.max_demand_kw.map(|md| {
-        let mut peak = None;
-        for (day, d) in total_days.into_iter().flatten() {
-            if let (Ok(date), Some(p)) = (day.parse::<jiff::civil::Date>(), &d.demand)
-                && period.contains_day(date)
-            {
-                keep_peak(&mut peak, p);
-            }
-        }
-        let exceedances = events
-            .iter()
-            .filter(|e| e.kind == Kind::DemandExceeded)
-            .count() as u32;
-        let any_meter = meter_reports.iter().any(|m| m.demand_peak.is_some());
-        let verdict = if exceedances > 0 {
-            Verdict::Fail
-        } else if peak.is_some() || any_meter {
-            Verdict::Pass
-        } else {
-            Verdict::NoData
-        };
-        DemandSection {
-            contracted_kw: md,
-            factor: cfg.rules.demand_factor,
-            limit_kw: md * cfg.rules.demand_factor,
-            peak,
-            period_ms: cfg.rules.demand_window.as_millis() as i64,
-            slide_ms: cfg.rules.demand_slide.as_millis() as i64,
-            exceedances,
-            verdict,
-        }
-    });
-
+/// Each section's verdict over the meters and the customer's sections,
+/// and the overall one; a section no meter has stays None and takes no
+/// part in the overall verdict.
+fn verdicts(
+    meter_reports: &[MeterReport],
+    suspensions: &[SuspensionRow],
+    demand: Option<&DemandSection>,
+) -> Verdicts {
     let voltage = Verdict::combine(meter_reports.iter().map(|m| m.voltage_verdict));
     let harmonics = Verdict::combine(meter_reports.iter().map(|m| m.harmonic_verdict));
     // Sections only some meters have: None where no meter has one.
@@ -590,7 +530,7 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
     });
     let suspension =
         (!suspensions.is_empty()).then(|| Verdict::combine(suspensions.iter().map(|s| s.verdict)));
-    let demand_v = demand.as_ref().map(|d| d.verdict);
+    let demand_v = demand.map(|d| d.verdict);
     let overall = Verdict::combine(
         [voltage, harmonics]
             .into_iter()
@@ -600,35 +540,15 @@ pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &In
             .chain(suspension)
             .chain(demand_v),
     );
-    Report {
-        customer_id: customer.id.clone(),
-        customer_name: customer.name.clone(),
-        contracted_kva: customer.contracted_kva,
-        language: customer.language,
-        period: period.clone(),
-        tz: tz.clone(),
-        tz_name: tz.iana_name().unwrap_or("UTC").to_string(),
-        from_ms,
-        to_ms,
-        generated_ms: inputs.now_ms,
-        voltage_target,
-        min_completeness: cfg.reports.min_completeness,
-        worst_phase: cfg.reports.phase_rule == crate::config::reports::PhaseRule::WorstPhase,
-        meters: meter_reports,
-        events,
-        suspensions,
-        demand,
-        verdicts: Verdicts {
-            voltage,
-            harmonics,
-            unbalance,
-            frequency,
-            flicker,
-            suspension,
-            demand: demand_v,
-            overall,
-        },
-        unreadable_rows: inputs.unreadable_rows,
+    Verdicts {
+        voltage,
+        harmonics,
+        unbalance,
+        frequency,
+        flicker,
+        suspension,
+        demand: demand_v,
+        overall,
     }
 }
 

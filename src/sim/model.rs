@@ -124,48 +124,97 @@ fn daily_shape(seconds_of_day: f64) -> f64 {
     (0.3 + 0.7 * morning.max(0.9 * evening)).min(1.0)
 }
 
+/// What a scenario's effects set for one instant; None where the model's
+/// own drift applies.
+struct Scripted<'a> {
+    /// Per-phase voltage factor.
+    vf: [f64; 3],
+    thd_u: Option<f64>,
+    thd_i: Option<f64>,
+    load_kw: Option<f64>,
+    unbalance: f64,
+    /// Output fields forced to a value, set last so they win.
+    forced: Vec<(&'a str, f64)>,
+}
+
+/// The primary-side load of one instant, which currents and harmonic
+/// currents are derived from.
+struct Load {
+    /// Apparent power, VA.
+    s: f64,
+    /// Phases the load is shared by.
+    n: f64,
+}
+
 impl MeterModel {
     /// All canonical values at Unix time `t_ms` (plus internal absolute
     /// harmonic values), after applying `effects`.
     pub fn values(&self, t_ms: i64, effects: &[&Effect]) -> HashMap<String, f64> {
         let slot = t_ms / 1000;
-        let three = self.phases == 3;
-        let u_ph = if three {
-            self.nominal_voltage / 3f64.sqrt()
-        } else {
-            self.nominal_voltage
+        let sc = self.scripted(slot, effects);
+        let mut out = HashMap::with_capacity(256);
+        let mut set = |k: String, v: f64| {
+            out.insert(k, v);
         };
-        let mut vf = [1.0f64; 3];
-        let mut thd_u: Option<f64> = None;
-        let mut thd_i: Option<f64> = None;
-        let mut load_kw: Option<f64> = None;
-        let mut unbalance = 0.4 + 0.1 * noise(self.seed, slot, 99);
-        let mut forced: Vec<(&str, f64)> = Vec::new();
+        let v = self.voltages(slot, &sc, &mut set);
+        let load = self.load(t_ms, slot, &v, sc.load_kw, &mut set);
+
+        // Energy: the mean load since the epoch of the model, a plausible
+        // monotonic counter that never steps backwards across restarts.
+        let hours = t_ms as f64 / 3.6e6;
+        let base = 1000.0 + (self.seed % 100_000) as f64;
+        let e_imp = base + self.rated_kw * 0.6 * (hours - 490_000.0).max(0.0);
+        set_energies(&mut set, e_imp);
+
+        self.harmonics(slot, &v, &load, &sc, &mut set);
+        for (f, val) in sc.forced {
+            set(f.to_string(), val);
+        }
+        out
+    }
+
+    /// Gather the effects active at this instant.
+    fn scripted<'a>(&self, slot: i64, effects: &[&'a Effect]) -> Scripted<'a> {
+        let mut sc = Scripted {
+            vf: [1.0f64; 3],
+            thd_u: None,
+            thd_i: None,
+            load_kw: None,
+            unbalance: 0.4 + 0.1 * noise(self.seed, slot, 99),
+            forced: Vec::new(),
+        };
         for e in effects {
             match e {
                 Effect::Voltage { factor, phases } => {
                     for &p in phases {
                         if (1..=3).contains(&p) {
-                            vf[p as usize - 1] = *factor;
+                            sc.vf[p as usize - 1] = *factor;
                         }
                     }
                 }
-                Effect::ThdVoltage(v) => thd_u = Some(*v),
-                Effect::ThdCurrent(v) => thd_i = Some(*v),
-                Effect::Load(kw) => load_kw = Some(*kw),
-                Effect::Unbalance(u) => unbalance = *u,
-                Effect::Value { field, value } => forced.push((field, *value)),
+                Effect::ThdVoltage(v) => sc.thd_u = Some(*v),
+                Effect::ThdCurrent(v) => sc.thd_i = Some(*v),
+                Effect::Load(kw) => sc.load_kw = Some(*kw),
+                Effect::Unbalance(u) => sc.unbalance = *u,
+                Effect::Value { field, value } => sc.forced.push((field, *value)),
                 Effect::Silent | Effect::Exception(_) | Effect::StrictAddresses => {}
             }
         }
-        let mut out = HashMap::with_capacity(256);
-        let mut set = |k: String, v: f64| {
-            out.insert(k, v);
-        };
+        sc
+    }
 
+    /// Phase, line, average and sequence voltages and the unbalance;
+    /// returns the three phase voltages the rest is computed from.
+    fn voltages(&self, slot: i64, sc: &Scripted, set: &mut impl FnMut(String, f64)) -> Vec<f64> {
+        let u_ph = if self.phases == 3 {
+            self.nominal_voltage / 3f64.sqrt()
+        } else {
+            self.nominal_voltage
+        };
+        let unbalance = sc.unbalance;
         // Voltages: ±0.3 % noise around nominal × scripted factor.
         let v: Vec<f64> = (0..3)
-            .map(|i| u_ph * vf[i] * (1.0 + 0.003 * noise(self.seed, slot, i as u64)))
+            .map(|i| u_ph * sc.vf[i] * (1.0 + 0.003 * noise(self.seed, slot, i as u64)))
             .collect();
         for (i, vv) in v.iter().enumerate() {
             set(format!("voltage_l{}_n", i + 1), *vv);
@@ -186,7 +235,19 @@ impl MeterModel {
             (v[0] + v[1] + v[2]) / 3.0 * 0.002,
         );
         set("voltage_unbalance".into(), unbalance);
+        v
+    }
 
+    /// Powers, power factors, currents and frequency from the daily load
+    /// curve (or the scripted load).
+    fn load(
+        &self,
+        t_ms: i64,
+        slot: i64,
+        v: &[f64],
+        load_kw: Option<f64>,
+        set: &mut impl FnMut(String, f64),
+    ) -> Load {
         // Load: daily curve with ±2 % noise, or the scripted value.
         let sod = (t_ms.rem_euclid(86_400_000)) as f64 / 1000.0;
         let p_kw = load_kw.unwrap_or_else(|| {
@@ -196,7 +257,7 @@ impl MeterModel {
         let p = p_kw * 1000.0;
         let s = p / pf;
         let q = (s * s - p * p).max(0.0).sqrt();
-        let n = if three { 3.0 } else { 1.0 };
+        let n = if self.phases == 3 { 3.0 } else { 1.0 };
         for (i, vi) in v.iter().enumerate() {
             let ph = i + 1;
             set(format!("active_power_l{ph}"), p / n);
@@ -228,18 +289,28 @@ impl MeterModel {
         }
         set("current_unbalance".into(), 1.0);
         set("frequency".into(), 50.0 + 0.02 * noise(self.seed, slot, 9));
+        Load { s, n }
+    }
 
-        // Energy: the mean load since the epoch of the model, a plausible
-        // monotonic counter that never steps backwards across restarts.
-        let hours = t_ms as f64 / 3.6e6;
-        let base = 1000.0 + (self.seed % 100_000) as f64;
-        let e_imp = base + self.rated_kw * 0.6 * (hours - 490_000.0).max(0.0);
-        set_energies(&mut set, e_imp);
-
+    /// THD, TDD and the individual harmonic orders (in % and absolute) of
+    /// every phase voltage and current.
+    fn harmonics(
+        &self,
+        slot: i64,
+        v: &[f64],
+        load: &Load,
+        sc: &Scripted,
+        set: &mut impl FnMut(String, f64),
+    ) {
+        let Load { s, n } = *load;
         // Harmonics: a fixed spectrum scaled so that THD is what the
         // scenario (or a small drift) says; THD = √Σ hₙ².
-        let tu = thd_u.unwrap_or(1.9 + 0.2 * noise(self.seed, slot / 60, 10));
-        let ti = thd_i.unwrap_or(8.0 + 1.0 * noise(self.seed, slot / 60, 11));
+        let tu = sc
+            .thd_u
+            .unwrap_or(1.9 + 0.2 * noise(self.seed, slot / 60, 10));
+        let ti = sc
+            .thd_i
+            .unwrap_or(8.0 + 1.0 * noise(self.seed, slot / 60, 11));
         let ku = tu / spectrum_thd(voltage_spectrum);
         let ki = ti / spectrum_thd(current_spectrum);
         for ph in 1..=3 {
@@ -268,10 +339,6 @@ impl MeterModel {
         set("thd_voltage_ln_avg".into(), tu);
         set("thd_voltage_ll_avg".into(), tu);
         set("thd_current_avg".into(), ti);
-        for (f, val) in forced {
-            set(f.to_string(), val);
-        }
-        out
     }
 }
 

@@ -215,6 +215,8 @@ pub(super) fn windows(from_ms: i64, to_ms: i64, window_ms: i64) -> u64 {
     }
 }
 
+/// One meter's section of the report: its ledger days merged over the
+/// period, then each part of the section from the helpers below.
 pub(super) fn meter_report(
     cfg: &Config,
     m: &Meter,
@@ -235,6 +237,90 @@ pub(super) fn meter_report(
     for d in days.values() {
         total.merge(d);
     }
+    let (voltage, all) = voltage_rows(m, &total, expected);
+    let voltage_long = voltage_long_rows(m, &total);
+    let judged_on_10min = m.limits.voltage_window == Span::Long;
+    let monitored_max = total
+        .voltage
+        .values()
+        .map(|v| v.monitored)
+        .max()
+        .unwrap_or(0);
+    let with_data = u64::from(monitored_max) + u64::from(total.outage);
+    let data_completeness =
+        (expected > 0).then(|| (with_data.min(expected)) as f64 / expected as f64 * 100.0);
+    let sufficient = data_completeness.is_some_and(|c| c + 1e-9 >= min_completeness);
+    let weekly = match m.limits.voltage.as_ref().and_then(|b| b.weekly) {
+        Some(w) if judged_on_10min => {
+            weekly_rows(&w, m, days, period, tz, now_ms, min_completeness)
+        }
+        _ => Vec::new(),
+    };
+    let worst = cfg.reports.phase_rule == crate::config::reports::PhaseRule::WorstPhase;
+    let voltage_share = voltage_share(judged_on_10min, worst, &voltage_long, &voltage, &all);
+    let voltage_verdict = match voltage_share {
+        // EN 50160: every phase of every week meets its own rule.
+        _ if !weekly.is_empty() => Verdict::combine(weekly.iter().map(|w| w.verdict)),
+        None if expected > 0 => Verdict::Insufficient,
+        None => Verdict::NoData,
+        Some(_) if !sufficient => Verdict::Insufficient,
+        Some(s) if s + 1e-9 >= voltage_target => Verdict::Pass,
+        Some(_) => Verdict::Fail,
+    };
+    let dist = distortion_rows(m, &total, days, period, sufficient);
+    let frequency = frequency_row(m, &total, sufficient);
+    let harmonic_verdict = dist.harmonic_verdict(sufficient);
+    let daily = daily_rows(m, days, period, tz);
+    MeterReport {
+        id: m.id.clone(),
+        profile: m.profile.name.clone(),
+        nominal_voltage: m.nominal_voltage,
+        phases: m.phases,
+        pt_ratio: m.pt_ratio,
+        ct_ratio: m.ct_ratio,
+        voltage_standard: m.limits.voltage_standard.clone(),
+        harmonic_standard: m.limits.harmonic_standard.clone(),
+        band_pct: m
+            .limits
+            .voltage
+            .as_ref()
+            .map(|b| (b.lower_pct, b.upper_pct)),
+        band_note: m
+            .limits
+            .voltage
+            .as_ref()
+            .map(|b| b.note.clone())
+            .unwrap_or_default(),
+        judged_on_10min,
+        voltage_share,
+        window_ms,
+        expected,
+        outage_minutes: total.outage,
+        data_completeness,
+        voltage,
+        voltage_long,
+        weekly,
+        thd: dist.thd,
+        harmonics: dist.harmonics,
+        thd_current: dist.thd_current,
+        tdd_current: dist.tdd_current,
+        harmonic_currents: dist.harmonic_currents,
+        unbalance: dist.unbalance,
+        frequency,
+        flicker: dist.flicker,
+        flicker_limit: m.limits.flicker.clone(),
+        active_power_peak: total.active_power.clone(),
+        demand_peak: total.demand.clone(),
+        daily,
+        voltage_verdict,
+        harmonic_verdict,
+    }
+}
+
+/// The period's 1-minute voltage rows, one per phase plus a "total" row
+/// where there are several phases; also returns the phases merged, which
+/// the overall qualification rate is computed from.
+fn voltage_rows(m: &Meter, total: &DayLedger, expected: u64) -> (Vec<VoltageRow>, VoltageDay) {
     let refs: BTreeMap<&str, f64> = m
         .voltage_refs
         .iter()
@@ -266,8 +352,12 @@ pub(super) fn meter_report(
         row.lower_v = f64::NAN;
         voltage.push(row);
     }
-    let voltage_long: Vec<LongVoltageRow> = m
-        .voltage_refs
+    (voltage, all)
+}
+
+/// The period's 10-minute voltage rows, one per phase.
+fn voltage_long_rows(m: &Meter, total: &DayLedger) -> Vec<LongVoltageRow> {
+    m.voltage_refs
         .iter()
         .map(|(ph, _, _)| {
             let v = total.voltage_long.get(ph).cloned().unwrap_or_default();
@@ -278,26 +368,20 @@ pub(super) fn meter_report(
                 within_pct: v.qualification_rate(),
             }
         })
-        .collect();
-    let judged_on_10min = m.limits.voltage_window == Span::Long;
-    let monitored_max = total
-        .voltage
-        .values()
-        .map(|v| v.monitored)
-        .max()
-        .unwrap_or(0);
-    let with_data = u64::from(monitored_max) + u64::from(total.outage);
-    let data_completeness =
-        (expected > 0).then(|| (with_data.min(expected)) as f64 / expected as f64 * 100.0);
-    let sufficient = data_completeness.is_some_and(|c| c + 1e-9 >= min_completeness);
-    let weekly = match m.limits.voltage.as_ref().and_then(|b| b.weekly) {
-        Some(w) if judged_on_10min => {
-            weekly_rows(&w, m, days, period, tz, now_ms, min_completeness)
-        }
-        _ => Vec::new(),
-    };
-    let worst = cfg.reports.phase_rule == crate::config::reports::PhaseRule::WorstPhase;
-    let voltage_share = match (judged_on_10min, worst) {
+        .collect()
+}
+
+/// The share of voltage values inside the band that the voltage verdict
+/// compares with its target: on 10-minute or 1-minute values as the preset
+/// says, over all phases' values or on the worst phase (`phase_rule`).
+fn voltage_share(
+    judged_on_10min: bool,
+    worst: bool,
+    voltage_long: &[LongVoltageRow],
+    voltage: &[VoltageRow],
+    all: &VoltageDay,
+) -> Option<f64> {
+    match (judged_on_10min, worst) {
         (true, false) => {
             let (n, out) = voltage_long
                 .iter()
@@ -314,47 +398,67 @@ pub(super) fn meter_report(
             .filter(|r| r.phase != "total")
             .filter_map(|r| r.rate)
             .reduce(f64::min),
+    }
+}
+
+/// A meter's distortion fields over the period, sorted into the report's
+/// sections.
+struct Distortion {
+    thd: Vec<DistortionRow>,
+    harmonics: Vec<DistortionRow>,
+    thd_current: Vec<DistortionRow>,
+    tdd_current: Vec<DistortionRow>,
+    harmonic_currents: Vec<DistortionRow>,
+    flicker: Vec<DistortionRow>,
+    unbalance: Option<UnbalanceRow>,
+}
+
+impl Distortion {
+    /// The harmonic verdict: voltage THD, voltage orders, current TDD and
+    /// current orders together; the current THD rows take no part in it.
+    fn harmonic_verdict(&self, sufficient: bool) -> Verdict {
+        match Verdict::combine(
+            self.thd
+                .iter()
+                .chain(&self.harmonics)
+                .chain(&self.tdd_current)
+                .chain(&self.harmonic_currents)
+                .map(|r| r.verdict),
+        ) {
+            Verdict::NoData => Verdict::NoData,
+            _ if !sufficient => Verdict::Insufficient,
+            v => v,
+        }
+    }
+}
+
+/// Every distortion field the ledger holds, judged and filed by its name's
+/// prefix (THD, harmonic orders, currents, flicker, unbalance); harmonic
+/// orders sorted by phase then order.
+fn distortion_rows(
+    m: &Meter,
+    total: &DayLedger,
+    days: &BTreeMap<String, DayLedger>,
+    period: &Period,
+    sufficient: bool,
+) -> Distortion {
+    let mut out = Distortion {
+        thd: Vec::new(),
+        harmonics: Vec::new(),
+        thd_current: Vec::new(),
+        tdd_current: Vec::new(),
+        harmonic_currents: Vec::new(),
+        flicker: Vec::new(),
+        unbalance: None,
     };
-    let voltage_verdict = match voltage_share {
-        // EN 50160: every phase of every week meets its own rule.
-        _ if !weekly.is_empty() => Verdict::combine(weekly.iter().map(|w| w.verdict)),
-        None if expected > 0 => Verdict::Insufficient,
-        None => Verdict::NoData,
-        Some(_) if !sufficient => Verdict::Insufficient,
-        Some(s) if s + 1e-9 >= voltage_target => Verdict::Pass,
-        Some(_) => Verdict::Fail,
-    };
-    let mut thd = Vec::new();
-    let mut harmonics = Vec::new();
-    let mut thd_current = Vec::new();
-    let mut tdd_current = Vec::new();
-    let mut harmonic_currents = Vec::new();
-    let mut flicker = Vec::new();
-    let mut unbalance = None;
     for (field, d) in &total.distortion {
         if field == "voltage_unbalance" {
-            let limit = m.limits.unbalance;
-            let cp95 = d.cp95();
-            let verdict = match (cp95, d.max) {
-                (None, _) => Verdict::NoData,
-                _ if !sufficient => Verdict::Insufficient,
-                (Some(c), _) if c > limit => Verdict::Fail,
-                (_, Some((x, _))) if x > 2.0 * limit => Verdict::Fail,
-                _ => Verdict::Pass,
-            };
-            unbalance = Some(UnbalanceRow {
-                minutes: d.minutes,
-                cp95,
-                max: d.max,
-                mean: d.mean(),
-                limit,
-                short_limit: 2.0 * limit,
-                verdict,
-            });
+            out.unbalance = Some(unbalance_row(m, d, sufficient));
             continue;
         }
         if field.starts_with("flicker_") {
-            flicker.push(flicker_row(field, d, m, days, period, sufficient));
+            out.flicker
+                .push(flicker_row(field, d, m, days, period, sufficient));
             continue;
         }
         let kind = m.limits.harmonic_assessment;
@@ -363,18 +467,52 @@ pub(super) fn meter_report(
             .then(|| assess(kind, field, d.limit, days, period));
         let row = distortion_row(field, d, total.samples.get(field), assessed);
         if field.starts_with("thd_voltage_") {
-            thd.push(row);
+            out.thd.push(row);
         } else if field.starts_with("thd_current_") {
-            thd_current.push(row);
+            out.thd_current.push(row);
         } else if field.starts_with("tdd_current_") {
-            tdd_current.push(row);
+            out.tdd_current.push(row);
         } else if field.starts_with("current_") {
-            harmonic_currents.push(row);
+            out.harmonic_currents.push(row);
         } else {
-            harmonics.push(row);
+            out.harmonics.push(row);
         }
     }
-    let frequency = match (&m.limits.frequency, &total.frequency) {
+    out.harmonics
+        .sort_by(|a, b| (&a.phase, a.order).cmp(&(&b.phase, b.order)));
+    out.harmonic_currents
+        .sort_by(|a, b| (&a.phase, a.order).cmp(&(&b.phase, b.order)));
+    out
+}
+
+/// Voltage unbalance over the period: its CP95 against the limit, and its
+/// maximum against twice the limit.
+fn unbalance_row(m: &Meter, d: &DistortionDay, sufficient: bool) -> UnbalanceRow {
+    let limit = m.limits.unbalance;
+    let cp95 = d.cp95();
+    let verdict = match (cp95, d.max) {
+        (None, _) => Verdict::NoData,
+        _ if !sufficient => Verdict::Insufficient,
+        (Some(c), _) if c > limit => Verdict::Fail,
+        (_, Some((x, _))) if x > 2.0 * limit => Verdict::Fail,
+        _ => Verdict::Pass,
+    };
+    UnbalanceRow {
+        minutes: d.minutes,
+        cp95,
+        max: d.max,
+        mean: d.mean(),
+        limit,
+        short_limit: 2.0 * limit,
+        verdict,
+    }
+}
+
+/// Frequency over the period, where the meter has a frequency limit and
+/// the ledger monitored any: the share within the allowed deviation
+/// against the required share.
+fn frequency_row(m: &Meter, total: &DayLedger, sufficient: bool) -> Option<FrequencyRow> {
+    match (&m.limits.frequency, &total.frequency) {
         (Some(f), Some(d)) if d.monitored > 0 => {
             let outside = d.above + d.below;
             let within = d.qualification_rate();
@@ -398,21 +536,18 @@ pub(super) fn meter_report(
             })
         }
         _ => None,
-    };
-    harmonics.sort_by(|a, b| (&a.phase, a.order).cmp(&(&b.phase, b.order)));
-    harmonic_currents.sort_by(|a, b| (&a.phase, a.order).cmp(&(&b.phase, b.order)));
-    let harmonic_verdict = match Verdict::combine(
-        thd.iter()
-            .chain(&harmonics)
-            .chain(&tdd_current)
-            .chain(&harmonic_currents)
-            .map(|r| r.verdict),
-    ) {
-        Verdict::NoData => Verdict::NoData,
-        _ if !sufficient => Verdict::Insufficient,
-        v => v,
-    };
-    let daily = period
+    }
+}
+
+/// One row per day of the period, with each phase's voltage and THD
+/// figures and the day's peaks and outage.
+fn daily_rows(
+    m: &Meter,
+    days: &BTreeMap<String, DayLedger>,
+    period: &Period,
+    tz: &jiff::tz::TimeZone,
+) -> Vec<DayRow> {
+    period
         .days()
         .map(|date| {
             let key = crate::calendar::day_key(date);
@@ -425,34 +560,7 @@ pub(super) fn meter_report(
             let phases = m
                 .voltage_refs
                 .iter()
-                .map(|(ph, _, _)| {
-                    let v = day.and_then(|d| d.voltage.get(ph));
-                    // A line voltage's own THD where the meter has it,
-                    // else the first phase's.
-                    let t = day.and_then(|d| {
-                        d.distortion
-                            .get(&format!("thd_voltage_{ph}"))
-                            .filter(|_| ph.contains('_'))
-                            .or_else(|| {
-                                d.distortion.get(&format!(
-                                    "thd_voltage_{}_n",
-                                    ph.split('_').next().unwrap_or(ph)
-                                ))
-                            })
-                    });
-                    DayPhase {
-                        phase: ph.clone(),
-                        monitored: v.map_or(0, |v| v.monitored),
-                        above: v.map_or(0, |v| v.above),
-                        below: v.map_or(0, |v| v.below),
-                        rate: v.and_then(|v| v.qualification_rate()),
-                        min: v.and_then(|v| v.min.map(|m| m.0)),
-                        mean: v.and_then(|v| v.mean()),
-                        max: v.and_then(|v| v.max.map(|m| m.0)),
-                        thd_cp95: t.and_then(|t| t.cp95()),
-                        thd_max: t.and_then(|t| t.max.map(|m| m.0)),
-                    }
-                })
+                .map(|(ph, _, _)| day_phase(ph, day))
                 .collect();
             DayRow {
                 date,
@@ -463,50 +571,36 @@ pub(super) fn meter_report(
                 outage: day.map_or(0, |d| d.outage),
             }
         })
-        .collect();
-    MeterReport {
-        id: m.id.clone(),
-        profile: m.profile.name.clone(),
-        nominal_voltage: m.nominal_voltage,
-        phases: m.phases,
-        pt_ratio: m.pt_ratio,
-        ct_ratio: m.ct_ratio,
-        voltage_standard: m.limits.voltage_standard.clone(),
-        harmonic_standard: m.limits.harmonic_standard.clone(),
-        band_pct: m
-            .limits
-            .voltage
-            .as_ref()
-            .map(|b| (b.lower_pct, b.upper_pct)),
-        band_note: m
-            .limits
-            .voltage
-            .as_ref()
-            .map(|b| b.note.clone())
-            .unwrap_or_default(),
-        judged_on_10min,
-        voltage_share,
-        window_ms,
-        expected,
-        outage_minutes: total.outage,
-        data_completeness,
-        voltage,
-        voltage_long,
-        weekly,
-        thd,
-        harmonics,
-        thd_current,
-        tdd_current,
-        harmonic_currents,
-        unbalance,
-        frequency,
-        flicker,
-        flicker_limit: m.limits.flicker.clone(),
-        active_power_peak: total.active_power.clone(),
-        demand_peak: total.demand.clone(),
-        daily,
-        voltage_verdict,
-        harmonic_verdict,
+        .collect()
+}
+
+/// One phase's figures for one day of the daily table.
+fn day_phase(ph: &str, day: Option<&DayLedger>) -> DayPhase {
+    let v = day.and_then(|d| d.voltage.get(ph));
+    // A line voltage's own THD where the meter has it,
+    // else the first phase's.
+    let t = day.and_then(|d| {
+        d.distortion
+            .get(&format!("thd_voltage_{ph}"))
+            .filter(|_| ph.contains('_'))
+            .or_else(|| {
+                d.distortion.get(&format!(
+                    "thd_voltage_{}_n",
+                    ph.split('_').next().unwrap_or(ph)
+                ))
+            })
+    });
+    DayPhase {
+        phase: ph.to_string(),
+        monitored: v.map_or(0, |v| v.monitored),
+        above: v.map_or(0, |v| v.above),
+        below: v.map_or(0, |v| v.below),
+        rate: v.and_then(|v| v.qualification_rate()),
+        min: v.and_then(|v| v.min.map(|m| m.0)),
+        mean: v.and_then(|v| v.mean()),
+        max: v.and_then(|v| v.max.map(|m| m.0)),
+        thd_cp95: t.and_then(|t| t.cp95()),
+        thd_max: t.and_then(|t| t.max.map(|m| m.0)),
     }
 }
 

@@ -6,6 +6,8 @@ use super::{Ctx, DASH, fixed, pct_num};
 use crate::notify::render::clean;
 use crate::report::model::{DistortionRow, MeterReport, Verdict};
 
+/// The harmonics part of a meter's section: voltage THD and orders, then
+/// current THD, orders and TDD, each where the meter has them.
 pub(super) fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
     b.push(Block::H3(ctx.t("谐波", "Harmonics").into()));
     let std = clean(&m.harmonic_standard);
@@ -16,6 +18,24 @@ pub(super) fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             ctx.colon()
         )));
     }
+    voltage_thd(ctx, m, b);
+    voltage_orders(ctx, m, b);
+    current_thd(ctx, m, b);
+    current_orders(ctx, m, b);
+    if !m.tdd_current.is_empty() {
+        b.push(Block::Caption(
+            ctx.t(
+                "电流总需量畸变率 TDD（IEEE 519，% I_L）",
+                "Current TDD (IEEE 519, % of I_L)",
+            )
+            .into(),
+        ));
+        b.push(Block::Table(distortion_table(ctx, &m.tdd_current, false)));
+    }
+}
+
+/// Voltage THD: its table, and a note where the CP95 is on polled samples.
+fn voltage_thd(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
     if m.thd.is_empty() {
         b.push(Block::P(
             ctx.t(
@@ -43,7 +63,11 @@ pub(super) fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             ));
         }
     }
+}
 
+/// Individual voltage orders: one sentence counting those judged, then a
+/// table of the failing ones only.
+fn voltage_orders(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
     let orders = &m.harmonics;
     if orders.is_empty() {
         b.push(Block::P(
@@ -101,7 +125,11 @@ pub(super) fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             b.push(Block::Table(failing_orders(ctx, &failing, "%")));
         }
     }
+}
 
+/// Current THD, where the meter reads it, with a note where no limit
+/// applies to it.
+fn current_thd(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
     if !m.thd_current.is_empty() {
         b.push(Block::Caption(
             ctx.t("电流总谐波畸变率 THDi", "Current THD (THDi)").into(),
@@ -118,6 +146,11 @@ pub(super) fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             ));
         }
     }
+}
+
+/// Individual current orders with a limit: one sentence naming the
+/// standard's method, then a table of the failing ones.
+fn current_orders(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
     let judged: Vec<&DistortionRow> = m
         .harmonic_currents
         .iter()
@@ -140,16 +173,6 @@ pub(super) fn harmonics(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             let failing: Vec<&DistortionRow> = failing.into_iter().copied().collect();
             b.push(Block::Table(failing_orders(ctx, &failing, "A")));
         }
-    }
-    if !m.tdd_current.is_empty() {
-        b.push(Block::Caption(
-            ctx.t(
-                "电流总需量畸变率 TDD（IEEE 519，% I_L）",
-                "Current TDD (IEEE 519, % of I_L)",
-            )
-            .into(),
-        ));
-        b.push(Block::Table(distortion_table(ctx, &m.tdd_current, false)));
     }
 }
 

@@ -10,6 +10,7 @@ use super::{
 use crate::notify::render::clean;
 use crate::report::model::{DistortionRow, MeterReport, Verdict, VoltageRow};
 
+/// One meter's section: fact sheet, voltage, harmonics and load.
 pub(super) fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
     let v = Volts::of(m);
     let id = clean(&m.id);
@@ -18,23 +19,26 @@ pub(super) fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
     } else {
         format!("Meter {id}")
     }));
-
-    let first = m.voltage.iter().find(|r| r.phase != "total");
-    let band = match (m.band_pct, first.and_then(band_of)) {
-        (Some((lo, up)), Some((l, u))) => format!(
-            "{} % / {} %{}",
-            signed(up),
-            signed(lo),
-            ctx.paren(&format!("{}–{} {}", v.num(l), v.num(u), v.unit()))
+    b.push(Block::Table(facts(ctx, m, v)));
+    voltage(ctx, m, v, b);
+    harmonics(ctx, m, b);
+    b.push(Block::H3(ctx.t("负荷", "Load").into()));
+    b.push(Block::Table(Table::fields(vec![
+        (
+            ctx.t("有功功率峰值", "Active power peak").into(),
+            Cell::new(ctx.peak(m.active_power_peak.as_ref())),
         ),
-        (Some((lo, up)), None) => format!("{} % / {} %", signed(up), signed(lo)),
-        (None, Some((l, u))) => format!("{}–{} {}", v.num(l), v.num(u), v.unit()),
-        (None, None) => DASH.into(),
-    };
-    let mut band_cell = vec![band];
-    if !clean(&m.band_note).is_empty() {
-        band_cell.push(ctx.source(&m.band_note));
-    }
+        (
+            ctx.t("最大需量", "Demand peak").into(),
+            Cell::new(ctx.peak(m.demand_peak.as_ref())),
+        ),
+    ])));
+}
+
+/// The meter's fact sheet on top of its section: what it is, what it is
+/// judged by, and its verdicts, with a row each for unbalance and flicker
+/// where it measures them.
+fn facts(ctx: &Ctx, m: &MeterReport, v: Volts) -> Table {
     let target = pct(Some(ctx.r.voltage_target));
     let mut basis = match (m.judged_on_10min, ctx.zh) {
         (false, true) => format!("1 分钟平均值；合格率 ≥ {target}"),
@@ -89,7 +93,7 @@ pub(super) fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
         ),
         (
             ctx.t("允许偏差", "Voltage band").into(),
-            Cell::lines(band_cell),
+            Cell::lines(band_lines(ctx, m, v)),
         ),
         (ctx.t("考核依据", "Judged on").into(), Cell::new(basis)),
         (
@@ -109,63 +113,99 @@ pub(super) fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
             Cell::verdict(ctx, m.harmonic_verdict),
         ),
     ]);
-    if let Some(u) = &m.unbalance {
-        // One row: the 95 % value and maximum, the limits (GB/T 15543) and
-        // the verdict's tone (the summary names the verdict).
-        let cell = Cell::lines(vec![
-            format!("{} / {}", pct(u.cp95), pct(u.max.map(|x| x.0))),
-            format!(
-                "{} ≤ {} · {} ≤ {}",
-                ctx.t("95% 值", "95 %"),
-                pct(Some(u.limit)),
-                ctx.t("最大", "max"),
-                pct(Some(u.short_limit))
-            ),
-        ]);
-        rows.push((
-            ctx.t("不平衡度 95%/最大", "Unbalance 95%/max").into(),
-            if u.verdict == Verdict::Fail {
-                cell.tone(Tone::Fail)
-            } else {
-                cell
-            },
-        ));
+    rows.extend(unbalance_fact(ctx, m));
+    rows.extend(flicker_fact(ctx, m));
+    Table::fields(rows)
+}
+
+/// The voltage band as configured (percent) and as measured against
+/// (volts, from the first phase's row), with the preset's source note.
+fn band_lines(ctx: &Ctx, m: &MeterReport, v: Volts) -> Vec<String> {
+    let first = m.voltage.iter().find(|r| r.phase != "total");
+    let band = match (m.band_pct, first.and_then(band_of)) {
+        (Some((lo, up)), Some((l, u))) => format!(
+            "{} % / {} %{}",
+            signed(up),
+            signed(lo),
+            ctx.paren(&format!("{}–{} {}", v.num(l), v.num(u), v.unit()))
+        ),
+        (Some((lo, up)), None) => format!("{} % / {} %", signed(up), signed(lo)),
+        (None, Some((l, u))) => format!("{}–{} {}", v.num(l), v.num(u), v.unit()),
+        (None, None) => DASH.into(),
+    };
+    let mut band_cell = vec![band];
+    if !clean(&m.band_note).is_empty() {
+        band_cell.push(ctx.source(&m.band_note));
     }
+    band_cell
+}
+
+/// The unbalance fact, where the meter measures it.
+fn unbalance_fact(ctx: &Ctx, m: &MeterReport) -> Option<(String, Cell)> {
+    let u = m.unbalance.as_ref()?;
+    // One row: the 95 % value and maximum, the limits (GB/T 15543) and
+    // the verdict's tone (the summary names the verdict).
+    let cell = Cell::lines(vec![
+        format!("{} / {}", pct(u.cp95), pct(u.max.map(|x| x.0))),
+        format!(
+            "{} ≤ {} · {} ≤ {}",
+            ctx.t("95% 值", "95 %"),
+            pct(Some(u.limit)),
+            ctx.t("最大", "max"),
+            pct(Some(u.short_limit))
+        ),
+    ]);
+    Some((
+        ctx.t("不平衡度 95%/最大", "Unbalance 95%/max").into(),
+        if u.verdict == Verdict::Fail {
+            cell.tone(Tone::Fail)
+        } else {
+            cell
+        },
+    ))
+}
+
+/// The long-term flicker (Plt) fact, where the meter measures it.
+fn flicker_fact(ctx: &Ctx, m: &MeterReport) -> Option<(String, Cell)> {
     let plt: Vec<&DistortionRow> = m
         .flicker
         .iter()
         .filter(|r| r.field.starts_with("flicker_plt_"))
         .collect();
-    if !plt.is_empty() {
-        // One row: each phase's judged Plt figure; the limit and basis.
-        let figures: Vec<String> = plt
-            .iter()
-            .map(|r| format!("{} {}", ctx.phase(&r.phase), pct_num(flicker_figure(r))))
-            .collect();
-        let basis = match (
-            m.flicker_limit.as_ref(),
-            plt.iter().any(|r| r.assessed.is_some()),
-        ) {
-            (Some(f), false) => format!("{} ≤ {} ({})", ctx.t("最大", "max"), f.plt, f.standard),
-            (Some(f), true) => format!(
-                "{} ≤ {} ({})",
-                ctx.t("周 95% 值", "weekly 95 %"),
-                f.plt,
-                f.standard
-            ),
-            (None, _) => ctx
-                .t("无适用限值，不判定", "no limit applies: not judged")
-                .into(),
-        };
-        let cell = Cell::lines(vec![figures.join(" · "), basis]);
-        let fail = plt.iter().any(|r| r.verdict == Verdict::Fail);
-        rows.push((
-            ctx.t("长时间闪变 Plt", "Flicker Plt").into(),
-            if fail { cell.tone(Tone::Fail) } else { cell },
-        ));
+    if plt.is_empty() {
+        return None;
     }
-    b.push(Block::Table(Table::fields(rows)));
+    // One row: each phase's judged Plt figure; the limit and basis.
+    let figures: Vec<String> = plt
+        .iter()
+        .map(|r| format!("{} {}", ctx.phase(&r.phase), pct_num(flicker_figure(r))))
+        .collect();
+    let basis = match (
+        m.flicker_limit.as_ref(),
+        plt.iter().any(|r| r.assessed.is_some()),
+    ) {
+        (Some(f), false) => format!("{} ≤ {} ({})", ctx.t("最大", "max"), f.plt, f.standard),
+        (Some(f), true) => format!(
+            "{} ≤ {} ({})",
+            ctx.t("周 95% 值", "weekly 95 %"),
+            f.plt,
+            f.standard
+        ),
+        (None, _) => ctx
+            .t("无适用限值，不判定", "no limit applies: not judged")
+            .into(),
+    };
+    let cell = Cell::lines(vec![figures.join(" · "), basis]);
+    let fail = plt.iter().any(|r| r.verdict == Verdict::Fail);
+    Some((
+        ctx.t("长时间闪变 Plt", "Flicker Plt").into(),
+        if fail { cell.tone(Tone::Fail) } else { cell },
+    ))
+}
 
+/// The voltage part of the section: the period's table, the 10-minute
+/// table where the preset judges on those, and the daily chart.
+fn voltage(ctx: &Ctx, m: &MeterReport, v: Volts, b: &mut Vec<Block>) {
     b.push(Block::H3(ctx.t("电压偏差", "Voltage").into()));
     if m.voltage.is_empty() {
         b.push(Block::P(
@@ -204,20 +244,6 @@ pub(super) fn meter(ctx: &Ctx, m: &MeterReport, b: &mut Vec<Block>) {
         Some(c) => b.push(Block::Chart(c)),
         None => b.push(Block::P(ctx.t("无数据。", "No data.").into())),
     }
-
-    harmonics(ctx, m, b);
-
-    b.push(Block::H3(ctx.t("负荷", "Load").into()));
-    b.push(Block::Table(Table::fields(vec![
-        (
-            ctx.t("有功功率峰值", "Active power peak").into(),
-            Cell::new(ctx.peak(m.active_power_peak.as_ref())),
-        ),
-        (
-            ctx.t("最大需量", "Demand peak").into(),
-            Cell::new(ctx.peak(m.demand_peak.as_ref())),
-        ),
-    ])));
 }
 
 /// "+7", "-10", "+5.5".

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::calendar::day_key;
 use crate::notify::render::clean;
-use crate::report::model::{DistortionRow, MeterReport, Verdict};
+use crate::report::model::{DemandSection, DistortionRow, MeterReport, Verdict};
 
 /// `[pqwatch] 电压质量月报 2026-10 — 华北钢铁 (C001): 不合格`; ASCII
 /// parentheses in both languages, as `docs/reports.md` shows.
@@ -28,10 +28,39 @@ pub(super) fn subject(ctx: &Ctx) -> String {
     ))
 }
 
+/// The report's opening blocks: title, fact sheet, a note while the period
+/// is still running, the overall verdict and the summary table.
 pub(super) fn header(ctx: &Ctx, b: &mut Vec<Block>) {
     let r = ctx.r;
     b.push(Block::Title(ctx.title()));
     b.push(Block::Subtitle(ctx.customer(120)));
+    b.push(Block::Table(header_facts(ctx)));
+    if r.generated_ms < r.to_ms {
+        b.push(Block::Note(
+            ctx.t(
+                "统计周期尚未结束：数据截至生成时间。",
+                "The period has not ended yet: figures are up to the time this report was generated.",
+            )
+            .into(),
+            Tone::Plain,
+        ));
+    }
+    b.push(Block::Overall(
+        format!(
+            "{}{}{}",
+            ctx.t("总体结论", "Overall verdict"),
+            ctx.colon(),
+            ctx.verdict(r.verdicts.overall)
+        ),
+        r.verdicts.overall,
+    ));
+    b.push(Block::Table(summary_table(ctx)));
+}
+
+/// The header's fact sheet: customer, period, time zone, when generated,
+/// contracted capacity, meters and the count of events.
+fn header_facts(ctx: &Ctx) -> Table {
+    let r = ctx.r;
     let last = r.period.to.yesterday().unwrap_or(r.period.to);
     let dates = if ctx.zh {
         format!("{} 至 {}", day_key(r.period.from), day_key(last))
@@ -79,26 +108,13 @@ pub(super) fn header(ctx: &Ctx, b: &mut Vec<Block>) {
         ),
         (ctx.t("事件", "Events").into(), Cell::new(events)),
     ];
-    b.push(Block::Table(Table::fields(rows)));
-    if r.generated_ms < r.to_ms {
-        b.push(Block::Note(
-            ctx.t(
-                "统计周期尚未结束：数据截至生成时间。",
-                "The period has not ended yet: figures are up to the time this report was generated.",
-            )
-            .into(),
-            Tone::Plain,
-        ));
-    }
-    b.push(Block::Overall(
-        format!(
-            "{}{}{}",
-            ctx.t("总体结论", "Overall verdict"),
-            ctx.colon(),
-            ctx.verdict(r.verdicts.overall)
-        ),
-        r.verdicts.overall,
-    ));
+    Table::fields(rows)
+}
+
+/// One row per judged section (voltage and harmonics always, the others
+/// where the report has them): its verdict and a one-line summary.
+fn summary_table(ctx: &Ctx) -> Table {
+    let r = ctx.r;
     let mut rows = vec![vec![
         Cell::new(ctx.t("电压偏差", "Voltage")).strong().nowrap(),
         Cell::verdict(ctx, r.verdicts.voltage),
@@ -140,26 +156,7 @@ pub(super) fn header(ctx: &Ctx, b: &mut Vec<Block>) {
         ]);
     }
     if let (Some(v), Some(d)) = (r.verdicts.demand, &r.demand) {
-        let text = if ctx.zh {
-            format!(
-                "最大需量 {}，限值 {}；超限 {} 次",
-                d.peak
-                    .as_ref()
-                    .map_or_else(|| DASH.into(), |p| power(p.value, &p.unit)),
-                demand_limit(d),
-                d.exceedances
-            )
-        } else {
-            format!(
-                "peak {}, limit {}; {} exceedance{}",
-                d.peak
-                    .as_ref()
-                    .map_or_else(|| DASH.into(), |p| power(p.value, &p.unit)),
-                demand_limit(d),
-                d.exceedances,
-                if d.exceedances == 1 { "" } else { "s" }
-            )
-        };
+        let text = demand_summary(ctx, d);
         rows.push(vec![
             Cell::new(ctx.t("最大需量", "Demand")).strong().nowrap(),
             Cell::verdict(ctx, v),
@@ -176,7 +173,31 @@ pub(super) fn header(ctx: &Ctx, b: &mut Vec<Block>) {
         rows,
     );
     summary.breakable = vec![false, false, true];
-    b.push(Block::Table(summary));
+    summary
+}
+
+/// The demand row's summary: the peak, the limit and the exceedances.
+fn demand_summary(ctx: &Ctx, d: &DemandSection) -> String {
+    if ctx.zh {
+        format!(
+            "最大需量 {}，限值 {}；超限 {} 次",
+            d.peak
+                .as_ref()
+                .map_or_else(|| DASH.into(), |p| power(p.value, &p.unit)),
+            demand_limit(d),
+            d.exceedances
+        )
+    } else {
+        format!(
+            "peak {}, limit {}; {} exceedance{}",
+            d.peak
+                .as_ref()
+                .map_or_else(|| DASH.into(), |p| power(p.value, &p.unit)),
+            demand_limit(d),
+            d.exceedances,
+            if d.exceedances == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// The share the voltage verdict is on: the total qualification rate (or

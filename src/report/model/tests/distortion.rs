@@ -1,5 +1,6 @@
 //! Tests of the distortion rows: harmonic currents (GB/T 14549 Table 2),
-//! EN 50160 and IEEE 519 assessments, flicker, old ledger encodings.
+//! EN 50160 and IEEE 519 assessments, flicker, old ledger encodings,
+//! THD judged on 3-second samples.
 
 use super::*;
 
@@ -311,4 +312,78 @@ fn an_encoding_2_ledger_row_is_still_read() {
     let mut v2 = v3[..v3.len() - 1].to_vec();
     v2[0] = 2;
     assert_eq!(DayLedger::decode(&v2).unwrap(), d);
+}
+
+#[test]
+fn a_meter_polled_every_3_s_is_judged_on_its_3_second_values() {
+    // GB/T 14549 assesses the CP95 of 3-second values. One hour of
+    // THDu polled every 3 s: 1 139 samples at 3 % and 61 at 6 %, one
+    // more than the 5 % the CP95 drops, so the samples' CP95 is 6 %
+    // (a fail at 0.38 kV), where every 1-minute mean is below 3.5 %.
+    let dir = tempfile::tempdir().unwrap();
+    let text = LV.replace(
+        "nominal_voltage = 380",
+        "nominal_voltage = 380\ninterval = \"3s\"",
+    );
+    let cfg = crate::config::from_str(&text, dir.path()).unwrap();
+    let m = &cfg.meters[0];
+    let spec = LedgerSpec::from_config(m, cfg.customers.first(), cfg.rules.interruption_pct);
+    assert!(spec.samples);
+    let tz = &cfg.timezone;
+    let start = Period::parse("2026-10-05").unwrap().start_ms(tz);
+    let mut day = DayLedger::default();
+    let mut values_seen = Vec::new();
+    for k in 0..1200i64 {
+        // 61 samples at 6 % (one more than 5 %), spread over the hour.
+        let thd = if k % 20 == 0 || k == 1 { 6.0 } else { 3.0 };
+        values_seen.push(thd);
+        let values: Vec<(std::sync::Arc<str>, f64)> = vec![
+            (std::sync::Arc::from("voltage_l1_n"), 220.0),
+            (std::sync::Arc::from("thd_voltage_l1_n"), thd),
+        ];
+        day.merge(&ledger::from_samples(&values, &spec));
+    }
+    // The minute means of the same hour (20 samples each: 1 or 2 at 6 %).
+    for i in 0..60i64 {
+        let slice = &values_seen[(i * 20) as usize..((i + 1) * 20) as usize];
+        let mean = slice.iter().sum::<f64>() / 20.0;
+        let w = window(
+            start + i * 60_000,
+            60_000,
+            &[("voltage_l1_n", 220.0), ("thd_voltage_l1_n", mean)],
+        );
+        day.merge(&ledger::from_short_window(&w, &spec));
+    }
+    let ledger = [(
+        "LV1".to_string(),
+        [(day_key(local_date(start, tz)), day)].into(),
+    )]
+    .into();
+    let r = lv_report(&cfg, &ledger);
+    let thd = &r.meters[0].thd[0];
+    assert_eq!(thd.samples, 1200);
+    // Second method: sort the 1 200 samples, drop ⌊0.05 × 1200⌋ = 60.
+    let by_hand = ledger::cp95_sorted(&values_seen).unwrap();
+    assert_eq!(by_hand, 6.0, "61 samples at 6 %: one survives the drop");
+    assert!((thd.cp95.unwrap() - by_hand).abs() < 1e-9);
+    assert_eq!(
+        thd.verdict,
+        Verdict::Fail,
+        "above the 0.38 kV THDu limit of 5 %"
+    );
+    // The 1-minute means alone (3.15 % or 3.3 %) would have passed.
+    assert!(thd.max.unwrap().0 < 5.0);
+    // A 5-second meter keeps no samples.
+    let cfg5 = crate::config::from_str(
+        &LV.replace(
+            "nominal_voltage = 380",
+            "nominal_voltage = 380\ninterval = \"5s\"",
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    let spec5 = LedgerSpec::from_config(&cfg5.meters[0], None, 10.0);
+    let values: Vec<(std::sync::Arc<str>, f64)> =
+        vec![(std::sync::Arc::from("thd_voltage_l1_n"), 6.0)];
+    assert!(ledger::from_samples(&values, &spec5).is_empty());
 }
