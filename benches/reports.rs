@@ -228,7 +228,7 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let mut bytes = 0usize;
         for c in &cfg.customers {
-            let r = report::assemble(&cfg, &db, c, &period, now_ms)?;
+            let r = report::assemble(&report::Settings::of(&cfg), &db, c, &period, now_ms)?;
             let out = render::render(&r);
             bytes += out.html.len() + out.text.len() + out.csv.len();
         }
@@ -276,7 +276,7 @@ fn main() -> anyhow::Result<()> {
         )?;
         let t = Instant::now();
         built.push(model::build(
-            &cfg,
+            &report::Settings::of(&cfg),
             c,
             cfg.reports.voltage_target,
             &model::Inputs {

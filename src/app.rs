@@ -240,7 +240,7 @@ struct Slices {
     watch: Slice<crate::watch::Settings>,
     notify: Slice<crate::notify::Settings>,
     mail: Slice<crate::mail::Settings>,
-    reports: Slice<Config>,
+    reports: Slice<crate::report::Settings>,
     http: Slice<crate::http::Settings>,
 }
 
@@ -250,7 +250,7 @@ impl Slices {
             watch: Slice::new(cfg, crate::watch::Settings::of).0,
             notify: Slice::new(cfg, crate::notify::Settings::of).0,
             mail: Slice::new(cfg, crate::mail::Settings::of).0,
-            reports: Slice::new(cfg, Config::clone).0,
+            reports: Slice::new(cfg, crate::report::Settings::of).0,
             http: Slice::new(cfg, crate::http::Settings::of).0,
         }
     }

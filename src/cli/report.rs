@@ -56,9 +56,16 @@ pub(crate) fn report(
     });
     if send {
         let mut db = pqwatch::state::StateDb::open(dir)?;
-        let entry = pqwatch::report::scheduler::queue_report(cfg, &mut db, c, &period, now, true)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .expect("replace always queues");
+        let entry = pqwatch::report::scheduler::queue_report(
+            &pqwatch::report::Settings::of(cfg),
+            &mut db,
+            c,
+            &period,
+            now,
+            true,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .expect("replace always queues");
         eprintln!(
             "queued \"{}\" for {}; the running daemon delivers it (within 30 s), or its next start does",
             entry.subject,
@@ -69,7 +76,7 @@ pub(crate) fn report(
         return Ok(ExitCode::SUCCESS);
     }
     let db = pqwatch::state::StateDb::open_readonly(dir)?;
-    let r = pqwatch::report::assemble(cfg, &db, c, &period, now)?;
+    let r = pqwatch::report::assemble(&pqwatch::report::Settings::of(cfg), &db, c, &period, now)?;
     let rendered = pqwatch::report::render::render(&r);
     let body = match format {
         ReportFormat::Html => rendered.html,

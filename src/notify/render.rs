@@ -15,8 +15,8 @@
 
 use super::digest::{Item, ItemKind, Message, Route};
 use crate::config::sections::Language;
-pub(crate) use crate::mail::automated;
-pub(crate) use crate::mail::text::{clean, duration, esc, kind_name};
+use crate::mail::automated;
+use crate::mail::text::{clean, duration, esc, kind_name};
 use crate::quality::rules::Kind;
 use jiff::tz::TimeZone;
 use lettre::message::header::{HeaderName, HeaderValue};

@@ -3,7 +3,7 @@
 //! ```text
 //! 1-minute windows (watch) ──▶ ledger (per meter and local day, state DB)
 //!                                   │
-//! calendar (cron, local time) ─▶ scheduler ──▶ model ──▶ render ──▶ send log + mail_queue ──▶ notifier ──▶ SMTP
+//! calendar (cron, local time) ─▶ scheduler ──▶ model ──▶ render ──▶ send log + mail_queue ──▶ mail sender ──▶ SMTP
 //!                                  (due periods)  (pure)    (pure)     (one transaction)
 //! ```
 //!
@@ -16,8 +16,8 @@
 //!
 //! Cron expressions and report periods are the [`calendar`]'s.
 //!
-//! Delivery is the notifier's (`notify`): the same mail queue, SMTP
-//! settings and retry with backoff as alerts.
+//! Delivery is the mail room's (`mail`): the same mail queue, sender task,
+//! SMTP settings and retry with backoff as alerts.
 
 pub mod feed;
 pub mod ledger;
@@ -28,12 +28,46 @@ pub mod stats;
 pub mod store;
 
 use crate::calendar::{self, Period};
-use crate::config::{Config, Customer};
+use crate::config::reports::Reports;
+use crate::config::rules::RulesCfg;
+use crate::config::{Config, Customer, Meter};
 use crate::state::{StateDb, StateError};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What reports read of the config: the fleet, `[rules]` (limits and
+/// windows), `[reports]`, the sender address, the time zone and the state
+/// directory.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub customers: Vec<Customer>,
+    pub meters: Vec<Arc<Meter>>,
+    pub rules: RulesCfg,
+    pub reports: Reports,
+    /// `[smtp] from`.
+    pub from: String,
+    pub timezone: jiff::tz::TimeZone,
+    pub state_dir: PathBuf,
+}
+
+impl Settings {
+    /// The reports' slice of `cfg`.
+    pub fn of(cfg: &Config) -> Settings {
+        Settings {
+            customers: cfg.customers.clone(),
+            meters: cfg.meters.clone(),
+            rules: cfg.rules.clone(),
+            reports: cfg.reports.clone(),
+            from: cfg.smtp.from.clone(),
+            timezone: cfg.timezone.clone(),
+            state_dir: cfg.daemon.state_dir.clone(),
+        }
+    }
+}
 
 /// Read what a report needs from the state database and build it.
 pub fn assemble(
-    cfg: &Config,
+    cfg: &Settings,
     db: &StateDb,
     customer: &Customer,
     period: &Period,

@@ -34,8 +34,9 @@ mod meter;
 use super::ledger::{DayLedger, Peak};
 use crate::calendar::Period;
 use crate::config::sections::Language;
-use crate::config::{Config, Customer, Meter};
+use crate::config::{Customer, Meter};
 use crate::quality::rules::{Event, Kind, State};
+use crate::report::Settings;
 use customer::{demand_section, suspension_rows};
 use meter::meter_report;
 use std::collections::BTreeMap;
@@ -442,7 +443,7 @@ fn event_row(e: &Event) -> EventRow {
 }
 
 /// Build the report of `customer` for `inputs.period`.
-pub fn build(cfg: &Config, customer: &Customer, voltage_target: f64, inputs: &Inputs) -> Report {
+pub fn build(cfg: &Settings, customer: &Customer, voltage_target: f64, inputs: &Inputs) -> Report {
     let tz = &cfg.timezone;
     let period = inputs.period;
     let from_ms = period.start_ms(tz);

@@ -24,8 +24,9 @@
 use super::render;
 use super::store::{self, Logged, SendLog};
 use crate::calendar::Period;
-use crate::config::{Config, Customer};
+use crate::config::Customer;
 use crate::metrics::Metrics;
+use crate::report::Settings;
 use crate::state::{StateDb, StateError};
 use lettre::address::Envelope;
 use lettre::message::Mailbox;
@@ -53,7 +54,7 @@ pub struct Due {
 
 /// The reports due at `now_ms`, given when reporting started and how far
 /// back to catch up; pure (the send log filters them afterwards).
-pub fn due(cfg: &Config, since_ms: i64, now_ms: i64) -> Vec<Due> {
+pub fn due(cfg: &Settings, since_ms: i64, now_ms: i64) -> Vec<Due> {
     let tz = &cfg.timezone;
     let settle = (cfg.rules.short_window + SETTLE).as_millis() as i64;
     let from_ms = since_ms.max(now_ms - cfg.reports.catch_up.as_millis() as i64);
@@ -92,7 +93,7 @@ pub fn due(cfg: &Config, since_ms: i64, now_ms: i64) -> Vec<Due> {
 /// period was queued before (an operator's resend). Returns the send-log
 /// entry, or None when it had already been queued.
 pub fn queue_report(
-    cfg: &Config,
+    cfg: &Settings,
     db: &mut StateDb,
     customer: &Customer,
     period: &Period,
@@ -109,10 +110,9 @@ pub fn queue_report(
     let report = super::assemble(cfg, db, customer, period, now_ms).map_err(|e| e.to_string())?;
     let rendered = render::render(&report);
     let from: Mailbox = cfg
-        .smtp
         .from
         .parse()
-        .map_err(|e| format!("smtp.from \"{}\": {e}", cfg.smtp.from))?;
+        .map_err(|e| format!("smtp.from \"{}\": {e}", cfg.from))?;
     let to = parse_all(&customer.recipients)?;
     if to.is_empty() {
         return Err(format!(
@@ -177,7 +177,7 @@ fn msgid_part(s: &str) -> String {
 }
 
 pub struct Scheduler {
-    cfg: Arc<Config>,
+    cfg: Arc<Settings>,
     db: StateDb,
     metrics: Arc<Metrics>,
     /// Wakes the notifier when a report was queued.
@@ -191,11 +191,11 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(
-        cfg: Arc<Config>,
+        cfg: Arc<Settings>,
         metrics: Arc<Metrics>,
         wake_mail: Arc<Notify>,
     ) -> Result<Scheduler, StateError> {
-        let db = StateDb::open(&cfg.daemon.state_dir)?;
+        let db = StateDb::open(&cfg.state_dir)?;
         let since_ms = store::reports_since_ms(&db)?;
         Ok(Scheduler {
             cfg,
@@ -214,7 +214,7 @@ impl Scheduler {
     pub async fn run(
         mut self,
         shutdown: CancellationToken,
-        mut configs: tokio::sync::watch::Receiver<Arc<Config>>,
+        mut configs: tokio::sync::watch::Receiver<Arc<Settings>>,
     ) {
         let with: Vec<&Customer> = self
             .cfg

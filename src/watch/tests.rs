@@ -367,8 +367,14 @@ async fn one_high_sample_during_a_suspension_is_information_not_a_violation() {
     // The report judges the same basis: a pass, with the sample shown.
     let db = StateDb::open(dir.path()).unwrap();
     let period = crate::calendar::Period::parse("2030-10-05").unwrap();
-    let r = crate::report::assemble(&cfg, &db, &cfg.customers[0], &period, t0(&cfg) + 86_400_000)
-        .unwrap();
+    let r = crate::report::assemble(
+        &crate::report::Settings::of(&cfg),
+        &db,
+        &cfg.customers[0],
+        &period,
+        t0(&cfg) + 86_400_000,
+    )
+    .unwrap();
     let s = &r.suspensions[0];
     assert_eq!(s.verdict, crate::report::model::Verdict::Pass);
     assert!((s.peak.as_ref().unwrap().value - basis).abs() < 1e-6);

@@ -6,9 +6,10 @@
 
 use super::{DemandSection, EventRow, MeterReport, SuspensionRow, Verdict};
 use crate::calendar::Period;
+use crate::config::Customer;
 use crate::config::sections::SuspensionPeriod;
-use crate::config::{Config, Customer};
 use crate::quality::rules::Kind;
+use crate::report::Settings;
 use crate::report::ledger::{DayLedger, Peak, keep_peak};
 use std::collections::BTreeMap;
 
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 /// total the ledger saw on the days they cover (days are the ledger's
 /// grain; a suspension starts and ends on whole local days in practice).
 pub(super) fn suspension_rows(
-    cfg: &Config,
+    cfg: &Settings,
     customer: &Customer,
     period: &Period,
     total_days: Option<&BTreeMap<String, DayLedger>>,
@@ -35,7 +36,7 @@ pub(super) fn suspension_rows(
 /// load the customer may still draw, and the `suspension_load` events
 /// that overlapped it.
 fn suspension_row(
-    cfg: &Config,
+    cfg: &Settings,
     customer: &Customer,
     s: &SuspensionPeriod,
     period: &Period,
@@ -98,7 +99,7 @@ fn suspension_row(
 /// the period's peak of the total, failed by any `demand_exceeded` event
 /// (of the total or of one meter).
 pub(super) fn demand_section(
-    cfg: &Config,
+    cfg: &Settings,
     customer: &Customer,
     period: &Period,
     total_days: Option<&BTreeMap<String, DayLedger>>,

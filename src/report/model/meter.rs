@@ -7,8 +7,9 @@ use super::{
     UnbalanceRow, Verdict, VoltageRow, WEEKLY_P99_FACTOR, WeekRow,
 };
 use crate::calendar::Period;
-use crate::config::{Config, Meter};
+use crate::config::Meter;
 use crate::quality::limits::Span;
+use crate::report::Settings;
 use crate::report::ledger::{DayLedger, DistortionDay, VoltageDay};
 use std::collections::BTreeMap;
 
@@ -218,7 +219,7 @@ pub(super) fn windows(from_ms: i64, to_ms: i64, window_ms: i64) -> u64 {
 /// One meter's section of the report: its ledger days merged over the
 /// period, then each part of the section from the helpers below.
 pub(super) fn meter_report(
-    cfg: &Config,
+    cfg: &Settings,
     m: &Meter,
     days: Option<&BTreeMap<String, DayLedger>>,
     period: &Period,

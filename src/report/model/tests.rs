@@ -10,6 +10,7 @@ mod voltage;
 use super::meter::phase_order;
 use super::*;
 use crate::calendar::{day_key, local_date};
+use crate::config::Config;
 use crate::quality::aggregate::{Stat, Window};
 use crate::report::ledger::VoltageDay;
 use crate::report::ledger::{self, LedgerSpec};
@@ -120,7 +121,7 @@ fn ended_report(
     target: f64,
 ) -> Report {
     build(
-        cfg,
+        &crate::report::Settings::of(cfg),
         &cfg.customers[0],
         target,
         &Inputs {
@@ -136,7 +137,7 @@ fn ended_report(
 fn lv_report(cfg: &Config, ledger: &BTreeMap<String, BTreeMap<String, DayLedger>>) -> Report {
     let period = Period::parse("2026-10-05").unwrap();
     build(
-        cfg,
+        &crate::report::Settings::of(cfg),
         &cfg.customers[0],
         95.0,
         &Inputs {

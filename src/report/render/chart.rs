@@ -5,7 +5,7 @@ use super::layout::Chart;
 use super::style::{
     ALL_PHASES, BAND_BG, BLANK, MEAN_MARK, MUTED, OUT_OF_BAND, PHASE_COLOURS, TABLE_ATTRS,
 };
-use crate::notify::render::esc;
+use crate::mail::text::esc;
 use std::fmt::Write as _;
 
 /// One bar: widths (% of the scale) and colours, left to right; the bar

@@ -3,7 +3,7 @@
 
 use super::fixed;
 use crate::calendar::day_key;
-use crate::notify::render::clean;
+use crate::mail::text::clean;
 use crate::report::ledger::Peak;
 use crate::report::model::Report;
 

@@ -3,7 +3,7 @@
 
 use super::layout::{Align, Block, Cell, Table, Tone};
 use super::{Ctx, DASH, fixed, pct_num};
-use crate::notify::render::clean;
+use crate::mail::text::clean;
 use crate::report::model::{DistortionRow, MeterReport, Verdict};
 
 /// The harmonics part of a meter's section: voltage THD and orders, then

@@ -7,7 +7,7 @@ use super::chart::html_chart;
 use super::layout::{Align, Block, Cell, Shape, Table, Tone};
 use super::style::{ACCENT, FONT, HEAD_BG, INK, MUTED, RULE, TABLE_ATTRS};
 use super::text::{UNITS, is_wide};
-use crate::notify::render::esc;
+use crate::mail::text::esc;
 use std::fmt::Write as _;
 
 /// (text colour, background) of a tone.

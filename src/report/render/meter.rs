@@ -7,7 +7,7 @@ use super::{
     Ctx, DASH, Volts, band_of, completeness_lines, flicker_figure, long_totals, nominal, pct,
     pct_num, rate, total_row, trim_num,
 };
-use crate::notify::render::clean;
+use crate::mail::text::clean;
 use crate::report::model::{DistortionRow, MeterReport, Verdict, VoltageRow};
 
 /// One meter's section: fact sheet, voltage, harmonics and load.

@@ -4,7 +4,8 @@
 
 use super::Rendered;
 use super::csv::safe_name;
-use crate::notify::render::{automated, clean};
+use crate::mail::automated;
+use crate::mail::text::clean;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart};
 use std::time::SystemTime;

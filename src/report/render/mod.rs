@@ -61,7 +61,7 @@ use super::model::{
 };
 use crate::calendar::PeriodKind;
 use crate::config::sections::Language;
-use crate::notify::render::clean;
+use crate::mail::text::clean;
 use csv::{csv, csv_name};
 use html::html;
 use layout::Block;

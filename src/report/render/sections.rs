@@ -3,7 +3,7 @@
 
 use super::layout::{Align, Block, Cell, Table, Tone};
 use super::{Ctx, DASH, Volts, demand_limit, pct, power, suspension_unit};
-use crate::notify::render::{clean, duration, kind_name};
+use crate::mail::text::{clean, duration, kind_name};
 
 pub(super) fn events(ctx: &Ctx, b: &mut Vec<Block>) {
     let r = ctx.r;

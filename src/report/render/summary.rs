@@ -7,7 +7,7 @@ use super::{
     trim_num,
 };
 use crate::calendar::day_key;
-use crate::notify::render::clean;
+use crate::mail::text::clean;
 use crate::report::model::{DemandSection, DistortionRow, MeterReport, Verdict};
 
 /// `[pqwatch] 电压质量月报 2026-10 — 华北钢铁 (C001): 不合格`; ASCII

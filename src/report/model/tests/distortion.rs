@@ -3,6 +3,7 @@
 //! THD judged on 3-second samples.
 
 use super::*;
+use crate::config::Config;
 
 #[test]
 fn harmonic_currents_in_amperes_against_gb14549_table_2_scaled_and_shared() {

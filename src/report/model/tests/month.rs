@@ -133,7 +133,7 @@ fn a_scripted_month_gives_the_figures_worked_out_by_hand() {
     let period = Period::parse("2026-10").unwrap();
     let now = period.end_ms(tz) + 8 * 3_600_000;
     let r = build(
-        &cfg,
+        &crate::report::Settings::of(&cfg),
         &cfg.customers[0],
         95.0,
         &Inputs {
@@ -243,7 +243,7 @@ fn a_running_period_expects_minutes_up_to_now_only() {
     let now = period.start_ms(&cfg.timezone) + 2 * 86_400_000 + 90 * 60_000;
     let empty = BTreeMap::new();
     let r = build(
-        &cfg,
+        &crate::report::Settings::of(&cfg),
         &cfg.customers[0],
         95.0,
         &Inputs {
