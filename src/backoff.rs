@@ -19,14 +19,14 @@ pub struct Backoff {
 }
 
 /// Writes to InfluxDB: 1 s doubling to 60 s, ±20 %.
-pub const SINK: Backoff = Backoff {
+pub(crate) const SINK: Backoff = Backoff {
     first: Duration::from_secs(1),
     max: Duration::from_secs(60),
     jitter: 0.2,
 };
 
 /// Mail to the SMTP server: 1 s doubling to 5 min, ±20 %.
-pub const MAIL: Backoff = Backoff {
+pub(crate) const MAIL: Backoff = Backoff {
     first: Duration::from_secs(1),
     max: Duration::from_secs(300),
     jitter: 0.2,
@@ -34,11 +34,11 @@ pub const MAIL: Backoff = Backoff {
 
 /// The longest `Retry-After` honoured: a server asking for more is asked
 /// again after this.
-pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
+pub(crate) const RETRY_AFTER_MAX: Duration = Duration::from_secs(600);
 
 /// Reconnecting to a gateway: 250 ms doubling to `cap`
 /// (`polling.reconnect_max`), ±25 %.
-pub fn reconnect(cap: Duration) -> Backoff {
+pub(crate) fn reconnect(cap: Duration) -> Backoff {
     Backoff {
         first: Duration::from_millis(250),
         max: cap,
@@ -64,7 +64,7 @@ impl Backoff {
     }
 
     /// The wait after `failures` consecutive failures (1 = the first).
-    pub fn delay(&self, failures: u32) -> Duration {
+    pub(crate) fn delay(&self, failures: u32) -> Duration {
         self.jittered(self.base(failures, Duration::ZERO))
     }
 
@@ -72,7 +72,7 @@ impl Backoff {
     /// for (`Retry-After`, capped at [`RETRY_AFTER_MAX`], no jitter), else
     /// the backoff, at least `floor` before jitter (a misconfiguration waits
     /// longer: an operator must act).
-    pub fn delay_after(
+    pub(crate) fn delay_after(
         &self,
         failures: u32,
         retry_after: Option<Duration>,

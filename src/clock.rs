@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A difference between the wall clock's and the monotonic clock's
 /// progress beyond this is a step, not drift (NTP slews at most 0.5 ms/s).
-pub const STEP_MS: i64 = 1_000;
+pub(crate) const STEP_MS: i64 = 1_000;
 
 /// Unix time now in milliseconds (0 before 1970).
 pub fn now_ms() -> i64 {
@@ -30,14 +30,14 @@ pub fn now_ms() -> i64 {
 /// Wall-clock milliseconds that follow tokio's clock from a start: tests
 /// that pause tokio's time move this clock too. For the mail tasks, whose
 /// retry times are wall-clock instants stored in the state database.
-pub struct TokioWall {
+pub(crate) struct TokioWall {
     wall0: i64,
     t0: tokio::time::Instant,
 }
 
 impl TokioWall {
     /// Starting now.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         TokioWall {
             wall0: now_ms(),
             t0: tokio::time::Instant::now(),
@@ -45,12 +45,12 @@ impl TokioWall {
     }
 
     /// Unix ms now, as this clock sees it.
-    pub fn now_ms(&self) -> i64 {
+    pub(crate) fn now_ms(&self) -> i64 {
         self.wall0 + self.t0.elapsed().as_millis() as i64
     }
 
     /// The tokio instant of the Unix time `ms` (now, if it is past).
-    pub fn instant(&self, ms: i64) -> tokio::time::Instant {
+    pub(crate) fn instant(&self, ms: i64) -> tokio::time::Instant {
         self.t0 + Duration::from_millis((ms - self.wall0).max(0) as u64)
     }
 }
@@ -62,12 +62,12 @@ impl Default for TokioWall {
 }
 
 /// The first multiple of `interval_ms` strictly after `t`.
-pub fn next_aligned(t: i64, interval_ms: i64) -> i64 {
+pub(crate) fn next_aligned(t: i64, interval_ms: i64) -> i64 {
     (t.div_euclid(interval_ms) + 1) * interval_ms
 }
 
 /// Skip forward over missed instants: returns (instant to poll, cycles skipped).
-pub fn catch_up(scheduled: i64, now: i64, interval_ms: i64) -> (i64, u64) {
+pub(crate) fn catch_up(scheduled: i64, now: i64, interval_ms: i64) -> (i64, u64) {
     if now < scheduled + interval_ms {
         return (scheduled, 0);
     }
@@ -76,14 +76,14 @@ pub fn catch_up(scheduled: i64, now: i64, interval_ms: i64) -> (i64, u64) {
 }
 
 /// How long until wall instant `due_ms`, as a monotonic wait (zero when due).
-pub fn until(due_ms: i64, now_ms: i64) -> Duration {
+pub(crate) fn until(due_ms: i64, now_ms: i64) -> Duration {
     Duration::from_millis((due_ms - now_ms).max(0) as u64)
 }
 
 /// Sees wall-clock steps: compares how far the wall clock moved with how
 /// far the monotonic clock moved since the last check, then re-anchors.
 #[derive(Debug, Clone, Copy)]
-pub struct Detector {
+pub(crate) struct Detector {
     wall_ms: i64,
     mono: Instant,
 }
@@ -95,7 +95,7 @@ impl Default for Detector {
 }
 
 impl Detector {
-    pub fn new() -> Detector {
+    pub(crate) fn new() -> Detector {
         Detector {
             wall_ms: now_ms(),
             mono: Instant::now(),
@@ -104,12 +104,12 @@ impl Detector {
 
     /// The step since the last check, in ms (negative: the wall clock went
     /// back), when it is larger than [`STEP_MS`].
-    pub fn check(&mut self) -> Option<i64> {
+    pub(crate) fn check(&mut self) -> Option<i64> {
         self.check_at(now_ms(), Instant::now())
     }
 
     /// [`check`](Self::check) with the clocks' readings given.
-    pub fn check_at(&mut self, wall_ms: i64, mono: Instant) -> Option<i64> {
+    pub(crate) fn check_at(&mut self, wall_ms: i64, mono: Instant) -> Option<i64> {
         let mono_ms = mono.saturating_duration_since(self.mono).as_millis() as i64;
         let step = (wall_ms - self.wall_ms) - mono_ms;
         self.wall_ms = wall_ms;
@@ -121,7 +121,7 @@ impl Detector {
 /// Log every wall-clock step once with its size and call `on_step` (the
 /// caller counts it), until `stop` fires. One task per process; the
 /// gateways act on steps themselves, this only reports them.
-pub async fn watch(on_step: impl Fn() + Send, stop: tokio_util::sync::CancellationToken) {
+pub(crate) async fn watch(on_step: impl Fn() + Send, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut d = Detector::new();

@@ -19,21 +19,21 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 /// How long the consumers of readings rest between batches.
-pub const PERIOD: Duration = Duration::from_millis(20);
+pub(crate) const PERIOD: Duration = Duration::from_millis(20);
 
 /// Most items a consumer takes from its channel at once.
-pub const MAX: usize = 1024;
+pub(crate) const MAX: usize = 1024;
 
 /// A receiver that hands out what arrived in batches.
 #[derive(Debug)]
-pub struct Gather<T> {
+pub(crate) struct Gather<T> {
     rx: mpsc::Receiver<T>,
     period: Duration,
     rest_until: Instant,
 }
 
 impl<T> Gather<T> {
-    pub fn new(rx: mpsc::Receiver<T>, period: Duration) -> Self {
+    pub(crate) fn new(rx: mpsc::Receiver<T>, period: Duration) -> Self {
         Gather {
             rx,
             period,
@@ -48,7 +48,7 @@ impl<T> Gather<T> {
     /// Cancel-safe (for `select!`): cancelled while resting, it rests the
     /// remainder next time; while waiting, nothing has been taken
     /// (`recv_many` is cancel-safe).
-    pub async fn next(&mut self, buf: &mut Vec<T>, max: usize) -> usize {
+    pub(crate) async fn next(&mut self, buf: &mut Vec<T>, max: usize) -> usize {
         sleep_until(self.rest_until).await;
         let n = self.rx.recv_many(buf, max.max(1)).await;
         self.rest_until = Instant::now() + self.period;

@@ -38,14 +38,14 @@
 //! - [`systemd`]: readiness and watchdog notifications (sd_notify).
 
 pub mod app;
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod events;
-pub mod gather;
-pub mod http;
-pub mod line_protocol;
+pub(crate) mod gather;
+pub(crate) mod http;
+pub(crate) mod line_protocol;
 pub mod mail;
 pub mod metrics;
 pub mod modbus;
@@ -59,5 +59,5 @@ pub mod secret;
 pub mod sim;
 pub mod sink;
 pub mod state;
-pub mod systemd;
+pub(crate) mod systemd;
 pub mod watch;

@@ -35,11 +35,11 @@ pub enum Dialect {
 }
 
 /// Escape a tag key, tag value or field key.
-pub fn escape_key(s: &str, out: &mut String) {
+pub(crate) fn escape_key(s: &str, out: &mut String) {
     escape_key_for(s, Dialect::V2, out)
 }
 
-pub fn escape_key_for(s: &str, dialect: Dialect, out: &mut String) {
+pub(crate) fn escape_key_for(s: &str, dialect: Dialect, out: &mut String) {
     // Field names (every key of every point) almost never need escaping:
     // one pass over the bytes instead of a char-by-char copy (escaping was
     // 2 % of the daemon's CPU, BENCHMARKS.md).
@@ -71,7 +71,7 @@ pub fn escape_key_for(s: &str, dialect: Dialect, out: &mut String) {
 const REPLACEMENT: char = '\u{FFFD}';
 
 /// Escape a measurement name.
-pub fn escape_measurement(s: &str, out: &mut String) {
+pub(crate) fn escape_measurement(s: &str, out: &mut String) {
     for c in s.chars() {
         let c = if c.is_control() { REPLACEMENT } else { c };
         if matches!(c, ',' | ' ' | '\\') {
@@ -93,7 +93,11 @@ pub(crate) fn writable_field(k: &str, v: f64) -> bool {
 }
 
 /// `measurement,k=v,k=v` for a tag set, built once per meter.
-pub fn series_key(measurement: &str, tags: &BTreeMap<String, String>, dialect: Dialect) -> String {
+pub(crate) fn series_key(
+    measurement: &str,
+    tags: &BTreeMap<String, String>,
+    dialect: Dialect,
+) -> String {
     let mut s = String::with_capacity(64);
     escape_measurement(measurement, &mut s);
     for (k, v) in tags.iter().filter(|(k, v)| writable_tag(k, v)) {

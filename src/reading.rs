@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 /// Latest reading of every meter, for status output and the HTTP API
 /// (written by the app's tee, read by `http`).
-pub type Latest = Arc<Mutex<HashMap<String, Reading>>>;
+pub(crate) type Latest = Arc<Mutex<HashMap<String, Reading>>>;
 
 /// What every reading of a meter shares; built once per meter.
 #[derive(Debug)]
@@ -35,14 +35,14 @@ impl MeterMeta {
         }
     }
 
-    pub fn tag_set(&self, dialect: Dialect) -> &str {
+    pub(crate) fn tag_set(&self, dialect: Dialect) -> &str {
         match dialect {
             Dialect::V2 => &self.tag_set_v2,
             Dialect::V1 => &self.tag_set_v1,
         }
     }
 
-    pub fn series_key(&self, dialect: Dialect) -> &str {
+    pub(crate) fn series_key(&self, dialect: Dialect) -> &str {
         match dialect {
             Dialect::V2 => &self.series_key_v2,
             Dialect::V1 => &self.series_key_v1,

@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 /// The measurement every meter reading is written to (its fields are the
 /// profile's field names; docs/operations.md lists the other measurements).
-pub const MEASUREMENT: &str = "meter";
+pub(crate) const MEASUREMENT: &str = "meter";
 
 /// Which instrument-transformer ratio scales a quantity to the primary side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,11 +80,11 @@ const fn u(symbol: &'static str, canonical: &'static str, factor: f64, ratio: Ra
 }
 
 impl Unit {
-    pub fn all() -> &'static [Unit] {
+    pub(crate) fn all() -> &'static [Unit] {
         UNITS
     }
 
-    pub const PERCENT: Unit = u("%", "%", 1.0, Ratio::None);
+    pub(crate) const PERCENT: Unit = u("%", "%", 1.0, Ratio::None);
 }
 
 impl FromStr for Unit {
@@ -110,7 +110,7 @@ impl fmt::Display for Unit {
 /// The canonical unit a field name implies, if the name belongs to one of
 /// the canonical families. Unknown families return `None` (allowed as extra
 /// fields, in whatever canonical unit their profile unit converts to).
-pub fn expected_unit(name: &str) -> Option<&'static str> {
+pub(crate) fn expected_unit(name: &str) -> Option<&'static str> {
     // Order matters: the more specific prefixes/suffixes first.
     if name.ends_with("_unbalance") || name.contains("_unbalance_") {
         return Some("%");
@@ -144,7 +144,7 @@ pub fn expected_unit(name: &str) -> Option<&'static str> {
 
 /// Field names are InfluxDB field keys and Prometheus-friendly identifiers:
 /// lowercase ASCII letters, digits and underscores, starting with a letter.
-pub fn valid_field_name(name: &str) -> bool {
+pub(crate) fn valid_field_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some('a'..='z'))
         && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
@@ -152,7 +152,7 @@ pub fn valid_field_name(name: &str) -> bool {
 }
 
 /// Levenshtein distance, for "did you mean" hints in config and profile errors.
-pub fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -167,7 +167,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate within a small edit distance, for error hints.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {

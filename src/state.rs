@@ -161,7 +161,7 @@ pub enum StateError {
 
 /// The lock file in the state directory: held (`flock`, exclusive) by the
 /// daemon for its whole life, with its pid in it.
-pub const LOCK_FILE: &str = "pqwatch.lock";
+pub(crate) const LOCK_FILE: &str = "pqwatch.lock";
 
 /// Why the state directory could not be locked.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +196,7 @@ pub struct DirLock {
 impl DirLock {
     /// The daemon started on this directory (its state database opened):
     /// the lock file stays after exit.
-    pub fn keep(&self) {
+    pub(crate) fn keep(&self) {
         self.kept.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
@@ -422,7 +422,7 @@ impl StateDb {
     }
 
     /// A persistent counter (dropped points survive restarts for `status`).
-    pub fn add_counter(&self, name: &str, n: i64) -> Result<(), StateError> {
+    pub(crate) fn add_counter(&self, name: &str, n: i64) -> Result<(), StateError> {
         self.conn
             .execute(
                 "INSERT INTO counters(name, value) VALUES (?1, ?2)
@@ -434,7 +434,7 @@ impl StateDb {
     }
 
     /// A value from the `meta` table.
-    pub fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<String>, StateError> {
         self.conn
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()

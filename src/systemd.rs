@@ -23,7 +23,7 @@ use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 /// A connection to systemd's notification socket.
-pub struct SdNotify {
+pub(crate) struct SdNotify {
     sock: UnixDatagram,
     addr: std::os::unix::net::SocketAddr,
 }
@@ -36,7 +36,7 @@ impl std::fmt::Debug for SdNotify {
 
 impl SdNotify {
     /// From `NOTIFY_SOCKET`; None when unset or unusable (logged).
-    pub fn from_env() -> Option<SdNotify> {
+    pub(crate) fn from_env() -> Option<SdNotify> {
         let path = std::env::var_os("NOTIFY_SOCKET")?;
         let path = path.to_string_lossy().into_owned();
         let addr = if let Some(name) = path.strip_prefix('@') {
@@ -56,7 +56,7 @@ impl SdNotify {
     }
 
     /// Send one notification ("READY=1", "WATCHDOG=1", "STATUS=…").
-    pub fn send(&self, msg: &str) -> io::Result<()> {
+    pub(crate) fn send(&self, msg: &str) -> io::Result<()> {
         self.sock
             .send_to_addr(msg.as_bytes(), &self.addr)
             .map(|_| ())
@@ -64,7 +64,7 @@ impl SdNotify {
 
     /// Send, logging (not failing) on error: systemd going away must not
     /// stop the daemon.
-    pub fn notify(&self, msg: &str) {
+    pub(crate) fn notify(&self, msg: &str) {
         if let Err(e) = self.send(msg) {
             tracing::warn!(error = %e, message = msg, "sd_notify failed");
         }
@@ -73,7 +73,7 @@ impl SdNotify {
 
 /// The watchdog interval systemd expects pings within (`WATCHDOG_USEC`,
 /// for this process per `WATCHDOG_PID` when that is set).
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     if let Some(pid) = std::env::var_os("WATCHDOG_PID")
         && pid.to_string_lossy().parse::<u32>().ok() != Some(std::process::id())
     {
@@ -86,7 +86,7 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// One thing that must keep moving: its last heartbeat (Unix ms, 0 when
 /// never) and how old that may get.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Beat {
+pub(crate) struct Beat {
     pub what: String,
     pub last_ms: u64,
     pub max_age: Duration,
@@ -95,7 +95,7 @@ pub struct Beat {
 /// What is stalled at `now_ms` (empty: feed the watchdog). A heartbeat
 /// never set counts from `started_ms`, so a task that never started is
 /// caught too.
-pub fn stalled(beats: &[Beat], now_ms: u64, started_ms: u64) -> Vec<String> {
+pub(crate) fn stalled(beats: &[Beat], now_ms: u64, started_ms: u64) -> Vec<String> {
     beats
         .iter()
         .filter_map(|b| {
@@ -121,7 +121,7 @@ pub fn stalled(beats: &[Beat], now_ms: u64, started_ms: u64) -> Vec<String> {
 /// stalled; otherwise say what is stuck, once per episode. `beats` is
 /// asked afresh at every tick (a reload changes the gateways), so this
 /// module knows nothing of what the beats are.
-pub async fn watchdog(
+pub(crate) async fn watchdog(
     sd: std::sync::Arc<SdNotify>,
     every: Duration,
     started_ms: u64,
@@ -149,7 +149,7 @@ pub async fn watchdog(
 
 /// CLOCK_MONOTONIC in µs, as systemd wants with RELOADING=1 (Rust's
 /// `Instant` does not expose its value).
-pub fn monotonic_usec() -> u64 {
+pub(crate) fn monotonic_usec() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -227,7 +227,7 @@ impl fmt::Display for Cron {
 
 impl Cron {
     /// Fire times t with after < t <= until, ascending, as zoned local times in `tz`.
-    pub fn fires_between(
+    pub(crate) fn fires_between(
         &self,
         tz: &TimeZone,
         after: Timestamp,
@@ -254,7 +254,7 @@ impl Cron {
     }
 
     /// The first fire time strictly after `after` (None if none within 5 years, e.g. "0 0 31 2 *").
-    pub fn next_after(&self, tz: &TimeZone, after: Timestamp) -> Option<ZonedDateTime> {
+    pub(crate) fn next_after(&self, tz: &TimeZone, after: Timestamp) -> Option<ZonedDateTime> {
         let d = local_date_ts(after, tz);
         let first = d.saturating_sub(1.day());
         let last = d.saturating_add(5.years());
@@ -270,7 +270,7 @@ impl Cron {
     }
 
     /// Whether the schedule fires at some time on local date `d`.
-    pub fn matches_day(&self, d: Date) -> bool {
+    pub(crate) fn matches_day(&self, d: Date) -> bool {
         if self.months & (1 << d.month()) == 0 {
             return false;
         }

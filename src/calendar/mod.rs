@@ -25,7 +25,7 @@
 mod cron;
 mod period;
 
-pub use cron::Cron;
+pub(crate) use cron::Cron;
 pub use period::{Period, PeriodKind};
 
 use jiff::Timestamp;

@@ -16,7 +16,7 @@ pub enum PeriodKind {
 }
 
 impl PeriodKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PeriodKind::Day => "day",
             PeriodKind::Week => "week",
@@ -26,7 +26,7 @@ impl PeriodKind {
 
     /// The schedule used when a customer names only the period: 08:00 on the
     /// first local day after the period ends.
-    pub fn default_cron(self) -> &'static str {
+    pub(crate) fn default_cron(self) -> &'static str {
         match self {
             PeriodKind::Day => "0 8 * * *",
             PeriodKind::Week => "0 8 * * 1",
@@ -72,7 +72,7 @@ const PERIOD_FORMS: &str = "expected 2026-10 (month), 2026-W44 (ISO week), \
 impl Period {
     /// # Panics
     /// If the period would end after 9999-12-31 (jiff's last date).
-    pub fn containing(kind: PeriodKind, d: Date) -> Period {
+    pub(crate) fn containing(kind: PeriodKind, d: Date) -> Period {
         Period::try_containing(kind, d).expect("period within jiff's date range")
     }
 
@@ -206,7 +206,7 @@ impl Period {
     }
 
     /// Whole minutes in [start, end): 1440 a day except DST-change days (1380 / 1500).
-    pub fn minutes(&self, tz: &TimeZone) -> i64 {
+    pub(crate) fn minutes(&self, tz: &TimeZone) -> i64 {
         (self.end_ms(tz) - self.start_ms(tz)).div_euclid(60_000)
     }
 
@@ -216,7 +216,7 @@ impl Period {
         std::iter::successors(Some(self.from), |d| d.tomorrow().ok()).take_while(move |d| *d < to)
     }
 
-    pub fn contains_day(&self, d: Date) -> bool {
+    pub(crate) fn contains_day(&self, d: Date) -> bool {
         self.from <= d && d < self.to
     }
 }

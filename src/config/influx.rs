@@ -253,7 +253,7 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
 
 /// 16 GiB: at the measured ~11.5 compressed bytes per point, about 1.5 G
 /// points (29 hours of 1,000 meters × 72 fields every 5 s; BENCHMARKS.md).
-pub const DEFAULT_OUTBOX_BYTES: u64 = 16 << 30;
+pub(crate) const DEFAULT_OUTBOX_BYTES: u64 = 16 << 30;
 
 /// "512MiB", "4GiB", "1GB", "1000000" → bytes.
 pub fn parse_size(s: &str) -> Option<u64> {

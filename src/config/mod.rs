@@ -17,16 +17,16 @@ mod daemon;
 mod fleet;
 mod influx;
 mod lenient;
-pub mod mail;
+pub(crate) mod mail;
 mod problems;
 mod raw;
 pub mod reload;
-pub mod reports;
-pub mod rules;
+pub(crate) mod reports;
+pub(crate) mod rules;
 pub mod sections;
 mod validate;
 
-pub use daemon::{Daemon, GatewaySettings, Polling};
+pub(crate) use daemon::GatewaySettings;
 pub use fleet::{Customer, Meter};
 pub use influx::{Api, DEFAULT_MAX_IN_FLIGHT, Durability, Influx, parse_size};
 pub use validate::{Config, SECTIONS, validate_tree};
@@ -63,7 +63,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 impl ConfigError {
-    pub fn one(p: impl Into<String>) -> Self {
+    pub(crate) fn one(p: impl Into<String>) -> Self {
         ConfigError {
             problems: vec![p.into()],
         }
@@ -89,7 +89,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// As [`load`], with an explicit environment (tests).
-pub fn load_with_env(
+pub(crate) fn load_with_env(
     path: &Path,
     env: std::collections::HashMap<String, String>,
 ) -> Result<Config, ConfigError> {

@@ -54,14 +54,14 @@ pub struct Influx {
 /// A size: a number of bytes, or a string like "512MiB", "2GiB", "1GB".
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum ByteSize {
+pub(crate) enum ByteSize {
     Bytes(u64),
     Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Polling {
+pub(crate) struct Polling {
     #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub interval: Option<String>,
     #[serde(default, deserialize_with = "super::lenient::duration_text")]
@@ -76,7 +76,7 @@ pub struct Polling {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Gateway {
+pub(crate) struct Gateway {
     pub address: String,
     #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub timeout: Option<String>,
@@ -120,7 +120,7 @@ pub struct Customer {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CustomerReport {
+pub(crate) struct CustomerReport {
     pub enabled: Option<bool>,
     pub period: Option<String>,
     pub schedule: Option<String>,
@@ -153,7 +153,7 @@ pub struct Reports {
 /// A declared suspension (暂停) or capacity reduction (减容).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Suspension {
+pub(crate) struct Suspension {
     /// Local date ("2026-11-01") or date-time ("2026-11-01T08:00").
     pub from: String,
     /// Last day (a date: inclusive, the suspension ends at the following
@@ -166,7 +166,7 @@ pub struct Suspension {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Rules {
+pub(crate) struct Rules {
     pub enabled: Option<bool>,
     pub preset: Option<String>,
     #[serde(default, deserialize_with = "super::lenient::duration_text")]
@@ -247,7 +247,7 @@ pub struct Alerts {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AlertGroup {
+pub(crate) struct AlertGroup {
     pub name: String,
     pub recipients: Vec<String>,
     pub language: Option<String>,
@@ -297,7 +297,7 @@ pub struct Meter {
 /// A transformer ratio: a number (`100`) or primary/secondary (`"10000/100"`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum RatioValue {
+pub(crate) enum RatioValue {
     Number(f64),
     Text(String),
 }
@@ -349,7 +349,7 @@ pub struct Cluster {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Plausibility {
+pub(crate) struct Plausibility {
     pub enabled: Option<bool>,
     pub voltage_factor: Option<f64>,
     pub current_factor: Option<f64>,

@@ -14,26 +14,26 @@ use tokio::sync::watch;
 use tracing::warn;
 
 /// One stage's slice of the config, sent again on every reload.
-pub struct Slice<S> {
+pub(crate) struct Slice<S> {
     tx: watch::Sender<Arc<S>>,
     of: fn(&Config) -> S,
 }
 
 impl<S> Slice<S> {
     /// The slice `of(cfg)` and the receiver the stage runs with.
-    pub fn new(cfg: &Config, of: fn(&Config) -> S) -> (Slice<S>, watch::Receiver<Arc<S>>) {
+    pub(crate) fn new(cfg: &Config, of: fn(&Config) -> S) -> (Slice<S>, watch::Receiver<Arc<S>>) {
         let (tx, rx) = watch::channel(Arc::new(of(cfg)));
         (Slice { tx, of }, rx)
     }
 
     /// Another receiver of the same slice.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<S>> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<S>> {
         self.tx.subscribe()
     }
 
     /// Send the slice of a reloaded config (a stage that stopped already
     /// is not an error).
-    pub fn send(&self, cfg: &Config) {
+    pub(crate) fn send(&self, cfg: &Config) {
         let _ = self.tx.send(Arc::new((self.of)(cfg)));
     }
 }
@@ -47,7 +47,7 @@ pub fn fixed<S>(value: S) -> watch::Receiver<Arc<S>> {
 /// Settings a reload cannot change in a running daemon keep their running
 /// values (and the log says which changed); everything else is the new
 /// config's.
-pub fn pin_not_live(old: &Config, mut new: Config) -> Config {
+pub(crate) fn pin_not_live(old: &Config, mut new: Config) -> Config {
     let mut changed = Vec::new();
     if format!("{:?}", old.influx) != format!("{:?}", new.influx) {
         changed.push("[influxdb]");

@@ -20,7 +20,7 @@ pub enum Language {
 }
 
 impl Language {
-    pub fn tag(self) -> &'static str {
+    pub(crate) fn tag(self) -> &'static str {
         match self {
             Language::ZhCn => "zh-CN",
             Language::En => "en",
@@ -66,7 +66,7 @@ pub struct SuspensionPeriod {
 /// A local date or date-time in `tz` → Unix ms. With `end_of_day`, a bare
 /// date means the midnight *after* it: a suspension declared "to
 /// 2026-11-30" includes its last day (a date-time is always the instant).
-pub fn local_ms(s: &str, tz: &jiff::tz::TimeZone, end_of_day: bool) -> Option<i64> {
+pub(crate) fn local_ms(s: &str, tz: &jiff::tz::TimeZone, end_of_day: bool) -> Option<i64> {
     // jiff reads a bare date as a date-time at midnight too: decide by form.
     let dt: jiff::civil::DateTime = if s.contains(['T', ' ']) {
         s.parse::<jiff::civil::DateTime>().ok()?
@@ -135,7 +135,7 @@ pub(super) fn suspensions(
 /// shifts the band by −0.28 %; the standards name the pair, not the
 /// arithmetic. Other voltages: line-to-line / √3 (documented; set
 /// `nominal_voltage_ln` to override).
-pub fn standard_phase_voltage(line_to_line: f64) -> f64 {
+pub(crate) fn standard_phase_voltage(line_to_line: f64) -> f64 {
     const PAIRS: [(f64, f64); 8] = [
         (208.0, 120.0),
         (380.0, 220.0),
@@ -247,13 +247,13 @@ impl Cluster {
     /// and its reports): rendezvous hashing of the customer id, so adding
     /// customers moves none, and going from n to n + 1 shards moves only
     /// the customers the new shard wins (about 1/(n + 1) of them).
-    pub fn owner(&self, customer: &str) -> u32 {
+    pub(crate) fn owner(&self, customer: &str) -> u32 {
         (0..self.shards)
             .max_by_key(|i| fnv1a(customer.as_bytes(), *i))
             .unwrap_or(0)
     }
 
-    pub fn owns(&self, customer: &str) -> bool {
+    pub(crate) fn owns(&self, customer: &str) -> bool {
         self.shards <= 1 || self.owner(customer) == self.shard
     }
 }

@@ -14,13 +14,13 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// `/api/events` returns at most this many events, whatever `limit` says.
-pub const MAX_EVENTS: usize = 1000;
+pub(crate) const MAX_EVENTS: usize = 1000;
 /// … and this many without a `limit`.
-pub const DEFAULT_EVENTS: usize = 100;
+pub(crate) const DEFAULT_EVENTS: usize = 100;
 
 /// A meter is stale when its latest reading is older than this many of
 /// its poll intervals.
-pub const STALE_INTERVALS: i64 = 3;
+pub(crate) const STALE_INTERVALS: i64 = 3;
 
 /// Local time for people, as `pqwatch events` prints it.
 fn local(ms: i64, tz: &jiff::tz::TimeZone) -> String {
@@ -40,7 +40,7 @@ fn local(ms: i64, tz: &jiff::tz::TimeZone) -> String {
 /// What the InfluxDB check looks at: the sink's own record of its writes,
 /// never a request of ours.
 #[derive(Debug, Clone, Default)]
-pub struct Writes {
+pub(crate) struct Writes {
     /// `[influxdb] max_outbox_bytes`; `None` without `[influxdb]`.
     pub max_outbox_bytes: Option<u64>,
     pub outbox_bytes: u64,
@@ -54,7 +54,7 @@ pub struct Writes {
 }
 
 impl Writes {
-    pub fn from_metrics(m: &Metrics, max_outbox_bytes: Option<u64>, now_ms: i64) -> Writes {
+    pub(crate) fn from_metrics(m: &Metrics, max_outbox_bytes: Option<u64>, now_ms: i64) -> Writes {
         Writes {
             max_outbox_bytes,
             outbox_bytes: Metrics::get(&m.sink.outbox_bytes),
@@ -74,7 +74,7 @@ impl Writes {
 /// refuses our writes (401/403/404) does: that lasts until an operator
 /// fixes a setting, so the detail gives the reason. Not configured: passes,
 /// saying so.
-pub fn influx_check(w: &Writes) -> (bool, Value) {
+pub(crate) fn influx_check(w: &Writes) -> (bool, Value) {
     let Some(max) = w.max_outbox_bytes else {
         return (true, json!({ "ok": true, "status": "not configured" }));
     };
@@ -114,7 +114,7 @@ pub fn influx_check(w: &Writes) -> (bool, Value) {
 /// The outbox takes writes. While it does not (disk full), batches are
 /// held in memory and the oldest are dropped beyond the memory bound:
 /// the promise is at risk, so the daemon is not ready.
-pub fn outbox_check(m: &Metrics, now_ms: i64) -> (bool, Value) {
+pub(crate) fn outbox_check(m: &Metrics, now_ms: i64) -> (bool, Value) {
     match Metrics::get(&m.sink.outbox_unwritable_since_ms) {
         0 => (true, json!({ "ok": true, "status": "writable" })),
         since => (
@@ -133,7 +133,7 @@ pub fn outbox_check(m: &Metrics, now_ms: i64) -> (bool, Value) {
 }
 
 /// The state database answers a read-only query (its schema version).
-pub fn state_db_check(db: Result<i64, StateError>) -> (bool, Value) {
+pub(crate) fn state_db_check(db: Result<i64, StateError>) -> (bool, Value) {
     match db {
         Ok(v) => (true, json!({ "ok": true, "schema_version": v })),
         Err(e) => (false, json!({ "ok": false, "error": e.to_string() })),
@@ -141,7 +141,7 @@ pub fn state_db_check(db: Result<i64, StateError>) -> (bool, Value) {
 }
 
 /// The `/readyz` document: ready when every check passed.
-pub fn readiness(checks: Vec<(&'static str, (bool, Value))>) -> (bool, Value) {
+pub(crate) fn readiness(checks: Vec<(&'static str, (bool, Value))>) -> (bool, Value) {
     let ready = checks.iter().all(|(_, (ok, _))| *ok);
     let map: serde_json::Map<String, Value> = checks
         .into_iter()
@@ -159,7 +159,7 @@ pub fn readiness(checks: Vec<(&'static str, (bool, Value))>) -> (bool, Value) {
 
 /// "ok", "stale" (latest reading older than [`STALE_INTERVALS`] intervals)
 /// or "never_polled" (no reading yet: not polled, or never answered).
-pub fn meter_status(last_ms: Option<i64>, interval_ms: i64, now_ms: i64) -> &'static str {
+pub(crate) fn meter_status(last_ms: Option<i64>, interval_ms: i64, now_ms: i64) -> &'static str {
     match last_ms {
         None => "never_polled",
         Some(t) if now_ms - t > STALE_INTERVALS * interval_ms => "stale",
@@ -173,7 +173,7 @@ pub fn meter_status(last_ms: Option<i64>, interval_ms: i64, now_ms: i64) -> &'st
 /// handler streams the array in such chunks, so a scrape of 10,000 meters
 /// holds a chunk, not a tree of every meter's values (that was +146 MB of
 /// peak RSS, BENCHMARKS.md).
-pub fn meters_json_chunk(
+pub(crate) fn meters_json_chunk(
     cfg: &Settings,
     meters: &[std::sync::Arc<crate::config::Meter>],
     first: bool,
@@ -241,7 +241,7 @@ fn meter_json(
 // ---------------------------------------------------------------------------
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateFilter {
+pub(crate) enum StateFilter {
     Open,
     Closed,
     All,
@@ -260,7 +260,7 @@ impl StateFilter {
 
 /// A validated `/api/events` query.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventQuery {
+pub(crate) struct EventQuery {
     pub state: StateFilter,
     /// 1 … [`MAX_EVENTS`].
     pub limit: usize,
@@ -269,7 +269,7 @@ pub struct EventQuery {
 
 impl EventQuery {
     /// From the query parameters; `Err` names the bad one.
-    pub fn new(
+    pub(crate) fn new(
         state: Option<&str>,
         limit: Option<usize>,
         meter: Option<String>,
@@ -289,7 +289,7 @@ impl EventQuery {
 
 /// The events `q` selects, newest first, as `pqwatch events --json` prints
 /// them (times local to `tz`).
-pub fn query_events(
+pub(crate) fn query_events(
     db: &StateDb,
     q: &EventQuery,
     tz: &jiff::tz::TimeZone,
@@ -344,7 +344,7 @@ pub fn query_events(
 }
 
 /// Open events per kind (`/metrics`): one indexed query.
-pub fn open_events_by_kind(
+pub(crate) fn open_events_by_kind(
     db: &StateDb,
 ) -> Result<std::collections::BTreeMap<String, u64>, StateError> {
     let mut st = db

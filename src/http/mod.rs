@@ -28,8 +28,8 @@
 //! The server stops accepting when its cancel token fires and lets
 //! requests in progress finish.
 
-pub mod api;
-pub mod serve;
+pub(crate) mod api;
+pub(crate) mod serve;
 
 use crate::config::{Config, Meter};
 use crate::metrics::{Metrics, exposition};
@@ -51,24 +51,22 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-pub use serve::{HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS};
-
 /// The longest a request may take to be answered.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The listen address could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[error(
     "http.listen = \"{addr}\": cannot listen: {source}; choose another address in [http] listen, or set [http] enabled = false"
 )]
-pub struct BindError {
+pub(crate) struct BindError {
     pub addr: SocketAddr,
     pub source: std::io::Error,
 }
 
 /// Bind `[http] listen`. Done before any task starts, so an address in use
 /// stops the daemon at once with an error naming the setting.
-pub async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| BindError { addr, source })
@@ -88,7 +86,7 @@ pub struct Settings {
 
 impl Settings {
     /// The endpoint's slice of `cfg`.
-    pub fn of(cfg: &Config) -> Settings {
+    pub(crate) fn of(cfg: &Config) -> Settings {
         Settings {
             state_dir: cfg.daemon.state_dir.clone(),
             meters: cfg.meters.clone(),
@@ -100,7 +98,7 @@ impl Settings {
 
 /// What the handlers read.
 #[derive(Clone)]
-pub struct Ctx(Arc<Inner>);
+pub(crate) struct Ctx(Arc<Inner>);
 
 struct Inner {
     metrics: Arc<Metrics>,
@@ -113,7 +111,7 @@ struct Inner {
 
 impl Ctx {
     /// `token`: `[http] token`, which a reload does not change.
-    pub fn new(
+    pub(crate) fn new(
         settings: watch::Receiver<Arc<Settings>>,
         token: Option<Secret>,
         metrics: Arc<Metrics>,
@@ -135,7 +133,7 @@ impl Ctx {
 
 /// Serve on `listener` until `stop` fires (then finish the requests in
 /// progress).
-pub fn spawn(
+pub(crate) fn spawn(
     listener: TcpListener,
     ctx: Ctx,
     stop: CancellationToken,
@@ -158,7 +156,7 @@ pub fn spawn(
 }
 
 /// The routes, with authentication and the request timeout.
-pub fn router(ctx: Ctx) -> Router {
+pub(crate) fn router(ctx: Ctx) -> Router {
     let protected = Router::new()
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -176,7 +174,7 @@ pub fn router(ctx: Ctx) -> Router {
 /// Whether an `Authorization` header value carries `token` as a bearer
 /// token. Constant time in the token's bytes: how much of a guess matched
 /// does not show in the response time.
-pub fn authorized(header: Option<&[u8]>, token: &Secret) -> bool {
+pub(crate) fn authorized(header: Option<&[u8]>, token: &Secret) -> bool {
     let Some(h) = header else {
         return false;
     };

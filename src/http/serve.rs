@@ -38,12 +38,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 /// Connections served at once.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// The longest a connection may take to send a request's headers.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A connection on which no byte moved for this long while it waited on
 /// the peer is closed.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The connections open now: which are waiting for a request (and since
 /// when), and how to close each.
@@ -108,7 +108,7 @@ impl Registry {
 
 /// Serve `app` on `listener` until `stop` fires; then let the requests in
 /// progress finish.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     metrics: Arc<Metrics>,

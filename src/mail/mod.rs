@@ -16,11 +16,11 @@
 //! Not here: what a message says (`notify::render`, `report::render`) or
 //! when it is due (`notify::digest`, `report::scheduler`).
 
-pub mod queue;
-pub mod sender;
-pub mod stats;
+pub(crate) mod queue;
+pub(crate) mod sender;
+pub(crate) mod stats;
 pub mod text;
-pub mod transport;
+pub(crate) mod transport;
 
 pub use sender::Sender;
 
@@ -54,7 +54,7 @@ impl Settings {
 
 /// A message from pqwatch: sender, subject, date, and `Auto-Submitted:
 /// auto-generated` so auto-responders stay quiet (alerts and reports).
-pub fn automated(
+pub(crate) fn automated(
     from: &Mailbox,
     subject: &str,
     date: SystemTime,

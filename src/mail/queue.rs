@@ -198,6 +198,7 @@ impl MailQueue {
     }
 
     /// Messages given up on.
+    #[cfg(test)]
     pub fn failed(&self) -> Result<u64, StateError> {
         self.count("SELECT count(*) FROM mail_queue WHERE failed_ms IS NOT NULL")
     }

@@ -103,7 +103,7 @@ impl Sender {
     }
 
     /// Where mail goes, for logs.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         self.transport.describe()
     }
 

@@ -28,7 +28,7 @@ pub struct MailStats {
 
 impl MailStats {
     /// The mail families.
-    pub fn families(&self) -> Vec<Family> {
+    pub(crate) fn families(&self) -> Vec<Family> {
         vec![
             counter(
                 "pqwatch_mails_queued_total",

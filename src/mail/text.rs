@@ -24,7 +24,7 @@ pub fn clean(s: &str) -> String {
 }
 
 /// HTML text escaping.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -40,7 +40,7 @@ pub fn esc(s: &str) -> String {
 }
 
 /// The name of an event kind (with its harmonic order) in `lang`.
-pub fn kind_name(kind: Kind, order: u16, lang: Language) -> String {
+pub(crate) fn kind_name(kind: Kind, order: u16, lang: Language) -> String {
     let zh = lang == Language::ZhCn;
     match kind {
         Kind::VoltageHigh if zh => "电压偏高".into(),
@@ -67,7 +67,7 @@ pub fn kind_name(kind: Kind, order: u16, lang: Language) -> String {
 }
 
 /// "4 min 30 s" / "4分30秒".
-pub fn duration(ms: i64, lang: Language) -> String {
+pub(crate) fn duration(ms: i64, lang: Language) -> String {
     let s = ms.max(0) / 1000;
     let (d, h, m, sec) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
     let zh = lang == Language::ZhCn;

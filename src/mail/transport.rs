@@ -21,7 +21,7 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Tokio1Execu
 use std::path::{Path, PathBuf};
 
 #[derive(Clone)]
-pub enum Transport {
+pub(crate) enum Transport {
     Smtp {
         mailer: AsyncSmtpTransport<Tokio1Executor>,
         describe: String,
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Transport {
 
 /// Why a send failed, as far as retrying is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// Worth trying again later: the server is unreachable, timed out,
     /// answered 4xx, refused our credentials (a config problem an operator
     /// fixes without losing the queue), TLS failed, or the disk is full.
@@ -61,7 +61,7 @@ impl std::fmt::Display for SendError {
 const AUTH_CODES: [u16; 4] = [530, 534, 535, 538];
 
 /// Retry or give up? The one place that decides.
-pub fn classify(e: &lettre::transport::smtp::Error) -> SendError {
+pub(crate) fn classify(e: &lettre::transport::smtp::Error) -> SendError {
     let text = error_chain(e);
     match e.status().map(u16::from) {
         Some(code) if e.is_permanent() && !AUTH_CODES.contains(&code) => SendError::Rejected(text),
@@ -87,7 +87,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 impl Transport {
     /// From `[smtp]`; `.eml` files go to `smtp.eml_dir`, or
     /// `<state_dir>/mail` when that is not set. Creates that directory.
-    pub fn from_config(smtp: &Smtp, state_dir: &Path) -> Result<Transport, String> {
+    pub(crate) fn from_config(smtp: &Smtp, state_dir: &Path) -> Result<Transport, String> {
         let Some(host) = &smtp.host else {
             let dir = if smtp.eml_dir.as_os_str().is_empty() {
                 state_dir.join("mail")
@@ -132,14 +132,14 @@ impl Transport {
     }
 
     /// For logs: where mail goes, never the password.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Transport::Smtp { describe, .. } => describe.clone(),
             Transport::Files { dir, .. } => format!(".eml files in {}", dir.display()),
         }
     }
 
-    pub async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), SendError> {
         match self {
             Transport::Smtp { mailer, .. } => mailer
                 .send_raw(envelope, raw)

@@ -11,10 +11,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// The `Content-Type` of [`render`]'s output.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Type {
+pub(crate) enum Type {
     Counter,
     Gauge,
     Histogram,
@@ -30,10 +30,10 @@ impl Type {
     }
 }
 
-pub type Labels = Vec<(&'static str, String)>;
+pub(crate) type Labels = Vec<(&'static str, String)>;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Sample {
+pub(crate) enum Sample {
     Value(Labels, f64),
     /// Written as `_bucket` lines (cumulative, then `le="+Inf"`), `_sum`
     /// and `_count`.
@@ -42,7 +42,7 @@ pub enum Sample {
 
 /// One metric: its `# HELP` and `# TYPE` lines and its samples.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Family {
+pub(crate) struct Family {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Type,
@@ -50,7 +50,7 @@ pub struct Family {
 }
 
 impl Family {
-    pub fn new(name: &'static str, kind: Type, help: &'static str) -> Family {
+    pub(crate) fn new(name: &'static str, kind: Type, help: &'static str) -> Family {
         debug_assert!(valid_name(name), "metric name {name}");
         debug_assert_eq!(kind == Type::Counter, name.ends_with("_total"), "{name}");
         Family {
@@ -62,13 +62,13 @@ impl Family {
     }
 
     /// Add a sample.
-    pub fn with(mut self, labels: Labels, value: f64) -> Family {
+    pub(crate) fn with(mut self, labels: Labels, value: f64) -> Family {
         self.samples.push(Sample::Value(labels, value));
         self
     }
 
     /// A family with one unlabelled sample.
-    pub fn one(name: &'static str, kind: Type, help: &'static str, value: f64) -> Family {
+    pub(crate) fn one(name: &'static str, kind: Type, help: &'static str, value: f64) -> Family {
         Family::new(name, kind, help).with(Vec::new(), value)
     }
 }
@@ -81,7 +81,7 @@ fn valid_name(n: &str) -> bool {
 }
 
 /// A label value: backslash, double quote and line feed escaped.
-pub fn escape_label_value(v: &str, out: &mut String) {
+pub(crate) fn escape_label_value(v: &str, out: &mut String) {
     for ch in v.chars() {
         match ch {
             '\\' => out.push_str("\\\\"),
@@ -105,7 +105,7 @@ fn escape_help(v: &str, out: &mut String) {
 
 /// A sample value: Go's float syntax for the special values; integral
 /// values without a fraction.
-pub fn format_value(v: f64, out: &mut String) {
+pub(crate) fn format_value(v: f64, out: &mut String) {
     if v.is_nan() {
         out.push_str("NaN");
     } else if v.is_infinite() {
@@ -150,7 +150,7 @@ fn write_sample(
 }
 
 /// The text exposition of `families`, in their order.
-pub fn render(families: &[Family]) -> String {
+pub(crate) fn render(families: &[Family]) -> String {
     let mut out = String::with_capacity(families.len() * 160);
     for f in families {
         out.push_str("# HELP ");
@@ -185,22 +185,22 @@ pub fn render(families: &[Family]) -> String {
 }
 
 /// A counter's or gauge's value as a sample.
-pub fn value(c: &AtomicU64) -> f64 {
+pub(crate) fn value(c: &AtomicU64) -> f64 {
     c.load(Relaxed) as f64
 }
 
 /// Unix ms as Unix seconds.
-pub fn secs(ms: u64) -> f64 {
+pub(crate) fn secs(ms: u64) -> f64 {
     ms as f64 / 1000.0
 }
 
 /// A family with one unlabelled counter sample.
-pub fn counter(name: &'static str, help: &'static str, c: &AtomicU64) -> Family {
+pub(crate) fn counter(name: &'static str, help: &'static str, c: &AtomicU64) -> Family {
     Family::one(name, Type::Counter, help, value(c))
 }
 
 /// A family with one unlabelled gauge sample.
-pub fn gauge(name: &'static str, help: &'static str, v: f64) -> Family {
+pub(crate) fn gauge(name: &'static str, help: &'static str, v: f64) -> Family {
     Family::one(name, Type::Gauge, help, v)
 }
 
@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn histograms_have_cumulative_buckets_inf_sum_and_count() {
-        let h = crate::metrics::Histogram::default();
+        let h = crate::metrics::histogram::Histogram::default();
         for ms in [2, 30, 30, 7000] {
             h.observe(Duration::from_millis(ms));
         }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the Modbus request-latency histogram buckets.
-pub const LATENCY_BUCKETS: [f64; 11] = [
+pub(crate) const LATENCY_BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
@@ -18,7 +18,7 @@ pub struct Histogram {
 
 /// A histogram's values at one instant.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HistogramSnapshot {
+pub(crate) struct HistogramSnapshot {
     /// (upper bound in seconds, cumulative count), without `+Inf`.
     pub buckets: Vec<(f64, u64)>,
     /// All observations (the `+Inf` bucket).
@@ -28,7 +28,7 @@ pub struct HistogramSnapshot {
 }
 
 impl Histogram {
-    pub fn observe(&self, d: Duration) {
+    pub(crate) fn observe(&self, d: Duration) {
         let s = d.as_secs_f64();
         let i = LATENCY_BUCKETS
             .iter()
@@ -40,7 +40,7 @@ impl Histogram {
 
     /// Cumulative buckets; the count is their total, so `count` always
     /// equals the `+Inf` bucket even while observations arrive.
-    pub fn snapshot(&self) -> HistogramSnapshot {
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
         let mut acc = 0;
         let mut buckets = Vec::with_capacity(LATENCY_BUCKETS.len());
         for (i, le) in LATENCY_BUCKETS.iter().enumerate() {

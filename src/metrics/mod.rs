@@ -18,11 +18,10 @@
 //! heartbeat means a hung task, not a failing device: a gateway whose
 //! meters never answer still beats.
 
-pub mod exposition;
-pub mod histogram;
+pub(crate) mod exposition;
+pub(crate) mod histogram;
 
-pub use crate::modbus::stats::{GatewayStats, MeterStats};
-pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
+pub(crate) use crate::modbus::stats::{GatewayStats, MeterStats};
 
 use exposition::{Family, Type, counter, gauge, secs};
 use std::collections::BTreeMap;
@@ -45,21 +44,21 @@ pub struct Metrics {
 
 /// The process's start (Unix ms): fixed the first time it is asked for,
 /// which the daemon does as it starts.
-pub fn process_start_ms() -> u64 {
+pub(crate) fn process_start_ms() -> u64 {
     static START: OnceLock<u64> = OnceLock::new();
     *START.get_or_init(|| crate::clock::now_ms().max(0) as u64)
 }
 
 impl Metrics {
-    pub fn inc(c: &AtomicU64) {
+    pub(crate) fn inc(c: &AtomicU64) {
         c.fetch_add(1, Relaxed);
     }
 
-    pub fn add(c: &AtomicU64, n: u64) {
+    pub(crate) fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Relaxed);
     }
 
-    pub fn set(c: &AtomicU64, v: u64) {
+    pub(crate) fn set(c: &AtomicU64, v: u64) {
         c.store(v, Relaxed);
     }
 
@@ -70,7 +69,7 @@ impl Metrics {
 
 /// What `/metrics` shows besides the [`Metrics`] counters.
 #[derive(Debug, Clone, Default)]
-pub struct Extra {
+pub(crate) struct Extra {
     pub now_ms: i64,
     /// Open events per kind (state database); `None` when it could not be
     /// read (the family is left out rather than reported as zero).
@@ -82,7 +81,7 @@ pub struct Extra {
 }
 
 /// Every family: the process's, then each subsystem's own.
-pub fn families(m: &Metrics, extra: &Extra) -> Vec<Family> {
+pub(crate) fn families(m: &Metrics, extra: &Extra) -> Vec<Family> {
     let mut f = vec![
         Family::new(
             "pqwatch_build_info",
@@ -117,7 +116,7 @@ pub fn families(m: &Metrics, extra: &Extra) -> Vec<Family> {
 }
 
 /// Log the one-line status summary (every `status_every`, and at exit).
-pub fn log_status(m: &Metrics) {
+pub(crate) fn log_status(m: &Metrics) {
     let g = Metrics::get;
     let (p, s, e) = (&m.polling, &m.sink, &m.events);
     tracing::info!(
@@ -156,7 +155,7 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_and_count_is_their_total() {
-        let h = Histogram::default();
+        let h = histogram::Histogram::default();
         for ms in [1, 5, 7, 300, 300, 20_000] {
             h.observe(Duration::from_millis(ms));
         }

@@ -172,7 +172,7 @@ impl MeterPlan {
 
     /// The same plan without bridged gaps, for a device that rejects reads
     /// spanning registers it does not define (exception 0x02).
-    pub fn without_gaps(&self) -> MeterPlan {
+    pub(crate) fn without_gaps(&self) -> MeterPlan {
         MeterPlan {
             requests: crate::modbus::plan::plan_with(&self.profile, &self.needed, 0),
             ..self.clone()
@@ -256,7 +256,7 @@ impl MeterPlan {
 /// a CT ratio leaves binary noise (5368 × 0.1 × 200 = 107360.00000000001);
 /// no meter register carries more than ~10 significant digits of
 /// information, so 12 keep all of it and store what the meter meant.
-pub fn tidy(v: f64) -> f64 {
+pub(crate) fn tidy(v: f64) -> f64 {
     if v == 0.0 || !v.is_finite() {
         return v;
     }

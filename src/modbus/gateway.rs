@@ -141,7 +141,7 @@ struct MeterState {
     plausible: crate::modbus::plausible::Tracker,
 }
 
-pub struct Gateway {
+pub(crate) struct Gateway {
     pub settings: GatewaySettings,
     pub meters: Vec<Arc<Meter>>,
     pub metrics: Arc<Metrics>,
@@ -196,7 +196,7 @@ impl Conn {
 impl Gateway {
     /// Run until `cancel` fires. Readings go to `tx`; a full channel applies
     /// backpressure (the sink drains at CPU speed, never waiting on I/O).
-    pub async fn run(self, tx: mpsc::Sender<Reading>, cancel: CancellationToken) {
+    pub(crate) async fn run(self, tx: mpsc::Sender<Reading>, cancel: CancellationToken) {
         let span = info_span!("gateway", gateway = %self.settings.address);
         self.run_inner(tx, cancel).instrument(span).await
     }

@@ -65,7 +65,7 @@ pub struct Bounds {
 impl Bounds {
     /// `nominal_voltage`: line-to-line for three-phase meters, the phase
     /// voltage for single-phase ones (the config's convention).
-    pub fn new(
+    pub(crate) fn new(
         s: &Settings,
         nominal_voltage: f64,
         phases: u8,
@@ -89,7 +89,7 @@ impl Bounds {
     }
 
     /// Why `value` of `field` is implausible, or None.
-    pub fn check(&self, field: &str, value: f64) -> Option<String> {
+    pub(crate) fn check(&self, field: &str, value: f64) -> Option<String> {
         if !self.enabled {
             return None;
         }
@@ -136,7 +136,7 @@ impl Bounds {
 
 /// What one reading's values came to.
 #[derive(Debug, Default, PartialEq)]
-pub struct Verdict {
+pub(crate) struct Verdict {
     /// (field, why) of the values removed.
     pub rejected: Vec<(Arc<str>, String)>,
     /// (field, previous, now) of counters that went backwards.
@@ -150,7 +150,7 @@ pub struct Verdict {
 /// Per-meter memory: the last value of each counter, and which fields are
 /// implausible now (so a persistent problem is logged once, not per poll).
 #[derive(Debug, Default)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     /// A handful of energy counters per meter: a list searched by pointer
     /// first (the names are the plan's shared `Arc`s), not a hash map
     /// hashing every name on every poll.
@@ -160,7 +160,7 @@ pub struct Tracker {
 
 impl Tracker {
     /// Remove implausible values from `values` and report what happened.
-    pub fn filter(&mut self, b: &Bounds, values: &mut Vec<(Arc<str>, f64)>) -> Verdict {
+    pub(crate) fn filter(&mut self, b: &Bounds, values: &mut Vec<(Arc<str>, f64)>) -> Verdict {
         let mut v = Verdict::default();
         let mut now_bad: Vec<Arc<str>> = Vec::new();
         values.retain(|(field, value)| match b.check(field, *value) {

@@ -92,14 +92,14 @@ impl PollingStats {
     }
 
     /// Every gateway seen, by address.
-    pub fn gateways(&self) -> Vec<(String, Arc<GatewayStats>)> {
+    pub(crate) fn gateways(&self) -> Vec<(String, Arc<GatewayStats>)> {
         let g = self.gateways.lock().expect("gateway stats lock");
         g.iter().map(|(a, s)| (a.clone(), s.clone())).collect()
     }
 
     /// (address, heartbeat Unix ms) of every gateway with a running task:
     /// what a watchdog checks.
-    pub fn gateway_heartbeats(&self) -> Vec<(String, u64)> {
+    pub(crate) fn gateway_heartbeats(&self) -> Vec<(String, u64)> {
         let g = self.gateways.lock().expect("gateway stats lock");
         g.iter()
             .filter(|(_, s)| s.tasks.load(Relaxed) > 0)
@@ -109,7 +109,7 @@ impl PollingStats {
 
     /// The statistics of meter `id`, created on first use (once per
     /// gateway task start).
-    pub fn meter(&self, id: &str) -> Arc<MeterStats> {
+    pub(crate) fn meter(&self, id: &str) -> Arc<MeterStats> {
         let mut m = self.meters.lock().expect("meter stats lock");
         if let Some(s) = m.get(id) {
             return s.clone();
@@ -130,7 +130,7 @@ impl PollingStats {
 
     /// The polling families: per gateway (polls, reads, connects, request
     /// latency, heartbeat, running), then the totals only kept overall.
-    pub fn families(&self) -> Vec<Family> {
+    pub(crate) fn families(&self) -> Vec<Family> {
         use Type::{Counter, Gauge, Histogram};
         let gateways = self.gateways();
         let gw = |addr: &str| vec![("gateway", addr.to_string())];

@@ -66,11 +66,6 @@ impl Pollers {
         self.tasks.len()
     }
 
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
-
     /// Make the running gateway tasks match `cfg`: stop the ones removed
     /// or changed (a stopped task finishes its poll in progress), start
     /// the new and changed ones, leave the rest polling undisturbed.

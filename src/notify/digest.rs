@@ -274,9 +274,6 @@ impl Digest {
         self.dir = Directory::from_config(cfg);
     }
 
-    pub fn directory(&self) -> &Directory {
-        &self.dir
-    }
 
     /// Take one change that happened at `now_ms`.
     pub fn push(&mut self, now_ms: i64, change: EventChange) -> Outcome {
@@ -389,6 +386,7 @@ impl Digest {
     }
 
     /// Is anything waiting?
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty() && self.suppressed.is_empty()
     }

@@ -34,8 +34,8 @@
 //! across restarts (it starts afresh). With `[alerts] enabled = false`
 //! changes are ignored.
 
-pub mod digest;
-pub mod render;
+pub(crate) mod digest;
+pub(crate) mod render;
 
 use crate::clock::TokioWall;
 use crate::config::mail::Alerts;
@@ -66,7 +66,11 @@ pub fn channel() -> (mpsc::Sender<EventChange>, mpsc::Receiver<EventChange>) {
 /// Hand a change to the notifier without ever waiting. Returns false (and
 /// logs and counts it) when the channel is full; false, silently, when the
 /// notifier is gone.
-pub fn offer(tx: &mpsc::Sender<EventChange>, change: EventChange, metrics: &Metrics) -> bool {
+pub(crate) fn offer(
+    tx: &mpsc::Sender<EventChange>,
+    change: EventChange,
+    metrics: &Metrics,
+) -> bool {
     match tx.try_send(change) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(c)) => {

@@ -26,7 +26,7 @@ use std::time::SystemTime;
 
 /// What a message says, ready to be wrapped into MIME.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -114,7 +114,7 @@ fn headline_value(item: &Item) -> String {
 }
 
 /// Local time in the configured zone: "2026-05-04 10:02:00 +08:00".
-pub fn local_time(ms: i64, tz: &TimeZone) -> String {
+pub(crate) fn local_time(ms: i64, tz: &TimeZone) -> String {
     match jiff::Timestamp::from_millisecond(ms) {
         Ok(t) => t
             .to_zoned_datetime(tz.clone())
@@ -375,7 +375,7 @@ fn footer(tz: &TimeZone, lang: Language) -> String {
 }
 
 /// Subject, text and HTML of a message, in its recipients' language.
-pub fn render(m: &Message, tz: &TimeZone) -> Rendered {
+pub(crate) fn render(m: &Message, tz: &TimeZone) -> Rendered {
     let lang = m.recipients.language;
     let zh = lang == Language::ZhCn;
     let subject = subject(m, lang);
@@ -466,7 +466,7 @@ pub fn render(m: &Message, tz: &TimeZone) -> Rendered {
 }
 
 /// Events shown in full in one message; the rest are counted by kind.
-pub const MAX_DETAILED: usize = 50;
+pub(crate) const MAX_DETAILED: usize = 50;
 
 /// "… and 1,234 more events: voltage high ×800, THDu ×434" when a message
 /// has more than [`MAX_DETAILED`] items.

@@ -39,24 +39,24 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn end_ms(&self) -> i64 {
+    pub(crate) fn end_ms(&self) -> i64 {
         self.start_ms + self.len_ms
     }
 
-    pub fn get(&self, field: &str) -> Option<&Stat> {
+    pub(crate) fn get(&self, field: &str) -> Option<&Stat> {
         self.stats.get(field)
     }
 
     /// The middle of the window: what decides whether it lies in a period
     /// such as a suspension.
-    pub fn mid_ms(&self) -> i64 {
+    pub(crate) fn mid_ms(&self) -> i64 {
         self.start_ms + self.len_ms / 2
     }
 
     /// The customer's load: total apparent power where the meter has it
     /// (capacity is contracted in kVA), else total active power; with its
     /// unit once divided by 1000.
-    pub fn load(&self) -> Option<(&Stat, &'static str)> {
+    pub(crate) fn load(&self) -> Option<(&Stat, &'static str)> {
         match (
             self.get("apparent_power_total"),
             self.get("active_power_total"),
@@ -123,7 +123,7 @@ pub fn aggregated(field: &str) -> bool {
 /// approximation where the load moves within it). Adds `current_l1_h5`
 /// (A, the `current_*` family) beside `harmonic_current_l1_h5` (%), as a
 /// mean-only statistic.
-pub fn with_harmonic_amperes(w: &mut Window) {
+pub(crate) fn with_harmonic_amperes(w: &mut Window) {
     let mut add = Vec::new();
     for ph in ["l1", "l2", "l3"] {
         let (Some(i), Some(thd)) = (
@@ -187,12 +187,12 @@ impl Aggregator {
 
     /// Aggregate only the fields `filter` accepts (the demand window needs
     /// active and apparent power only).
-    pub fn with_filter(mut self, filter: fn(&str) -> bool) -> Self {
+    pub(crate) fn with_filter(mut self, filter: fn(&str) -> bool) -> Self {
         self.filter = filter;
         self
     }
 
-    pub fn len_ms(&self) -> i64 {
+    pub(crate) fn len_ms(&self) -> i64 {
         self.len_ms
     }
 
@@ -237,7 +237,7 @@ impl Aggregator {
 
     /// Close the open window if `now_ms` is past its end (a silent meter's
     /// window still closes, and shows up incomplete).
-    pub fn close_due(&mut self, now_ms: i64) -> Option<Window> {
+    pub(crate) fn close_due(&mut self, now_ms: i64) -> Option<Window> {
         match self.start_ms {
             Some(s) if now_ms >= s + self.len_ms => self.take(),
             _ => None,

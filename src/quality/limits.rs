@@ -9,7 +9,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-pub const PRESETS_TOML: &str = include_str!("../../config/limits.toml");
+pub(crate) const PRESETS_TOML: &str = include_str!("../../config/limits.toml");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,7 +176,7 @@ impl Band {
     }
 
     /// The band in volts around a nominal reference: (lower, upper).
-    pub fn volts(&self, reference: f64) -> (f64, f64) {
+    pub(crate) fn volts(&self, reference: f64) -> (f64, f64) {
         (
             reference * (1.0 + self.lower_pct / 100.0),
             reference * (1.0 + self.upper_pct / 100.0),
@@ -217,7 +217,7 @@ pub enum Assessment {
 
 impl Assessment {
     /// Whether the ledger keeps the 10-minute distribution it needs.
-    pub fn weekly(self) -> bool {
+    pub(crate) fn weekly(self) -> bool {
         self != Assessment::Cp95
     }
 }
@@ -288,7 +288,7 @@ impl CurrentLimits {
     /// demand current `il_a`: odd orders by band (3–11 means h < 11, and so
     /// on up to 50), even orders per the edition: 2014 at 25 % of the odd
     /// band's limit, 2022 at 50 % for h ≤ 6 and 100 % above.
-    pub fn order_amps(&self, il_a: f64, edition_2014: bool) -> HarmonicCurrentLimits {
+    pub(crate) fn order_amps(&self, il_a: f64, edition_2014: bool) -> HarmonicCurrentLimits {
         let band = |h: u16| match h {
             0..11 => self.odd[0],
             11..17 => self.odd[1],
@@ -330,7 +330,7 @@ pub struct HarmonicCurrentLimits {
 }
 
 /// GB/T 14549 Appendix C: the exponent of a customer's share by order.
-pub fn share_alpha(order: u16) -> f64 {
+pub(crate) fn share_alpha(order: u16) -> f64 {
     match order {
         3 => 1.1,
         5 => 1.2,
@@ -372,7 +372,7 @@ pub struct Overrides {
 
 impl Overrides {
     /// `self` wins over `base` key by key (meter over customer over defaults).
-    pub fn over(&self, base: &Overrides) -> Overrides {
+    pub(crate) fn over(&self, base: &Overrides) -> Overrides {
         Overrides {
             preset: self.preset.clone().or(base.preset.clone()),
             voltage_upper: self.voltage_upper.or(base.voltage_upper),
@@ -397,19 +397,19 @@ pub struct Presets {
 }
 
 impl Presets {
-    pub fn builtin() -> Self {
+    pub(crate) fn builtin() -> Self {
         let presets: BTreeMap<String, RawPreset> =
             toml::from_str(PRESETS_TOML).expect("config/limits.toml is tested to parse");
         Presets { presets }
     }
 
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.presets.keys().map(String::as_str)
     }
 
     /// The IEEE 519 current row for a short-circuit ratio Isc / I_L, where
     /// the preset has a current table.
-    pub fn current_limits(&self, preset: &str, ratio: f64) -> Option<CurrentLimits> {
+    pub(crate) fn current_limits(&self, preset: &str, ratio: f64) -> Option<CurrentLimits> {
         let p = self.presets.get(preset)?;
         let row = p.current.iter().find(|r| ratio < r.max_ratio)?;
         let lower = p
@@ -439,7 +439,7 @@ impl Presets {
     /// current scaled to the minimum short-circuit capacity `sk_mva` and,
     /// with the customer's capacity `si_mva` of the supply capacity
     /// `st_mva`, shared as Ih · (Si/St)^(1/α).
-    pub fn harmonic_current_limits(
+    pub(crate) fn harmonic_current_limits(
         &self,
         preset: &str,
         nominal_voltage: f64,
@@ -490,7 +490,7 @@ impl Presets {
     }
 
     /// Resolve the limits of a meter. Errors name what is wrong.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &self,
         nominal_voltage: f64,
         phases: u8,
@@ -664,7 +664,7 @@ fn override_harmonics(l: &mut Limits, o: &Overrides) {
 /// English note and the fixed phrases of contract rules become their
 /// Chinese text (`limits.toml` carries both); standards' names stay as
 /// they are. Idempotent on Chinese text.
-pub fn source_zh(s: &str) -> String {
+pub(crate) fn source_zh(s: &str) -> String {
     static PRESETS: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
     let notes = PRESETS.get_or_init(|| {
         let p = Presets::builtin();

@@ -11,5 +11,5 @@
 
 pub mod aggregate;
 pub mod demand;
-pub mod limits;
+pub(crate) mod limits;
 pub mod rules;

@@ -70,7 +70,7 @@ impl Kind {
         Kind::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 
-    pub const ALL: [Kind; 10] = [
+    pub(crate) const ALL: [Kind; 10] = [
         Kind::VoltageHigh,
         Kind::VoltageLow,
         Kind::ThdVoltage,
@@ -136,7 +136,7 @@ pub struct Timing {
 
 /// A declared suspension (暂停/减容) of part of a customer's capacity.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Suspension {
+pub(crate) struct Suspension {
     pub from_ms: i64,
     pub to_ms: i64,
     pub suspended_kva: f64,
@@ -162,7 +162,7 @@ pub struct RuleSet {
 
 impl RuleSet {
     /// Whether a window shows a supply interruption on every judged voltage.
-    pub fn interrupted(&self, w: &Window) -> bool {
+    pub(crate) fn interrupted(&self, w: &Window) -> bool {
         interrupted(self.voltage_refs.iter().map(|(_, field, reference)| {
             (
                 w.get(field).map(|s| s.mean),
@@ -175,7 +175,7 @@ impl RuleSet {
 /// A supply interruption: every (value, threshold) pair with a value has
 /// it below its threshold, and at least one has a value. The one test the
 /// rules and the ledger (windows and polled samples) share.
-pub fn interrupted(pairs: impl IntoIterator<Item = (Option<f64>, f64)>) -> bool {
+pub(crate) fn interrupted(pairs: impl IntoIterator<Item = (Option<f64>, f64)>) -> bool {
     let mut seen = false;
     for (value, threshold) in pairs {
         if let Some(v) = value {
@@ -191,7 +191,7 @@ pub fn interrupted(pairs: impl IntoIterator<Item = (Option<f64>, f64)>) -> bool 
 /// The load rules of one meter or of a customer's total: contracted
 /// maximum demand and declared suspensions, judged on demand values.
 #[derive(Debug, Clone)]
-pub struct LoadSet {
+pub(crate) struct LoadSet {
     /// The meter's id, or `*` for the customer's total.
     pub meter: String,
     pub customer: String,
@@ -210,7 +210,7 @@ pub struct LoadSet {
 
 impl LoadSet {
     /// The suspended capacity in force at `t_ms` (kVA; 0 when none).
-    pub fn suspended_at(&self, t_ms: i64) -> f64 {
+    pub(crate) fn suspended_at(&self, t_ms: i64) -> f64 {
         self.suspensions
             .iter()
             .filter(|p| p.from_ms <= t_ms && t_ms < p.to_ms)
@@ -219,7 +219,7 @@ impl LoadSet {
     }
 
     /// What the customer may draw while `suspended` kVA are suspended.
-    pub fn allowed(&self, suspended: f64) -> Option<f64> {
+    pub(crate) fn allowed(&self, suspended: f64) -> Option<f64> {
         Some(allowed_load(
             self.contracted_kva?,
             suspended,
@@ -232,7 +232,7 @@ impl LoadSet {
 /// What a customer may draw while `suspended` of `contracted` kVA are
 /// suspended: the remaining capacity × `factor`, or the noise floor (kW)
 /// when nothing remains.
-pub fn allowed_load(contracted: f64, suspended: f64, factor: f64, noise_floor: f64) -> f64 {
+pub(crate) fn allowed_load(contracted: f64, suspended: f64, factor: f64, noise_floor: f64) -> f64 {
     let remaining = (contracted - suspended).max(0.0);
     if remaining <= 0.0 {
         noise_floor
@@ -460,7 +460,7 @@ impl Tracker {
 }
 
 /// (phase, field suffix) of the voltages whose distortion is judged.
-pub const VOLTAGE_PHASES: [(&str, &str); 6] = [
+pub(crate) const VOLTAGE_PHASES: [(&str, &str); 6] = [
     ("l1", "l1_n"),
     ("l2", "l2_n"),
     ("l3", "l3_n"),
@@ -470,7 +470,7 @@ pub const VOLTAGE_PHASES: [(&str, &str); 6] = [
 ];
 
 /// The meter name of events about a customer's total load.
-pub const CUSTOMER_TOTAL: &str = "*";
+pub(crate) const CUSTOMER_TOTAL: &str = "*";
 
 /// The rule state of one meter: voltage, harmonics, unbalance.
 #[derive(Debug, Clone)]
@@ -486,11 +486,11 @@ impl MeterRules {
     }
 
     /// Continue events that were open when the daemon stopped.
-    pub fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
+    pub(crate) fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
         self.tracker.restore(open)
     }
 
-    pub fn open_events(&self) -> impl Iterator<Item = &Event> {
+    pub(crate) fn open_events(&self) -> impl Iterator<Item = &Event> {
         self.tracker.open_events()
     }
 
@@ -512,28 +512,28 @@ impl MeterRules {
 
 /// The load rules of one meter or of a customer's total.
 #[derive(Debug, Clone)]
-pub struct LoadRules {
+pub(crate) struct LoadRules {
     pub set: LoadSet,
     tracker: Tracker,
 }
 
 impl LoadRules {
-    pub fn new(set: LoadSet) -> Self {
+    pub(crate) fn new(set: LoadSet) -> Self {
         let tracker = Tracker::new(&set.meter, &set.customer);
         LoadRules { set, tracker }
     }
 
-    pub fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
+    pub(crate) fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
         self.tracker.restore(open)
     }
 
-    pub fn open_events(&self) -> impl Iterator<Item = &Event> {
+    pub(crate) fn open_events(&self) -> impl Iterator<Item = &Event> {
         self.tracker.open_events()
     }
 
     /// Judge one demand value against the contracted maximum demand ×
     /// `demand_factor` (max-demand billing charges above 105 %).
-    pub fn on_demand(&mut self, d: &Demand) -> Vec<Event> {
+    pub(crate) fn on_demand(&mut self, d: &Demand) -> Vec<Event> {
         let s = &self.set;
         let Some(md) = s.max_demand_kw else {
             return Vec::new();
@@ -565,7 +565,7 @@ impl LoadRules {
     /// Judge one value of the suspension basis (the customer's total load
     /// averaged over `[rules] suspension_window`) against what the customer
     /// may still draw while a suspension is in force.
-    pub fn on_suspension_basis(&mut self, d: &Demand) -> Vec<Event> {
+    pub(crate) fn on_suspension_basis(&mut self, d: &Demand) -> Vec<Event> {
         let s = &self.set;
         let mid = d.start_ms + (d.end_ms - d.start_ms) / 2;
         let suspended = s.suspended_at(mid);
@@ -602,7 +602,7 @@ impl LoadRules {
 }
 
 /// How a demand limit is stated: the contract's figure and its factor.
-pub fn demand_source(max_demand_kw: f64, factor: f64) -> String {
+pub(crate) fn demand_source(max_demand_kw: f64, factor: f64) -> String {
     format!(
         "contracted maximum demand {max_demand_kw} kW × {factor} = {} kW",
         max_demand_kw * factor

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 const COMPACT_AFTER_ROWS: u32 = 60;
 
 /// The ledger side of the watch: contributions waiting to be stored.
-pub struct LedgerFeed {
+pub(crate) struct LedgerFeed {
     store: LedgerStore,
     tz: jiff::tz::TimeZone,
     keep_days: u32,
@@ -29,7 +29,7 @@ pub struct LedgerFeed {
 }
 
 impl LedgerFeed {
-    pub fn new(store: LedgerStore, tz: jiff::tz::TimeZone, keep_days: u32) -> Self {
+    pub(crate) fn new(store: LedgerStore, tz: jiff::tz::TimeZone, keep_days: u32) -> Self {
         LedgerFeed {
             store,
             tz,

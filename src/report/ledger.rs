@@ -85,12 +85,14 @@ impl Hist {
 }
 
 /// CP95 of a list of values, by sorting (the reference method).
-pub fn cp95_sorted(values: &[f64]) -> Option<f64> {
+#[cfg(test)]
+pub(crate) fn cp95_sorted(values: &[f64]) -> Option<f64> {
     percentile_sorted(values, 95)
 }
 
 /// [`Hist::percentile`] by sorting (the reference method).
-pub fn percentile_sorted(values: &[f64], p: usize) -> Option<f64> {
+#[cfg(test)]
+pub(crate) fn percentile_sorted(values: &[f64], p: usize) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
@@ -101,7 +103,8 @@ pub fn percentile_sorted(values: &[f64], p: usize) -> Option<f64> {
 }
 
 /// The histogram bin of a value (what CP95 sees).
-pub fn quantize(v: f64) -> f64 {
+#[cfg(test)]
+pub(crate) fn quantize(v: f64) -> f64 {
     (v / HIST_RESOLUTION).round() * HIST_RESOLUTION
 }
 

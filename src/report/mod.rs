@@ -19,12 +19,12 @@
 //! Delivery is the mail room's (`mail`): the same mail queue, sender task,
 //! SMTP settings and retry with backoff as alerts.
 
-pub mod feed;
+pub(crate) mod feed;
 pub mod ledger;
 pub mod model;
 pub mod render;
 pub mod scheduler;
-pub mod stats;
+pub(crate) mod stats;
 pub mod store;
 
 use crate::calendar::{self, Period};

@@ -40,21 +40,21 @@ use tracing::{debug, error, info, warn};
 /// Margin after a period's last window closes before its report is built
 /// (the watch closes windows 10 s after their end and stores the ledger
 /// within a second).
-pub const SETTLE: Duration = Duration::from_secs(30);
+pub(crate) const SETTLE: Duration = Duration::from_secs(30);
 
 /// Check at least this often (clock steps, missed wake-ups).
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// A report that is due: who, which period.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Due {
+pub(crate) struct Due {
     pub customer: String,
     pub period: Period,
 }
 
 /// The reports due at `now_ms`, given when reporting started and how far
 /// back to catch up; pure (the send log filters them afterwards).
-pub fn due(cfg: &Settings, since_ms: i64, now_ms: i64) -> Vec<Due> {
+pub(crate) fn due(cfg: &Settings, since_ms: i64, now_ms: i64) -> Vec<Due> {
     let tz = &cfg.timezone;
     let settle = (cfg.rules.short_window + SETTLE).as_millis() as i64;
     let from_ms = since_ms.max(now_ms - cfg.reports.catch_up.as_millis() as i64);
@@ -176,7 +176,7 @@ fn msgid_part(s: &str) -> String {
         .collect()
 }
 
-pub struct Scheduler {
+pub(crate) struct Scheduler {
     cfg: Arc<Settings>,
     db: StateDb,
     metrics: Arc<Metrics>,
@@ -190,7 +190,7 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(
+    pub(crate) fn new(
         cfg: Arc<Settings>,
         metrics: Arc<Metrics>,
         wake_mail: Arc<Notify>,
@@ -211,7 +211,7 @@ impl Scheduler {
     /// Check now, then at every firing (and at least every minute), until
     /// `shutdown`, applying every config sent on `configs` after the first
     /// (new customers, recipients and schedules take effect at once).
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         shutdown: CancellationToken,
         mut configs: tokio::sync::watch::Receiver<Arc<Settings>>,
@@ -251,7 +251,7 @@ impl Scheduler {
     }
 
     /// Queue every due report not queued before.
-    pub fn check(&mut self, now_ms: i64) {
+    pub(crate) fn check(&mut self, now_ms: i64) {
         let cfg = self.cfg.clone();
         for d in due(&cfg, self.since_ms, now_ms) {
             let key = (d.customer.clone(), d.period.label());

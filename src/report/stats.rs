@@ -13,7 +13,7 @@ pub struct ReportStats {
 
 impl ReportStats {
     /// The report families.
-    pub fn families(&self) -> Vec<Family> {
+    pub(crate) fn families(&self) -> Vec<Family> {
         vec![
             counter(
                 "pqwatch_reports_queued_total",

@@ -29,7 +29,7 @@ impl LedgerStore {
     }
 
     /// The merged ledger of one key for days in `[from_day, to_day)`.
-    pub fn read_days(
+    pub(crate) fn read_days(
         &self,
         key: &str,
         from_day: &str,
@@ -66,7 +66,7 @@ impl LedgerStore {
     }
 
     /// Merge a meter-day's rows into one. Returns the rows it replaced.
-    pub fn compact(&mut self, meter: &str, day: &str) -> Result<usize, StateError> {
+    pub(crate) fn compact(&mut self, meter: &str, day: &str) -> Result<usize, StateError> {
         let StateDb { conn, path } = &mut self.db;
         let e = crate::state::sqlite_err(path);
         let tx = conn.transaction().map_err(e)?;
@@ -109,7 +109,7 @@ impl LedgerStore {
     }
 
     /// Compact every meter-day before `day` that has more than one row.
-    pub fn compact_before(&mut self, day: &str) -> Result<usize, StateError> {
+    pub(crate) fn compact_before(&mut self, day: &str) -> Result<usize, StateError> {
         let todo: Vec<(String, String)> = {
             let mut st = self
                 .db
@@ -132,7 +132,7 @@ impl LedgerStore {
     }
 
     /// Delete the days before `day` (retention).
-    pub fn prune_before(&mut self, day: &str) -> Result<usize, StateError> {
+    pub(crate) fn prune_before(&mut self, day: &str) -> Result<usize, StateError> {
         self.db
             .conn
             .execute("DELETE FROM ledger WHERE day < ?1", [day])
@@ -141,7 +141,7 @@ impl LedgerStore {
 }
 
 /// meter id → local day ("YYYY-MM-DD") → merged ledger.
-pub type Ledgers = BTreeMap<String, BTreeMap<String, DayLedger>>;
+pub(crate) type Ledgers = BTreeMap<String, BTreeMap<String, DayLedger>>;
 
 /// Read the ledger of `meters` for days in `[from_day, to_day)`: meter →
 /// day → merged ledger. Rows that cannot be decoded are skipped and
@@ -182,7 +182,7 @@ pub fn read(
 
 /// The first instant reports are kept for (the database's migration to
 /// schema 5, or its creation).
-pub fn reports_since_ms(db: &StateDb) -> Result<i64, StateError> {
+pub(crate) fn reports_since_ms(db: &StateDb) -> Result<i64, StateError> {
     Ok(db
         .meta("reports_since_ms")?
         .and_then(|v| v.parse().ok())
@@ -237,7 +237,7 @@ impl SendLog {
     /// returned (the scheduler's exactly-once); with `replace` true (an
     /// operator's `pqwatch report --send`) the message is queued again and
     /// the log row updated.
-    pub fn queue(
+    pub(crate) fn queue(
         db: &mut StateDb,
         now_ms: i64,
         entry: &Logged,

@@ -100,7 +100,7 @@ impl Timer {
 
 /// Complete at `at` (within tens of microseconds), not at the next
 /// millisecond tick after it.
-pub async fn until(at: Instant) {
+pub(crate) async fn until(at: Instant) {
     if at <= Instant::now() {
         return;
     }

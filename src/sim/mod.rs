@@ -13,7 +13,7 @@
 //! server (pymodbus) checks pqwatch against someone else's encoding.
 
 mod latency;
-pub mod model;
+pub(crate) mod model;
 pub mod scenario;
 
 use crate::config::Config;
@@ -321,7 +321,7 @@ impl Simulator {
             .collect()
     }
 
-    pub fn meter_count(&self) -> usize {
+    pub(crate) fn meter_count(&self) -> usize {
         self.listeners.iter().map(|(_, p)| p.units.len()).sum()
     }
 

@@ -63,7 +63,7 @@ fn set_energies(set: &mut impl FnMut(String, f64), e_imp: f64) {
 /// Replace a model's energy counters by `e_imp` (kWh), e.g. the served
 /// load integrated over time (`sim`'s server does so, so that counters
 /// and power agree whatever a scenario sets).
-pub fn with_active_energy(values: &mut HashMap<String, f64>, e_imp: f64) {
+pub(crate) fn with_active_energy(values: &mut HashMap<String, f64>, e_imp: f64) {
     set_energies(
         &mut |k: String, v: f64| {
             values.insert(k, v);

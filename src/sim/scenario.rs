@@ -147,7 +147,7 @@ impl Scenario {
     }
 
     /// Effects active for `meter` at `elapsed` since the simulator started.
-    pub fn active<'a>(
+    pub(crate) fn active<'a>(
         &'a self,
         meter: &'a str,
         elapsed: Duration,

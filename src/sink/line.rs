@@ -31,7 +31,7 @@ pub fn encode(reading: &Reading, dialect: Dialect, out: &mut String) -> usize {
 }
 
 /// Append a record of either kind; returns the points written.
-pub fn encode_record(r: &Record, dialect: Dialect, out: &mut String) -> usize {
+pub(crate) fn encode_record(r: &Record, dialect: Dialect, out: &mut String) -> usize {
     match r {
         Record::Reading(r) => encode(r, dialect, out),
         Record::Point(p) => encode_point(p, dialect, out),

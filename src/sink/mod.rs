@@ -49,8 +49,8 @@
 pub mod line;
 pub mod outbox;
 mod queue;
-pub mod stats;
-pub mod writer;
+pub(crate) mod stats;
+pub(crate) mod writer;
 
 use crate::backoff;
 use crate::config::Influx;
@@ -70,7 +70,7 @@ use tokio::time::{Instant, sleep_until};
 /// stream) up to these bounds: a server that takes seconds per request is
 /// then drained at its pace in points, not held to one batch per round trip.
 pub const REPLAY_MAX_POINTS: usize = 50_000;
-pub const REPLAY_MAX_BYTES: usize = 4 << 20;
+pub(crate) const REPLAY_MAX_BYTES: usize = 4 << 20;
 const REPLAY_MAX_BATCHES: usize = 64;
 
 /// The longest the sink loop sleeps: its heartbeat's period.
@@ -78,7 +78,7 @@ const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Failed sends are logged at the first failure of a streak, then at most
 /// once per this period (every failure is counted in the metrics).
-pub const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Whether to log this failure: the first of a streak, or the first after
 /// [`FAILURE_LOG_EVERY`] since the last one logged.
@@ -509,7 +509,7 @@ impl Sink {
 /// Sink used when no database is configured: counts what would have been
 /// written so the operator can see the poller works.
 /// It beats the sink heartbeat like [`Sink::run`].
-pub async fn run_discard(rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
+pub(crate) async fn run_discard(rx: mpsc::Receiver<Record>, metrics: Arc<Metrics>) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut rx = crate::gather::Gather::new(rx, crate::gather::PERIOD);

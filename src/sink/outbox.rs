@@ -70,12 +70,12 @@ pub fn gunzip(z: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Raw line protocol and the number of points it holds.
-pub type Half = (Vec<u8>, usize);
+pub(crate) type Half = (Vec<u8>, usize);
 
 /// A compressed batch cut in two halves by line (raw line protocol and the
 /// points each holds), or `None` when it is a single line. Points per line
 /// are not stored, so they are shared out by line count.
-pub fn halves(body_gz: &[u8], points: usize) -> std::io::Result<Option<[Half; 2]>> {
+pub(crate) fn halves(body_gz: &[u8], points: usize) -> std::io::Result<Option<[Half; 2]>> {
     let raw = gunzip(body_gz)?;
     let lines: Vec<&[u8]> = raw.split_inclusive(|&c| c == b'\n').collect();
     if lines.len() < 2 {
@@ -156,7 +156,7 @@ impl Outbox {
 
     /// Acknowledged batches still in the file because their delete failed
     /// (they are never sent again and are deleted once the disk allows).
-    pub fn undeleted(&self) -> usize {
+    pub(crate) fn undeleted(&self) -> usize {
         self.acked.len()
     }
 
@@ -221,7 +221,7 @@ impl Outbox {
     /// Up to `n` batches waiting to be sent, oldest (or newest) first,
     /// passing over those in `skip` (being sent) without reading their
     /// bodies.
-    pub fn first_idle(
+    pub(crate) fn first_idle(
         &self,
         newest: bool,
         n: usize,
@@ -333,7 +333,7 @@ impl Outbox {
     /// the depth, is never taken again, and is deleted by
     /// [`Outbox::retry_deletes`] once the disk allows (a restart before
     /// that sends it once more, which the server overwrites).
-    pub fn ack(&mut self, id: i64) -> Result<(), StateError> {
+    pub(crate) fn ack(&mut self, id: i64) -> Result<(), StateError> {
         match self.remove(id) {
             Ok(_) => Ok(()),
             Err(e) => {
@@ -345,7 +345,7 @@ impl Outbox {
     }
 
     /// Delete the acknowledged batches whose delete failed before.
-    pub fn retry_deletes(&mut self) -> Result<(), StateError> {
+    pub(crate) fn retry_deletes(&mut self) -> Result<(), StateError> {
         let ids: Vec<i64> = self.acked.iter().copied().collect();
         for id in ids {
             self.remove(id)?;
@@ -380,7 +380,7 @@ impl Outbox {
     /// Move a batch the server will never accept out of the queue, keeping
     /// it (and why) for an operator. Both in one transaction: a failure
     /// leaves the batch queued and no dead letter behind.
-    pub fn dead_letter(
+    pub(crate) fn dead_letter(
         &mut self,
         b: &Stored,
         status: u16,
@@ -401,7 +401,7 @@ impl Outbox {
 
     /// Replace a batch by two halves (the server said 413: too large).
     /// Returns false when it cannot be split further (one line).
-    pub fn split(&mut self, b: &Stored) -> Result<bool, StateError> {
+    pub(crate) fn split(&mut self, b: &Stored) -> Result<bool, StateError> {
         let Some(parts) = halves(&b.body, b.points).map_err(|e| StateError::Sqlite {
             path: self.db.path.clone(),
             source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
@@ -421,7 +421,7 @@ impl Outbox {
 
     /// Drop the oldest batches until the outbox fits `max_bytes`. Returns
     /// (batches, points) dropped.
-    pub fn enforce_bound(
+    pub(crate) fn enforce_bound(
         &mut self,
         max_bytes: u64,
         keep: &[i64],

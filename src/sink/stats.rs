@@ -53,7 +53,7 @@ pub struct SinkStats {
 
 impl SinkStats {
     /// A batch was acknowledged by InfluxDB at `now_ms`.
-    pub fn influx_ok(&self, now_ms: i64) {
+    pub(crate) fn influx_ok(&self, now_ms: i64) {
         self.influx_last_ok_ms.store(now_ms.max(0) as u64, Relaxed);
         self.influx_failures.store(0, Relaxed);
         self.influx_refused.lock().expect("refused lock").clear();
@@ -61,19 +61,24 @@ impl SinkStats {
 
     /// InfluxDB refused a write for a reason an operator must fix
     /// (`reason` names the status and the setting).
-    pub fn influx_refused(&self, reason: String) {
+    pub(crate) fn influx_refused(&self, reason: String) {
         *self.influx_refused.lock().expect("refused lock") = reason;
     }
 
     /// Why InfluxDB refuses our writes; "" when it does not.
-    pub fn influx_refused_reason(&self) -> String {
+    pub(crate) fn influx_refused_reason(&self) -> String {
         self.influx_refused.lock().expect("refused lock").clone()
     }
 
     /// A send failed at `now_ms`; `consecutive` is the sink's count of
     /// failures in a row that it retries (0 for a rejected batch: the
     /// server answered).
-    pub fn influx_error(&self, now_ms: i64, error: &dyn std::fmt::Display, consecutive: u64) {
+    pub(crate) fn influx_error(
+        &self,
+        now_ms: i64,
+        error: &dyn std::fmt::Display,
+        consecutive: u64,
+    ) {
         self.influx_last_error_ms
             .store(now_ms.max(0) as u64, Relaxed);
         self.influx_failures.store(consecutive, Relaxed);
@@ -93,7 +98,7 @@ impl SinkStats {
     }
 
     /// An outbox write failed at `now_ms`. The streak's start is kept.
-    pub fn outbox_unwritable(&self, now_ms: i64, error: &dyn std::fmt::Display) {
+    pub(crate) fn outbox_unwritable(&self, now_ms: i64, error: &dyn std::fmt::Display) {
         let _ = self.outbox_unwritable_since_ms.compare_exchange(
             0,
             now_ms.max(1) as u64,
@@ -107,12 +112,12 @@ impl SinkStats {
     }
 
     /// Outbox writes work (again).
-    pub fn outbox_writable(&self) {
+    pub(crate) fn outbox_writable(&self) {
         self.outbox_unwritable_since_ms.store(0, Relaxed);
     }
 
     /// Why the outbox cannot be written ("" when it can).
-    pub fn outbox_last_error(&self) -> String {
+    pub(crate) fn outbox_last_error(&self) -> String {
         match self.outbox_unwritable_since_ms.load(Relaxed) {
             0 => String::new(),
             _ => self
@@ -124,7 +129,7 @@ impl SinkStats {
     }
 
     /// The last failed send's error ("" when none failed).
-    pub fn influx_last_error(&self) -> String {
+    pub(crate) fn influx_last_error(&self) -> String {
         self.influx_last_error
             .lock()
             .expect("last error lock")
@@ -133,7 +138,7 @@ impl SinkStats {
 
     /// The sink's families at `now_ms`; the outbox bound when InfluxDB is
     /// configured.
-    pub fn families(&self, now_ms: i64, max_outbox_bytes: Option<u64>) -> Vec<Family> {
+    pub(crate) fn families(&self, now_ms: i64, max_outbox_bytes: Option<u64>) -> Vec<Family> {
         let oldest = self.outbox_oldest_ms.load(Relaxed);
         let age = if oldest == 0 {
             0.0

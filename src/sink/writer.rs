@@ -43,7 +43,7 @@ pub enum Class {
 }
 
 impl WriteError {
-    pub fn class(&self) -> Class {
+    pub(crate) fn class(&self) -> Class {
         match self {
             WriteError::Transport(_) => Class::Retry,
             WriteError::Http { status, .. } => match status {
@@ -57,18 +57,18 @@ impl WriteError {
     }
 
     /// Whether sending the same batch again can succeed.
-    pub fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         matches!(self.class(), Class::Retry | Class::Misconfigured)
     }
 
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         match self {
             WriteError::Http { retry_after, .. } => *retry_after,
             WriteError::Transport(_) => None,
         }
     }
 
-    pub fn status(&self) -> u16 {
+    pub(crate) fn status(&self) -> u16 {
         match self {
             WriteError::Http { status, .. } => *status,
             WriteError::Transport(_) => 0,
@@ -77,7 +77,7 @@ impl WriteError {
 
     /// The setting an operator should fix, for statuses that mean a
     /// configuration problem rather than an outage.
-    pub fn hint(&self) -> Option<&'static str> {
+    pub(crate) fn hint(&self) -> Option<&'static str> {
         match self {
             WriteError::Http {
                 status: 401 | 403, ..
@@ -173,7 +173,7 @@ impl Writer {
 
     /// Ask a v2 server whether it is ready (informational, at start-up).
     /// `None` for v1, which has no such endpoint.
-    pub async fn probe(&self) -> Option<Result<(), String>> {
+    pub(crate) async fn probe(&self) -> Option<Result<(), String>> {
         let c = self.probe.as_ref()?;
         Some(match c.ready().await {
             Ok(true) => Ok(()),

@@ -31,7 +31,7 @@
 //! only routes their input and output.
 
 mod setup;
-pub mod stats;
+pub(crate) mod stats;
 
 use crate::events::{Change, CloseReason, EventChange, EventStore};
 use crate::metrics::Metrics;
@@ -126,7 +126,7 @@ fn is_load_kind(k: Kind) -> bool {
     matches!(k, Kind::DemandExceeded | Kind::SuspensionLoad)
 }
 
-pub struct Watch {
+pub(crate) struct Watch {
     meters: HashMap<String, MeterWatch>,
     customers: HashMap<String, CustomerWatch>,
     store: EventStore,
@@ -138,7 +138,7 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(
+    pub(crate) fn new(
         cfg: &Settings,
         store: EventStore,
         sink: mpsc::Sender<Record>,
@@ -200,7 +200,7 @@ impl Watch {
     /// holds open for it (a close that could not be stored), so re-adding a
     /// meter never opens a duplicate. Customers keep their total's open
     /// events, demand minutes and suspension peaks.
-    pub async fn reconfigure(&mut self, cfg: &Settings) {
+    pub(crate) async fn reconfigure(&mut self, cfg: &Settings) {
         let mut closing: Vec<(Arc<MeterMeta>, Event, CloseReason)> = Vec::new();
         let mut meters = HashMap::new();
         for m in &cfg.meters {
@@ -303,7 +303,7 @@ impl Watch {
 
     /// Feed the report ledger too; the peaks of the suspensions in force
     /// are restored from it, so a restart never writes a smaller one.
-    pub fn with_ledger(mut self, feed: LedgerFeed) -> Self {
+    pub(crate) fn with_ledger(mut self, feed: LedgerFeed) -> Self {
         for (id, cw) in self.customers.iter_mut() {
             for s in &cw.load.set.suspensions {
                 match feed.suspension_peaks(id, s.from_ms, s.to_ms) {
@@ -323,7 +323,7 @@ impl Watch {
 
     /// Run until the reading channel closes, applying every slice sent on
     /// `settings` after the one it was built with.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         rx: mpsc::Receiver<Reading>,
         mut settings: tokio::sync::watch::Receiver<Arc<Settings>>,

@@ -28,7 +28,7 @@ pub struct Settings {
 
 impl Settings {
     /// The watch's slice of `cfg`.
-    pub fn of(cfg: &Config) -> Settings {
+    pub(crate) fn of(cfg: &Config) -> Settings {
         Settings {
             customers: cfg.customers.clone(),
             meters: cfg.meters.clone(),
@@ -107,7 +107,7 @@ pub fn rule_set(r: &RulesCfg, m: &Meter) -> RuleSet {
 
 /// The load rules of a meter (`meter` = its id) or of a customer's total
 /// (`meter` = `*`), from config.
-pub fn load_set(
+pub(crate) fn load_set(
     r: &RulesCfg,
     customer: Option<&Customer>,
     meter: &str,

@@ -19,7 +19,7 @@ impl EventStats {
     /// The events' families; `open_events` (per kind, from the state
     /// database) is left out when it could not be read, rather than
     /// reported as zero.
-    pub fn families(&self, open_events: Option<&BTreeMap<String, u64>>) -> Vec<Family> {
+    pub(crate) fn families(&self, open_events: Option<&BTreeMap<String, u64>>) -> Vec<Family> {
         use Type::Gauge;
         let mut f = Vec::new();
         if let Some(open) = open_events {
