@@ -1,13 +1,13 @@
 //! Time: the wall clock that stamps readings, the monotonic clock that
 //! measures waits, and the steps between them.
 //!
-//! Poll instants are wall-clock multiples of an interval ([`next_aligned`]),
+//! Poll instants are wall-clock multiples of an interval (`next_aligned`),
 //! so series line up across meters; but every wait is measured on the
 //! monotonic clock (tokio's `Instant`), which NTP or an operator's `date -s`
-//! never moves. A wall-clock step (more than [`STEP_MS`] between how far the
-//! wall clock and the monotonic clock moved) is seen by a [`Detector`]: the
+//! never moves. A wall-clock step (more than `STEP_MS` between how far the
+//! wall clock and the monotonic clock moved) is seen by a `Detector`: the
 //! gateway tasks re-anchor their schedules on it (see `modbus::gateway`),
-//! and [`watch`] logs each step once with its size and counts it
+//! and `watch` logs each step once with its size and counts it
 //! (`pqwatch_clock_steps_total`).
 //!
 //! A leaf module: it depends on nothing else of the crate but the counter

@@ -6,7 +6,7 @@
 //! *meter* reports (kW, Wh, …); [`Unit`] knows the factor to the canonical
 //! unit and which transformer ratio applies (voltage × PT, current × CT,
 //! power and energy × PT × CT). Field names say what they measure, and
-//! [`expected_unit`] derives the canonical unit from the name so that a
+//! `expected_unit` derives the canonical unit from the name so that a
 //! profile declaring `voltage_l1_n` in kW is rejected when it is loaded.
 
 use std::fmt;

@@ -2,7 +2,7 @@
 //!
 //! `Debug` and `Display` print `[redacted]`, so a secret that ends up in a
 //! log line, an error or a `{:?}` of a config struct leaks nothing. Code that
-//! must send it calls [`Secret::expose`], which makes every use greppable.
+//! must send it calls `Secret::expose`, which makes every use greppable.
 
 use std::fmt;
 

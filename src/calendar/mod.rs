@@ -5,7 +5,7 @@
 //! the ledger) and the reports (which stretch of days a report covers, when
 //! it goes out). It does not send, render or store anything.
 //!
-//! - [`Cron`] (`cron`): 5-field cron expressions and their firings.
+//! - `Cron` (`cron`): 5-field cron expressions and their firings.
 //! - [`Period`], [`PeriodKind`] (`period`): a day, ISO week or calendar month.
 //! - here: local dates of instants, day keys, and the rule that turns a
 //!   local civil time into an instant.

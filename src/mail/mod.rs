@@ -8,10 +8,10 @@
 //! pqwatch report --send ────────┘   stored before sending      retried with backoff
 //! ```
 //!
-//! Producers render their own messages, store them with [`queue`] (each
+//! Producers render their own messages, store them with `queue` (each
 //! through its own state-database connection) and nudge the sender's
 //! [`Sender::waker`]. A message leaves the queue only after the server
-//! accepted it ([`sender`]).
+//! accepted it (`sender`).
 //!
 //! Not here: what a message says (`notify::render`, `report::render`) or
 //! when it is due (`notify::digest`, `report::scheduler`).

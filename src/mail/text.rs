@@ -3,7 +3,7 @@
 //! zh-CN and en. Pure.
 //!
 //! Every configured or measured string passes through [`clean`] before it
-//! reaches a header or a line of text, and through [`esc`] before it
+//! reaches a header or a line of text, and through `esc` before it
 //! reaches HTML.
 
 use crate::config::sections::Language;

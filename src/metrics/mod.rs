@@ -6,8 +6,8 @@
 //! families: polling (`modbus::stats`), the sink (`sink::stats`), events
 //! (`watch::stats`), mail (`mail::stats`) and reports (`report::stats`).
 //! [`Metrics`] holds one of each, plus the few process-wide counters, and
-//! [`families`] concatenates them. [`exposition`] (the text format) and
-//! [`histogram`] are leaves the subsystems build on.
+//! `families` concatenates them. `exposition` (the text format) and
+//! `histogram` are leaves the subsystems build on.
 //!
 //! Each failure is logged and counted by one helper in the module where it
 //! happens, so logs and counters always agree.

@@ -1,6 +1,6 @@
 //! Modbus: planning, decoding and plausibility are pure ([`plan`],
-//! [`decode`], [`assemble`], [`plausible`]); [`gateway`] owns the
-//! connections and the polling schedule, [`supervise`] the gateway tasks.
+//! [`decode`], [`assemble`], `plausible`); [`gateway`] owns the
+//! connections and the polling schedule, `supervise` the gateway tasks.
 
 pub mod assemble;
 pub mod decode;

@@ -274,7 +274,6 @@ impl Digest {
         self.dir = Directory::from_config(cfg);
     }
 
-
     /// Take one change that happened at `now_ms`.
     pub fn push(&mut self, now_ms: i64, change: EventChange) -> Outcome {
         let ev = change.event;

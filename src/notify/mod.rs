@@ -7,9 +7,9 @@
 //! ```
 //!
 //! [`Notifier::run`] is one task that owns its own state-database
-//! connection. It gathers changes into digests ([`digest`]: min/max delay
+//! connection. It gathers changes into digests (`digest`: min/max delay
 //! per recipient list, a per-meter hourly rate limit, resolved notices),
-//! renders each digest in the list's language ([`render`]), stores the
+//! renders each digest in the list's language (`render`), stores the
 //! finished message in the `mail_queue` table and nudges the sender. It
 //! never waits on the network. A message the state database refuses to
 //! store is held in memory and stored again every few seconds.
@@ -24,7 +24,7 @@
 //!
 //! The input channel is bounded ([`CHANNEL`]). The task drains it
 //! continuously, so it fills only if the state database stalls. Producers
-//! on the polling path should hand changes over with [`offer`], which
+//! on the polling path should hand changes over with `offer`, which
 //! never waits: when the channel is full the change is not mailed, and
 //! that is logged and counted in `mail_changes_dropped` (the event itself
 //! is still in the event store).

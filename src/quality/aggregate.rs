@@ -6,7 +6,7 @@
 //! samples whose timestamps fall in `[start, start + len)`, with windows on
 //! multiples of `len` in Unix time (so 10-minute windows start at :00, :10,
 //! …). A window closes when a sample of a later window arrives or when
-//! [`Aggregator::close_due`] is called after its end. It is *complete* when
+//! `Aggregator::close_due` is called after its end. It is *complete* when
 //! it holds at least `min_fraction` of the polls its interval schedules;
 //! incomplete windows are reported (and stored) but not judged by rules.
 

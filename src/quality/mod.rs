@@ -5,7 +5,7 @@
 //! - [`aggregate`]: polls → 1-minute and 10-minute (and demand) windows.
 //! - [`demand`]: 1-minute means → sliding (or block) demand values, and a
 //!   customer's total over its billing meters.
-//! - [`limits`]: presets (GB/T 12325 + GB/T 14549, EN 50160, IEEE 519) as data.
+//! - `limits`: presets (GB/T 12325 + GB/T 14549, EN 50160, IEEE 519) as data.
 //! - [`rules`]: state + window → event changes, with minimum duration and
 //!   hysteresis.
 

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! - [`ledger`]: what a day of minutes adds up to (pure, mergeable);
-//! - [`feed`]: the watch's windows into the ledger (stored within a second);
+//! - `feed`: the watch's windows into the ledger (stored within a second);
 //! - [`store`]: the ledger and the send log in the state database;
 //! - [`model`]: one customer and period → every figure and verdict (pure);
 //! - [`render`]: HTML, plain text and CSV in zh-CN or en (pure);

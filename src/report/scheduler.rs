@@ -6,7 +6,7 @@
 //! catch_up` ago, but never before the state database started keeping a
 //! ledger) name a period each: the last complete one before the firing's
 //! local date. A period is queued once its last minute had time to reach
-//! the ledger (its end + the short window + [`SETTLE`]): the report is
+//! the ledger (its end + the short window + `SETTLE`): the report is
 //! built from the ledger and events, rendered, and its message written to
 //! the mail queue in the same transaction as its send-log row
 //! (`store::SendLog`). The send log's key (customer, period) is what makes

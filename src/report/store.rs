@@ -2,7 +2,7 @@
 //!
 //! [`LedgerStore::append`] stores one partial [`DayLedger`] per meter and
 //! minute as it comes (so a restart loses at most the minute in progress);
-//! [`LedgerStore::compact`] merges a meter-day's rows into one (merging is
+//! `LedgerStore::compact` merges a meter-day's rows into one (merging is
 //! exact, see `ledger`), which the watch task does every hour of rows and
 //! for every finished day. Readers merge whatever rows they find, so they
 //! never care whether a day was compacted yet.

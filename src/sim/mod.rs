@@ -4,7 +4,7 @@
 //! listener per gateway address, many unit ids behind each, every meter
 //! answering with its profile's register map. Register contents are encoded
 //! from the same profile data pqwatch decodes with (type, word order, scale,
-//! unit, PT/CT), from values produced by [`model`] and bent by a
+//! unit, PT/CT), from values produced by `model` and bent by a
 //! [`scenario`]. An optional per-request latency mimics an RS-485 gateway;
 //! tokio-modbus answers one request at a time per connection, as a serial
 //! bus would.

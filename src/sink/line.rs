@@ -6,7 +6,7 @@
 //! milliseconds; a [`Point`] becomes a line of its own measurement with the
 //! meter's tags and its own. Escaping, the two servers' [`Dialect`]s and
 //! what is left out rather than written badly are
-//! [`line_protocol`](crate::line_protocol)'s; the caller counts the fields
+//! `line_protocol`'s; the caller counts the fields
 //! actually written (the returned number).
 
 pub use crate::line_protocol::Dialect;

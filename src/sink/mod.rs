@@ -17,7 +17,7 @@
 //! and a WAN round trip is hidden behind the requests in flight. A batch
 //! is in at most one request at a time; it leaves the
 //! queue only when the server acknowledged it. Failures are classified in
-//! one place ([`writer::WriteError::class`]): retried with capped, jittered
+//! one place (`writer::WriteError::class`): retried with capped, jittered
 //! exponential backoff honouring `Retry-After`; 413 splits the batch; 400/422
 //! moves it to the dead-letter table with the server's message;
 //! 401/403/404 keep it and retry slowly while the log names the setting.
@@ -35,7 +35,7 @@
 //! metrics say so and `/readyz` is not ready. Every new batch tries the
 //! outbox first, so data reach it again as soon as space returns, and the
 //! batches held meanwhile follow. An acknowledged batch whose delete
-//! failed is never sent again ([`outbox::Outbox::ack`]).
+//! failed is never sent again (`outbox::Outbox::ack`).
 //!
 //! Shutdown: when every sender is gone the task seals what it has, keeps
 //! sending until the queue is empty or the grace period ends, and leaves
