@@ -118,12 +118,12 @@ pub async fn run_with_reload(
     };
     let slices = Slices::new(&cfg);
     let mut tasks = Tasks {
-        sink: start_sink(&cfg, state, sink_rx, &metrics, opts.grace)?,
+        sink: Some(start_sink(&cfg, state, sink_rx, &metrics, opts.grace)?),
         ..Tasks::default()
     };
 
     // Mail: the sender first, then its producers (operator alerts, reports).
-    let sender = crate::mail::Sender::new(&slices.mail.subscribe().borrow(), metrics.clone())
+    let sender = crate::mail::Sender::new(&slices.mail.current(), metrics.clone())
         .map_err(|e| anyhow::anyhow!("mail: {e}"))?;
     info!(mail = %sender.describe(), "operator alerts and reports");
     let wake_mail = sender.waker();
@@ -131,12 +131,9 @@ pub async fn run_with_reload(
         sender.run(tasks.mail_stop.clone(), slices.mail.subscribe()),
     ));
     let (notify_tx, notify_rx) = crate::notify::channel();
-    let notifier = crate::notify::Notifier::new(
-        &slices.notify.subscribe().borrow(),
-        metrics.clone(),
-        wake_mail.clone(),
-    )
-    .map_err(|e| anyhow::anyhow!("notifier: {e}"))?;
+    let notifier =
+        crate::notify::Notifier::new(&slices.notify.current(), metrics.clone(), wake_mail.clone())
+            .map_err(|e| anyhow::anyhow!("notifier: {e}"))?;
     tasks.notifier = Some(tokio::spawn(notifier.run(
         notify_rx,
         tasks.notify_stop.clone(),
@@ -247,11 +244,11 @@ struct Slices {
 impl Slices {
     fn new(cfg: &Config) -> Slices {
         Slices {
-            watch: Slice::new(cfg, crate::watch::Settings::of).0,
-            notify: Slice::new(cfg, crate::notify::Settings::of).0,
-            mail: Slice::new(cfg, crate::mail::Settings::of).0,
-            reports: Slice::new(cfg, crate::report::Settings::of).0,
-            http: Slice::new(cfg, crate::http::Settings::of).0,
+            watch: Slice::new(cfg, crate::watch::Settings::of),
+            notify: Slice::new(cfg, crate::notify::Settings::of),
+            mail: Slice::new(cfg, crate::mail::Settings::of),
+            reports: Slice::new(cfg, crate::report::Settings::of),
+            http: Slice::new(cfg, crate::http::Settings::of),
         }
     }
 
@@ -339,7 +336,7 @@ fn start_sink(
     rx: mpsc::Receiver<Record>,
     metrics: &Arc<Metrics>,
     grace: Duration,
-) -> anyhow::Result<Option<JoinHandle<()>>> {
+) -> anyhow::Result<JoinHandle<()>> {
     let outbox = crate::sink::outbox::Outbox::new(state)?;
     let Some(influx) = &cfg.influx else {
         if outbox.depth().batches > 0 {
@@ -349,7 +346,7 @@ fn start_sink(
             );
         }
         warn!("no [influxdb] section configured: readings are polled but NOT stored");
-        return Ok(Some(tokio::spawn(run_discard(rx, metrics.clone()))));
+        return Ok(tokio::spawn(run_discard(rx, metrics.clone())));
     };
     let mut sink = Sink::new(influx.clone(), metrics.clone(), Some(outbox))
         .map_err(|e| anyhow::anyhow!("InfluxDB writer: {e}"))?;
@@ -359,7 +356,7 @@ fn start_sink(
         crate::config::Api::V1 { .. } => "v1",
     };
     info!(url = %crate::secret::redact_url(&influx.url), api, "writing readings to InfluxDB");
-    Ok(Some(tokio::spawn(sink.run(rx))))
+    Ok(tokio::spawn(sink.run(rx)))
 }
 
 /// Customer reports, queued into the mail queue exactly once.
@@ -375,7 +372,7 @@ fn start_reports(
         return Ok(None);
     }
     let s = crate::report::scheduler::Scheduler::new(
-        slices.reports.subscribe().borrow().clone(),
+        slices.reports.current(),
         metrics.clone(),
         wake_mail,
     )?;
@@ -466,7 +463,6 @@ fn start_background(
             sd.clone(),
             every,
             crate::metrics::process_start_ms(),
-            || crate::clock::now_ms().max(0) as u64,
             move || beats(&metrics, &limits.lock().expect("beats lock")),
             shutdown.clone(),
         )));

@@ -50,8 +50,16 @@ impl TokioWall {
     }
 
     /// The tokio instant of the Unix time `ms` (now, if it is past).
-    pub(crate) fn instant(&self, ms: i64) -> tokio::time::Instant {
+    fn instant(&self, ms: i64) -> tokio::time::Instant {
         self.t0 + Duration::from_millis((ms - self.wall0).max(0) as u64)
+    }
+
+    /// Sleep until the Unix time `at`; forever when there is none.
+    pub(crate) async fn sleep_until(&self, at: Option<i64>) {
+        match at {
+            Some(t) => tokio::time::sleep_until(self.instant(t)).await,
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -120,12 +120,11 @@ pub(crate) fn stalled(beats: &[Beat], now_ms: u64, started_ms: u64) -> Vec<Strin
 /// Ping the watchdog at half its interval while nothing in `beats()` is
 /// stalled; otherwise say what is stuck, once per episode. `beats` is
 /// asked afresh at every tick (a reload changes the gateways), so this
-/// module knows nothing of what the beats are.
+/// module knows nothing of what the beats are (the clock is a leaf).
 pub(crate) async fn watchdog(
     sd: std::sync::Arc<SdNotify>,
     every: Duration,
     started_ms: u64,
-    now_ms: impl Fn() -> u64,
     beats: impl Fn() -> Vec<Beat>,
     stop: tokio_util::sync::CancellationToken,
 ) {
@@ -136,7 +135,8 @@ pub(crate) async fn watchdog(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let stuck = stalled(&beats(), now_ms(), started_ms);
+        let now_ms = crate::clock::now_ms().max(0) as u64;
+        let stuck = stalled(&beats(), now_ms, started_ms);
         if stuck.is_empty() {
             sd.notify("WATCHDOG=1");
             was_stalled = false;

@@ -20,10 +20,17 @@ pub(crate) struct Slice<S> {
 }
 
 impl<S> Slice<S> {
-    /// The slice `of(cfg)` and the receiver the stage runs with.
-    pub(crate) fn new(cfg: &Config, of: fn(&Config) -> S) -> (Slice<S>, watch::Receiver<Arc<S>>) {
-        let (tx, rx) = watch::channel(Arc::new(of(cfg)));
-        (Slice { tx, of }, rx)
+    /// The slice `of(cfg)`; stages take receivers with [`subscribe`](Self::subscribe).
+    pub(crate) fn new(cfg: &Config, of: fn(&Config) -> S) -> Slice<S> {
+        Slice {
+            tx: watch::Sender::new(Arc::new(of(cfg))),
+            of,
+        }
+    }
+
+    /// The slice as it stands (to build a stage with).
+    pub(crate) fn current(&self) -> Arc<S> {
+        self.tx.borrow().clone()
     }
 
     /// Another receiver of the same slice.

@@ -210,7 +210,7 @@ fn meter_json(
         })
         .unwrap_or_default();
     let stats = metrics.polling.meter_stats(&m.id);
-    let n = |f: fn(&crate::metrics::MeterStats) -> &std::sync::atomic::AtomicU64| {
+    let n = |f: fn(&crate::modbus::stats::MeterStats) -> &std::sync::atomic::AtomicU64| {
         stats.as_deref().map_or(0, |s| Metrics::get(f(s)))
     };
     json!({

@@ -32,6 +32,10 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+/// How soon to retry a state-database write (storing a message, recording
+/// an outcome) that failed.
+pub(crate) const DB_RETRY_MS: i64 = 5_000;
+
 /// What the sender reads of the config: `[smtp]`, the state directory
 /// (the queue, and the default `.eml` directory) and the shutdown grace.
 #[derive(Debug, Clone)]

@@ -20,9 +20,9 @@
 //! The queue's SQLite writes run inline on this task: one small write per
 //! attempt, which is milliseconds at alert rates.
 
-use super::Settings;
 use super::queue::{MailQueue, Queued};
 use super::transport::{SendError, Transport};
+use super::{DB_RETRY_MS, Settings};
 use crate::backoff::Backoff;
 use crate::clock::TokioWall;
 use crate::metrics::Metrics;
@@ -36,9 +36,6 @@ use tracing::{error, info, warn};
 
 /// A message the server rejected (5xx) is retried this many times in all.
 const REJECTED_ATTEMPTS: u32 = 3;
-
-/// How soon to retry a state-database operation that failed.
-const DB_RETRY_MS: i64 = 5_000;
 
 /// While nothing is due, look at the queue this often anyway: another
 /// process (`pqwatch report --send`) may have queued a message.
@@ -149,12 +146,7 @@ impl Sender {
                 (Some(_), false) => Some(now + DB_RETRY_MS),
                 (None, _) => Some(self.next_look(now)),
             };
-            let sleep = async {
-                match wake {
-                    Some(t) => tokio::time::sleep_until(clock.instant(t)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = clock.sleep_until(wake);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 r = poll(&mut inflight) => {

@@ -21,8 +21,6 @@
 pub(crate) mod exposition;
 pub(crate) mod histogram;
 
-pub(crate) use crate::modbus::stats::{GatewayStats, MeterStats};
-
 use exposition::{Family, Type, counter, gauge, secs};
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

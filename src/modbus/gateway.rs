@@ -32,10 +32,11 @@
 //! beats its heartbeat each time it wakes for a cycle and after each poll
 //! (`metrics` module docs).
 
+use super::stats::{GatewayStats, MeterStats};
 use crate::backoff;
 use crate::clock::{catch_up, next_aligned, now_ms};
 use crate::config::{GatewaySettings, Meter};
-use crate::metrics::{GatewayStats, MeterStats, Metrics};
+use crate::metrics::Metrics;
 use crate::modbus::plan::ReadRequest;
 use crate::profile::FunctionCode;
 use crate::reading::{MeterMeta, Reading};
@@ -373,7 +374,9 @@ impl Gateway {
             }
             let outcome = self.read(conn, gs, m.unit, m.timeout, req).await;
             let what = || format!("{} {}+{}", req.function, req.start, req.count);
-            let error = match outcome {
+            // The first failure is kept for the log, formatted only then.
+            let error = &mut out.first_error;
+            match outcome {
                 ReadOutcome::Ok(words) => {
                     Metrics::inc(&self.metrics.polling.reads_ok);
                     Metrics::inc(&gs.reads_ok);
@@ -391,31 +394,34 @@ impl Gateway {
                         code,
                         ExceptionCode::GatewayPathUnavailable | ExceptionCode::GatewayTargetDevice
                     );
-                    format!(
-                        "{}: Modbus exception {:?} (0x{:02X})",
-                        what(),
-                        code,
-                        u8::from(code)
-                    )
+                    error.get_or_insert_with(|| {
+                        format!(
+                            "{}: Modbus exception {:?} (0x{:02X})",
+                            what(),
+                            code,
+                            u8::from(code)
+                        )
+                    });
                 }
                 ReadOutcome::Timeout => {
                     Metrics::inc(&self.metrics.polling.read_timeouts);
                     Metrics::inc(&gs.read_timeouts);
                     abandon = true;
-                    format!("{}: no answer within {:?}", what(), m.timeout)
+                    error.get_or_insert_with(|| {
+                        format!("{}: no answer within {:?}", what(), m.timeout)
+                    });
                 }
                 ReadOutcome::Broken(e) => {
                     Metrics::inc(&self.metrics.polling.read_transport_errors);
                     Metrics::inc(&gs.read_transport_errors);
                     abandon = true;
-                    format!("{}: {e}", what())
+                    error.get_or_insert_with(|| format!("{}: {e}", what()));
                 }
                 ReadOutcome::NoConnection(e) => {
                     abandon = true;
-                    e
+                    error.get_or_insert(e);
                 }
-            };
-            out.first_error.get_or_insert(error);
+            }
             out.results.push(None);
         }
         out

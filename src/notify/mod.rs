@@ -41,6 +41,7 @@ use crate::clock::TokioWall;
 use crate::config::mail::Alerts;
 use crate::config::{Config, Customer, Meter};
 use crate::events::EventChange;
+use crate::mail::DB_RETRY_MS;
 use crate::mail::queue::MailQueue;
 use crate::metrics::Metrics;
 use crate::state::StateDb;
@@ -81,9 +82,6 @@ pub(crate) fn offer(
         Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }
-
-/// How soon to retry a state-database write that failed.
-const DB_RETRY_MS: i64 = 5_000;
 
 /// What the notifier reads of the config: `[alerts]`, the fleet (customer
 /// names and alert groups, meters' nominal voltages), the sender address,
@@ -199,12 +197,7 @@ impl Notifier {
             if !self.unstored.is_empty() {
                 wake = Some(wake.map_or(now + DB_RETRY_MS, |t| t.min(now + DB_RETRY_MS)));
             }
-            let sleep = async {
-                match wake {
-                    Some(t) => tokio::time::sleep_until(clock.instant(t)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let sleep = clock.sleep_until(wake);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 c = rx.recv() => match c {
@@ -317,6 +310,7 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::reload::fixed;
     use crate::events::Change;
     use crate::quality::rules::State;
     use std::time::Duration;
@@ -349,10 +343,6 @@ name = "华东特钢有限公司"
             crate::mail::Sender::new(&crate::mail::Settings::of(cfg), metrics.clone()).unwrap();
         let n = Notifier::new(&Settings::of(cfg), metrics.clone(), sender.waker()).unwrap();
         (n, sender)
-    }
-
-    fn fixed<S>(s: S) -> tokio::sync::watch::Receiver<Arc<S>> {
-        crate::config::reload::fixed(s)
     }
 
     fn change(n: i64) -> EventChange {
