@@ -73,7 +73,7 @@ fn bench_plan_decode(c: &mut Criterion) {
         g.bench_function(f.name, |b| {
             b.iter(|| {
                 MeterPlan::new(black_box(m.profile.clone()), None, support::ratios(m)).unwrap()
-            })
+            });
         });
     }
     g.finish();
@@ -88,7 +88,7 @@ fn bench_plan_decode(c: &mut Criterion) {
     }
     g.throughput(Throughput::Elements(1));
     g.bench_function("f32_word", |b| {
-        b.iter(|| decode(black_box(&[0x4366, 0x8000]), DataType::F32, WordOrder::ABCD).to_f64())
+        b.iter(|| decode(black_box(&[0x4366, 0x8000]), DataType::F32, WordOrder::ABCD).to_f64());
     });
     g.finish();
 }
@@ -103,7 +103,7 @@ fn bench_line(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 line::encode(black_box(&r), Dialect::V2, &mut out)
-            })
+            });
         });
     }
     g.finish();
@@ -134,7 +134,7 @@ fn bench_outbox(c: &mut Criterion) {
                     .push(support::NOV_2026_MS, points, raw.len(), &body)
                     .unwrap();
                 ob.delete(id).unwrap();
-            })
+            });
         },
     );
     g.finish();
@@ -157,7 +157,7 @@ fn bench_watch(c: &mut Criterion) {
                 let ts = support::NOV_2026_MS + (i as i64) * support::POLL_MS;
                 i += 1;
                 agg.push(ts, black_box(&r.values))
-            })
+            });
         });
     }
     g.finish();
@@ -168,7 +168,7 @@ fn bench_watch(c: &mut Criterion) {
         let w = support::minute_window(m, &f.sim, support::NOV_2026_MS);
         let mut rules = MeterRules::new(support::rule_set(&f.cfg, m));
         g.bench_function(BenchmarkId::new("window", f.name), |b| {
-            b.iter(|| rules.on_window(black_box(&w)))
+            b.iter(|| rules.on_window(black_box(&w)));
         });
     }
     g.finish();
@@ -189,7 +189,7 @@ fn bench_watch(c: &mut Criterion) {
                 let minute = ledger::from_short_window(black_box(&windows[i % 60]), &spec);
                 i += 1;
                 day.merge(&minute);
-            })
+            });
         });
     }
     g.finish();

@@ -139,7 +139,7 @@ fn value(kind: Kind, m: usize, f: usize, k: usize) -> f64 {
         Kind::Angle => 15.0 * (1.0 + 0.5 * n),
         Kind::Energy => 10_000.0 + m as f64 * 37.0 + f as f64 * 3.0 + k as f64 * 0.0139,
     };
-    (v as f32) as f64
+    f64::from(v as f32)
 }
 
 struct Fleet {
@@ -348,7 +348,7 @@ fn fmt_stats(v: &[f64], unit: &str) -> String {
 
 fn human(x: f64) -> String {
     if x.abs() >= 100.0 {
-        let s = format!("{:.0}", x);
+        let s = format!("{x:.0}");
         // thousands separators
         let (sign, digits) = s.strip_prefix('-').map_or(("", s.as_str()), |d| ("-", d));
         let mut out = String::new();
@@ -931,7 +931,7 @@ fn min_scan_ms(pre: &Prefilled, what_if_index: bool) -> anyhow::Result<f64> {
             .query_row("SELECT min(created_ms) FROM outbox", [], |r| r.get(0))?;
         std::hint::black_box(v);
     }
-    Ok(t.elapsed().as_secs_f64() * 1e3 / n as f64)
+    Ok(t.elapsed().as_secs_f64() * 1e3 / f64::from(n))
 }
 
 struct SqliteDrain {

@@ -194,7 +194,7 @@ impl EventStore {
                     e.customer,
                     e.kind.as_str(),
                     e.phase,
-                    e.order as i64,
+                    i64::from(e.order),
                     open,
                     e.start_ms,
                     e.end_ms,

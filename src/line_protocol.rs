@@ -36,7 +36,7 @@ pub enum Dialect {
 
 /// Escape a tag key, tag value or field key.
 pub(crate) fn escape_key(s: &str, out: &mut String) {
-    escape_key_for(s, Dialect::V2, out)
+    escape_key_for(s, Dialect::V2, out);
 }
 
 pub(crate) fn escape_key_for(s: &str, dialect: Dialect, out: &mut String) {

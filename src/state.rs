@@ -333,10 +333,10 @@ impl StateDb {
         match r {
             Ok(0) => {}
             Ok(_) => {
-                tracing::debug!(path = %self.path.display(), "WAL checkpoint incomplete (busy)")
+                tracing::debug!(path = %self.path.display(), "WAL checkpoint incomplete (busy)");
             }
             Err(e) => {
-                tracing::warn!(path = %self.path.display(), error = %e, "WAL checkpoint failed")
+                tracing::warn!(path = %self.path.display(), error = %e, "WAL checkpoint failed");
             }
         }
     }

@@ -1060,7 +1060,7 @@ async fn foreign_or_corrupt_state_file_is_refused_untouched() -> anyhow::Result<
         (
             "text file",
             Box::new(|p: &Path| {
-                std::fs::write(p, b"# not a database\nkey = value\n".repeat(100)).unwrap()
+                std::fs::write(p, b"# not a database\nkey = value\n".repeat(100)).unwrap();
             }),
         ),
         (
@@ -1088,7 +1088,7 @@ async fn foreign_or_corrupt_state_file_is_refused_untouched() -> anyhow::Result<
             Box::new(|p: &Path| {
                 let mut b = b"SQLite format 3\0".to_vec();
                 b.extend((0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
-                std::fs::write(p, b).unwrap()
+                std::fs::write(p, b).unwrap();
             }),
         ),
     ];

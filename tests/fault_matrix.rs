@@ -396,7 +396,7 @@ impl Rig {
             Class::Timeout => assert_eq!((t, x, b), (n, 0, 0), "timeouts: {ctx}"),
             Class::Transport => assert_eq!((t, x, b), (0, 0, n), "transport errors: {ctx}"),
             Class::TimeoutOrTransport => {
-                assert_eq!((t + b, x), (n, 0), "timeouts + transport errors: {ctx}")
+                assert_eq!((t + b, x), (n, 0), "timeouts + transport errors: {ctx}");
             }
             Class::Exception => assert_eq!((t, x, b), (0, n, 0), "exceptions: {ctx}"),
         }

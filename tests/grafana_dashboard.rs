@@ -372,7 +372,7 @@ fn static_problems(dash: &Value) -> Vec<String> {
             let m = o["matcher"]["options"].as_str().unwrap_or("");
             match o["matcher"]["id"].as_str() {
                 Some("byFrameRefID") if !refids.contains(m) => {
-                    problems.push(format!("{name}: override for unknown refId {m:?}"))
+                    problems.push(format!("{name}: override for unknown refId {m:?}"));
                 }
                 Some("byName") if p["type"] == "timeseries" && !aliases.contains(m) => problems
                     .push(format!(
@@ -437,7 +437,7 @@ fn static_problems(dash: &Value) -> Vec<String> {
             match names.get(&name) {
                 None => problems.push(format!("{what}: unknown variable ${name}")),
                 Some(true) if !text.contains(&format!("/^${name}$/")) => {
-                    problems.push(format!("{what}: multi-value ${name} outside /^${name}$/"))
+                    problems.push(format!("{what}: multi-value ${name} outside /^${name}$/"));
                 }
                 Some(true) => {
                     let uses = text.matches(&format!("${name}")).count();

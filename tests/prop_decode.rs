@@ -44,7 +44,7 @@ fn order() -> impl Strategy<Value = WordOrder> {
 
 /// Bit patterns meters actually send when something is wrong, plus noise.
 fn special_bits(dtype: DataType) -> BoxedStrategy<u64> {
-    let width = 16 * dtype.words() as u32;
+    let width = 16 * u32::from(dtype.words());
     let mask = if width == 64 {
         u64::MAX
     } else {
@@ -123,7 +123,7 @@ fn reg_spec() -> impl Strategy<Value = RegSpec> {
     )
         .prop_flat_map(|(holding, address, dtype, order, scale, unit, emit)| {
             // Keep the value inside the address space, as parse requires.
-            let address = address.min((65_536 - dtype.words() as u32) as u16);
+            let address = address.min((65_536 - u32::from(dtype.words())) as u16);
             let scale = if scale == 0.0 { 1.0 } else { scale };
             prop::collection::vec(special_bits(dtype), 0..3).prop_map(move |not_available| {
                 RegSpec {
@@ -281,7 +281,7 @@ fn reply(nregs: usize) -> impl Strategy<Value = Reply> {
 
 /// Bits to plant for register `r` from a drawn `b`.
 fn planted(r: &Register, b: u64) -> u64 {
-    let width = 16 * r.dtype.words() as u32;
+    let width = 16 * u32::from(r.dtype.words());
     let mask = if width == 64 {
         u64::MAX
     } else {
@@ -351,7 +351,7 @@ proptest! {
         let words = &words[..dtype.words() as usize];
         let raw = decode(words, dtype, order);
         prop_assert_eq!(raw.dtype, dtype);
-        let width = 16 * dtype.words() as u32;
+        let width = 16 * u32::from(dtype.words());
         if width < 64 {
             prop_assert_eq!(raw.bits >> width, 0, "bits beyond the type's width");
         }
@@ -418,7 +418,7 @@ proptest! {
                 let raw = decode(&got[&i], r.dtype, r.order);
                 match why {
                     DropReason::NotAvailable => {
-                        prop_assert!(r.not_available.contains(&raw.bits))
+                        prop_assert!(r.not_available.contains(&raw.bits));
                     }
                     DropReason::NotFinite => prop_assert!(!r.not_available.contains(&raw.bits)),
                     DropReason::ZeroDenominator => prop_assert!(false, "{name}: not derived"),

@@ -127,13 +127,13 @@ fn toml(m: &Map) -> String {
 
 /// Every invariant a plan must keep, or a description of the first broken.
 fn check(p: &Profile, wanted: &[usize], reqs: &[ReadRequest], max_gap: u16) -> Result<(), String> {
-    let limit = p.max_registers as u32;
+    let limit = u32::from(p.max_registers);
     let mut served = vec![0usize; p.registers.len()];
     for (k, r) in reqs.iter().enumerate() {
         if r.count == 0 {
             return Err(format!("request {k} reads nothing: {r:?}"));
         }
-        if r.count as u32 > limit {
+        if u32::from(r.count) > limit {
             return Err(format!(
                 "request {k} reads {} > max_registers {limit}: {r:?}",
                 r.count
@@ -175,13 +175,13 @@ fn check(p: &Profile, wanted: &[usize], reqs: &[ReadRequest], max_gap: u16) -> R
         let mut used: Vec<(u32, u32)> = r
             .items
             .iter()
-            .map(|&i| (p.registers[i].address as u32, p.registers[i].end()))
+            .map(|&i| (u32::from(p.registers[i].address), p.registers[i].end()))
             .collect();
         used.sort();
-        let mut covered = r.start as u32;
+        let mut covered = u32::from(r.start);
         let slack = if p.even_count { 1 } else { 0 };
         for (a, e) in used {
-            if a > covered && a - covered > max_gap as u32 + slack {
+            if a > covered && a - covered > u32::from(max_gap) + slack {
                 return Err(format!(
                     "request {k} bridges {} unused registers: {r:?}",
                     a - covered

@@ -122,7 +122,7 @@ async fn a_reload_closes_the_events_of_what_it_removes_and_never_duplicates() ->
     let port = free_port();
     let path = dir.path().join("pqwatch.toml");
     let write = |m1: bool, demand: bool| {
-        std::fs::write(&path, config(&state, &vm.url(), port, m1, demand)).unwrap()
+        std::fs::write(&path, config(&state, &vm.url(), port, m1, demand)).unwrap();
     };
     write(true, true);
     let sim = Sim::start(

@@ -77,7 +77,7 @@ async fn two_shards_poll_every_meter_exactly_once() -> anyhow::Result<()> {
     assert!(!a.is_empty() && !b.is_empty(), "both shards work");
     // A customer's meters stay together.
     for set in [&a, &b] {
-        for id in set.iter() {
+        for id in set {
             let sibling = if id.ends_with("M0") {
                 id.replace("M0", "M1")
             } else {

@@ -17,13 +17,13 @@ use std::sync::Arc;
 
 /// 2026-11-01T00:00:00+08:00 (Asia/Shanghai), a Sunday: the first day of
 /// the 30-day month the report benchmark covers.
-pub const NOV_2026_MS: i64 = 1_793_462_400_000;
-pub const POLL_MS: i64 = 5_000;
+pub(crate) const NOV_2026_MS: i64 = 1_793_462_400_000;
+pub(crate) const POLL_MS: i64 = 5_000;
 
 /// A config with `customers` customers of one 10 kV meter each (PT
 /// 10000/100, CT 200/5), all of `profile`, on one loopback gateway per 50
 /// meters. Customers carry a contracted demand so the demand rule runs.
-pub fn config_text(customers: usize, profile: &str) -> String {
+pub(crate) fn config_text(customers: usize, profile: &str) -> String {
     let mut s = String::from(
         "[daemon]\ntimezone = \"Asia/Shanghai\"\n\n[polling]\ninterval = \"5s\"\n\n[rules]\npreset = \"gb\"\n\n",
     );
@@ -42,18 +42,18 @@ pub fn config_text(customers: usize, profile: &str) -> String {
     s
 }
 
-pub fn load(text: &str) -> Config {
+pub(crate) fn load(text: &str) -> Config {
     config::from_str(text, Path::new("/nonexistent")).expect("generated config is valid")
 }
 
 /// One simulated meter per config meter (the simulator's own model).
-pub fn sim_meters(cfg: &Config) -> Vec<SimMeter> {
+pub(crate) fn sim_meters(cfg: &Config) -> Vec<SimMeter> {
     SimMeter::from_config(cfg)
 }
 
 /// The register words of one poll (one entry per planned request), as the
 /// simulator answers them at `t_ms`.
-pub fn poll_words(sim: &SimMeter, plan: &MeterPlan, t_ms: i64) -> Vec<Option<Vec<u16>>> {
+pub(crate) fn poll_words(sim: &SimMeter, plan: &MeterPlan, t_ms: i64) -> Vec<Option<Vec<u16>>> {
     let values = sim.model.values(t_ms, &[]);
     plan.requests
         .iter()
@@ -62,7 +62,7 @@ pub fn poll_words(sim: &SimMeter, plan: &MeterPlan, t_ms: i64) -> Vec<Option<Vec
 }
 
 /// A decoded reading of `m` at `t_ms`, exactly as the gateway task builds it.
-pub fn reading(m: &Meter, sim: &SimMeter, t_ms: i64) -> Reading {
+pub(crate) fn reading(m: &Meter, sim: &SimMeter, t_ms: i64) -> Reading {
     let words = poll_words(sim, &m.plan, t_ms);
     let a = m.plan.assemble(&words);
     assert!(a.dropped.is_empty(), "{}: {:?}", m.id, a.dropped);
@@ -75,7 +75,7 @@ pub fn reading(m: &Meter, sim: &SimMeter, t_ms: i64) -> Reading {
 
 /// The closed, complete one-minute window starting at `start_ms` (12 polls
 /// at 5 s through the real aggregator).
-pub fn minute_window(m: &Meter, sim: &SimMeter, start_ms: i64) -> Window {
+pub(crate) fn minute_window(m: &Meter, sim: &SimMeter, start_ms: i64) -> Window {
     let mut agg = Aggregator::new(60_000, POLL_MS, 0.9);
     for k in 0..12 {
         let r = reading(m, sim, start_ms + k * POLL_MS);
@@ -88,11 +88,11 @@ pub fn minute_window(m: &Meter, sim: &SimMeter, start_ms: i64) -> Window {
 }
 
 /// The meter's rule set, as the watch task builds it.
-pub fn rule_set(cfg: &Config, m: &Meter) -> RuleSet {
+pub(crate) fn rule_set(cfg: &Config, m: &Meter) -> RuleSet {
     pqwatch::watch::rule_set(&cfg.rules, m)
 }
 
-pub fn ratios(m: &Meter) -> Ratios {
+pub(crate) fn ratios(m: &Meter) -> Ratios {
     Ratios {
         pt: m.pt_ratio,
         ct: m.ct_ratio,

@@ -102,7 +102,7 @@ fn print_profile(p: &pqwatch::profile::Profile) {
         "conf",
         "doc"
     );
-    for r in p.registers.iter() {
+    for r in &p.registers {
         let name = if r.emit {
             r.name.clone()
         } else {

@@ -202,7 +202,7 @@ fn read_tree(
             match parse_file_text(&text, &file.display().to_string()) {
                 Ok(t) => {
                     warn_if_exposed(&file, &t);
-                    merge_file(&mut root, t, &file, &mut origins)
+                    merge_file(&mut root, t, &file, &mut origins);
                 }
                 Err(e) => problems.extend(e.problems),
             }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Daemon {
+pub(super) struct Daemon {
     pub state_dir: Option<String>,
     pub profile_dir: Option<String>,
     pub timezone: Option<String>,
@@ -19,7 +19,7 @@ pub struct Daemon {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Influx {
+pub(super) struct Influx {
     pub url: Option<String>,
     pub api: Option<String>,
     #[serde(default, deserialize_with = "lenient_string")]
@@ -88,7 +88,7 @@ pub(crate) struct Gateway {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Customer {
+pub(super) struct Customer {
     #[serde(deserialize_with = "string")]
     pub id: String,
     pub name: Option<String>,
@@ -128,7 +128,7 @@ pub(crate) struct CustomerReport {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Reports {
+pub(super) struct Reports {
     pub enabled: Option<bool>,
     /// "month" (default), "week" or "day".
     pub period: Option<String>,
@@ -211,7 +211,7 @@ pub(crate) struct Rules {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Smtp {
+pub(super) struct Smtp {
     pub host: Option<String>,
     pub port: Option<u16>,
     /// "starttls" (default), "tls" (implicit, port 465) or "none" (plain; localhost only).
@@ -230,7 +230,7 @@ pub struct Smtp {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Alerts {
+pub(super) struct Alerts {
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "super::lenient::duration_text")]
     pub min_delay: Option<String>,
@@ -255,7 +255,7 @@ pub(crate) struct AlertGroup {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Meter {
+pub(super) struct Meter {
     #[serde(deserialize_with = "string")]
     pub id: String,
     #[serde(deserialize_with = "string")]
@@ -328,7 +328,7 @@ fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Http {
+pub(super) struct Http {
     pub enabled: Option<bool>,
     /// host:port; default 127.0.0.1:9108.
     pub listen: Option<String>,
@@ -340,7 +340,7 @@ pub struct Http {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Cluster {
+pub(super) struct Cluster {
     /// This instance's shard, 0-based.
     pub shard: Option<u32>,
     /// Number of instances sharing the fleet.

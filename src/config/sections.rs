@@ -263,7 +263,7 @@ impl Cluster {
 fn fnv1a(bytes: &[u8], shard: u32) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes.iter().chain(shard.to_le_bytes().iter()) {
-        h ^= *b as u64;
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     // FNV's low bits mix poorly for short inputs: finish with a

@@ -219,7 +219,7 @@ fn environment_overrides_and_secret_files() {
     let c = load_text(&with_file, &[]).unwrap();
     match &c.influx.unwrap().api {
         Api::V2 { token, .. } => {
-            assert_eq!(token.expose(), "file-token", "trailing newline trimmed")
+            assert_eq!(token.expose(), "file-token", "trailing newline trimmed");
         }
         other => panic!("{other:?}"),
     }
@@ -440,9 +440,9 @@ fn shards_split_the_fleet_by_customer_and_stay_stable() {
             counts[owners[0] as usize] += 1;
         }
         // Even enough: every shard within ±20 % of its fair share.
-        let fair = ids.len() as f64 / n as f64;
+        let fair = ids.len() as f64 / f64::from(n);
         for c in &counts {
-            assert!((*c as f64 - fair).abs() < 0.2 * fair, "{counts:?}");
+            assert!((f64::from(*c) - fair).abs() < 0.2 * fair, "{counts:?}");
         }
     }
     // 3 → 4 shards: only customers the new shard wins move (~1/4).

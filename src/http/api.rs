@@ -248,7 +248,7 @@ pub(crate) enum StateFilter {
 }
 
 impl StateFilter {
-    pub fn parse(s: &str) -> Option<StateFilter> {
+    pub(crate) fn parse(s: &str) -> Option<StateFilter> {
         match s {
             "open" => Some(StateFilter::Open),
             "closed" => Some(StateFilter::Closed),

@@ -76,7 +76,7 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
 /// readiness), the meters (`/api/meters`), the outbox bound (readiness)
 /// and the time zone of the times it shows.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub state_dir: std::path::PathBuf,
     pub meters: Vec<Arc<Meter>>,
     /// `[influxdb] max_outbox_bytes`, when InfluxDB is configured.

@@ -20,7 +20,7 @@ use rusqlite::{OptionalExtension, params};
 
 /// A stored message, ready to send.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Queued {
+pub(crate) struct Queued {
     pub id: i64,
     pub created_ms: i64,
     pub subject: String,
@@ -33,7 +33,7 @@ pub struct Queued {
 impl Queued {
     /// The envelope as stored; an address that no longer parses is an
     /// error for this message alone.
-    pub fn envelope(&self) -> Result<Envelope, String> {
+    pub(crate) fn envelope(&self) -> Result<Envelope, String> {
         let from: Address = self
             .from
             .parse()
@@ -53,7 +53,7 @@ impl Queued {
 /// Insert a message row on `conn` (also inside another writer's
 /// transaction: the report send log queues its mail that way). Returns its
 /// row id; the message is due at once.
-pub fn insert(
+pub(crate) fn insert(
     conn: &rusqlite::Connection,
     now_ms: i64,
     subject: &str,
@@ -70,12 +70,12 @@ pub fn insert(
     Ok(conn.last_insert_rowid())
 }
 
-pub struct MailQueue {
+pub(crate) struct MailQueue {
     db: StateDb,
 }
 
 impl MailQueue {
-    pub fn new(db: StateDb) -> Self {
+    pub(crate) fn new(db: StateDb) -> Self {
         MailQueue { db }
     }
 
@@ -87,7 +87,7 @@ impl MailQueue {
     }
 
     /// Store a message; it is due at once. Returns its row id.
-    pub fn push(
+    pub(crate) fn push(
         &self,
         now_ms: i64,
         subject: &str,
@@ -98,7 +98,7 @@ impl MailQueue {
     }
 
     /// The oldest pending message due at `now_ms`, skipping ids in `skip`.
-    pub fn next_due(&self, now_ms: i64, skip: &[i64]) -> Result<Option<Queued>, StateError> {
+    pub(crate) fn next_due(&self, now_ms: i64, skip: &[i64]) -> Result<Option<Queued>, StateError> {
         let mut st = self
             .db
             .conn
@@ -132,7 +132,7 @@ impl MailQueue {
     }
 
     /// When the earliest pending message is due (None: nothing pending).
-    pub fn next_attempt_ms(&self) -> Result<Option<i64>, StateError> {
+    pub(crate) fn next_attempt_ms(&self) -> Result<Option<i64>, StateError> {
         self.db
             .conn
             .query_row(
@@ -145,7 +145,7 @@ impl MailQueue {
 
     /// Make every pending message due by `now_ms` (at start-up: the
     /// backoff of a previous run should not delay a fixed server).
-    pub fn wake_all(&self, now_ms: i64) -> Result<(), StateError> {
+    pub(crate) fn wake_all(&self, now_ms: i64) -> Result<(), StateError> {
         self.db
             .conn
             .execute(
@@ -158,7 +158,7 @@ impl MailQueue {
     }
 
     /// The server accepted it: forget it.
-    pub fn sent(&self, id: i64) -> Result<(), StateError> {
+    pub(crate) fn sent(&self, id: i64) -> Result<(), StateError> {
         self.db
             .conn
             .execute("DELETE FROM mail_queue WHERE id = ?1", [id])
@@ -167,7 +167,7 @@ impl MailQueue {
     }
 
     /// Count a failed attempt and set when to try again.
-    pub fn retry_at(&self, id: i64, at_ms: i64, error: &str) -> Result<(), StateError> {
+    pub(crate) fn retry_at(&self, id: i64, at_ms: i64, error: &str) -> Result<(), StateError> {
         self.db
             .conn
             .execute(
@@ -180,7 +180,7 @@ impl MailQueue {
     }
 
     /// Rejected for good: keep it, never retry it.
-    pub fn give_up(&self, id: i64, now_ms: i64, error: &str) -> Result<(), StateError> {
+    pub(crate) fn give_up(&self, id: i64, now_ms: i64, error: &str) -> Result<(), StateError> {
         self.db
             .conn
             .execute(
@@ -193,13 +193,13 @@ impl MailQueue {
     }
 
     /// Messages waiting to be sent.
-    pub fn pending(&self) -> Result<u64, StateError> {
+    pub(crate) fn pending(&self) -> Result<u64, StateError> {
         self.count("SELECT count(*) FROM mail_queue WHERE failed_ms IS NULL")
     }
 
     /// Messages given up on.
     #[cfg(test)]
-    pub fn failed(&self) -> Result<u64, StateError> {
+    pub(crate) fn failed(&self) -> Result<u64, StateError> {
         self.count("SELECT count(*) FROM mail_queue WHERE failed_ms IS NOT NULL")
     }
 

@@ -109,7 +109,7 @@ impl Sender {
         match Transport::from_config(&s.smtp, &s.state_dir) {
             Ok(t) => self.transport = t,
             Err(e) => {
-                error!(error = %e, "reloaded [smtp] unusable; keeping the previous transport")
+                error!(error = %e, "reloaded [smtp] unusable; keeping the previous transport");
             }
         }
         self.send_timeout = s.smtp.timeout.saturating_mul(2);

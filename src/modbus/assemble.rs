@@ -164,9 +164,9 @@ impl MeterPlan {
             let used: u32 = r
                 .items
                 .iter()
-                .map(|&i| self.profile.registers[i].dtype.words() as u32)
+                .map(|&i| u32::from(self.profile.registers[i].dtype.words()))
                 .sum();
-            used < r.count as u32
+            used < u32::from(r.count)
         })
     }
 
@@ -325,7 +325,7 @@ mod tests {
             .map(|r| {
                 let mut w = vec![0u16; r.count as usize];
                 for (addr, words) in vals {
-                    if *addr >= r.start && (*addr as u32) < r.end() {
+                    if *addr >= r.start && u32::from(*addr) < r.end() {
                         let o = (*addr - r.start) as usize;
                         w[o..o + words.len()].copy_from_slice(words);
                     }

@@ -105,13 +105,13 @@ impl Raw {
     pub fn to_f64(self) -> f64 {
         let b = self.bits;
         match self.dtype {
-            DataType::U16 => (b as u16) as f64,
-            DataType::I16 => (b as u16 as i16) as f64,
-            DataType::U32 => (b as u32) as f64,
-            DataType::I32 => (b as u32 as i32) as f64,
+            DataType::U16 => f64::from(b as u16),
+            DataType::I16 => f64::from(b as u16 as i16),
+            DataType::U32 => f64::from(b as u32),
+            DataType::I32 => f64::from(b as u32 as i32),
             DataType::U64 => b as f64,
             DataType::I64 => (b as i64) as f64,
-            DataType::F32 => f32::from_bits(b as u32) as f64,
+            DataType::F32 => f64::from(f32::from_bits(b as u32)),
             DataType::F64 => f64::from_bits(b),
         }
     }
@@ -137,13 +137,21 @@ pub fn decode(words: &[u16], dtype: DataType, order: WordOrder) -> Raw {
 /// laid out in `order`. Used by the simulator; the inverse of [`decode`].
 pub fn encode(value: f64, dtype: DataType, order: WordOrder) -> Vec<u16> {
     let bits: u64 = match dtype {
-        DataType::U16 => value.round().clamp(0.0, u16::MAX as f64) as u16 as u64,
-        DataType::I16 => value.round().clamp(i16::MIN as f64, i16::MAX as f64) as i16 as u16 as u64,
-        DataType::U32 => value.round().clamp(0.0, u32::MAX as f64) as u32 as u64,
-        DataType::I32 => value.round().clamp(i32::MIN as f64, i32::MAX as f64) as i32 as u32 as u64,
+        DataType::U16 => u64::from(value.round().clamp(0.0, f64::from(u16::MAX)) as u16),
+        DataType::I16 => u64::from(
+            value
+                .round()
+                .clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16 as u16,
+        ),
+        DataType::U32 => u64::from(value.round().clamp(0.0, f64::from(u32::MAX)) as u32),
+        DataType::I32 => u64::from(
+            value
+                .round()
+                .clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32 as u32,
+        ),
         DataType::U64 => value.round().max(0.0) as u64,
         DataType::I64 => value.round() as i64 as u64,
-        DataType::F32 => (value as f32).to_bits() as u64,
+        DataType::F32 => u64::from((value as f32).to_bits()),
         DataType::F64 => value.to_bits(),
     };
     encode_bits(bits, dtype, order)

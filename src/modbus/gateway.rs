@@ -199,7 +199,7 @@ impl Gateway {
     /// backpressure (the sink drains at CPU speed, never waiting on I/O).
     pub(crate) async fn run(self, tx: mpsc::Sender<Reading>, cancel: CancellationToken) {
         let span = info_span!("gateway", gateway = %self.settings.address);
-        self.run_inner(tx, cancel).instrument(span).await
+        self.run_inner(tx, cancel).instrument(span).await;
     }
 
     async fn run_inner(self, tx: mpsc::Sender<Reading>, cancel: CancellationToken) {
@@ -250,7 +250,7 @@ impl Gateway {
                 re_anchor(&mut states, now_ms(), step);
             }
             // Poll every meter that is due, in config order.
-            for st in states.iter_mut() {
+            for st in &mut states {
                 if cancel.is_cancelled() {
                     break;
                 }
@@ -454,7 +454,7 @@ impl Gateway {
         Metrics::inc(&gs.polls_failed);
         Metrics::inc(&st.stats.polls_failed);
         st.fail_streak += 1;
-        Metrics::set(&st.stats.fail_streak, st.fail_streak as u64);
+        Metrics::set(&st.stats.fail_streak, u64::from(st.fail_streak));
         let err = first_error.unwrap_or_else(|| "no reads".into());
         if st.fail_streak == 1 {
             warn!(meter = %m.id, unit = m.unit, error = %err, "meter poll failed");

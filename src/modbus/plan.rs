@@ -24,7 +24,7 @@ pub struct ReadRequest {
 
 impl ReadRequest {
     pub fn end(&self) -> u32 {
-        self.start as u32 + self.count as u32
+        u32::from(self.start) + u32::from(self.count)
     }
 }
 
@@ -45,27 +45,29 @@ pub fn plan_with(profile: &Profile, wanted: &[usize], max_gap: u16) -> Vec<ReadR
     idx.dedup();
 
     // An odd limit cannot hold an even count that large.
-    let max = if profile.even_count {
-        profile.max_registers & !1
-    } else {
-        profile.max_registers
-    }
-    .max(1) as u32;
+    let max = u32::from(
+        if profile.even_count {
+            profile.max_registers & !1
+        } else {
+            profile.max_registers
+        }
+        .max(1),
+    );
 
     let mut out: Vec<ReadRequest> = Vec::new();
     for i in idx {
         let r = &profile.registers[i];
-        let (start, end) = (r.address as u32, r.end());
+        let (start, end) = (u32::from(r.address), r.end());
         if let Some(cur) = out.last_mut()
             && cur.function == r.function
         {
-            let cur_start = cur.start as u32;
+            let cur_start = u32::from(cur.start);
             let cur_end = cur.end();
             let new_end = end.max(cur_end);
             // Registers may share words (a harmonic read twice by two
             // series); `start < cur_end` is then an overlap, not a gap.
             let gap = start.saturating_sub(cur_end);
-            if gap <= max_gap as u32
+            if gap <= u32::from(max_gap)
                 && padded(cur_start, new_end - cur_start, profile.even_count) <= max
             {
                 cur.count = (new_end - cur_start) as u16;

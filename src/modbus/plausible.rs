@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 /// `[plausibility]`, validated.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub enabled: bool,
     /// Voltages above this × the nominal voltage are rejected.
     pub voltage_factor: f64,

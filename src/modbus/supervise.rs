@@ -37,7 +37,7 @@ fn fingerprint<T: std::fmt::Debug>(settings: Option<&T>, meters: &[Arc<Meter>]) 
 
 /// The gateway tasks: one per address, each with its own cancel token so a
 /// reload restarts only the gateways whose meters or settings changed.
-pub struct Pollers {
+pub(crate) struct Pollers {
     /// address → (fingerprint of its settings and meters, cancel, task).
     tasks: BTreeMap<String, (u64, CancellationToken, tokio::task::JoinHandle<()>)>,
     cancel: CancellationToken,
@@ -48,7 +48,7 @@ pub struct Pollers {
 impl Pollers {
     /// No gateway tasks yet: [`sync`](Self::sync) starts them. Each task
     /// is cancelled by a child of `cancel` and sends its readings to `tx`.
-    pub fn new(
+    pub(crate) fn new(
         cancel: CancellationToken,
         metrics: Arc<Metrics>,
         tx: mpsc::Sender<Reading>,
@@ -62,14 +62,14 @@ impl Pollers {
     }
 
     /// How many gateway tasks there are.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.tasks.len()
     }
 
     /// Make the running gateway tasks match `cfg`: stop the ones removed
     /// or changed (a stopped task finishes its poll in progress), start
     /// the new and changed ones, leave the rest polling undisturbed.
-    pub async fn sync(&mut self, cfg: &Config) {
+    pub(crate) async fn sync(&mut self, cfg: &Config) {
         let mut want: BTreeMap<String, Vec<Arc<Meter>>> = BTreeMap::new();
         for m in &cfg.meters {
             want.entry(m.address.clone()).or_default().push(m.clone());
@@ -114,7 +114,7 @@ impl Pollers {
 
     /// Restart gateway tasks that ended on their own (a panic: a bug, but
     /// one gateway's meters must not stay unpolled until a restart).
-    pub async fn revive(&mut self, cfg: &Config) {
+    pub(crate) async fn revive(&mut self, cfg: &Config) {
         let dead: Vec<String> = self
             .tasks
             .iter()
@@ -142,7 +142,7 @@ impl Pollers {
         }
     }
 
-    pub async fn stop_all(self) {
+    pub(crate) async fn stop_all(self) {
         self.cancel.cancel();
         for (_, (_, _, task)) in self.tasks {
             let _ = task.await;
@@ -155,7 +155,7 @@ impl Pollers {
 /// How old each gateway's heartbeat may get before the daemon counts as
 /// hung: two cycles of its fastest meter plus one slow poll of its slowest
 /// (every read timing out after a reconnect), plus a margin.
-pub fn heartbeat_limits(cfg: &Config) -> BTreeMap<String, Duration> {
+pub(crate) fn heartbeat_limits(cfg: &Config) -> BTreeMap<String, Duration> {
     let mut out: BTreeMap<String, Duration> = BTreeMap::new();
     for m in &cfg.meters {
         let gw = &cfg.gateways[&m.address];

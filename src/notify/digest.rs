@@ -38,7 +38,7 @@ const HOUR_MS: i64 = 3_600_000;
 
 /// Which recipient list a message goes to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Route {
+pub(crate) enum Route {
     /// `[alerts] recipients`.
     Default,
     /// An `[[alerts.groups]]` entry, by name.
@@ -46,7 +46,7 @@ pub enum Route {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct CustomerInfo {
+pub(crate) struct CustomerInfo {
     pub name: String,
     pub group: Option<String>,
 }
@@ -54,7 +54,7 @@ pub struct CustomerInfo {
 /// Who is told about what: customers' names and groups, the recipient
 /// lists, and meters' nominal voltages (to show deviations in %).
 #[derive(Debug, Clone)]
-pub struct Directory {
+pub(crate) struct Directory {
     pub customers: HashMap<String, CustomerInfo>,
     pub default: Recipients,
     pub groups: BTreeMap<String, Recipients>,
@@ -63,7 +63,7 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn from_config(cfg: &Slice) -> Self {
+    pub(crate) fn from_config(cfg: &Slice) -> Self {
         Directory {
             customers: cfg
                 .customers
@@ -95,14 +95,14 @@ impl Directory {
     /// A customer with an alert group goes to that group; everyone else
     /// (and a group config validation let through but that vanished) to
     /// the default list.
-    pub fn route(&self, customer: &str) -> Route {
+    pub(crate) fn route(&self, customer: &str) -> Route {
         match self.customers.get(customer).and_then(|c| c.group.as_ref()) {
             Some(g) if self.groups.contains_key(g) => Route::Group(g.clone()),
             _ => Route::Default,
         }
     }
 
-    pub fn recipients(&self, route: &Route) -> &Recipients {
+    pub(crate) fn recipients(&self, route: &Route) -> &Recipients {
         match route {
             Route::Default => &self.default,
             Route::Group(g) => self.groups.get(g).unwrap_or(&self.default),
@@ -110,7 +110,7 @@ impl Directory {
     }
 
     /// The customer's name, or its id when it is not configured.
-    pub fn customer_name(&self, customer: &str) -> String {
+    pub(crate) fn customer_name(&self, customer: &str) -> String {
         self.customers
             .get(customer)
             .map(|c| c.name.clone())
@@ -120,7 +120,7 @@ impl Directory {
 
 /// Timing and policy, from `[alerts]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub min_delay_ms: i64,
     pub max_delay_ms: i64,
     /// 0: no limit.
@@ -129,7 +129,7 @@ pub struct Settings {
 }
 
 impl Settings {
-    pub fn from_alerts(a: &Alerts) -> Self {
+    pub(crate) fn from_alerts(a: &Alerts) -> Self {
         Settings {
             min_delay_ms: a.min_delay.as_millis() as i64,
             max_delay_ms: a.max_delay.as_millis() as i64,
@@ -141,7 +141,7 @@ impl Settings {
 
 /// What a message says about one event. The order is the order in a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ItemKind {
+pub(crate) enum ItemKind {
     /// Opened, still open when the message went out.
     New,
     /// Opened and closed within one message.
@@ -151,7 +151,7 @@ pub enum ItemKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Item {
+pub(crate) struct Item {
     pub kind: ItemKind,
     /// The latest snapshot of the event.
     pub event: Event,
@@ -162,7 +162,7 @@ pub struct Item {
 
 /// Events of one meter that the rate limit kept out of mail.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Suppressed {
+pub(crate) struct Suppressed {
     pub meter: String,
     pub customer: String,
     pub customer_name: String,
@@ -171,7 +171,7 @@ pub struct Suppressed {
 
 /// One e-mail to one recipient list, before rendering.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Message {
+pub(crate) struct Message {
     pub route: Route,
     pub recipients: Recipients,
     /// New and short events first, then resolved ones; each by start
@@ -184,28 +184,28 @@ pub struct Message {
 
 impl Message {
     /// Events the operator hears of for the first time (new and short).
-    pub fn new_count(&self) -> usize {
+    pub(crate) fn new_count(&self) -> usize {
         self.items
             .iter()
             .filter(|i| i.kind != ItemKind::Resolved)
             .count()
     }
 
-    pub fn resolved_count(&self) -> usize {
+    pub(crate) fn resolved_count(&self) -> usize {
         self.items
             .iter()
             .filter(|i| i.kind == ItemKind::Resolved)
             .count()
     }
 
-    pub fn suppressed_count(&self) -> u64 {
+    pub(crate) fn suppressed_count(&self) -> u64 {
         self.suppressed.iter().map(|s| s.count).sum()
     }
 }
 
 /// What [`Digest::push`] did with a change (the caller logs and counts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Added to (or changed) a waiting message.
     Queued,
     /// Nothing to mail: an update, a duplicate, or a resolved notice that
@@ -229,7 +229,7 @@ impl Bucket {
     }
 }
 
-pub struct Digest {
+pub(crate) struct Digest {
     settings: Settings,
     dir: Directory,
     buckets: BTreeMap<Route, Bucket>,
@@ -246,7 +246,7 @@ pub struct Digest {
 }
 
 impl Digest {
-    pub fn new(settings: Settings, dir: Directory) -> Self {
+    pub(crate) fn new(settings: Settings, dir: Directory) -> Self {
         Digest {
             settings,
             dir,
@@ -259,7 +259,7 @@ impl Digest {
         }
     }
 
-    pub fn from_config(cfg: &Slice) -> Self {
+    pub(crate) fn from_config(cfg: &Slice) -> Self {
         Digest::new(
             Settings::from_alerts(&cfg.alerts),
             Directory::from_config(cfg),
@@ -269,13 +269,13 @@ impl Digest {
     /// A reloaded config: new settings and directory (recipients, groups,
     /// languages, names), keeping what is gathering, the rate limiter and
     /// which events were announced.
-    pub fn reconfigure(&mut self, cfg: &Slice) {
+    pub(crate) fn reconfigure(&mut self, cfg: &Slice) {
         self.settings = Settings::from_alerts(&cfg.alerts);
         self.dir = Directory::from_config(cfg);
     }
 
     /// Take one change that happened at `now_ms`.
-    pub fn push(&mut self, now_ms: i64, change: EventChange) -> Outcome {
+    pub(crate) fn push(&mut self, now_ms: i64, change: EventChange) -> Outcome {
         let ev = change.event;
         let route = self.dir.route(&ev.customer);
         if self.dir.recipients(&route).addresses.is_empty() {
@@ -342,7 +342,7 @@ impl Digest {
     }
 
     /// When [`due`](Self::due) next has something to return.
-    pub fn next_deadline(&self) -> Option<i64> {
+    pub(crate) fn next_deadline(&self) -> Option<i64> {
         let buckets = self.buckets.values().map(|b| b.deadline(&self.settings));
         let notes = self
             .suppressed_due
@@ -353,7 +353,7 @@ impl Digest {
     }
 
     /// The messages whose time has come at `now_ms`.
-    pub fn due(&mut self, now_ms: i64) -> Vec<Message> {
+    pub(crate) fn due(&mut self, now_ms: i64) -> Vec<Message> {
         let s = self.settings;
         let ready: Vec<Route> = self
             .buckets
@@ -373,7 +373,7 @@ impl Digest {
     }
 
     /// Everything still waiting, now (at shutdown, so nothing is lost).
-    pub fn flush(&mut self) -> Vec<Message> {
+    pub(crate) fn flush(&mut self) -> Vec<Message> {
         let mut routes: Vec<Route> = self.buckets.keys().cloned().collect();
         routes.extend(
             self.suppressed
@@ -386,7 +386,7 @@ impl Digest {
 
     /// Is anything waiting?
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.buckets.is_empty() && self.suppressed.is_empty()
     }
 

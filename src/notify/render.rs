@@ -494,7 +494,7 @@ fn more_line(m: &Message, lang: Language) -> Option<String> {
 /// The MIME message: plain text with an HTML alternative, To the list,
 /// a fresh Message-ID (kept across retries, since the queue stores the
 /// formatted bytes), and `Auto-Submitted` so auto-responders stay quiet.
-pub fn email(
+pub(crate) fn email(
     from: &Mailbox,
     m: &Message,
     r: &Rendered,

@@ -122,7 +122,7 @@ pub struct Register {
 impl Register {
     /// One past the last register address (may be 65536).
     pub fn end(&self) -> u32 {
-        self.address as u32 + self.dtype.words() as u32
+        u32::from(self.address) + u32::from(self.dtype.words())
     }
 }
 

@@ -327,8 +327,8 @@ impl Builder<'_> {
         let Some(function) = function else { return };
         let order = h.word_order.or(d.word_order).unwrap_or_default();
         let addr = |n: u16| -> Option<u16> {
-            let a = h.base as u32 + h.stride as u32 * (n as u32 - 1);
-            (a + dtype.words() as u32 <= 65536).then_some(a as u16)
+            let a = u32::from(h.base) + u32::from(h.stride) * (u32::from(n) - 1);
+            (a + u32::from(dtype.words()) <= 65536).then_some(a as u16)
         };
         let Some(_) = addr(hi) else {
             self.p
@@ -517,7 +517,7 @@ fn check_overlaps(registers: &[Register], p: &mut Vec<String>) {
     for r in by_fc.values() {
         if let Some(q) = prev
             && q.function == r.function
-            && q.end() > r.address as u32
+            && q.end() > u32::from(r.address)
         {
             p.push(format!(
                 "{} at {} {} overlaps {} at {}..{}",

@@ -257,7 +257,7 @@ impl Aggregator {
                     k,
                     Stat {
                         n: a.n,
-                        mean: a.sum / a.n as f64,
+                        mean: a.sum / f64::from(a.n),
                         min: a.min,
                         max: a.max,
                         min_ms: a.min_ms,
@@ -271,7 +271,7 @@ impl Aggregator {
             len_ms: self.len_ms,
             polls,
             expected,
-            complete: polls as f64 >= self.min_fraction * expected as f64,
+            complete: f64::from(polls) >= self.min_fraction * f64::from(expected),
             stats,
         })
     }

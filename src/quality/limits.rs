@@ -642,7 +642,7 @@ fn override_harmonics(l: &mut Limits, o: &Overrides) {
         if let Some(t) = o.thd_voltage {
             h.thd = t;
         }
-        for (n, v) in h.orders.iter_mut() {
+        for (n, v) in &mut h.orders {
             if n % 2 == 0 {
                 if let Some(e) = o.harmonic_even {
                     *v = e;

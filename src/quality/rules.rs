@@ -487,7 +487,7 @@ impl MeterRules {
 
     /// Continue events that were open when the daemon stopped.
     pub(crate) fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
-        self.tracker.restore(open)
+        self.tracker.restore(open);
     }
 
     pub(crate) fn open_events(&self) -> impl Iterator<Item = &Event> {
@@ -524,7 +524,7 @@ impl LoadRules {
     }
 
     pub(crate) fn restore(&mut self, open: impl IntoIterator<Item = Event>) {
-        self.tracker.restore(open)
+        self.tracker.restore(open);
     }
 
     pub(crate) fn open_events(&self) -> impl Iterator<Item = &Event> {

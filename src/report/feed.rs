@@ -127,7 +127,7 @@ impl LedgerFeed {
                     self.rows.insert(key, 1);
                 }
                 Err(e) => {
-                    warn!(meter = %key.0, day = %key.1, error = %e, "report ledger: compaction failed; retrying later")
+                    warn!(meter = %key.0, day = %key.1, error = %e, "report ledger: compaction failed; retrying later");
                 }
             }
         }
@@ -148,11 +148,11 @@ impl LedgerFeed {
         }
         self.rows.retain(|(_, d), _| d.as_str() >= today);
         if let Ok(t) = today.parse::<jiff::civil::Date>()
-            && let Ok(oldest) = t.checked_sub(jiff::Span::new().days(self.keep_days as i64))
+            && let Ok(oldest) = t.checked_sub(jiff::Span::new().days(i64::from(self.keep_days)))
         {
             match self.store.prune_before(&day_key(oldest)) {
                 Ok(n) if n > 0 => {
-                    info!(rows = n, before = %oldest, "report ledger: old days deleted ([reports] keep_days)")
+                    info!(rows = n, before = %oldest, "report ledger: old days deleted ([reports] keep_days)");
                 }
                 Ok(_) => {}
                 Err(e) => warn!(error = %e, "report ledger: retention failed; retrying tomorrow"),

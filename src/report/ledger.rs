@@ -56,7 +56,7 @@ impl Hist {
     }
 
     pub fn count(&self) -> u64 {
-        self.bins.values().map(|&c| c as u64).sum()
+        self.bins.values().map(|&c| u64::from(c)).sum()
     }
 
     /// The largest value after dropping the top ⌊0.05·n⌋ (GB/T 14549 CP95).
@@ -75,7 +75,7 @@ impl Hist {
         let keep = n - n * (100 - p.min(100)) / 100; // values kept, ≥ 1
         let mut seen = 0u64;
         for (b, c) in &self.bins {
-            seen += *c as u64;
+            seen += u64::from(*c);
             if seen >= keep {
                 return Some(*b as f64 * HIST_RESOLUTION);
             }
@@ -173,13 +173,13 @@ impl VoltageDay {
     }
 
     pub fn mean(&self) -> Option<f64> {
-        (self.monitored > 0).then(|| self.sum / self.monitored as f64)
+        (self.monitored > 0).then(|| self.sum / f64::from(self.monitored))
     }
 
     /// (1 − (above + below) / monitored) × 100 %.
     pub fn qualification_rate(&self) -> Option<f64> {
         (self.monitored > 0)
-            .then(|| (1.0 - (self.above + self.below) as f64 / self.monitored as f64) * 100.0)
+            .then(|| (1.0 - f64::from(self.above + self.below) / f64::from(self.monitored)) * 100.0)
     }
 }
 
@@ -230,7 +230,7 @@ impl DistortionDay {
     }
 
     pub fn mean(&self) -> Option<f64> {
-        (self.minutes > 0).then(|| self.sum / self.minutes as f64)
+        (self.minutes > 0).then(|| self.sum / f64::from(self.minutes))
     }
 
     pub fn cp95(&self) -> Option<f64> {
@@ -670,7 +670,7 @@ pub fn from_long_window(w: &Window, spec: &LedgerSpec) -> DayLedger {
         return d;
     }
     if spec.distortion_long {
-        for (field, s) in w.stats.iter() {
+        for (field, s) in &w.stats {
             if spec.distortion_limit(field).is_some() && &**field != "voltage_unbalance" {
                 d.distortion_long
                     .entry(field.to_string())

@@ -74,8 +74,10 @@ impl Timer {
     fn run(&self) {
         // The default 50 µs timer slack would be most of the error left.
         // SAFETY: prctl(PR_SET_TIMERSLACK) takes an integer and affects
-        // only the calling thread.
+        // only the calling thread. One of the two audited unsafe blocks
+        // (Cargo.toml [lints]).
         #[cfg(target_os = "linux")]
+        #[allow(unsafe_code)]
         unsafe {
             libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
         }

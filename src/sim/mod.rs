@@ -60,7 +60,7 @@ fn rated_kw(nominal_voltage: f64) -> f64 {
 fn seed(id: &str) -> u64 {
     // FNV-1a: stable across runs and platforms.
     id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     })
 }
 
@@ -158,7 +158,7 @@ impl Port {
             Request::ReadInputRegisters(a, c) => (FunctionCode::Input, *a, *c),
             _ => return Err(ExceptionCode::IllegalFunction),
         };
-        if count == 0 || count > 125 || start as u32 + count as u32 > 65536 {
+        if count == 0 || count > 125 || u32::from(start) + u32::from(count) > 65536 {
             return Err(ExceptionCode::IllegalDataValue);
         }
         let now_ms = crate::clock::now_ms();
@@ -188,12 +188,12 @@ impl Port {
 
 /// Whether every register in the range belongs to a field of the profile.
 fn fully_defined(profile: &Profile, fc: FunctionCode, start: u16, count: u16) -> bool {
-    let end = start as u32 + count as u32;
+    let end = u32::from(start) + u32::from(count);
     let mut covered = vec![false; count as usize];
     for reg in profile.registers.iter().filter(|r| r.function == fc) {
-        for a in reg.address as u32..reg.end() {
-            if a >= start as u32 && a < end {
-                covered[(a - start as u32) as usize] = true;
+        for a in u32::from(reg.address)..reg.end() {
+            if a >= u32::from(start) && a < end {
+                covered[(a - u32::from(start)) as usize] = true;
             }
         }
     }
@@ -209,11 +209,11 @@ pub fn encode_range(
     start: u16,
     count: u16,
 ) -> Option<Vec<u16>> {
-    let end = start as u32 + count as u32;
+    let end = u32::from(start) + u32::from(count);
     let mut words = vec![0u16; count as usize];
     let mut hit = false;
     for reg in &meter.profile.registers {
-        if reg.function != fc || reg.end() <= start as u32 || reg.address as u32 >= end {
+        if reg.function != fc || reg.end() <= u32::from(start) || u32::from(reg.address) >= end {
             continue;
         }
         hit = true;
@@ -227,9 +227,9 @@ pub fn encode_range(
         let raw = primary / ratio / reg.unit.factor / reg.scale;
         let w = encode(raw, reg.dtype, reg.order);
         for (k, word) in w.iter().enumerate() {
-            let addr = reg.address as u32 + k as u32;
-            if addr >= start as u32 && addr < end {
-                words[(addr - start as u32) as usize] = *word;
+            let addr = u32::from(reg.address) + k as u32;
+            if addr >= u32::from(start) && addr < end {
+                words[(addr - u32::from(start)) as usize] = *word;
             }
         }
     }

@@ -274,7 +274,7 @@ impl Sink {
             match w.probe().await {
                 Some(Ok(())) => info!(url = %url, "InfluxDB is ready"),
                 Some(Err(e)) => {
-                    warn!(url = %url, error = %e, "InfluxDB readiness probe failed; writing anyway (the outbox holds data until it accepts)")
+                    warn!(url = %url, error = %e, "InfluxDB readiness probe failed; writing anyway (the outbox holds data until it accepts)");
                 }
                 None => {}
             }
@@ -450,7 +450,7 @@ impl Sink {
         if !e.retryable() {
             // The server answered: it is reachable, the batch was bad.
             m.sink
-                .influx_error(crate::clock::now_ms(), &e, *failures as u64);
+                .influx_error(crate::clock::now_ms(), &e, u64::from(*failures));
         }
         match e.class() {
             Class::Reject => {
@@ -477,7 +477,7 @@ impl Sink {
             class @ (Class::Retry | Class::Misconfigured) => {
                 *failures += 1;
                 m.sink
-                    .influx_error(crate::clock::now_ms(), &e, *failures as u64);
+                    .influx_error(crate::clock::now_ms(), &e, u64::from(*failures));
                 Metrics::inc(&m.sink.batches_retried);
                 Metrics::add(&m.sink.points_retried, t.points as u64);
                 let wait = backoff(*failures, e.retry_after(), class);

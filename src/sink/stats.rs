@@ -169,7 +169,7 @@ impl SinkStats {
             gauge(
                 "pqwatch_outbox_write_failing",
                 "1 while writes to the outbox fail (disk full, I/O errors): batches are held in memory.",
-                u8::from(self.outbox_unwritable_since_ms.load(Relaxed) > 0) as f64,
+                f64::from(u8::from(self.outbox_unwritable_since_ms.load(Relaxed) > 0)),
             ),
             counter(
                 "pqwatch_outbox_write_errors_total",

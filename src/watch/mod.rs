@@ -248,7 +248,7 @@ impl Watch {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        error!(meter = %m.id, error = %e, "cannot read the meter's open events")
+                        error!(meter = %m.id, error = %e, "cannot read the meter's open events");
                     }
                 }
             }
@@ -304,7 +304,7 @@ impl Watch {
     /// Feed the report ledger too; the peaks of the suspensions in force
     /// are restored from it, so a restart never writes a smaller one.
     pub(crate) fn with_ledger(mut self, feed: LedgerFeed) -> Self {
-        for (id, cw) in self.customers.iter_mut() {
+        for (id, cw) in &mut self.customers {
             for s in &cw.load.set.suspensions {
                 match feed.suspension_peaks(id, s.from_ms, s.to_ms) {
                     Ok(Some(peaks)) => {
@@ -386,7 +386,7 @@ impl Watch {
             );
         }
         let mut closed = Vec::new();
-        for (agg, name) in mw.aggs.iter_mut() {
+        for (agg, name) in &mut mw.aggs {
             if let Some(w) = agg.push(r.ts_ms, &r.values) {
                 closed.push((w, *name));
             }
@@ -407,8 +407,8 @@ impl Watch {
 
     async fn close_due(&mut self, now_ms: i64) {
         let mut closed = Vec::new();
-        for (id, mw) in self.meters.iter_mut() {
-            for (agg, name) in mw.aggs.iter_mut() {
+        for (id, mw) in &mut self.meters {
+            for (agg, name) in &mut mw.aggs {
                 if let Some(w) = agg.close_due(now_ms) {
                     closed.push((id.clone(), w, *name));
                 }
@@ -431,8 +431,8 @@ impl Watch {
             fields.push((format!("{k}_min"), s.min));
             fields.push((format!("{k}_max"), s.max));
         }
-        fields.push(("polls".into(), w.polls as f64));
-        fields.push(("expected".into(), w.expected as f64));
+        fields.push(("polls".into(), f64::from(w.polls)));
+        fields.push(("expected".into(), f64::from(w.expected)));
         fields.push(("complete".into(), if w.complete { 1.0 } else { 0.0 }));
         let _ = self
             .sink
@@ -598,11 +598,11 @@ impl Watch {
     /// [`reconfigure`](Self::reconfigure)).
     async fn on_close(&mut self, meta: &Arc<MeterMeta>, e: Event, reason: CloseReason) {
         info!(meter = %e.meter, customer = %e.customer, kind = e.kind.as_str(), phase = %e.phase, order = e.order, reason = reason.as_str(), "event closed by the reload");
-        self.emit(meta, e, Some(reason)).await
+        self.emit(meta, e, Some(reason)).await;
     }
 
     async fn on_event(&mut self, meta: &Arc<MeterMeta>, e: Event) {
-        self.emit(meta, e, None).await
+        self.emit(meta, e, None).await;
     }
 
     /// Store an event change, write it as `pq_event`, hand it to the

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 ///     .to_string();
 /// ```
 #[derive(Debug, Clone)]
-pub struct TestConfig {
+pub(crate) struct TestConfig {
     /// In the order they were first set; `[daemon]` first.
     tables: Vec<Table>,
     /// Appended after the tables, as written.
@@ -51,7 +51,7 @@ impl Default for TestConfig {
 impl TestConfig {
     /// `[daemon] profile_dir = "/nonexistent"`: the built-in profiles only,
     /// everything else at its default.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         TestConfig {
             tables: Vec::new(),
             tail: String::new(),
@@ -62,13 +62,13 @@ impl TestConfig {
     /// The start of an end-to-end test: InfluxDB (v2 API) at `influx_url`
     /// ([`influx_v2`](Self::influx_v2), flushed every 200 ms), polls every
     /// 500 ms with a 300 ms timeout.
-    pub fn fast(influx_url: &str) -> Self {
+    pub(crate) fn fast(influx_url: &str) -> Self {
         Self::new().influx_v2(influx_url).polling("500ms", "300ms")
     }
 
     /// Sets `key` in `[table]` (creating the table), replacing an earlier
     /// value of the same key.
-    pub fn set(mut self, table: &str, key: &str, value: impl TomlValue) -> Self {
+    pub(crate) fn set(mut self, table: &str, key: &str, value: impl TomlValue) -> Self {
         let value = value.toml();
         let t = match self.tables.iter().position(|t| t.name == table) {
             Some(i) => &mut self.tables[i],
@@ -88,23 +88,23 @@ impl TestConfig {
     }
 
     /// A key of `[daemon]`.
-    pub fn daemon(self, key: &str, value: impl TomlValue) -> Self {
+    pub(crate) fn daemon(self, key: &str, value: impl TomlValue) -> Self {
         self.set("daemon", key, value)
     }
 
     /// `[daemon] state_dir`.
-    pub fn state_dir(self, dir: impl AsRef<Path>) -> Self {
+    pub(crate) fn state_dir(self, dir: impl AsRef<Path>) -> Self {
         self.daemon("state_dir", dir.as_ref())
     }
 
     /// A key of `[influxdb]`.
-    pub fn influx(self, key: &str, value: impl TomlValue) -> Self {
+    pub(crate) fn influx(self, key: &str, value: impl TomlValue) -> Self {
         self.set("influxdb", key, value)
     }
 
     /// `[influxdb]` on the v2 API at `url` (org "o", bucket "b", token "t"),
     /// flushed every 200 ms so a test sees its points soon.
-    pub fn influx_v2(self, url: &str) -> Self {
+    pub(crate) fn influx_v2(self, url: &str) -> Self {
         self.influx("url", url)
             .influx("org", "o")
             .influx("bucket", "b")
@@ -114,7 +114,7 @@ impl TestConfig {
 
     /// `[influxdb]` on the 1.x API at `url`, database `database`, flushed
     /// every 200 ms.
-    pub fn influx_v1(self, url: &str, database: &str) -> Self {
+    pub(crate) fn influx_v1(self, url: &str, database: &str) -> Self {
         self.influx("url", url)
             .influx("api", "v1")
             .influx("database", database)
@@ -122,38 +122,38 @@ impl TestConfig {
     }
 
     /// `[polling] interval` and `timeout`.
-    pub fn polling(self, interval: &str, timeout: &str) -> Self {
+    pub(crate) fn polling(self, interval: &str, timeout: &str) -> Self {
         self.set("polling", "interval", interval)
             .set("polling", "timeout", timeout)
     }
 
     /// A key of `[smtp]`.
-    pub fn smtp(self, key: &str, value: impl TomlValue) -> Self {
+    pub(crate) fn smtp(self, key: &str, value: impl TomlValue) -> Self {
         self.set("smtp", key, value)
     }
 
     /// `[smtp]` to a plain-text server on 127.0.0.1:`port` (the SMTP peer
     /// of `tests/smtp`).
-    pub fn smtp_peer(self, port: u16) -> Self {
+    pub(crate) fn smtp_peer(self, port: u16) -> Self {
         self.smtp("host", "127.0.0.1")
             .smtp("port", port)
             .smtp("security", "none")
     }
 
     /// A key of `[http]`.
-    pub fn http(self, key: &str, value: impl TomlValue) -> Self {
+    pub(crate) fn http(self, key: &str, value: impl TomlValue) -> Self {
         self.set("http", key, value)
     }
 
     /// A key of `[reports]`.
-    pub fn reports(self, key: &str, value: impl TomlValue) -> Self {
+    pub(crate) fn reports(self, key: &str, value: impl TomlValue) -> Self {
         self.set("reports", key, value)
     }
 
     /// Appends TOML text after the tables, as written: `[[customers]]`,
     /// `[[meters]]`, `[rules]`, `[alerts]`, … A table set with
     /// [`set`](Self::set) must not be written here again.
-    pub fn push(mut self, text: &str) -> Self {
+    pub(crate) fn push(mut self, text: &str) -> Self {
         if !self.tail.is_empty() && !self.tail.ends_with('\n') {
             self.tail.push('\n');
         }
@@ -178,7 +178,7 @@ impl fmt::Display for TestConfig {
 /// A value as TOML writes it: text and paths quoted, numbers and booleans
 /// bare, `[&str; N]` an array of strings. Inline tables and other arrays
 /// go in [`TestConfig::push`] text.
-pub trait TomlValue {
+pub(crate) trait TomlValue {
     fn toml(&self) -> String;
 }
 

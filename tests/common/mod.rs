@@ -29,12 +29,12 @@
 //! config, in [`config`]) and the shared fleet and scenarios ([`fleet`]).
 #![allow(dead_code)]
 
-pub mod config;
-pub mod fleet;
+pub(crate) mod config;
+pub(crate) mod fleet;
 
 // Not every test binary that includes this module builds a config.
 #[allow(unused_imports)]
-pub use config::TestConfig;
+pub(crate) use config::TestConfig;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,7 +49,7 @@ use anyhow::{Context, anyhow, bail};
 use tempfile::TempDir;
 
 /// How long a server may take to become ready before `start()` fails.
-pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Interval between readiness probes.
 const POLL: Duration = Duration::from_millis(20);
 /// How often `start()` retries when a port picked by [`free_port`] was taken
@@ -59,7 +59,7 @@ const PORT_RETRIES: usize = 3;
 /// A TCP port on 127.0.0.1 that was free a moment ago (the OS picked it for a
 /// listener that is closed again before returning). Prefer passing port 0 to
 /// the server itself where it supports that (the Modbus peer does).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local_addr").port()
 }
@@ -331,7 +331,7 @@ async fn check_status(resp: reqwest::Response, what: &str) -> anyhow::Result<Str
 ///   does that.
 /// * Gzip bodies (`Content-Encoding: gzip`) are accepted; the endpoint answers
 ///   204 No Content.
-pub struct VictoriaMetrics {
+pub(crate) struct VictoriaMetrics {
     proc: ServerProcess,
     port: u16,
     client: reqwest::Client,
@@ -342,7 +342,7 @@ pub struct VictoriaMetrics {
 /// One series from VictoriaMetrics' `/api/v1/export` (JSON lines), with
 /// lines of the same series merged and samples sorted by timestamp.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ExportedSeries {
+pub(crate) struct ExportedSeries {
     /// All labels including `__name__`.
     pub metric: BTreeMap<String, String>,
     pub values: Vec<f64>,
@@ -351,21 +351,21 @@ pub struct ExportedSeries {
 }
 
 impl ExportedSeries {
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.label("__name__").unwrap_or("")
     }
 
-    pub fn label(&self, key: &str) -> Option<&str> {
+    pub(crate) fn label(&self, key: &str) -> Option<&str> {
         self.metric.get(key).map(String::as_str)
     }
 
     /// True if every `(key, value)` pair is among the labels.
-    pub fn has_labels(&self, labels: &[(&str, &str)]) -> bool {
+    pub(crate) fn has_labels(&self, labels: &[(&str, &str)]) -> bool {
         labels.iter().all(|(k, v)| self.label(k) == Some(*v))
     }
 
     /// `(timestamp_ms, value)` pairs.
-    pub fn points(&self) -> Vec<(i64, f64)> {
+    pub(crate) fn points(&self) -> Vec<(i64, f64)> {
         self.timestamps
             .iter()
             .copied()
@@ -373,13 +373,13 @@ impl ExportedSeries {
             .collect()
     }
 
-    pub fn last(&self) -> Option<(i64, f64)> {
+    pub(crate) fn last(&self) -> Option<(i64, f64)> {
         self.points().last().copied()
     }
 }
 
 /// Finds the series with this metric name and labels.
-pub fn find_series<'a>(
+pub(crate) fn find_series<'a>(
     series: &'a [ExportedSeries],
     name: &str,
     labels: &[(&str, &str)],
@@ -391,7 +391,7 @@ pub fn find_series<'a>(
 
 /// Parses `/api/v1/export` output: one JSON object per line; the same series
 /// may appear on several lines (one per storage block), which are merged.
-pub fn parse_export(body: &str) -> anyhow::Result<Vec<ExportedSeries>> {
+pub(crate) fn parse_export(body: &str) -> anyhow::Result<Vec<ExportedSeries>> {
     let mut merged: BTreeMap<BTreeMap<String, String>, Vec<(i64, f64)>> = BTreeMap::new();
     for (i, line) in body.lines().enumerate() {
         let line = line.trim();
@@ -435,7 +435,7 @@ pub fn parse_export(body: &str) -> anyhow::Result<Vec<ExportedSeries>> {
 
 /// Result of [`VictoriaMetrics::wait_for_series`]: the last export either way.
 #[derive(Debug, Clone)]
-pub struct Waited {
+pub(crate) struct Waited {
     /// Whether the predicate held.
     pub ok: bool,
     /// The last export (the one the predicate held for, if `ok`).
@@ -448,7 +448,7 @@ pub struct Waited {
 
 impl Waited {
     /// `Ok(series)` if the predicate held, else an error showing the last export.
-    pub fn into_result(self) -> anyhow::Result<Vec<ExportedSeries>> {
+    pub(crate) fn into_result(self) -> anyhow::Result<Vec<ExportedSeries>> {
         if self.ok {
             Ok(self.series)
         } else {
@@ -477,10 +477,10 @@ impl fmt::Display for Waited {
     }
 }
 
-pub const VICTORIA_METRICS_BIN: &str = "/usr/bin/victoria-metrics";
+pub(crate) const VICTORIA_METRICS_BIN: &str = "/usr/bin/victoria-metrics";
 
 impl VictoriaMetrics {
-    pub fn start() -> anyhow::Result<Self> {
+    pub(crate) fn start() -> anyhow::Result<Self> {
         let bin = PathBuf::from(VICTORIA_METRICS_BIN);
         if !bin.exists() {
             return Err(missing_binary(&bin, "victoria-metrics"));
@@ -490,7 +490,7 @@ impl VictoriaMetrics {
 
     /// Starts on a given port (no retry), e.g. one reserved with
     /// [`free_port`] and handed to a client before the server exists.
-    pub fn start_on_port(port: u16) -> anyhow::Result<Self> {
+    pub(crate) fn start_on_port(port: u16) -> anyhow::Result<Self> {
         let bin = PathBuf::from(VICTORIA_METRICS_BIN);
         if !bin.exists() {
             return Err(missing_binary(&bin, "victoria-metrics"));
@@ -516,13 +516,13 @@ impl VictoriaMetrics {
     /// Stops the server (SIGTERM, so it flushes what it acknowledged; SIGKILL
     /// after 10 s), keeping its storage directory and port for
     /// [`restart`](Self::restart). Until then writes to its port are refused.
-    pub fn stop(&mut self) -> anyhow::Result<Duration> {
+    pub(crate) fn stop(&mut self) -> anyhow::Result<Duration> {
         self.proc.stop(Duration::from_secs(10))
     }
 
     /// Starts the server again on the same port with the same storage (after
     /// [`stop`](Self::stop)); returns once `/health` answers 200.
-    pub fn restart(&mut self) -> anyhow::Result<Duration> {
+    pub(crate) fn restart(&mut self) -> anyhow::Result<Duration> {
         let bin = PathBuf::from(VICTORIA_METRICS_BIN);
         let cmd = Self::command(&bin, self.proc.dir(), self.port);
         self.proc.respawn(cmd)?;
@@ -550,25 +550,25 @@ impl VictoriaMetrics {
         cmd
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// `http://127.0.0.1:<port>`
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.proc.dir()
     }
 
-    pub fn log_tail(&self, n: usize) -> String {
+    pub(crate) fn log_tail(&self, n: usize) -> String {
         self.proc.log_tail(n)
     }
 
     /// Makes all ingested samples searchable (`/internal/force_flush`).
-    pub async fn force_flush(&self) -> anyhow::Result<()> {
+    pub(crate) async fn force_flush(&self) -> anyhow::Result<()> {
         let resp = self
             .client
             .get(format!("{}/internal/force_flush", self.url()))
@@ -581,7 +581,7 @@ impl VictoriaMetrics {
 
     /// Flushes, then exports all samples of the series matching the selector
     /// (e.g. `{__name__=~"meter_.*"}` or `meter_voltage_l1_n{meter="M1"}`).
-    pub async fn export(&self, match_expr: &str) -> anyhow::Result<Vec<ExportedSeries>> {
+    pub(crate) async fn export(&self, match_expr: &str) -> anyhow::Result<Vec<ExportedSeries>> {
         self.force_flush().await?;
         let resp = self
             .client
@@ -596,7 +596,7 @@ impl VictoriaMetrics {
 
     /// Every point of every series matching `match_expr`, by time (a
     /// timestamp written twice appears twice).
-    pub async fn points(&self, match_expr: &str) -> anyhow::Result<Vec<(i64, f64)>> {
+    pub(crate) async fn points(&self, match_expr: &str) -> anyhow::Result<Vec<(i64, f64)>> {
         let mut v: Vec<(i64, f64)> = self
             .export(match_expr)
             .await?
@@ -609,7 +609,7 @@ impl VictoriaMetrics {
 
     /// Polls [`export`](Self::export) until `predicate` holds or `timeout`
     /// passes; returns the last export either way (see [`Waited`]).
-    pub async fn wait_for_series(
+    pub(crate) async fn wait_for_series(
         &self,
         match_expr: &str,
         predicate: impl Fn(&[ExportedSeries]) -> bool,
@@ -657,7 +657,7 @@ impl VictoriaMetrics {
 ///
 /// Note: 1.6 has only the 1.x API (`/write?db=..`, `/query`); `/api/v2/write`
 /// arrived in InfluxDB 1.8.
-pub struct InfluxDb1 {
+pub(crate) struct InfluxDb1 {
     proc: ServerProcess,
     port: u16,
     auth: Option<(String, String)>,
@@ -666,18 +666,18 @@ pub struct InfluxDb1 {
     pub startup: Duration,
 }
 
-pub const INFLUXD_BIN: &str = "/usr/bin/influxd";
+pub(crate) const INFLUXD_BIN: &str = "/usr/bin/influxd";
 
 impl InfluxDb1 {
     /// Without authentication.
-    pub fn start() -> anyhow::Result<Self> {
+    pub(crate) fn start() -> anyhow::Result<Self> {
         Self::start_inner(None)
     }
 
     /// With `auth-enabled = true` and an admin user `user`/`password`
     /// (`WITH ALL PRIVILEGES`) created before returning. [`query`](Self::query)
     /// and [`create_database`](Self::create_database) use these credentials.
-    pub fn start_with_auth(user: &str, password: &str) -> anyhow::Result<Self> {
+    pub(crate) fn start_with_auth(user: &str, password: &str) -> anyhow::Result<Self> {
         Self::start_inner(Some((user.to_owned(), password.to_owned())))
     }
 
@@ -772,13 +772,13 @@ bind-address = "127.0.0.1:{rpc_port}"
 
     /// Stops the server (SIGTERM; SIGKILL after 10 s), keeping its
     /// directories (meta, data, WAL) and ports for [`restart`](Self::restart).
-    pub fn stop(&mut self) -> anyhow::Result<Duration> {
+    pub(crate) fn stop(&mut self) -> anyhow::Result<Duration> {
         self.proc.stop(Duration::from_secs(10))
     }
 
     /// Starts the server again with the same config, port and data (after
     /// [`stop`](Self::stop)); returns once `/ping` answers 204.
-    pub fn restart(&mut self) -> anyhow::Result<Duration> {
+    pub(crate) fn restart(&mut self) -> anyhow::Result<Duration> {
         let bin = PathBuf::from(INFLUXD_BIN);
         let config_path = self.proc.dir().join("influxdb.conf");
         self.proc.respawn(Self::command(&bin, &config_path))?;
@@ -812,31 +812,35 @@ bind-address = "127.0.0.1:{rpc_port}"
         Ok(())
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// `http://127.0.0.1:<port>`
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// The admin credentials if auth is enabled.
-    pub fn credentials(&self) -> Option<(&str, &str)> {
+    pub(crate) fn credentials(&self) -> Option<(&str, &str)> {
         self.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.proc.dir()
     }
 
-    pub fn log_tail(&self, n: usize) -> String {
+    pub(crate) fn log_tail(&self, n: usize) -> String {
         self.proc.log_tail(n)
     }
 
     /// Runs `q` (POST /query, `epoch=ms` so times come back as integer ms)
     /// and returns `(HTTP status, JSON body)` without judging either.
-    pub async fn query_raw(&self, db: &str, q: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+    pub(crate) async fn query_raw(
+        &self,
+        db: &str,
+        q: &str,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
         let mut req = self.client.post(format!("{}/query", self.url())).form(&[
             ("db", db),
             ("q", q),
@@ -861,7 +865,7 @@ bind-address = "127.0.0.1:{rpc_port}"
     /// per statement. Times are integer milliseconds (`epoch=ms`), e.g.
     /// `{"results":[{"statement_id":0,"series":[{"name":"meter",
     /// "columns":["time","customer","voltage_l1_n"],"values":[[1795764234000,"C1",230.5]]}]}]}`.
-    pub async fn query(&self, db: &str, q: &str) -> anyhow::Result<serde_json::Value> {
+    pub(crate) async fn query(&self, db: &str, q: &str) -> anyhow::Result<serde_json::Value> {
         let (status, json) = self.query_raw(db, q).await?;
         if !(200..300).contains(&status) {
             bail!("query {q:?} on db {db:?}: HTTP {status}: {json}");
@@ -877,7 +881,7 @@ bind-address = "127.0.0.1:{rpc_port}"
         Ok(json)
     }
 
-    pub async fn create_database(&self, name: &str) -> anyhow::Result<()> {
+    pub(crate) async fn create_database(&self, name: &str) -> anyhow::Result<()> {
         self.query("", &format!("CREATE DATABASE {}", influx_ident(name)))
             .await?;
         Ok(())
@@ -904,7 +908,7 @@ fn form_encode(s: &str) -> String {
     for b in s.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
+                out.push(b as char);
             }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
@@ -921,29 +925,29 @@ fn form_encode(s: &str) -> String {
 /// server whose registers come from a JSON spec (format documented in the
 /// script). Wire (0-based PDU) addresses, FC3 = holding, FC4 = input;
 /// unspecified registers read 0; unit ids not in the spec get no answer.
-pub struct ModbusPeer {
+pub(crate) struct ModbusPeer {
     proc: ServerProcess,
     port: u16,
     /// Time from spawn to the script printing `READY <port>`.
     pub startup: Duration,
 }
 
-pub const PYTHON_BIN: &str = "/usr/bin/python3";
+pub(crate) const PYTHON_BIN: &str = "/usr/bin/python3";
 
 impl ModbusPeer {
     /// Path of the peer script.
-    pub fn script() -> PathBuf {
+    pub(crate) fn script() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/modbus_peer.py")
     }
 
     /// Starts the peer on a port the OS picks (no race).
-    pub fn start(spec: &serde_json::Value) -> anyhow::Result<Self> {
+    pub(crate) fn start(spec: &serde_json::Value) -> anyhow::Result<Self> {
         Self::start_on_port(spec, 0)
     }
 
     /// Starts the peer on a given port, e.g. to bring a "device" back on the
     /// port it had before it was dropped.
-    pub fn start_on_port(spec: &serde_json::Value, port: u16) -> anyhow::Result<Self> {
+    pub(crate) fn start_on_port(spec: &serde_json::Value, port: u16) -> anyhow::Result<Self> {
         let python = PathBuf::from(PYTHON_BIN);
         if !python.exists() {
             return Err(missing_binary(&python, "python3"));
@@ -984,27 +988,27 @@ impl ModbusPeer {
         })
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
     }
 
     /// `127.0.0.1:<port>`
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.proc.dir()
     }
 
-    pub fn log_tail(&self, n: usize) -> String {
+    pub(crate) fn log_tail(&self, n: usize) -> String {
         self.proc.log_tail(n)
     }
 }
 
 /// Writes `contents` to `dir/name` and returns the path (for config files).
 /// A minimal RFC 4180 reader (quoted fields, doubled quotes).
-pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+pub(crate) fn parse_csv(text: &str) -> Vec<Vec<String>> {
     let mut rows = Vec::new();
     for line in text.trim_start_matches('\u{feff}').split("\r\n") {
         if line.is_empty() {
@@ -1031,7 +1035,7 @@ pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
     rows
 }
 
-pub fn write_file(dir: &Path, name: &str, contents: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn write_file(dir: &Path, name: &str, contents: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join(name);
     let mut f = File::create(&path)?;
     f.write_all(contents.as_bytes())?;

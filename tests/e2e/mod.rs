@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Logs of the in-process daemon go to the test's captured output (shown
 /// for failing tests). `RUST_LOG` overrides the level.
-pub fn init_tracing() {
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -37,7 +37,7 @@ pub fn init_tracing() {
 }
 
 /// Unix time in milliseconds.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
@@ -49,7 +49,7 @@ pub fn now_ms() -> i64 {
 ///
 /// Each config gets its own fresh state directory, so tests never share (or
 /// replay) an outbox.
-pub fn config(text: &str) -> Config {
+pub(crate) fn config(text: &str) -> Config {
     let mut cfg = pqwatch::config::from_str(text, Path::new("/nonexistent"))
         .unwrap_or_else(|e| panic!("test config is invalid: {e}\n--- config ---\n{text}"));
     cfg.daemon.state_dir = fresh_state_dir();
@@ -58,7 +58,7 @@ pub fn config(text: &str) -> Config {
 
 /// A new empty directory under the system temp dir, kept after the test
 /// (a test may inspect it after the daemon stopped).
-pub fn fresh_state_dir() -> std::path::PathBuf {
+pub(crate) fn fresh_state_dir() -> std::path::PathBuf {
     tempfile::Builder::new()
         .prefix("pqwatch-test-state-")
         .tempdir()
@@ -67,7 +67,7 @@ pub fn fresh_state_dir() -> std::path::PathBuf {
 }
 
 /// Relative closeness, for values that went through f32 registers.
-pub fn close(got: f64, want: f64, rel: f64) -> bool {
+pub(crate) fn close(got: f64, want: f64, rel: f64) -> bool {
     (got - want).abs() <= rel * want.abs().max(f64::MIN_POSITIVE)
 }
 
@@ -76,19 +76,19 @@ pub fn close(got: f64, want: f64, rel: f64) -> bool {
 // ---------------------------------------------------------------------------
 
 /// pqwatch's meter simulator serving some of a config's meters.
-pub struct Sim {
+pub(crate) struct Sim {
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
 
 impl Sim {
     /// Serve every meter of `cfg` with the given scenario (TOML, may be "").
-    pub async fn start(cfg: &Config, scenario: &str) -> Sim {
+    pub(crate) async fn start(cfg: &Config, scenario: &str) -> Sim {
         Self::start_filtered(cfg, scenario, |_| true).await
     }
 
     /// Serve only the meters at `addresses`.
-    pub async fn start_at(cfg: &Config, scenario: &str, addresses: &[String]) -> Sim {
+    pub(crate) async fn start_at(cfg: &Config, scenario: &str, addresses: &[String]) -> Sim {
         Self::start_filtered(cfg, scenario, |m| addresses.contains(&m.address)).await
     }
 
@@ -110,7 +110,7 @@ impl Sim {
         }
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.stop.cancel();
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -129,7 +129,7 @@ impl Drop for Sim {
 // ---------------------------------------------------------------------------
 
 /// `pqwatch::app::run` on a spawned task.
-pub struct Daemon {
+pub(crate) struct Daemon {
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     pub handles: Handles,
@@ -138,7 +138,7 @@ pub struct Daemon {
 }
 
 /// What a stopped daemon leaves behind.
-pub struct Stopped {
+pub(crate) struct Stopped {
     pub started_ms: i64,
     /// Wall clock when shutdown was requested.
     pub stopped_ms: i64,
@@ -146,21 +146,21 @@ pub struct Stopped {
 }
 
 impl Stopped {
-    pub fn get(&self, f: impl Fn(&Metrics) -> &std::sync::atomic::AtomicU64) -> u64 {
+    pub(crate) fn get(&self, f: impl Fn(&Metrics) -> &std::sync::atomic::AtomicU64) -> u64 {
         Metrics::get(f(&self.metrics))
     }
 }
 
 impl Daemon {
     /// Start with a 10 s shutdown grace (the sink may keep delivering that long).
-    pub fn start(cfg: Config) -> Daemon {
+    pub(crate) fn start(cfg: Config) -> Daemon {
         Self::start_with_grace(cfg, Duration::from_secs(10))
     }
 
     /// A config left at the default `[http] listen` (127.0.0.1:9108) gets
     /// port 0 instead: tests run daemons side by side, and never on the
     /// production port. The bound address is in `handles.http_addr`.
-    pub fn start_with_grace(mut cfg: Config, grace: Duration) -> Daemon {
+    pub(crate) fn start_with_grace(mut cfg: Config, grace: Duration) -> Daemon {
         if cfg.http.listen == std::net::SocketAddr::from(([127, 0, 0, 1], 9108)) {
             cfg.http.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         }
@@ -181,12 +181,12 @@ impl Daemon {
         }
     }
 
-    pub fn metrics(&self) -> &Metrics {
+    pub(crate) fn metrics(&self) -> &Metrics {
         &self.handles.metrics
     }
 
     /// Let it run until `started_ms + ms` (wall clock).
-    pub async fn run_until(&self, ms: i64) {
+    pub(crate) async fn run_until(&self, ms: i64) {
         let left = self.started_ms + ms - now_ms();
         if left > 0 {
             tokio::time::sleep(Duration::from_millis(left as u64)).await;
@@ -194,7 +194,7 @@ impl Daemon {
     }
 
     /// Cancel, then wait for `run` to drain and return.
-    pub async fn stop(self) -> Stopped {
+    pub(crate) async fn stop(self) -> Stopped {
         let stopped_ms = now_ms();
         self.stop.cancel();
         match tokio::time::timeout(Duration::from_secs(20), self.task).await {
@@ -212,7 +212,7 @@ impl Daemon {
 }
 
 /// Poll `cond` every 50 ms until it holds or `timeout` passes.
-pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
@@ -230,7 +230,7 @@ pub async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bo
 // ---------------------------------------------------------------------------
 
 /// Multiples of `step` in `[from, to]`.
-pub fn instants(from: i64, to: i64, step: i64) -> Vec<i64> {
+pub(crate) fn instants(from: i64, to: i64, step: i64) -> Vec<i64> {
     let first = from.div_euclid(step) * step + if from.rem_euclid(step) == 0 { 0 } else { step };
     (0..)
         .map(|k| first + k * step)
@@ -242,7 +242,11 @@ pub fn instants(from: i64, to: i64, step: i64) -> Vec<i64> {
 /// timestamps differ by exactly `step` (no gap, no duplicate), and every
 /// instant of `must_cover` is present. Returns a description of the first
 /// violation.
-pub fn check_aligned(s: &ExportedSeries, step: i64, must_cover: &[i64]) -> Result<(), String> {
+pub(crate) fn check_aligned(
+    s: &ExportedSeries,
+    step: i64,
+    must_cover: &[i64],
+) -> Result<(), String> {
     let ts = &s.timestamps;
     if let Some(t) = ts.iter().find(|t| *t % step != 0) {
         return Err(format!(
@@ -280,14 +284,14 @@ pub fn check_aligned(s: &ExportedSeries, step: i64, must_cover: &[i64]) -> Resul
 // The binary
 // ---------------------------------------------------------------------------
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_pqwatch");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_pqwatch");
 
 /// A `pqwatch` command with an environment that cannot leak settings into
 /// the test: no `PQWATCH*`, `RUST_LOG`, `JOURNAL_STREAM` or `CREDENTIALS_DIRECTORY`.
 /// It sets `PQWATCH__HTTP__LISTEN=127.0.0.1:0`, so daemons run side by side
 /// never fight over (or take) the default HTTP port; a test that needs a
 /// known port sets that variable again on the returned command.
-pub fn pqwatch_cmd(args: &[&str]) -> Command {
+pub(crate) fn pqwatch_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.args(args).stdin(Stdio::null());
     for (k, _) in std::env::vars_os() {
@@ -305,7 +309,7 @@ pub fn pqwatch_cmd(args: &[&str]) -> Command {
 }
 
 #[derive(Debug)]
-pub struct Output {
+pub(crate) struct Output {
     /// `None` if killed by a signal.
     pub code: Option<i32>,
     pub stdout: String,
@@ -323,7 +327,7 @@ impl std::fmt::Display for Output {
 }
 
 /// Run to completion (killed after `timeout`, which fails the test).
-pub fn run_to_end(mut cmd: Command, timeout: Duration) -> Output {
+pub(crate) fn run_to_end(mut cmd: Command, timeout: Duration) -> Output {
     let out = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -358,19 +362,19 @@ pub fn run_to_end(mut cmd: Command, timeout: Duration) -> Output {
 
 /// A long-running `pqwatch` process whose stderr goes to a file that can be
 /// read while it runs; killed on drop.
-pub struct Running {
+pub(crate) struct Running {
     child: Child,
     pub stderr_path: PathBuf,
 }
 
 impl Running {
-    pub fn spawn(cmd: Command, dir: &Path) -> Running {
+    pub(crate) fn spawn(cmd: Command, dir: &Path) -> Running {
         Self::spawn_logging_to(cmd, dir.join("pqwatch.stderr"))
     }
 
     /// Like [`spawn`](Self::spawn), with stderr going to `stderr_path`
     /// (several runs of one config in one directory keep their own logs).
-    pub fn spawn_logging_to(mut cmd: Command, stderr_path: PathBuf) -> Running {
+    pub(crate) fn spawn_logging_to(mut cmd: Command, stderr_path: PathBuf) -> Running {
         let err = File::create(&stderr_path).expect("create stderr file");
         let child = cmd
             .stdout(Stdio::null())
@@ -380,18 +384,18 @@ impl Running {
         Running { child, stderr_path }
     }
 
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         std::fs::read(&self.stderr_path)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default()
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Send a signal ("TERM", "INT", …) to this process.
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.child.id().to_string())
@@ -402,7 +406,7 @@ impl Running {
     }
 
     /// Wait for the process to exit, up to `timeout`.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(s) = self.exited() {
@@ -415,11 +419,11 @@ impl Running {
         }
     }
 
-    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().expect("try_wait")
     }
 
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -433,7 +437,7 @@ impl Drop for Running {
 
 /// `pqwatch status -c FILE --json`, parsed; `Err` carries the whole output
 /// when it fails or prints something that is not JSON.
-pub fn status_json(config: &Path) -> Result<serde_json::Value, String> {
+pub(crate) fn status_json(config: &Path) -> Result<serde_json::Value, String> {
     let out = run_to_end(
         pqwatch_cmd(&[
             "status",

@@ -32,21 +32,21 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// MBAP header: transaction id (2), protocol id (2), length (2), unit id (1).
-pub const HEADER_LEN: usize = 7;
+pub(crate) const HEADER_LEN: usize = 7;
 /// The largest Modbus PDU (Modbus Application Protocol v1.1b3, §4.1).
-pub const MAX_PDU: usize = 253;
+pub(crate) const MAX_PDU: usize = 253;
 /// The largest Modbus/TCP ADU: 7 + 253.
-pub const MAX_ADU: usize = HEADER_LEN + MAX_PDU;
+pub(crate) const MAX_ADU: usize = HEADER_LEN + MAX_PDU;
 /// Register words of faulty replies: 1.0e9 as an f32, high word first.
-pub const POISON: [u16; 2] = [0x4E6E, 0x6B28];
+pub(crate) const POISON: [u16; 2] = [0x4E6E, 0x6B28];
 /// Any stored value at or above this came from a poisoned reply.
-pub const POISON_FLOOR: f64 = 1.0e8;
+pub(crate) const POISON_FLOOR: f64 = 1.0e8;
 /// How long the proxy waits for the upstream server's reply.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One Modbus/TCP frame (ADU).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
+pub(crate) struct Frame {
     pub tid: u16,
     pub protocol: u16,
     pub unit: u8,
@@ -55,12 +55,12 @@ pub struct Frame {
 
 impl Frame {
     /// The wire bytes, with the MBAP length computed from the PDU.
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         self.encode_with_length(self.pdu.len() as u16 + 1)
     }
 
     /// The wire bytes with a given MBAP length field, true or not.
-    pub fn encode_with_length(&self, length: u16) -> Vec<u8> {
+    pub(crate) fn encode_with_length(&self, length: u16) -> Vec<u8> {
         let mut b = Vec::with_capacity(HEADER_LEN + self.pdu.len());
         b.extend_from_slice(&self.tid.to_be_bytes());
         b.extend_from_slice(&self.protocol.to_be_bytes());
@@ -70,12 +70,12 @@ impl Frame {
         b
     }
 
-    pub fn function(&self) -> u8 {
+    pub(crate) fn function(&self) -> u8 {
         self.pdu.first().copied().unwrap_or(0)
     }
 
     /// (start, count) of a read request (function 3 or 4).
-    pub fn read_range(&self) -> Option<(u16, u16)> {
+    pub(crate) fn read_range(&self) -> Option<(u16, u16)> {
         match self.pdu.as_slice() {
             [3 | 4, a0, a1, c0, c1] => Some((
                 u16::from_be_bytes([*a0, *a1]),
@@ -87,7 +87,7 @@ impl Frame {
 }
 
 /// A read reply PDU: `function`, byte count `2 × words.len()`, the words.
-pub fn registers_pdu(function: u8, words: &[u16]) -> Vec<u8> {
+pub(crate) fn registers_pdu(function: u8, words: &[u16]) -> Vec<u8> {
     let mut p = vec![function, (2 * words.len()) as u8];
     for w in words {
         p.extend_from_slice(&w.to_be_bytes());
@@ -96,13 +96,13 @@ pub fn registers_pdu(function: u8, words: &[u16]) -> Vec<u8> {
 }
 
 /// `n` words of [`POISON`].
-pub fn poison_words(n: usize) -> Vec<u16> {
+pub(crate) fn poison_words(n: usize) -> Vec<u16> {
     (0..n).map(|k| POISON[k % 2]).collect()
 }
 
 /// What to answer instead of the upstream's reply.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// Forward the request, hold the (poisoned) reply this long, past the
     /// client's timeout, then send it if the client is still connected.
     Delay(Duration),
@@ -144,7 +144,7 @@ pub enum Fault {
 
 impl Fault {
     /// A short stable name (for tables and messages).
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             Fault::Delay(d) => format!("delay {d:?}"),
             Fault::DropMidFrame => "drop mid-frame".into(),
@@ -171,7 +171,7 @@ impl fmt::Display for Fault {
 
 /// Which requests a fault applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// The next `n` requests, whatever their unit.
     Next(u32),
     /// Requests to `unit`: the next `times` of them, or all until cleared.
@@ -181,11 +181,11 @@ pub enum Scope {
 }
 
 impl Scope {
-    pub fn unit(unit: u8) -> Scope {
+    pub(crate) fn unit(unit: u8) -> Scope {
         Scope::Unit { unit, times: None }
     }
 
-    pub fn unit_times(unit: u8, times: u32) -> Scope {
+    pub(crate) fn unit_times(unit: u8, times: u32) -> Scope {
         Scope::Unit {
             unit,
             times: Some(times),
@@ -195,7 +195,7 @@ impl Scope {
 
 /// One fault the proxy injected.
 #[derive(Debug, Clone)]
-pub struct Injected {
+pub(crate) struct Injected {
     pub at: Instant,
     /// Unix ms when the request was read: a poll's request goes out at its
     /// scheduled instant, so this names the poll the fault hit.
@@ -209,7 +209,7 @@ pub struct Injected {
 
 /// What the proxy saw.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProxyStats {
+pub(crate) struct ProxyStats {
     /// Client connections accepted.
     pub accepted: u64,
     /// Client connections that ended because the client closed them.
@@ -241,7 +241,7 @@ struct State {
 
 /// The shared control handle of a [`FaultyGateway`]; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Control(Arc<Mutex<State>>);
+pub(crate) struct Control(Arc<Mutex<State>>);
 
 impl Control {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -250,29 +250,29 @@ impl Control {
 
     /// Answer the requests in `scope` with `fault`. Rules are tried in the
     /// order they were added; the first that matches a request applies.
-    pub fn inject(&self, scope: Scope, fault: Fault) {
+    pub(crate) fn inject(&self, scope: Scope, fault: Fault) {
         self.state().rules.push(Rule { scope, fault });
     }
 
     /// Remove every rule; requests are forwarded again.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.state().rules.clear();
     }
 
     /// Whether no rule is left (counted rules are removed once used up).
-    pub fn idle(&self) -> bool {
+    pub(crate) fn idle(&self) -> bool {
         self.state().rules.is_empty()
     }
 
-    pub fn injected(&self) -> Vec<Injected> {
+    pub(crate) fn injected(&self) -> Vec<Injected> {
         self.state().injected.clone()
     }
 
-    pub fn injected_count(&self) -> usize {
+    pub(crate) fn injected_count(&self) -> usize {
         self.state().injected.len()
     }
 
-    pub fn stats(&self) -> ProxyStats {
+    pub(crate) fn stats(&self) -> ProxyStats {
         self.state().stats
     }
 
@@ -314,7 +314,7 @@ impl Control {
 }
 
 /// The proxy: bound, serving, stopped on [`stop`](Self::stop) or drop.
-pub struct FaultyGateway {
+pub(crate) struct FaultyGateway {
     addr: SocketAddr,
     control: Control,
     stop: CancellationToken,
@@ -323,7 +323,7 @@ pub struct FaultyGateway {
 
 impl FaultyGateway {
     /// Listen on 127.0.0.1, port 0, in front of `upstream`.
-    pub async fn start(upstream: SocketAddr) -> std::io::Result<FaultyGateway> {
+    pub(crate) async fn start(upstream: SocketAddr) -> std::io::Result<FaultyGateway> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let control = Control::default();
@@ -342,16 +342,16 @@ impl FaultyGateway {
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 
-    pub fn control(&self) -> Control {
+    pub(crate) fn control(&self) -> Control {
         self.control.clone()
     }
 
     /// Stop accepting, close every connection, and wait for the tasks.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.stop.cancel();
         if let Some(t) = self.task.take() {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
@@ -668,7 +668,7 @@ async fn inject(
             ..poisoned_reply(req)
         }
         .encode(),
-        Fault::RandomBytes => random_bytes(connection << 16 | req.tid as u64, 24),
+        Fault::RandomBytes => random_bytes(connection << 16 | u64::from(req.tid), 24),
         Fault::WrongFunctionCode => Frame {
             pdu: registers_pdu(function ^ 0x07, &poison_words(count)),
             ..poisoned_reply(req)

@@ -7,7 +7,7 @@ use proptest::test_runner::FileFailurePersistence;
 
 /// `default` cases unless `PROPTEST_CASES` says otherwise; failures are
 /// kept in `proptest-regressions/` (replayed first on every run).
-pub fn cases(default: u32, file: &'static str) -> ProptestConfig {
+pub(crate) fn cases(default: u32, file: &'static str) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|s| s.parse().ok())

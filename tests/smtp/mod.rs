@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const PYTHON: &str = "/usr/bin/python3";
 const DEADLINE: Duration = Duration::from_secs(20);
 
-pub struct SmtpPeer {
+pub(crate) struct SmtpPeer {
     child: Child,
     pub port: u16,
     log: PathBuf,
@@ -21,7 +21,7 @@ pub struct SmtpPeer {
 impl SmtpPeer {
     /// Start the peer on `port` (0: the OS picks), storing mail in `out`;
     /// `args`: the script's options (`--reply`, `--auth`).
-    pub fn start(port: u16, out: &Path, args: &[&str]) -> SmtpPeer {
+    pub(crate) fn start(port: u16, out: &Path, args: &[&str]) -> SmtpPeer {
         assert!(
             Path::new(PYTHON).exists(),
             "{PYTHON} missing: run ./scripts/test.sh (installs python3-aiosmtpd)"
@@ -69,7 +69,7 @@ impl SmtpPeer {
         }
     }
 
-    pub fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -84,7 +84,7 @@ impl Drop for SmtpPeer {
 
 /// Mail the peer stored, oldest first.
 #[derive(Debug, Clone)]
-pub struct Mail {
+pub(crate) struct Mail {
     pub rcpt_tos: Vec<String>,
     pub subject: String,
     pub message_id: String,
@@ -97,7 +97,7 @@ pub struct Mail {
     pub attachments: Vec<(String, String, String)>,
 }
 
-pub fn mails(out: &Path) -> Vec<Mail> {
+pub(crate) fn mails(out: &Path) -> Vec<Mail> {
     let mut files: Vec<PathBuf> = fs::read_dir(out)
         .map(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path()))

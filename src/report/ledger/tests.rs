@@ -5,12 +5,12 @@ use super::*;
 #[test]
 fn cp95_by_hand() {
     // 20 values 1..=20: drop the top ⌊0.05·20⌋ = 1 → 19.
-    let v: Vec<f64> = (1..=20).map(|x| x as f64).collect();
+    let v: Vec<f64> = (1..=20).map(|x| f64::from(x)).collect();
     assert_eq!(cp95_sorted(&v), Some(19.0));
     // 10 values: ⌊0.5⌋ = 0 dropped → the maximum.
     assert_eq!(cp95_sorted(&v[..10]), Some(10.0));
     // 100 values: drop 5 → the 95th smallest.
-    let v: Vec<f64> = (1..=100).map(|x| x as f64 / 10.0).collect();
+    let v: Vec<f64> = (1..=100).map(|x| f64::from(x) / 10.0).collect();
     assert_eq!(cp95_sorted(&v), Some(9.5));
 }
 

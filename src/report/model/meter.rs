@@ -98,7 +98,7 @@ pub(super) fn assess(
 }
 
 pub(super) fn pct(part: u32, whole: u32) -> Option<f64> {
-    (whole > 0).then(|| part as f64 / whole as f64 * 100.0)
+    (whole > 0).then(|| f64::from(part) / f64::from(whole) * 100.0)
 }
 
 pub(super) fn voltage_row(
@@ -121,7 +121,7 @@ pub(super) fn voltage_row(
         max: v.max,
         min: v.min,
         mean: v.mean(),
-        completeness: (expected > 0).then(|| v.monitored as f64 / expected as f64 * 100.0),
+        completeness: (expected > 0).then(|| f64::from(v.monitored) / expected as f64 * 100.0),
     }
 }
 
@@ -387,7 +387,7 @@ fn voltage_share(
             let (n, out) = voltage_long
                 .iter()
                 .fold((0, 0), |(n, o), r| (n + r.intervals, o + r.outside));
-            (n > 0).then(|| (1.0 - out as f64 / n as f64) * 100.0)
+            (n > 0).then(|| (1.0 - f64::from(out) / f64::from(n)) * 100.0)
         }
         (true, true) => voltage_long
             .iter()
@@ -660,14 +660,17 @@ pub(super) fn weekly_rows(
     let mut out = Vec::new();
     for ((year, week), acc) in weeks {
         for (phase, (n, n1, n2)) in acc.per_phase {
-            let within = (n > 0).then(|| (1.0 - n1 as f64 / n as f64) * 100.0);
+            let within = (n > 0).then(|| (1.0 - f64::from(n1) / f64::from(n)) * 100.0);
             let sufficient = acc.expected > 0
-                && n as f64 + 1e-9 >= acc.expected as f64 * min_completeness / 100.0;
+                && f64::from(n) + 1e-9 >= acc.expected as f64 * min_completeness / 100.0;
             let verdict = match within {
                 None if acc.expected == 0 => Verdict::NoData,
                 _ if !sufficient => Verdict::Insufficient,
                 // N1 ≤ (100 − share) % of N, with N2 = 0.
-                Some(_) if n2 == 0 && n1 as f64 <= n as f64 * (100.0 - w.share) / 100.0 + 1e-9 => {
+                Some(_)
+                    if n2 == 0
+                        && f64::from(n1) <= f64::from(n) * (100.0 - w.share) / 100.0 + 1e-9 =>
+                {
                     Verdict::Pass
                 }
                 Some(_) => Verdict::Fail,

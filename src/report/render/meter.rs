@@ -325,7 +325,7 @@ pub(super) fn long_table(ctx: &Ctx, m: &MeterReport) -> Table {
     let mut head = vec![String::new()];
     head.extend(rows.iter().map(|r| ctx.phase(&r.phase)));
     let (n, out) = long_totals(rows);
-    let total_within = (n > 0).then(|| (1.0 - out as f64 / n as f64) * 100.0);
+    let total_within = (n > 0).then(|| (1.0 - f64::from(out) / f64::from(n)) * 100.0);
     let show_total = rows.len() > 1;
     if show_total {
         head.push(ctx.phase("total"));

@@ -36,7 +36,7 @@ fn unbalance_is_judged_on_its_95_percent_value_and_maximum() {
         // Second method: sort the minutes, drop the top ⌊0.05 n⌋.
         let values: Vec<f64> = (0..1440).map(eps).collect();
         let cp95 = ledger::cp95_sorted(&values).unwrap();
-        let max = values.iter().cloned().fold(f64::MIN, f64::max);
+        let max = values.iter().copied().fold(f64::MIN, f64::max);
         let u = r.meters[0].unbalance.clone().unwrap();
         assert!((u.cp95.unwrap() - cp95).abs() < 0.006, "{u:?} vs {cp95}");
         assert_eq!(u.max.unwrap().0, max);

@@ -53,7 +53,7 @@ fn phase_voltages_on_220_v_with_an_outage_hour_pass_as_the_standard_says() {
     );
     assert_eq!(m.outage_minutes, outage);
     // (1 − 69/1380) × 100 = 95.00 % exactly: a pass at 95 %.
-    let rate = 100.0 * (1.0 - (above + below) as f64 / monitored as f64);
+    let rate = 100.0 * (1.0 - f64::from(above + below) / f64::from(monitored));
     assert!((row.rate.unwrap() - rate).abs() < 1e-9 && (rate - 95.0).abs() < 1e-9);
     assert_eq!(m.voltage_verdict, Verdict::Pass);
     assert_eq!(m.data_completeness, Some(100.0), "outage minutes are data");
@@ -234,7 +234,7 @@ fn en50160_is_judged_per_phase_per_week_with_range_2() {
             (n, n1, n2),
             "{w:?}"
         );
-        let pass = n2 == 0 && n1 as f64 <= 0.05 * n as f64;
+        let pass = n2 == 0 && f64::from(n1) <= 0.05 * f64::from(n);
         assert_eq!(w.verdict == Verdict::Pass, pass, "{w:?}");
         assert!(!w.partial);
     }
