@@ -40,7 +40,7 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CloseReason::MeterRemoved => "meter_removed",
             CloseReason::CustomerRemoved => "customer_removed",

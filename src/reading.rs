@@ -13,7 +13,7 @@ pub(crate) type Latest = Arc<Mutex<HashMap<String, Reading>>>;
 #[derive(Debug)]
 pub struct MeterMeta {
     pub id: String,
-    pub customer: String,
+    pub(crate) customer: String,
     /// Escaped `meter,tag=v,...` prefix of the meter's lines, per dialect.
     series_key_v2: String,
     series_key_v1: String,

@@ -38,7 +38,7 @@ pub struct Unit {
     pub canonical: &'static str,
     /// Multiply a value in `symbol` by this to get `canonical`.
     pub factor: f64,
-    pub ratio: Ratio,
+    pub(crate) ratio: Ratio,
 }
 
 const UNITS: &[Unit] = &[

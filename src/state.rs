@@ -185,7 +185,7 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct DirLock {
     _file: std::fs::File,
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The lock file did not exist before: removed again on drop unless
     /// [`DirLock::keep`] was called, so a start refused on a foreign state
     /// file leaves the directory as it found it.

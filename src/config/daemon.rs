@@ -19,7 +19,7 @@ pub struct Daemon {
 }
 
 #[derive(Debug, Clone)]
-pub struct Polling {
+pub(super) struct Polling {
     pub interval: Duration,
     pub timeout: Duration,
     pub connect_timeout: Duration,

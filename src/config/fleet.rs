@@ -19,20 +19,20 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Customer {
     pub id: String,
-    pub name: String,
-    pub tags: BTreeMap<String, String>,
-    pub contracted_kva: Option<f64>,
-    pub max_demand_kw: Option<f64>,
+    pub(crate) name: String,
+    pub(crate) tags: BTreeMap<String, String>,
+    pub(crate) contracted_kva: Option<f64>,
+    pub(crate) max_demand_kw: Option<f64>,
     /// Minimum short-circuit capacity at the PCC, MVA.
     pub short_circuit_mva: Option<f64>,
     /// Maximum demand load current I_L, A.
     pub max_demand_current_a: Option<f64>,
     /// Supply capacity of the PCC, MVA.
     pub supply_capacity_mva: Option<f64>,
-    pub suspensions: Vec<super::sections::SuspensionPeriod>,
-    pub limits: crate::quality::limits::Overrides,
-    pub language: super::sections::Language,
-    pub alert_group: Option<String>,
+    pub(crate) suspensions: Vec<super::sections::SuspensionPeriod>,
+    pub(crate) limits: crate::quality::limits::Overrides,
+    pub(crate) language: super::sections::Language,
+    pub(crate) alert_group: Option<String>,
     /// Report recipients (may be empty: then no report is sent).
     pub recipients: Vec<String>,
     /// Report schedule; None when reports are off for this customer.
@@ -55,7 +55,7 @@ pub struct Meter {
     pub ct_ratio: f64,
     /// IEC convention: line-to-line for three-phase, phase voltage for single-phase.
     pub nominal_voltage: f64,
-    pub phases: u8,
+    pub(crate) phases: u8,
     /// Tags written with every point: user tags, then `meter` and `customer`.
     pub tags: BTreeMap<String, String>,
     /// What the meter's supply is judged against (preset + overrides).

@@ -76,10 +76,10 @@ const APPENDED: &[&str] = &["meters", "customers", "gateways"];
 /// The merged tree plus, for every appended array entry, the file it came from.
 #[derive(Debug, Default)]
 pub struct Tree {
-    pub root: serde_json::Map<String, Value>,
+    pub(crate) root: serde_json::Map<String, Value>,
     /// (array name, index) → file, for entries from conf.d files.
     pub origins: BTreeMap<(String, usize), PathBuf>,
-    pub base_dir: PathBuf,
+    pub(crate) base_dir: PathBuf,
 }
 
 /// Load and validate the configuration at `path` with the process environment.

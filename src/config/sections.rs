@@ -53,14 +53,14 @@ pub(super) fn timezone(v: Option<&str>, p: &mut Problems) -> jiff::tz::TimeZone 
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct SuspensionPeriod {
-    pub from_ms: i64,
-    pub to_ms: i64,
-    pub kva: f64,
+pub(crate) struct SuspensionPeriod {
+    pub(crate) from_ms: i64,
+    pub(crate) to_ms: i64,
+    pub(crate) kva: f64,
     /// As configured, for reports.
     pub from: String,
-    pub to: String,
-    pub note: Option<String>,
+    pub(crate) to: String,
+    pub(crate) note: Option<String>,
 }
 
 /// A local date or date-time in `tz` → Unix ms. With `end_of_day`, a bare
@@ -209,9 +209,9 @@ pub(super) fn voltage_refs(
 /// Validated `[http]`.
 #[derive(Debug, Clone)]
 pub struct Http {
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     pub listen: std::net::SocketAddr,
-    pub token: Option<Secret>,
+    pub(crate) token: Option<Secret>,
 }
 
 pub(super) fn http(p: &mut Problems) -> Http {

@@ -165,7 +165,7 @@ nominal_voltage = 380
     assert_eq!(c.meters.len(), 2, "conf.d meters are appended");
     assert_eq!(c.meters[1].timeout, Duration::from_millis(300));
     assert_eq!(
-        c.polling.interval,
+        c.meters[1].interval,
         Duration::from_secs(10),
         "tables merge key by key"
     );

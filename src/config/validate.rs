@@ -4,7 +4,7 @@
 //! `influx`, `fleet`, `sections`); every violation is collected with its key
 //! path by `problems`.
 
-use super::daemon::{Daemon, GatewaySettings, Polling, daemon, gateways, polling, profiles};
+use super::daemon::{Daemon, GatewaySettings, daemon, gateways, polling, profiles};
 use super::fleet::{Customer, Meter, MeterContext, customers, meters};
 use super::influx::{Api, Influx, influx};
 use super::problems::Problems;
@@ -35,7 +35,6 @@ pub struct Config {
     pub daemon: Daemon,
     /// `None` when no `[influxdb]` section is configured or it is disabled.
     pub influx: Option<Influx>,
-    pub polling: Polling,
     pub customers: Vec<Customer>,
     pub meters: Vec<Arc<Meter>>,
     /// Per gateway address: its settings (defaults from `[polling]`).
@@ -124,7 +123,6 @@ pub fn validate_tree(tree: &Tree) -> Result<Config, ConfigError> {
     Ok(Config {
         daemon,
         influx,
-        polling,
         customers,
         meters,
         gateways,

@@ -40,9 +40,9 @@ pub(crate) const DB_RETRY_MS: i64 = 5_000;
 /// (the queue, and the default `.eml` directory) and the shutdown grace.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub smtp: Smtp,
-    pub state_dir: PathBuf,
-    pub shutdown_grace: Duration,
+    pub(crate) smtp: Smtp,
+    pub(crate) state_dir: PathBuf,
+    pub(crate) shutdown_grace: Duration,
 }
 
 impl Settings {

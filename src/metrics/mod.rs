@@ -32,7 +32,7 @@ pub struct Metrics {
     pub sink: crate::sink::stats::SinkStats,
     pub events: crate::watch::stats::EventStats,
     pub mail: crate::mail::stats::MailStats,
-    pub reports: crate::report::stats::ReportStats,
+    pub(crate) reports: crate::report::stats::ReportStats,
     /// Wall-clock steps (either way, more than 1 s) seen (`clock`).
     pub clock_steps: AtomicU64,
     /// HTTP connections closed because they were too slow to send a

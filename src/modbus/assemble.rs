@@ -78,7 +78,7 @@ pub struct MeterPlan {
     /// Output name per register / derived value, shared by every reading.
     register_names: Vec<Arc<str>>,
     derived_names: Vec<Arc<str>>,
-    pub ratios: Ratios,
+    pub(crate) ratios: Ratios,
     /// Register indices the requests serve.
     needed: Vec<usize>,
 }

@@ -88,13 +88,13 @@ pub(crate) fn offer(
 /// the time zone and the state directory.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub alerts: Alerts,
-    pub customers: Vec<Customer>,
-    pub meters: Vec<Arc<Meter>>,
+    pub(crate) alerts: Alerts,
+    pub(crate) customers: Vec<Customer>,
+    pub(crate) meters: Vec<Arc<Meter>>,
     /// `[smtp] from`.
     pub from: String,
-    pub timezone: jiff::tz::TimeZone,
-    pub state_dir: PathBuf,
+    pub(crate) timezone: jiff::tz::TimeZone,
+    pub(crate) state_dir: PathBuf,
 }
 
 impl Settings {

@@ -174,7 +174,7 @@ impl Profile {
             .chain(self.derived.iter().map(|d| d.name.as_str()))
     }
 
-    pub fn register(&self, name: &str) -> Option<&Register> {
+    pub(crate) fn register(&self, name: &str) -> Option<&Register> {
         self.registers.iter().find(|r| r.name == name)
     }
 }
@@ -182,7 +182,7 @@ impl Profile {
 /// Every problem found in one profile file, each naming its key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProfileError {
-    pub origin: String,
+    pub(crate) origin: String,
     pub problems: Vec<String>,
 }
 

@@ -33,15 +33,15 @@ use std::collections::{BTreeMap, VecDeque};
 /// largest polled sample in it (kW / kVA).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Minute {
-    pub start_ms: i64,
-    pub kw: f64,
+    pub(crate) start_ms: i64,
+    pub(crate) kw: f64,
     /// Apparent power, where every meter of the sum has it.
     pub kva: Option<f64>,
     /// Largest polled sample of the load (kVA where known, else kW) and
     /// its time; for a sum, the sum of the meters' maxima (an upper bound
     /// of the instantaneous total, exact for one meter).
     pub max_load: f64,
-    pub max_load_ms: i64,
+    pub(crate) max_load_ms: i64,
     /// `kw` is from the energy counter ([`EnergyBasis`]), not polled power.
     pub from_energy: bool,
 }
@@ -71,7 +71,7 @@ pub struct Demand {
 }
 
 impl Demand {
-    pub fn load(&self) -> (f64, &'static str) {
+    pub(crate) fn load(&self) -> (f64, &'static str) {
         match self.kva {
             Some(k) => (k, "kVA"),
             None => (self.kw, "kW"),
@@ -104,7 +104,7 @@ impl Sliding {
         }
     }
 
-    pub fn period_ms(&self) -> i64 {
+    pub(crate) fn period_ms(&self) -> i64 {
         self.len as i64 * self.step_ms
     }
 
@@ -214,7 +214,7 @@ pub struct CustomerSum {
 }
 
 impl CustomerSum {
-    pub fn new(meters: usize, step_ms: i64) -> Self {
+    pub(crate) fn new(meters: usize, step_ms: i64) -> Self {
         CustomerSum {
             meters: meters.max(1),
             partial: BTreeMap::new(),

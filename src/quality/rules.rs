@@ -66,7 +66,7 @@ impl Kind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Kind> {
+    pub(crate) fn parse(s: &str) -> Option<Kind> {
         Kind::ALL.iter().copied().find(|k| k.as_str() == s)
     }
 
@@ -127,8 +127,8 @@ impl Event {
 /// Timing of one rule family.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Timing {
-    pub min_duration: Duration,
-    pub clear_after: Duration,
+    pub(crate) min_duration: Duration,
+    pub(crate) clear_after: Duration,
     /// Hysteresis margin, in the limit's unit: once open, a value counts as
     /// clear only when it is inside the limit by at least this much.
     pub margin: f64,
@@ -145,15 +145,15 @@ pub(crate) struct Suspension {
 /// Everything the rules of one meter need, resolved from config.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
-    pub meter: String,
-    pub customer: String,
-    pub limits: Limits,
+    pub(crate) meter: String,
+    pub(crate) customer: String,
+    pub(crate) limits: Limits,
     /// (phase name, field, nominal reference in V) for voltage rules.
     pub voltage_refs: Vec<(String, String, f64)>,
-    pub short_ms: i64,
-    pub long_ms: i64,
-    pub voltage: Timing,
-    pub harmonics: Timing,
+    pub(crate) short_ms: i64,
+    pub(crate) long_ms: i64,
+    pub(crate) voltage: Timing,
+    pub(crate) harmonics: Timing,
     /// A window whose every judged voltage is below this share (%) of its
     /// reference is a supply interruption (GB/T 30137, IEC 61000-4-30: 10 %):
     /// not a voltage deviation, so voltage rules skip it.
@@ -475,7 +475,7 @@ pub(crate) const CUSTOMER_TOTAL: &str = "*";
 /// The rule state of one meter: voltage, harmonics, unbalance.
 #[derive(Debug, Clone)]
 pub struct MeterRules {
-    pub set: RuleSet,
+    pub(crate) set: RuleSet,
     tracker: Tracker,
 }
 

@@ -44,18 +44,18 @@ pub struct Hist {
 }
 
 impl Hist {
-    pub fn add(&mut self, v: f64) {
+    pub(crate) fn add(&mut self, v: f64) {
         let bin = (v / HIST_RESOLUTION).round() as i64;
         *self.bins.entry(bin).or_insert(0) += 1;
     }
 
-    pub fn merge(&mut self, other: &Hist) {
+    pub(crate) fn merge(&mut self, other: &Hist) {
         for (b, c) in &other.bins {
             *self.bins.entry(*b).or_insert(0) += c;
         }
     }
 
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.bins.values().map(|&c| u64::from(c)).sum()
     }
 
@@ -127,16 +127,16 @@ fn keep_min(slot: &mut Option<(f64, i64)>, v: (f64, i64)) {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VoltageDay {
     pub monitored: u32,
-    pub above: u32,
-    pub below: u32,
-    pub sum: f64,
+    pub(crate) above: u32,
+    pub(crate) below: u32,
+    pub(crate) sum: f64,
     /// Highest and lowest window mean, with the window's start (Unix ms).
     pub max: Option<(f64, i64)>,
-    pub min: Option<(f64, i64)>,
+    pub(crate) min: Option<(f64, i64)>,
     /// The band the windows were judged against (V), as of the latest window.
     pub upper_v: f64,
-    pub lower_v: f64,
-    pub band_at: i64,
+    pub(crate) lower_v: f64,
+    pub(crate) band_at: i64,
 }
 
 impl VoltageDay {
@@ -156,7 +156,7 @@ impl VoltageDay {
         }
     }
 
-    pub fn merge(&mut self, o: &VoltageDay) {
+    pub(crate) fn merge(&mut self, o: &VoltageDay) {
         self.monitored += o.monitored;
         self.above += o.above;
         self.below += o.below;
@@ -172,7 +172,7 @@ impl VoltageDay {
         }
     }
 
-    pub fn mean(&self) -> Option<f64> {
+    pub(crate) fn mean(&self) -> Option<f64> {
         (self.monitored > 0).then(|| self.sum / f64::from(self.monitored))
     }
 
@@ -186,20 +186,20 @@ impl VoltageDay {
 /// THDu, THDi or one harmonic order of one phase over a day.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DistortionDay {
-    pub minutes: u32,
+    pub(crate) minutes: u32,
     /// Minutes whose mean was above the limit.
     pub over: u32,
-    pub max: Option<(f64, i64)>,
-    pub min: Option<(f64, i64)>,
-    pub sum: f64,
-    pub hist: Hist,
+    pub(crate) max: Option<(f64, i64)>,
+    pub(crate) min: Option<(f64, i64)>,
+    pub(crate) sum: f64,
+    pub(crate) hist: Hist,
     /// The limit (%), as of the latest minute; None where none applies.
     pub limit: Option<f64>,
-    pub limit_at: i64,
+    pub(crate) limit_at: i64,
 }
 
 impl DistortionDay {
-    pub fn add(&mut self, mean: f64, start_ms: i64, limit: Option<f64>) {
+    pub(crate) fn add(&mut self, mean: f64, start_ms: i64, limit: Option<f64>) {
         self.minutes += 1;
         self.sum += mean;
         if limit.is_some_and(|l| mean > l) {
@@ -213,7 +213,7 @@ impl DistortionDay {
         }
     }
 
-    pub fn merge(&mut self, o: &DistortionDay) {
+    pub(crate) fn merge(&mut self, o: &DistortionDay) {
         self.minutes += o.minutes;
         self.over += o.over;
         self.sum += o.sum;
@@ -229,11 +229,11 @@ impl DistortionDay {
         }
     }
 
-    pub fn mean(&self) -> Option<f64> {
+    pub(crate) fn mean(&self) -> Option<f64> {
         (self.minutes > 0).then(|| self.sum / f64::from(self.minutes))
     }
 
-    pub fn cp95(&self) -> Option<f64> {
+    pub(crate) fn cp95(&self) -> Option<f64> {
         self.hist.cp95()
     }
 }
@@ -241,9 +241,9 @@ impl DistortionDay {
 /// A peak with its time and unit ("kW", "kVA").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Peak {
-    pub value: f64,
-    pub at_ms: i64,
-    pub unit: String,
+    pub(crate) value: f64,
+    pub(crate) at_ms: i64,
+    pub(crate) unit: String,
 }
 
 /// Keep the higher peak (the earlier one when equal).
@@ -324,7 +324,7 @@ pub fn customer_key(customer: &str) -> String {
 }
 
 impl DayLedger {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.voltage.is_empty()
             && self.voltage_long.is_empty()
             && self.distortion.is_empty()
@@ -384,7 +384,7 @@ impl DayLedger {
         out
     }
 
-    pub fn decode(b: &[u8]) -> Result<DayLedger, String> {
+    pub(crate) fn decode(b: &[u8]) -> Result<DayLedger, String> {
         match b.split_first() {
             Some((&ENCODING, rest)) => {
                 postcard::from_bytes(rest).map_err(|e| format!("ledger row: {e}"))
@@ -428,8 +428,8 @@ pub struct LedgerSpec {
     pub voltage: Vec<(String, String, f64, f64)>,
     /// Distortion fields the ledger keeps, with their limits (%).
     pub thd_voltage: BTreeMap<String, f64>,
-    pub harmonic_limits: BTreeMap<u16, f64>,
-    pub thd_current: Option<f64>,
+    pub(crate) harmonic_limits: BTreeMap<u16, f64>,
+    pub(crate) thd_current: Option<f64>,
     /// IEEE 519 TDD limit (% of I_L), where the customer's short-circuit
     /// ratio selects one.
     pub tdd: Option<f64>,

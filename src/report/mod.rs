@@ -40,14 +40,14 @@ use std::sync::Arc;
 /// directory.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub customers: Vec<Customer>,
-    pub meters: Vec<Arc<Meter>>,
-    pub rules: RulesCfg,
-    pub reports: Reports,
+    pub(crate) customers: Vec<Customer>,
+    pub(crate) meters: Vec<Arc<Meter>>,
+    pub(crate) rules: RulesCfg,
+    pub(crate) reports: Reports,
     /// `[smtp] from`.
     pub from: String,
-    pub timezone: jiff::tz::TimeZone,
-    pub state_dir: PathBuf,
+    pub(crate) timezone: jiff::tz::TimeZone,
+    pub(crate) state_dir: PathBuf,
 }
 
 impl Settings {

@@ -42,7 +42,7 @@ use meter::meter_report;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Pass,
     Fail,
     /// Nothing was measured to judge by.
@@ -56,7 +56,7 @@ impl Verdict {
     /// Fail wins; then Insufficient (a pass cannot stand beside a part
     /// that could not be judged); then Pass; NoData only when everything
     /// is NoData.
-    pub fn combine(items: impl IntoIterator<Item = Verdict>) -> Verdict {
+    pub(crate) fn combine(items: impl IntoIterator<Item = Verdict>) -> Verdict {
         let mut out = Verdict::NoData;
         for v in items {
             match v {
@@ -67,15 +67,6 @@ impl Verdict {
             }
         }
         out
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "fail",
-            Verdict::NoData => "no_data",
-            Verdict::Insufficient => "insufficient_data",
-        }
     }
 }
 
@@ -93,23 +84,23 @@ pub fn truncate2(v: f64) -> f64 {
 /// Voltage of one phase (or "total") over the period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VoltageRow {
-    pub phase: String,
+    pub(crate) phase: String,
     /// Nominal reference (V) and the band (V).
     pub reference_v: f64,
-    pub upper_v: f64,
-    pub lower_v: f64,
-    pub monitored: u32,
-    pub above: u32,
-    pub below: u32,
+    pub(crate) upper_v: f64,
+    pub(crate) lower_v: f64,
+    pub(crate) monitored: u32,
+    pub(crate) above: u32,
+    pub(crate) below: u32,
     /// Qualification rate, % (None without monitored minutes).
     pub rate: Option<f64>,
     /// Minutes above / below as % of monitored minutes.
     pub above_pct: Option<f64>,
-    pub below_pct: Option<f64>,
+    pub(crate) below_pct: Option<f64>,
     /// Highest and lowest 1-minute mean, with the minute's start.
     pub max: Option<(f64, i64)>,
-    pub min: Option<(f64, i64)>,
-    pub mean: Option<f64>,
+    pub(crate) min: Option<(f64, i64)>,
+    pub(crate) mean: Option<f64>,
     /// Monitored / expected minutes, %.
     pub completeness: Option<f64>,
 }
@@ -117,19 +108,19 @@ pub struct VoltageRow {
 /// THDu, an individual harmonic order or THDi of one phase over the period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DistortionRow {
-    pub field: String,
-    pub phase: String,
+    pub(crate) field: String,
+    pub(crate) phase: String,
     /// Harmonic order; 0 for THD.
     pub order: u16,
-    pub minutes: u32,
-    pub cp95: Option<f64>,
-    pub max: Option<(f64, i64)>,
-    pub min: Option<(f64, i64)>,
-    pub mean: Option<f64>,
+    pub(crate) minutes: u32,
+    pub(crate) cp95: Option<f64>,
+    pub(crate) max: Option<(f64, i64)>,
+    pub(crate) min: Option<(f64, i64)>,
+    pub(crate) mean: Option<f64>,
     /// Minutes whose mean was above the limit.
     pub over: u32,
-    pub limit: Option<f64>,
-    pub verdict: Verdict,
+    pub(crate) limit: Option<f64>,
+    pub(crate) verdict: Verdict,
     /// Polled samples the CP95 is of (meters polled every 3 s or faster);
     /// 0: the CP95 is of the 1-minute means.
     pub samples: u64,
@@ -142,7 +133,7 @@ pub struct DistortionRow {
 /// One distortion figure under EN 50160's or IEEE 519's statistics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessed {
-    pub kind: crate::quality::limits::Assessment,
+    pub(crate) kind: crate::quality::limits::Assessment,
     /// Weeks (ISO, the part inside the period) with 10-minute values.
     pub weeks: u32,
     /// The worst week's 95th percentile of 10-minute means, and the week
@@ -154,7 +145,7 @@ pub struct Assessed {
     /// IEEE 519: the worst day's 99th percentile of very short values,
     /// judged against `daily_factor` × the limit (1.5 voltages, 2 currents).
     pub daily_p99: Option<(f64, jiff::civil::Date)>,
-    pub daily_factor: f64,
+    pub(crate) daily_factor: f64,
     /// The daily values are polled samples of 3 s or less; otherwise the
     /// 1-minute means, the shortest values pqwatch has.
     pub daily_on_samples: bool,
@@ -168,57 +159,57 @@ pub const WEEKLY_P99_FACTOR: f64 = 1.5;
 /// against the normal limit, the maximum against the short-time one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UnbalanceRow {
-    pub minutes: u32,
-    pub cp95: Option<f64>,
-    pub max: Option<(f64, i64)>,
-    pub mean: Option<f64>,
+    pub(crate) minutes: u32,
+    pub(crate) cp95: Option<f64>,
+    pub(crate) max: Option<(f64, i64)>,
+    pub(crate) mean: Option<f64>,
     /// Normal limit (2 % at the PCC; 1.3 % for one customer's share).
     pub limit: f64,
     /// Short-time limit: twice the normal one (4 %; 2.6 %).
     pub short_limit: f64,
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 /// Frequency over the period (GB/T 15945, EN 50160): 1-minute means inside
 /// nominal ± the allowed deviation, for the share of minutes required.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrequencyRow {
-    pub standard: String,
-    pub nominal_hz: f64,
-    pub deviation_hz: f64,
+    pub(crate) standard: String,
+    pub(crate) nominal_hz: f64,
+    pub(crate) deviation_hz: f64,
     /// Required share of minutes inside, %.
     pub required_pct: f64,
-    pub monitored: u32,
-    pub outside: u32,
-    pub within_pct: Option<f64>,
-    pub max: Option<(f64, i64)>,
-    pub min: Option<(f64, i64)>,
-    pub verdict: Verdict,
+    pub(crate) monitored: u32,
+    pub(crate) outside: u32,
+    pub(crate) within_pct: Option<f64>,
+    pub(crate) max: Option<(f64, i64)>,
+    pub(crate) min: Option<(f64, i64)>,
+    pub(crate) verdict: Verdict,
 }
 
 /// One phase of one day, for the daily table, chart and CSV.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DayPhase {
     pub phase: String,
-    pub monitored: u32,
-    pub above: u32,
-    pub below: u32,
-    pub rate: Option<f64>,
-    pub min: Option<f64>,
-    pub mean: Option<f64>,
-    pub max: Option<f64>,
-    pub thd_cp95: Option<f64>,
-    pub thd_max: Option<f64>,
+    pub(crate) monitored: u32,
+    pub(crate) above: u32,
+    pub(crate) below: u32,
+    pub(crate) rate: Option<f64>,
+    pub(crate) min: Option<f64>,
+    pub(crate) mean: Option<f64>,
+    pub(crate) max: Option<f64>,
+    pub(crate) thd_cp95: Option<f64>,
+    pub(crate) thd_max: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DayRow {
-    pub date: jiff::civil::Date,
+    pub(crate) date: jiff::civil::Date,
     /// Minutes in that local day (1440, or 1380/1500 on DST days).
     pub expected: u32,
     pub phases: Vec<DayPhase>,
-    pub active_power_peak: Option<Peak>,
-    pub demand_peak: Option<Peak>,
+    pub(crate) active_power_peak: Option<Peak>,
+    pub(crate) demand_peak: Option<Peak>,
     /// Minutes of supply interruption that day.
     pub outage: u32,
 }
@@ -226,9 +217,9 @@ pub struct DayRow {
 /// EN 50160-style counters over the 10-minute means.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LongVoltageRow {
-    pub phase: String,
-    pub intervals: u32,
-    pub outside: u32,
+    pub(crate) phase: String,
+    pub(crate) intervals: u32,
+    pub(crate) outside: u32,
     /// Share of 10-minute means inside the band, %.
     pub within_pct: Option<f64>,
 }
@@ -241,10 +232,10 @@ pub struct WeekRow {
     pub week: String,
     /// First and last day of the week inside the period.
     pub from: jiff::civil::Date,
-    pub to: jiff::civil::Date,
+    pub(crate) to: jiff::civil::Date,
     /// Fewer than seven days of the week lie in the period.
     pub partial: bool,
-    pub phase: String,
+    pub(crate) phase: String,
     /// N: valid 10-minute intervals (interruptions excluded).
     pub intervals: u32,
     /// N1: outside range 1 (the band).
@@ -255,28 +246,28 @@ pub struct WeekRow {
     pub within_pct: Option<f64>,
     /// The share range 1 must hold (95 LV, 99 MV).
     pub required_pct: f64,
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeterReport {
     pub id: String,
     pub profile: String,
-    pub nominal_voltage: f64,
-    pub phases: u8,
-    pub pt_ratio: f64,
-    pub ct_ratio: f64,
-    pub voltage_standard: String,
-    pub harmonic_standard: String,
+    pub(crate) nominal_voltage: f64,
+    pub(crate) phases: u8,
+    pub(crate) pt_ratio: f64,
+    pub(crate) ct_ratio: f64,
+    pub(crate) voltage_standard: String,
+    pub(crate) harmonic_standard: String,
     /// The band as configured: % of nominal, and its note.
     pub band_pct: Option<(f64, f64)>,
-    pub band_note: String,
+    pub(crate) band_note: String,
     /// Whether the voltage verdict is on 10-minute means (EN 50160).
     pub judged_on_10min: bool,
     /// The share the voltage verdict compares with the target, %: pooled
     /// over the phases or the worst phase's (`[reports] phase_rule`).
     pub voltage_share: Option<f64>,
-    pub window_ms: i64,
+    pub(crate) window_ms: i64,
     /// Minutes the period holds (up to now while it runs).
     pub expected: u64,
     /// Minutes of supply interruption: not monitored time.
@@ -285,13 +276,13 @@ pub struct MeterReport {
     pub data_completeness: Option<f64>,
     /// Per phase, then a "total" row when there is more than one phase.
     pub voltage: Vec<VoltageRow>,
-    pub voltage_long: Vec<LongVoltageRow>,
+    pub(crate) voltage_long: Vec<LongVoltageRow>,
     /// EN 50160 per phase and week, where the preset assesses so.
     pub weekly: Vec<WeekRow>,
-    pub thd: Vec<DistortionRow>,
+    pub(crate) thd: Vec<DistortionRow>,
     /// Every individual order the meter provides, ascending by phase and order.
     pub harmonics: Vec<DistortionRow>,
-    pub thd_current: Vec<DistortionRow>,
+    pub(crate) thd_current: Vec<DistortionRow>,
     /// IEEE 519 TDD per phase, judged where the customer's short-circuit
     /// ratio selects a limit (`short_circuit_mva`, `max_demand_current_a`).
     pub tdd_current: Vec<DistortionRow>,
@@ -308,25 +299,25 @@ pub struct MeterReport {
     pub flicker: Vec<DistortionRow>,
     /// The flicker limit's standard and note, where one applies.
     pub flicker_limit: Option<crate::quality::limits::FlickerLimit>,
-    pub active_power_peak: Option<Peak>,
-    pub demand_peak: Option<Peak>,
+    pub(crate) active_power_peak: Option<Peak>,
+    pub(crate) demand_peak: Option<Peak>,
     pub daily: Vec<DayRow>,
-    pub voltage_verdict: Verdict,
-    pub harmonic_verdict: Verdict,
+    pub(crate) voltage_verdict: Verdict,
+    pub(crate) harmonic_verdict: Verdict,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
     pub meter: String,
-    pub kind: Kind,
-    pub phase: String,
-    pub order: u16,
-    pub start_ms: i64,
-    pub end_ms: i64,
-    pub open: bool,
-    pub peak: f64,
-    pub limit: f64,
-    pub unit: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) phase: String,
+    pub(crate) order: u16,
+    pub(crate) start_ms: i64,
+    pub(crate) end_ms: i64,
+    pub(crate) open: bool,
+    pub(crate) peak: f64,
+    pub(crate) limit: f64,
+    pub(crate) unit: &'static str,
     pub source: String,
 }
 
@@ -334,10 +325,10 @@ pub struct EventRow {
 pub struct SuspensionRow {
     /// As configured (local date or date-time).
     pub from: String,
-    pub to: String,
-    pub from_ms: i64,
-    pub to_ms: i64,
-    pub kva: f64,
+    pub(crate) to: String,
+    pub(crate) from_ms: i64,
+    pub(crate) to_ms: i64,
+    pub(crate) kva: f64,
     pub note: Option<String>,
     /// What the customer may still draw (kVA, or kW where the meter has no
     /// apparent power), None without a contracted capacity.
@@ -353,12 +344,12 @@ pub struct SuspensionRow {
     pub basis_ms: i64,
     /// `suspension_load` events that overlapped it.
     pub violations: u32,
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct DemandSection {
-    pub contracted_kw: f64,
+pub(crate) struct DemandSection {
+    pub(crate) contracted_kw: f64,
     /// `[rules] demand_factor` (1.05: max-demand billing charges above 105 %).
     pub factor: f64,
     /// contracted × factor.
@@ -367,39 +358,39 @@ pub struct DemandSection {
     pub peak: Option<Peak>,
     /// Demand period and slide (ms); slide == period is block mode.
     pub period_ms: i64,
-    pub slide_ms: i64,
-    pub exceedances: u32,
-    pub verdict: Verdict,
+    pub(crate) slide_ms: i64,
+    pub(crate) exceedances: u32,
+    pub(crate) verdict: Verdict,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Verdicts {
-    pub voltage: Verdict,
-    pub harmonics: Verdict,
+pub(crate) struct Verdicts {
+    pub(crate) voltage: Verdict,
+    pub(crate) harmonics: Verdict,
     /// None where no meter measures the unbalance.
     pub unbalance: Option<Verdict>,
     /// None where no meter's frequency is judged.
     pub frequency: Option<Verdict>,
     /// None where no meter's Plt is judged.
     pub flicker: Option<Verdict>,
-    pub suspension: Option<Verdict>,
-    pub demand: Option<Verdict>,
-    pub overall: Verdict,
+    pub(crate) suspension: Option<Verdict>,
+    pub(crate) demand: Option<Verdict>,
+    pub(crate) overall: Verdict,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     pub customer_id: String,
     pub customer_name: String,
-    pub contracted_kva: Option<f64>,
-    pub language: Language,
-    pub period: Period,
-    pub tz: jiff::tz::TimeZone,
+    pub(crate) contracted_kva: Option<f64>,
+    pub(crate) language: Language,
+    pub(crate) period: Period,
+    pub(crate) tz: jiff::tz::TimeZone,
     /// The time zone's IANA name, for the header.
     pub tz_name: String,
-    pub from_ms: i64,
-    pub to_ms: i64,
-    pub generated_ms: i64,
+    pub(crate) from_ms: i64,
+    pub(crate) to_ms: i64,
+    pub(crate) generated_ms: i64,
     /// The qualification-rate target the voltage verdict uses, %.
     pub voltage_target: f64,
     /// The data completeness a verdict needs, %.
@@ -409,8 +400,8 @@ pub struct Report {
     pub meters: Vec<MeterReport>,
     pub events: Vec<EventRow>,
     pub suspensions: Vec<SuspensionRow>,
-    pub demand: Option<DemandSection>,
-    pub verdicts: Verdicts,
+    pub(crate) demand: Option<DemandSection>,
+    pub(crate) verdicts: Verdicts,
     /// Ledger rows that could not be read (left out; the report says so).
     pub unreadable_rows: usize,
 }

@@ -4,7 +4,7 @@ use crate::metrics::exposition::{Family, counter};
 use std::sync::atomic::AtomicU64;
 
 #[derive(Debug, Default)]
-pub struct ReportStats {
+pub(crate) struct ReportStats {
     /// Customer reports queued for delivery (`report::scheduler`).
     pub reports_queued: AtomicU64,
     /// Reports that could not be built or queued (retried each minute).

@@ -192,12 +192,12 @@ pub(crate) fn reports_since_ms(db: &StateDb) -> Result<i64, StateError> {
 /// One report put in the mail queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Logged {
-    pub customer: String,
-    pub period: String,
-    pub from_day: String,
-    pub to_day: String,
-    pub queued_ms: i64,
-    pub mail_id: Option<i64>,
+    pub(crate) customer: String,
+    pub(crate) period: String,
+    pub(crate) from_day: String,
+    pub(crate) to_day: String,
+    pub(crate) queued_ms: i64,
+    pub(crate) mail_id: Option<i64>,
     pub recipients: Vec<String>,
     pub subject: String,
 }

@@ -41,10 +41,10 @@ use tracing::{debug, info, warn};
 #[derive(Debug, Clone)]
 pub struct SimMeter {
     pub address: String,
-    pub unit: u8,
-    pub profile: Arc<Profile>,
+    pub(crate) unit: u8,
+    pub(crate) profile: Arc<Profile>,
     pub model: MeterModel,
-    pub ratios: Ratios,
+    pub(crate) ratios: Ratios,
 }
 
 /// Typical peak load for a customer at this nominal voltage, kW.

@@ -66,17 +66,17 @@ pub enum Effect {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub meter: String,
-    pub from: Duration,
-    pub until: Option<Duration>,
-    pub effect: Effect,
+pub(crate) struct Event {
+    pub(crate) meter: String,
+    pub(crate) from: Duration,
+    pub(crate) until: Option<Duration>,
+    pub(crate) effect: Effect,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Scenario {
-    pub repeat: Option<Duration>,
-    pub events: Vec<Event>,
+    pub(crate) repeat: Option<Duration>,
+    pub(crate) events: Vec<Event>,
 }
 
 fn dur(s: &str, key: &str, errs: &mut Vec<String>) -> Duration {

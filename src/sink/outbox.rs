@@ -29,8 +29,8 @@ use std::io::{Read, Write};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stored {
     pub id: i64,
-    pub created_ms: i64,
-    pub points: usize,
+    pub(crate) created_ms: i64,
+    pub(crate) points: usize,
     /// gzip-compressed line protocol.
     pub body: Bytes,
 }

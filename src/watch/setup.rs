@@ -21,9 +21,9 @@ use std::sync::Arc;
 /// else (a stage sees only its own slice, `config::reload`).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub customers: Vec<Customer>,
-    pub meters: Vec<Arc<Meter>>,
-    pub rules: RulesCfg,
+    pub(crate) customers: Vec<Customer>,
+    pub(crate) meters: Vec<Arc<Meter>>,
+    pub(crate) rules: RulesCfg,
 }
 
 impl Settings {

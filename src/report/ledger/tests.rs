@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn cp95_by_hand() {
     // 20 values 1..=20: drop the top ⌊0.05·20⌋ = 1 → 19.
-    let v: Vec<f64> = (1..=20).map(|x| f64::from(x)).collect();
+    let v: Vec<f64> = (1..=20).map(f64::from).collect();
     assert_eq!(cp95_sorted(&v), Some(19.0));
     // 10 values: ⌊0.5⌋ = 0 dropped → the maximum.
     assert_eq!(cp95_sorted(&v[..10]), Some(10.0));
